@@ -1,0 +1,5 @@
+import sys
+
+from signalguard.cli import main
+
+sys.exit(main())

@@ -1,0 +1,32 @@
+"""The ``signalguard`` command."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the command line and run the chosen subcommand."""
+    parser = argparse.ArgumentParser(prog="signalguard", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    try:
+        from signalguard.devstack import cli as devstack_cli
+    except ImportError:  # installed without the devstack extra (e.g. the cloud image)
+        devstack_cli = None
+    if devstack_cli is not None:
+        devstack_cli.add_commands(sub)
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except Exception as exc:
+        from signalguard.devstack.postgres import StackError
+
+        if isinstance(exc, StackError):
+            print(f"signalguard: {exc}", file=sys.stderr)
+            return 1
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,134 @@
+"""Configuration and secrets of the local stack.
+
+Everything the stack keeps lives in one state folder (``.devstack/`` at the top of the checkout by
+default, ignored by git; ``SIGNALGUARD_STATE_DIR`` moves it): the PostgreSQL cluster, its logs, and
+``secrets.json`` with the JWT secret and database passwords, made at first start. Deleting the folder
+(``signalguard reset``) wipes the stack.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from signalguard.devstack import tokens
+
+#: Loopback only: the local stack is for development and tests and must never listen elsewhere.
+HOST = "127.0.0.1"
+
+#: The checkout's top folder (this file is src/signalguard/devstack/config.py).
+REPO_ROOT = Path(__file__).resolve().parents[3]
+
+
+def default_state_dir() -> Path:
+    """Return the state folder: ``$SIGNALGUARD_STATE_DIR`` or ``.devstack/`` in the checkout."""
+    env = os.environ.get("SIGNALGUARD_STATE_DIR")
+    return Path(env).resolve() if env else REPO_ROOT / ".devstack"
+
+
+def free_port() -> int:
+    """Return a TCP port on the loopback interface that is free right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class Secrets:
+    """Values made at first start and kept in ``secrets.json`` (mode 0600)."""
+
+    jwt_secret: str
+    postgres_password: str
+    authenticator_password: str
+
+    @classmethod
+    def load_or_create(cls, state_dir: Path) -> Secrets:
+        """Read the state folder's secrets, making them on first use."""
+        path = state_dir / "secrets.json"
+        if path.exists():
+            data = json.loads(path.read_text())
+            return cls(**data)
+        made = cls(
+            # 48 random bytes: well above the 32 characters PostgREST requires of an HS256 secret.
+            jwt_secret=secrets.token_urlsafe(48),
+            postgres_password=secrets.token_urlsafe(24),
+            authenticator_password=secrets.token_urlsafe(24),
+        )
+        state_dir.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(made.__dict__, fh, indent=2)
+        tmp.replace(path)
+        return made
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    """Where the local stack keeps its state and which loopback ports it listens on."""
+
+    state_dir: Path = field(default_factory=default_state_dir)
+    pg_port: int = 54322
+    rest_port: int = 54330
+    rest_admin_port: int = 54331
+    gateway_port: int = 8000
+    #: The folder whose allow-listed files the gateway serves as the app.
+    app_root: Path = REPO_ROOT
+    migrations_dir: Path = REPO_ROOT / "supabase" / "migrations"
+    #: Seed the demo users, traders and machines when the database is first made.
+    seed: bool = True
+    #: Trade durability for speed (fsync off): for throwaway test clusters only.
+    ephemeral: bool = False
+
+    @classmethod
+    def for_tests(cls, state_dir: Path) -> StackConfig:
+        """Return a configuration on free ports with a throwaway, fast cluster in ``state_dir``."""
+        return cls(
+            state_dir=state_dir,
+            pg_port=free_port(),
+            rest_port=free_port(),
+            rest_admin_port=free_port(),
+            gateway_port=free_port(),
+            ephemeral=True,
+        )
+
+    @property
+    def pg_dir(self) -> Path:
+        """Folder owned by the database's system user: cluster data, socket and log."""
+        return self.state_dir / "pg"
+
+    @property
+    def log_dir(self) -> Path:
+        """Logs of the processes the stack starts."""
+        return self.state_dir / "logs"
+
+    @property
+    def gateway_url(self) -> str:
+        """The one origin of the app, the REST API (``/rest/v1``) and sign-in (``/auth/v1``)."""
+        return f"http://{HOST}:{self.gateway_port}"
+
+    @property
+    def rest_url(self) -> str:
+        """PostgREST itself, behind the gateway."""
+        return f"http://{HOST}:{self.rest_port}"
+
+    def secrets(self) -> Secrets:
+        """The state folder's secrets, made on first use."""
+        return Secrets.load_or_create(self.state_dir)
+
+    def superuser_dsn(self) -> str:
+        """Connection string of the cluster's superuser, for maintenance and tests."""
+        pw = self.secrets().postgres_password
+        return f"postgresql://postgres:{pw}@{HOST}:{self.pg_port}/postgres"
+
+    def anon_key(self) -> str:
+        """The public (anon) API key the browser is configured with."""
+        return tokens.anon_key(self.secrets().jwt_secret)
+
+    def service_key(self) -> str:
+        """The service-role key: bypasses row level security; never handed to a browser."""
+        return tokens.service_key(self.secrets().jwt_secret)

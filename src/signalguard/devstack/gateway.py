@@ -1,0 +1,427 @@
+"""The local stack's one origin: the static app, ``/rest/v1`` and ``/auth/v1``.
+
+DEVELOPMENT ONLY. It listens on 127.0.0.1, marks every response with ``X-Signalguard-Stack: local-dev``
+and signs tokens with the local secret. It stands in for what Supabase's API gateway does in front of a
+hosted project:
+
+- ``/rest/v1/*`` is forwarded to PostgREST with the prefix stripped and nothing else changed. As with
+  Supabase, every API request must carry an ``apikey`` (the anon or service key); a request without an
+  ``Authorization`` header is made with the API key as its bearer token.
+- ``/auth/v1/*`` answers the few endpoints supabase-js calls to sign in with a password, refresh the
+  session, read the user and sign out, for the users in ``auth.users``.
+- Everything else is the app's static files, from an allow-list, with correct MIME types.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import mimetypes
+import secrets
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import jwt
+import psycopg
+from aiohttp import web
+from psycopg.rows import dict_row
+
+from signalguard.devstack import tokens
+from signalguard.devstack.config import HOST, StackConfig
+
+#: Top-level entries of the app root that may be served. Anything else (the state folder, sources,
+#: tests, dotfiles) is never served, whatever the path.
+STATIC_ALLOW = frozenset({"index.html", "pyscript.toml", "favicon.ico", "web"})
+#: Never served, at any depth.
+STATIC_DENY_SEGMENTS = frozenset({"node_modules", "package.json", "package-lock.json"})
+
+MIME_TYPES = {
+    ".wasm": "application/wasm",
+    ".mjs": "text/javascript",
+    ".js": "text/javascript",
+    ".json": "application/json",
+    ".map": "application/json",
+    ".html": "text/html; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".toml": "application/toml",
+    ".py": "text/x-python; charset=utf-8",
+    ".zip": "application/zip",
+    ".whl": "application/zip",
+    ".tar": "application/x-tar",
+    ".svg": "image/svg+xml",
+    ".png": "image/png",
+    ".ico": "image/x-icon",
+    ".txt": "text/plain; charset=utf-8",
+}
+
+#: Hop-by-hop headers (RFC 9110 section 7.6.1) and those the proxy recomputes.
+_HOP_HEADERS = frozenset(
+    {
+        "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
+        "transfer-encoding", "upgrade", "host", "content-length", "content-encoding",
+    }
+)
+
+STACK_HEADER = ("X-Signalguard-Stack", "local-dev")
+API_VERSION_HEADER = ("X-Supabase-Api-Version", "2024-01-01")
+REFRESH_TOKEN_BYTES = 24
+
+
+def _json(status: int, body: Any, **headers: str) -> web.Response:
+    return web.json_response(body, status=status, headers=headers or None)
+
+
+def _auth_error(status: int, code: str, message: str) -> web.Response:
+    """An error in Supabase Auth's format, which supabase-js turns into an ``AuthApiError``."""
+    return web.json_response(
+        {"code": status, "error_code": code, "msg": message},
+        status=status,
+        headers=dict([API_VERSION_HEADER]),
+    )
+
+
+class Gateway:
+    """The aiohttp application behind the local origin."""
+
+    def __init__(self, config: StackConfig) -> None:
+        """Build the gateway for ``config`` (nothing listens until :meth:`start`)."""
+        self.config = config
+        self.secret = config.secrets().jwt_secret
+        self.app = web.Application(middlewares=[self._mark_and_cors], client_max_size=8 * 2**20)
+        self.app.router.add_route("*", "/rest/v1/{tail:.*}", self._rest)
+        self.app.router.add_route("*", "/auth/v1/{tail:.*}", self._auth)
+        self.app.router.add_get("/_stack/health", self._health)
+        self.app.router.add_get("/", self._index)
+        self.app.router.add_get("/{path:.+}", self._static)
+        self.app.on_startup.append(self._open_client)
+        self.app.on_cleanup.append(self._close_client)
+        self._client: aiohttp.ClientSession | None = None
+        self._runner: web.AppRunner | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    async def _open_client(self, _app: web.Application) -> None:
+        self._client = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=60, connect=5), auto_decompress=False
+        )
+
+    async def _close_client(self, _app: web.Application) -> None:
+        if self._client is not None:
+            await self._client.close()
+
+    async def start(self) -> None:
+        """Listen on 127.0.0.1 at the configured port."""
+        self._runner = web.AppRunner(self.app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, HOST, self.config.gateway_port, reuse_address=True)
+        await site.start()
+
+    async def stop(self) -> None:
+        """Stop listening and close the upstream connections."""
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    # -- middleware ------------------------------------------------------------------------------
+
+    @web.middleware
+    async def _mark_and_cors(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        api = request.path.startswith(("/rest/v1/", "/auth/v1/"))
+        if api and request.method == "OPTIONS":
+            response: web.StreamResponse = web.Response(status=204)
+        else:
+            try:
+                response = await handler(request)
+            except web.HTTPException as exc:
+                response = exc
+        response.headers[STACK_HEADER[0]] = STACK_HEADER[1]
+        if api:
+            # Supabase answers any origin; the local stack does the same so tools on other local
+            # ports (the replay server's pages, notebooks) can call it.
+            origin = request.headers.get("Origin", "*")
+            response.headers["Access-Control-Allow-Origin"] = origin
+            response.headers["Access-Control-Allow-Credentials"] = "true"
+            response.headers["Access-Control-Allow-Methods"] = "GET, POST, PATCH, PUT, DELETE, OPTIONS"
+            response.headers["Access-Control-Allow-Headers"] = request.headers.get(
+                "Access-Control-Request-Headers", "authorization, apikey, content-type, prefer"
+            )
+            response.headers["Access-Control-Expose-Headers"] = "Content-Range, X-Supabase-Api-Version"
+            response.headers["Vary"] = "Origin"
+        return response
+
+    # -- API keys --------------------------------------------------------------------------------
+
+    def _api_key(self, request: web.Request) -> str | web.Response:
+        """The request's verified API key, or the error response Supabase's gateway would give."""
+        key = request.headers.get("apikey") or request.query.get("apikey")
+        if not key:
+            return _json(401, {"message": "No API key found in request"})
+        try:
+            claims = tokens.decode(self.secret, key)
+        except jwt.InvalidTokenError:
+            return _json(401, {"message": "Invalid API key"})
+        if claims.get("role") not in ("anon", "service_role"):
+            return _json(401, {"message": "Invalid API key"})
+        return key
+
+    # -- /rest/v1 --------------------------------------------------------------------------------
+
+    async def _rest(self, request: web.Request) -> web.StreamResponse:
+        key = self._api_key(request)
+        if isinstance(key, web.Response):
+            return key
+        assert self._client is not None
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_HEADERS}
+        if "Authorization" not in request.headers:
+            headers["Authorization"] = f"Bearer {key}"
+        url = f"{self.config.rest_url}/{request.match_info['tail']}"
+        if request.query_string:
+            url += "?" + request.query_string
+        body = await request.read()
+        try:
+            async with self._client.request(
+                request.method, url, headers=headers, data=body or None, allow_redirects=False
+            ) as upstream:
+                payload = await upstream.read()
+                out = {k: v for k, v in upstream.headers.items() if k.lower() not in _HOP_HEADERS}
+                if "Content-Encoding" in upstream.headers:
+                    out["Content-Encoding"] = upstream.headers["Content-Encoding"]
+                return web.Response(status=upstream.status, body=payload, headers=out)
+        except (aiohttp.ClientConnectionError, asyncio.TimeoutError):
+            # As a gateway would: the API is unavailable, the client should retry later.
+            return _json(
+                503,
+                {"code": "PGRST_UNAVAILABLE", "message": "The database API is not reachable",
+                 "details": None, "hint": "Retry later"},
+            )
+
+    # -- /auth/v1 --------------------------------------------------------------------------------
+
+    async def _auth(self, request: web.Request) -> web.StreamResponse:
+        key = self._api_key(request)
+        if isinstance(key, web.Response):
+            return key
+        tail = request.match_info["tail"]
+        try:
+            if tail == "token" and request.method == "POST":
+                grant = request.query.get("grant_type")
+                body = await self._json_body(request)
+                if grant == "password":
+                    return await self._password_grant(body)
+                if grant == "refresh_token":
+                    return await self._refresh_grant(body)
+                return _auth_error(400, "unsupported_grant_type", f"Unsupported grant type {grant!r}")
+            if tail == "user" and request.method == "GET":
+                return await self._user(request)
+            if tail == "logout" and request.method == "POST":
+                return await self._logout(request)
+            if tail == "settings" and request.method == "GET":
+                return _json(200, {"external": {"email": True}, "disable_signup": True,
+                                   "mailer_autoconfirm": True, "phone_autoconfirm": False,
+                                   "sms_provider": "", "saml_enabled": False})
+        except psycopg.OperationalError:
+            return _auth_error(503, "unavailable", "The database is not reachable; retry later")
+        return _auth_error(
+            404, "not_found",
+            f"/auth/v1/{tail} is not provided by the local development stack "
+            "(it answers password sign-in, refresh, user and logout)",
+        )
+
+    @staticmethod
+    async def _json_body(request: web.Request) -> dict[str, Any]:
+        try:
+            body = await request.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return {}
+        return body if isinstance(body, dict) else {}
+
+    async def _db(self) -> psycopg.AsyncConnection[dict[str, Any]]:
+        return await psycopg.AsyncConnection.connect(
+            self.config.superuser_dsn(), autocommit=True, row_factory=dict_row, connect_timeout=5
+        )
+
+    async def _session_response(
+        self, conn: psycopg.AsyncConnection[dict[str, Any]], user: dict[str, Any], session_id: str
+    ) -> web.Response:
+        refresh = secrets.token_urlsafe(REFRESH_TOKEN_BYTES)
+        await conn.execute(
+            "insert into auth.refresh_tokens (token, user_id, session_id) values (%s, %s, %s)",
+            (refresh, user["id"], session_id),
+        )
+        now = int(time.time())
+        access = tokens.user_token(
+            self.secret, str(user["id"]), user["email"], session_id=session_id, now=now
+        )
+        return _json(
+            200,
+            {
+                "access_token": access,
+                "token_type": "bearer",
+                "expires_in": tokens.USER_TOKEN_SECONDS,
+                "expires_at": now + tokens.USER_TOKEN_SECONDS,
+                "refresh_token": refresh,
+                "user": _user_json(user),
+            },
+            **dict([API_VERSION_HEADER]),
+        )
+
+    async def _password_grant(self, body: dict[str, Any]) -> web.Response:
+        email, password = body.get("email"), body.get("password")
+        if not isinstance(email, str) or not isinstance(password, str) or not email or not password:
+            return _auth_error(400, "validation_failed", "Email and password are required")
+        async with await self._db() as conn:
+            cur = await conn.execute(
+                "select * from auth.users where lower(email) = lower(%s) "
+                "and encrypted_password = extensions.crypt(%s, encrypted_password)",
+                (email, password),
+            )
+            user = await cur.fetchone()
+            if user is None:
+                return _auth_error(400, "invalid_credentials", "Invalid login credentials")
+            await conn.execute(
+                "update auth.users set last_sign_in_at = now() where id = %s", (user["id"],)
+            )
+            return await self._session_response(conn, user, str(uuid.uuid4()))
+
+    async def _refresh_grant(self, body: dict[str, Any]) -> web.Response:
+        token = body.get("refresh_token")
+        if not isinstance(token, str) or not token:
+            return _auth_error(400, "validation_failed", "refresh_token is required")
+        async with await self._db() as conn:
+            # Rotation, as Supabase Auth does: a refresh token is good for one use.
+            cur = await conn.execute(
+                "update auth.refresh_tokens set revoked = true "
+                "where token = %s and not revoked returning user_id, session_id",
+                (token,),
+            )
+            row = await cur.fetchone()
+            if row is None:
+                return _auth_error(400, "refresh_token_not_found", "Invalid Refresh Token")
+            cur = await conn.execute("select * from auth.users where id = %s", (row["user_id"],))
+            user = await cur.fetchone()
+            if user is None:
+                return _auth_error(400, "user_not_found", "User from refresh token not found")
+            return await self._session_response(conn, user, str(row["session_id"]))
+
+    def _bearer_claims(self, request: web.Request) -> dict[str, Any] | None:
+        header = request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            return None
+        try:
+            claims = tokens.decode(self.secret, token)
+        except jwt.InvalidTokenError:
+            return None
+        return claims if claims.get("role") == "authenticated" and claims.get("sub") else None
+
+    async def _user(self, request: web.Request) -> web.Response:
+        claims = self._bearer_claims(request)
+        if claims is None:
+            return _auth_error(401, "bad_jwt", "invalid JWT: unable to parse or verify signature")
+        async with await self._db() as conn:
+            cur = await conn.execute("select * from auth.users where id = %s", (claims["sub"],))
+            user = await cur.fetchone()
+        if user is None:
+            return _auth_error(403, "user_not_found", "User from sub claim in JWT does not exist")
+        return _json(200, _user_json(user), **dict([API_VERSION_HEADER]))
+
+    async def _logout(self, request: web.Request) -> web.Response:
+        claims = self._bearer_claims(request)
+        if claims is None:
+            return _auth_error(401, "bad_jwt", "invalid JWT: unable to parse or verify signature")
+        scope = request.query.get("scope", "global")
+        async with await self._db() as conn:
+            if scope == "global":
+                await conn.execute(
+                    "update auth.refresh_tokens set revoked = true where user_id = %s",
+                    (claims["sub"],),
+                )
+            elif scope == "local":
+                await conn.execute(
+                    "update auth.refresh_tokens set revoked = true where session_id = %s",
+                    (claims.get("session_id"),),
+                )
+            else:  # "others"
+                await conn.execute(
+                    "update auth.refresh_tokens set revoked = true "
+                    "where user_id = %s and session_id is distinct from %s",
+                    (claims["sub"], claims.get("session_id")),
+                )
+        return web.Response(status=204)
+
+    # -- static app ------------------------------------------------------------------------------
+
+    async def _health(self, _request: web.Request) -> web.Response:
+        return _json(200, {"gateway": "ok", "stack": "local-dev"})
+
+    async def _index(self, request: web.Request) -> web.StreamResponse:
+        index = self.config.app_root / "index.html"
+        if index.is_file():
+            return self._file(index)
+        return web.Response(
+            text=_NO_APP_PAGE.format(url=self.config.gateway_url),
+            content_type="text/html",
+        )
+
+    async def _static(self, request: web.Request) -> web.StreamResponse:
+        rel = request.match_info["path"]
+        parts = Path(rel).parts
+        if (
+            not parts
+            or parts[0] not in STATIC_ALLOW
+            or any(p.startswith(".") or p in STATIC_DENY_SEGMENTS for p in parts)
+        ):
+            raise web.HTTPNotFound()
+        root = self.config.app_root.resolve()
+        path = (root / rel).resolve()
+        if not path.is_relative_to(root) or not path.is_file():
+            raise web.HTTPNotFound()
+        return self._file(path)
+
+    @staticmethod
+    def _file(path: Path) -> web.FileResponse:
+        content_type = MIME_TYPES.get(path.suffix.lower()) or (
+            mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        )
+        # Served fresh on every load during development; the app's own cache-busting comes with it.
+        return web.FileResponse(
+            path, headers={"Content-Type": content_type, "Cache-Control": "no-cache"}
+        )
+
+
+def _user_json(user: dict[str, Any]) -> dict[str, Any]:
+    def iso(value: Any) -> str | None:
+        return value.isoformat() if value is not None else None
+
+    return {
+        "id": str(user["id"]),
+        "aud": user["aud"],
+        "role": user["role"],
+        "email": user["email"],
+        "phone": "",
+        "email_confirmed_at": iso(user["email_confirmed_at"]),
+        "confirmed_at": iso(user["email_confirmed_at"]),
+        "last_sign_in_at": iso(user["last_sign_in_at"]),
+        "app_metadata": user["raw_app_meta_data"],
+        "user_metadata": user["raw_user_meta_data"],
+        "identities": [],
+        "created_at": iso(user["created_at"]),
+        "updated_at": iso(user["updated_at"]),
+        "is_anonymous": False,
+    }
+
+
+_NO_APP_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>signalguard local stack</title></head>
+<body>
+<h1>signalguard local stack (development only)</h1>
+<p>The database API is at <code>{url}/rest/v1</code> and sign-in at <code>{url}/auth/v1</code>.</p>
+<p>No <code>index.html</code> is present in this checkout, so there is no app page to serve.</p>
+</body></html>
+"""
