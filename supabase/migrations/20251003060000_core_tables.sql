@@ -195,4 +195,21 @@ create policy signals_select_own on public.signals
   for select to authenticated
   using (user_id = (select auth.uid()));
 
+-- Clients call this at start and compare the components they need with what is here; a missing
+-- component names the migration that adds it.
+create or replace function public.schema_version() returns jsonb
+language sql
+stable
+security definer
+set search_path = ''
+as $$
+  select jsonb_build_object(
+    'components', coalesce(jsonb_object_agg(c.component, jsonb_build_object(
+      'version', c.version, 'migration', c.migration)), '{}'::jsonb),
+    'server_time', clock_timestamp())
+  from private.schema_components c
+$$;
+revoke execute on function public.schema_version() from public, anon;
+grant execute on function public.schema_version() to authenticated, service_role;
+
 select private.register_component('core', 1, '20251003060000_core_tables');

@@ -10,7 +10,6 @@
 --   public.machine_heartbeat() / claim_cloud_lease() / release_cloud_lease()   for machine tokens
 --   public.write_signals()    batch upsert with one outcome per signal
 --   private.guard_signal_write()  the trigger that fences every insert and update on signals
---   public.schema_version()   what this database has, for clients to check at start
 --
 -- Error codes raised here (SQLSTATE, returned by PostgREST as `code`) are listed in
 -- supabase/ERROR_CODES.md and mirrored by signalguard.core.codes.
@@ -682,9 +681,10 @@ begin
       perform private.raise_guard('SG004', format(
         'source_mismatch: a %s token writes source=%L signals, not %L', v_kind, v_kind, new.source));
     end if;
-    if v_kind = 'cloud' and new.machine_id is distinct from v_machine then
-      perform private.raise_guard('SG004',
-        'source_mismatch: a machine token writes signals for its own machine_id only');
+    if new.machine_id is distinct from v_machine then
+      perform private.raise_guard('SG004', case v_kind
+        when 'cloud' then 'source_mismatch: a machine token writes signals for its own machine_id only'
+        else 'source_mismatch: a browser signal has no machine_id' end);
     end if;
     select * into v_epoch from public.lease_epochs e
      where e.user_id = new.user_id and e.epoch = new.epoch;
@@ -833,25 +833,6 @@ begin
 end;
 $$;
 
--- ---------------------------------------------------------------------------------------------
--- Schema version
--- ---------------------------------------------------------------------------------------------
-
--- Clients call this at start and compare the components they need with what is here; a missing
--- component names the migration that adds it.
-create or replace function public.schema_version() returns jsonb
-language sql
-stable
-security definer
-set search_path = ''
-as $$
-  select jsonb_build_object(
-    'components', coalesce(jsonb_object_agg(c.component, jsonb_build_object(
-      'version', c.version, 'migration', c.migration)), '{}'::jsonb),
-    'server_time', clock_timestamp())
-  from private.schema_components c
-$$;
-
 -- Only signed-in callers reach the RPCs; the anonymous key reaches none of them.
 revoke execute on function
   public.execution_status(text),
@@ -860,8 +841,7 @@ revoke execute on function
   public.machine_heartbeat(text, text),
   public.claim_cloud_lease(),
   public.release_cloud_lease(),
-  public.write_signals(jsonb),
-  public.schema_version()
+  public.write_signals(jsonb)
   from public, anon;
 grant execute on function
   public.execution_status(text),
@@ -870,8 +850,7 @@ grant execute on function
   public.machine_heartbeat(text, text),
   public.claim_cloud_lease(),
   public.release_cloud_lease(),
-  public.write_signals(jsonb),
-  public.schema_version()
+  public.write_signals(jsonb)
   to authenticated, service_role;
 -- write_signals runs as the caller; the helper it uses to require a signed-in user must be callable.
 grant execute on function private.require_user(), private.raise_guard(text, text, text),

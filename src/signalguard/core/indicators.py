@@ -23,8 +23,8 @@ threshold of ``1e-8`` that misfires for assets priced below a cent:
 - ``RSI``: when both Wilder averages are exactly zero (no price movement at all since the start),
   the value is 50 (neutral). TA-Lib returns 0 — an "oversold" reading on a dead market — and does so
   whenever ``avg_gain + avg_loss < 1e-8``.
-- ``BollingerBands``: the variance is treated as zero only below the rounding noise of its own
-  computation (a relative test). TA-Lib zeroes any variance below ``1e-8``, which collapses the
+- ``BollingerBands``: the variance is computed to rounding accuracy with no threshold (a flat
+  window gives exactly zero width). TA-Lib zeroes any variance below ``1e-8``, which collapses the
   bands of every asset priced under about 0.01.
 
 Inputs must be finite floats (prices additionally positive, volumes non-negative); the indicators
@@ -60,9 +60,9 @@ MAX_PERIOD = 100_000
 # the re-derivation is dominated by a fixed call overhead.
 _RESYNC_EVERY = 128
 
-# Below this multiple of the mean squared deviation a computed variance is indistinguishable from
-# rounding noise, so it is reported as exactly zero (a flat window must give zero-width bands).
-_VARIANCE_NOISE = 64.0 * 2.0**-52
+# When a running variance falls below this fraction of its peak, what is left is of the order of the
+# rounding error of the peak's terms, so it is re-derived exactly.
+_CANCELLATION = 2.0**-20
 
 
 class Indicator(Protocol):
@@ -284,9 +284,12 @@ class BollingerBands:
     """Bollinger bands: the SMA of ``period`` values ± ``k`` population standard deviations.
 
     Matches TA-Lib ``BBANDS(period, k, k, matype=SMA)`` (TA-Lib also divides by ``period``, not
-    ``period - 1``). The standard deviation comes from sums of deviations from a shift point that is
-    re-centred on the window mean at least every ``max(period, 128)`` values; that avoids both the
-    cancellation of the textbook ``E[x²] - E[x]²`` formula on high prices and drift on long series.
+    ``period - 1``). TA-Lib computes the variance as ``E[x²] - E[x]²`` from running sums, which
+    loses most of its digits to cancellation on high prices. Here the running sums are of
+    deviations from a shift point, re-centred on the window mean and re-derived exactly from the
+    window after every full pass over it (amortised O(1)); and re-derived at once if the sum of
+    squared deviations collapses below 2⁻²⁰ of its peak (a volatile stretch leaving the window),
+    when the rounding left over from the large terms would otherwise swamp the small true variance.
     ``warmup == period``.
     """
 
@@ -294,11 +297,10 @@ class BollingerBands:
         "_buf",
         "_full",
         "_i",
+        "_peak",
         "_s1",
         "_s2",
         "_shift",
-        "_wraps",
-        "_wraps_per_resync",
         "k",
         "lower",
         "middle",
@@ -308,7 +310,7 @@ class BollingerBands:
     )
 
     def __init__(self, period: int, k: float) -> None:
-        """Create bands over ``period`` values (2 ≤ period ≤ 100,000), ``k`` deviations wide (k > 0)."""
+        """Create bands over ``period`` values (2 ≤ period ≤ 100,000), ``k`` deviations wide (0 < k ≤ 1e6)."""
         self.period: int = _check_period("period", period, 2)
         if isinstance(k, bool) or not isinstance(k, int | float) or not 0.0 < k <= 1e6:
             raise ValueError(f"k must be a number greater than 0 and at most 1e6, got {k!r}")
@@ -327,8 +329,7 @@ class BollingerBands:
         self._shift = 0.0
         self._s1 = 0.0
         self._s2 = 0.0
-        self._wraps = 0
-        self._wraps_per_resync = _resync_wraps(period)
+        self._peak = 0.0
 
     @property
     def warmup(self) -> int:
@@ -349,11 +350,16 @@ class BollingerBands:
 
     def _resync(self) -> None:
         buf = self._buf
+        if min(buf) == max(buf):
+            # A flat window: exactly zero width (the mean below could be an ulp off).
+            self._shift = buf[0]
+            self._s1 = self._s2 = 0.0
+            return
         shift = _exact_sum(buf) / self.period
         if not math.isfinite(shift):
             shift = 0.0
-        self._shift = shift
         deviations = [v - shift for v in buf]
+        self._shift = shift
         self._s1 = _exact_sum(deviations)
         self._s2 = _exact_sum([d * d for d in deviations])
 
@@ -361,7 +367,9 @@ class BollingerBands:
         """Feed the next value."""
         buf = self._buf
         i = self._i
-        if self._full:
+        n = self.period
+        full = self._full
+        if full:
             shift = self._shift
             d_new = x - shift
             d_old = buf[i] - shift
@@ -369,22 +377,27 @@ class BollingerBands:
             self._s2 += d_new * d_new - d_old * d_old
         buf[i] = x
         i += 1
-        if i == self.period:
-            i = 0
-            self._wraps += 1
-            # The first pass over the window only fills it: the sums start from an exact resync.
-            if not self._full or self._wraps >= self._wraps_per_resync:
-                self._full = True
-                self._wraps = 0
-                self._resync()
         self._i = i
-        if not self._full:
+        if i == n:
+            self._i = 0
+            self._full = True
+            self._resync()
+            mean_dev = self._s1 / n
+            var = self._s2 / n - mean_dev * mean_dev
+            self._peak = var
+        elif not full:
             return
-        n = self.period
-        mean_dev = self._s1 / n
-        mean_sq = self._s2 / n
-        var = mean_sq - mean_dev * mean_dev
-        std = math.sqrt(var) if var > mean_sq * _VARIANCE_NOISE else 0.0
+        else:
+            mean_dev = self._s1 / n
+            var = self._s2 / n - mean_dev * mean_dev
+            if var > self._peak:
+                self._peak = var
+            elif var < self._peak * _CANCELLATION:
+                self._resync()
+                mean_dev = self._s1 / n
+                var = self._s2 / n - mean_dev * mean_dev
+                self._peak = var
+        std = math.sqrt(var) if var > 0.0 else 0.0
         middle = self._shift + mean_dev
         width = std * self.k
         self.stddev = std

@@ -1,0 +1,114 @@
+"""What the database says back: guard error codes, lease refusal reasons, required schema.
+
+These mirror ``supabase/migrations`` (the SQL raises the codes and returns the reasons) and
+``supabase/ERROR_CODES.md``; a test keeps the three in step. Clients use them to decide what to do with
+a write the database refused and to explain a refused claim to the user.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+
+class GuardError(str, enum.Enum):
+    """SQLSTATE codes the database raises (PostgREST returns them as ``code``).
+
+    Each is a verdict, not a transient failure: retrying the same write gives the same answer, so an
+    outbox drops (and reports) the entry instead of retrying it.
+    """
+
+    #: The writer never held the lease under the epoch it presented (unknown epoch, an epoch of the
+    #: other side or another machine), or changes a signal without holding the live lease.
+    LEASE_NOT_HELD = "SG001"
+    #: The writer held that epoch, but the signal's candle closed outside the epoch's window.
+    OUTSIDE_LEASE_WINDOW = "SG002"
+    #: The signal's candle closes in the future by the database clock.
+    CANDLE_NOT_CLOSED = "SG003"
+    #: The row's source or machine_id is not the token's (a browser writing 'cloud', and so on).
+    SOURCE_MISMATCH = "SG004"
+    #: An update tried to change a field other than the status.
+    IMMUTABLE_FIELD = "SG005"
+    #: A status change the signal lifecycle does not allow.
+    INVALID_TRANSITION = "SG006"
+    #: A machine-only call without a machine token for one of the caller's machines.
+    NOT_A_MACHINE = "SG007"
+    #: A browser-only call made with a machine token.
+    NOT_A_BROWSER = "SG008"
+    #: A malformed argument (holder id, status, payload shape or size).
+    INVALID_ARGUMENT = "SG009"
+    #: The call needs a signed-in user.
+    NOT_AUTHENTICATED = "SG010"
+
+    @property
+    def moves_guard(self) -> bool:
+        """Whether the error means the writer is not (or no longer) the executor."""
+        return self in (GuardError.LEASE_NOT_HELD, GuardError.OUTSIDE_LEASE_WINDOW,
+                        GuardError.SOURCE_MISMATCH)
+
+
+class ClaimRefusal(str, enum.Enum):
+    """Why the database refused a lease claim (the ``reason`` of a claim or status result)."""
+
+    #: The cloud machine holds a live lease.
+    HELD_BY_CLOUD = "held_by_cloud"
+    #: The cloud machine is running with a heartbeat younger than 30 s.
+    CLOUD_HEALTHY = "cloud_healthy"
+    #: The cloud machine is starting or provisioning, and did so (or beat) less than 30 s ago.
+    CLOUD_STARTING = "cloud_starting"
+    #: The cloud machine is in error, for less than 2 minutes.
+    CLOUD_ERROR_WAIT = "cloud_error_wait"
+    #: The cloud machine has been in error for 2 minutes: the user may take over, with confirmation.
+    TAKEOVER_NEEDS_CONFIRMATION = "takeover_needs_confirmation"
+    #: The cloud's last sign of life (heartbeat or stop) is less than 30 s old.
+    CLOUD_GRACE = "cloud_grace"
+    #: Another browser holder (tab or device) has a live lease.
+    HELD_BY_OTHER_LOCAL = "held_by_other_local"
+    #: (Cloud claims) the machine is not starting or running.
+    MACHINE_NOT_ACTIVE = "machine_not_active"
+    #: (Cloud claims) the machine has not sent a heartbeat in the last 30 s.
+    HEARTBEAT_STALE = "heartbeat_stale"
+    #: (Cloud claims) a browser still holds a live lease; it releases on seeing 'starting', or expires.
+    LOCAL_LEASE_LIVE = "local_lease_live"
+
+
+@dataclass(frozen=True, slots=True)
+class Component:
+    """A schema component a client needs, and the migration that provides it."""
+
+    name: str
+    version: int
+    migration: str
+
+
+#: What this version of the clients needs from the database, in migration order.
+REQUIRED_SCHEMA: tuple[Component, ...] = (
+    Component("core", 1, "20251003060000_core_tables.sql"),
+    Component("source_tracking", 1, "20251003060100_add_source_to_signals.sql"),
+    Component("signal_key", 1, "20251003060200_signal_key.sql"),
+    Component("execution_lease", 1, "20251003060300_execution_lease.sql"),
+)
+
+
+def missing_schema(reported: Mapping[str, object]) -> list[str]:
+    """Compare ``schema_version()``'s ``components`` with :data:`REQUIRED_SCHEMA`.
+
+    Returns one sentence per missing or outdated component, naming the migration to apply; an empty
+    list means the database has everything this client needs.
+    """
+    problems: list[str] = []
+    for comp in REQUIRED_SCHEMA:
+        entry = reported.get(comp.name)
+        have = entry.get("version") if isinstance(entry, Mapping) else None
+        if not isinstance(have, int):
+            problems.append(
+                f"The database lacks the '{comp.name}' schema: apply supabase/migrations/"
+                f"{comp.migration}."
+            )
+        elif have < comp.version:
+            problems.append(
+                f"The database has '{comp.name}' version {have}, this app needs {comp.version}: "
+                f"apply supabase/migrations/{comp.migration}."
+            )
+    return problems

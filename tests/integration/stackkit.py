@@ -1,0 +1,194 @@
+"""Helpers for integration tests: raw HTTP to the gateway, per-test users, time travel."""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import httpx
+import psycopg
+
+from signalguard.devstack import tokens
+from signalguard.devstack.stack import LocalStack
+
+DEFINITION = {
+    "version": 1,
+    "symbols": ["BTCUSDT"],
+    "interval": "1m",
+    "match": "all",
+    "cooldown_candles": 1,
+    "conditions": [{"indicator": "rsi", "period": 14, "op": "<", "value": 30}],
+}
+
+
+@dataclass
+class Response:
+    status: int
+    body: Any
+
+    @property
+    def code(self) -> str | None:
+        return self.body.get("code") if isinstance(self.body, dict) else None
+
+
+class Api:
+    """Raw HTTP to the gateway, as a supabase client sends it."""
+
+    def __init__(self, stack: LocalStack) -> None:
+        self.base = stack.url
+        self.anon = stack.config.anon_key()
+        self.http = httpx.Client(timeout=30)
+
+    def _headers(self, token: str | None, prefer: str | None = None) -> dict[str, str]:
+        h = {"apikey": self.anon, "Content-Type": "application/json"}
+        if token:
+            h["Authorization"] = f"Bearer {token}"
+        if prefer:
+            h["Prefer"] = prefer
+        return h
+
+    def _wrap(self, r: httpx.Response) -> Response:
+        try:
+            body = r.json() if r.content else None
+        except ValueError:
+            body = r.text
+        return Response(r.status_code, body)
+
+    def rpc(self, name: str, args: dict[str, Any] | None = None, token: str | None = None) -> Response:
+        r = self.http.post(f"{self.base}/rest/v1/rpc/{name}", json=args or {},
+                           headers=self._headers(token))
+        return self._wrap(r)
+
+    def select(self, table: str, token: str | None, query: str = "select=*") -> Response:
+        r = self.http.get(f"{self.base}/rest/v1/{table}?{query}", headers=self._headers(token))
+        return self._wrap(r)
+
+    def insert(self, table: str, rows: Any, token: str | None, *, query: str = "",
+               prefer: str = "return=representation") -> Response:
+        url = f"{self.base}/rest/v1/{table}" + (f"?{query}" if query else "")
+        return self._wrap(self.http.post(url, json=rows, headers=self._headers(token, prefer)))
+
+    def update(self, table: str, query: str, patch: dict[str, Any], token: str | None) -> Response:
+        r = self.http.patch(f"{self.base}/rest/v1/{table}?{query}", json=patch,
+                            headers=self._headers(token, "return=representation"))
+        return self._wrap(r)
+
+    def delete(self, table: str, query: str, token: str | None) -> Response:
+        r = self.http.delete(f"{self.base}/rest/v1/{table}?{query}",
+                             headers=self._headers(token, "return=representation"))
+        return self._wrap(r)
+
+
+_counter = itertools.count()
+
+
+@dataclass
+class Actor:
+    """A user made for one test: their token, a trader, and optionally their cloud machine."""
+
+    user_id: str
+    email: str
+    token: str
+    trader_id: str
+    machine_uuid: str | None
+    machine_token: str | None
+    holder: str
+
+    def other_holder(self, n: int = 2) -> str:
+        return f"{self.holder[:-2]}-{n}"
+
+
+class Actors:
+    def __init__(self, stack: LocalStack) -> None:
+        self.stack = stack
+        self.secret = stack.config.secrets().jwt_secret
+
+    def make(self, *, machine: bool = True, machine_status: str = "stopped",
+             stopped_long_ago: bool = True) -> Actor:
+        n = next(_counter)
+        uid = str(uuid.uuid4())
+        email = f"user{n}-{uid[:8]}@signalguard.test"
+        trader = str(uuid.uuid4())
+        machine_uuid = str(uuid.uuid4()) if machine else None
+        with self.stack.connect() as conn:
+            conn.execute("insert into auth.users (id, email) values (%s, %s)", (uid, email))
+            conn.execute(
+                "insert into public.traders (id, user_id, name, definition) values (%s, %s, %s, %s)",
+                (trader, uid, f"trader {n}", psycopg.types.json.Jsonb(DEFINITION)),
+            )
+            if machine:
+                conn.execute(
+                    "insert into public.cloud_machines (id, user_id, machine_id, region, status) "
+                    "values (%s, %s, %s, 'ams', %s)",
+                    (machine_uuid, uid, f"vyx-{uid[:8]}", machine_status),
+                )
+                if stopped_long_ago:
+                    conn.execute(
+                        "update public.cloud_machines set status_changed_at = now() - interval '1 hour' "
+                        "where id = %s", (machine_uuid,))
+        return Actor(
+            user_id=uid,
+            email=email,
+            token=tokens.user_token(self.secret, uid, email),
+            trader_id=trader,
+            machine_uuid=machine_uuid,
+            machine_token=tokens.machine_token(self.secret, uid, machine_uuid) if machine_uuid else None,
+            holder=f"tab-{uid[:8]}-1",
+        )
+
+
+# -- time travel -------------------------------------------------------------------------------
+
+def backdate_machine(conn: psycopg.Connection[Any], machine_uuid: str, seconds: float,
+                     *columns: str) -> None:
+    """Move a machine's timestamps into the past (default: heartbeat, stop and status change)."""
+    cols = columns or ("last_health_check", "stopped_at", "status_changed_at", "started_at")
+    sets = ", ".join(f"{c} = {c} - make_interval(secs => %(s)s)" for c in cols)
+    # The status trigger stamps status_changed_at on a status change only, so this keeps it.
+    conn.execute(f"update public.cloud_machines set {sets} where id = %(id)s",
+                 {"s": seconds, "id": machine_uuid})
+
+
+def backdate_lease(conn: psycopg.Connection[Any], user_id: str, seconds: float) -> None:
+    """Move a user's whole lease history into the past, as if it had happened `seconds` earlier."""
+    conn.execute(
+        "update public.execution_leases set acquired_at = acquired_at - make_interval(secs => %(s)s),"
+        " expires_at = expires_at - make_interval(secs => %(s)s) where user_id = %(u)s",
+        {"s": seconds, "u": user_id})
+    conn.execute(
+        "update public.lease_epochs set started_at = started_at - make_interval(secs => %(s)s),"
+        " valid_until = valid_until - make_interval(secs => %(s)s) where user_id = %(u)s",
+        {"s": seconds, "u": user_id})
+
+
+def db_now(conn: psycopg.Connection[Any]) -> datetime:
+    row = conn.execute("select clock_timestamp()").fetchone()
+    assert row is not None
+    return row[0]
+
+
+def signal(actor: Actor, epoch: int, close_at: datetime, *, source: str = "local",
+           symbol: str = "BTCUSDT", interval: str = "1m", price: float = 100.5) -> dict[str, Any]:
+    """A signal row whose 1m candle closes at ``close_at`` (truncated to the millisecond)."""
+    close_ms = int(close_at.timestamp() * 1000)
+    length = {"1s": 1_000, "1m": 60_000}[interval]
+    open_ms = close_ms - length
+    return {
+        "trader_id": actor.trader_id,
+        "user_id": actor.user_id,
+        "symbol": symbol,
+        "interval": interval,
+        "candle_open_time": datetime.fromtimestamp(open_ms / 1000, tz=close_at.tzinfo).isoformat(),
+        "price": price,
+        "matched_conditions": ["RSI(14) < 30"],
+        "source": source,
+        "machine_id": actor.machine_uuid if source == "cloud" else None,
+        "epoch": epoch,
+    }
+
+
+def seconds_ago(conn: psycopg.Connection[Any], s: float) -> datetime:
+    return db_now(conn) - timedelta(seconds=s)
