@@ -64,6 +64,13 @@ _RESYNC_EVERY = 128
 # rounding error of the peak's terms, so it is re-derived exactly.
 _CANCELLATION = 2.0**-20
 
+# Bollinger sums are taken around a shift point; once the window mean has moved more than
+# sqrt(_MAX_SHIFT_DRIFT) standard deviations away from it, cancellation would start to cost digits.
+_MAX_SHIFT_DRIFT = 64.0
+
+# The Bollinger sums are re-derived at least this often (in updates), whatever happens.
+_BANDS_RESYNC_EVERY = 1024
+
 
 class Indicator(Protocol):
     """What every indicator in this module provides."""
@@ -215,17 +222,20 @@ class RSI:
     need ``period + 1`` prices.
     """
 
-    __slots__ = ("_count", "_gain", "_loss", "_prev", "period", "value")
+    __slots__ = ("_count", "_gain", "_inv", "_keep", "_loss", "_n", "_prev", "period", "value")
 
     def __init__(self, period: int) -> None:
         """Create an RSI over ``period`` price changes (2 ≤ period ≤ 100,000)."""
         self.period: int = _check_period("period", period, 2)
         self.value: float | None = None
         """The RSI in [0, 100], or None during warm-up."""
-        self._prev: float | None = None
+        self._prev: float = 0.0
         self._gain = 0.0
         self._loss = 0.0
-        self._count = 0
+        self._count = -1  # the first price yields no change
+        self._n = float(period)
+        self._inv = 1.0 / period
+        self._keep = float(period - 1)
 
     @property
     def warmup(self) -> int:
@@ -241,30 +251,31 @@ class RSI:
         """Feed the next closing price."""
         prev = self._prev
         self._prev = x
-        if prev is None:
-            return
-        change = x - prev
-        n = self.period
         if self.value is not None:
-            # TA-Lib: multiply by (n - 1), add today's move, divide by n — in that order.
-            gain = self._gain * (n - 1)
-            loss = self._loss * (n - 1)
-            if change < 0:
-                loss -= change
+            # TA-Lib's operations in TA-Lib's order: scale both averages by (n - 1), add today's
+            # move to one of them, then scale both by 1/n (TA-Lib's build multiplies by the
+            # reciprocal here rather than dividing; doing the same keeps the results bit-identical).
+            change = x - prev
+            if change < 0.0:
+                gain = self._gain * self._keep * self._inv
+                loss = (self._loss * self._keep - change) * self._inv
             else:
-                gain += change
-            gain /= n
-            loss /= n
+                gain = (self._gain * self._keep + change) * self._inv
+                loss = self._loss * self._keep * self._inv
+        elif self._count < 0:
+            self._count = 0
+            return
         else:
-            if change < 0:
+            change = x - prev
+            if change < 0.0:
                 self._loss -= change
             else:
                 self._gain += change
             self._count += 1
-            if self._count < n:
+            if self._count < self.period:
                 return
-            gain = self._gain / n
-            loss = self._loss / n
+            gain = self._gain / self._n
+            loss = self._loss / self._n
         self._gain = gain
         self._loss = loss
         total = gain + loss
@@ -284,12 +295,14 @@ class BollingerBands:
     """Bollinger bands: the SMA of ``period`` values ± ``k`` population standard deviations.
 
     Matches TA-Lib ``BBANDS(period, k, k, matype=SMA)`` (TA-Lib also divides by ``period``, not
-    ``period - 1``). TA-Lib computes the variance as ``E[x²] - E[x]²`` from running sums, which
-    loses most of its digits to cancellation on high prices. Here the running sums are of
-    deviations from a shift point, re-centred on the window mean and re-derived exactly from the
-    window after every full pass over it (amortised O(1)); and re-derived at once if the sum of
-    squared deviations collapses below 2⁻²⁰ of its peak (a volatile stretch leaving the window),
-    when the rounding left over from the large terms would otherwise swamp the small true variance.
+    ``period - 1``). TA-Lib computes the variance as ``E[x²] - E[x]²`` from running sums of raw
+    prices, which loses most of its digits to cancellation on high prices. Here the running sums
+    are of deviations from a shift point near the window mean. They are re-derived exactly from the
+    window (O(period), so amortised O(1)) when the shift has drifted more than 8 standard deviations
+    from the mean, when the variance has collapsed below 2⁻²⁰ of its peak (a volatile stretch
+    leaving the window: the rounding left over from the large terms would swamp the small true
+    variance), and in any case at least every ``max(period, 1024)`` values. The error then stays
+    within a few units in the last place of the price, on any series length.
     ``warmup == period``.
     """
 
@@ -301,6 +314,8 @@ class BollingerBands:
         "_s1",
         "_s2",
         "_shift",
+        "_wraps",
+        "_wraps_per_resync",
         "k",
         "lower",
         "middle",
@@ -330,6 +345,8 @@ class BollingerBands:
         self._s1 = 0.0
         self._s2 = 0.0
         self._peak = 0.0
+        self._wraps = 0
+        self._wraps_per_resync = max(1, _BANDS_RESYNC_EVERY // period)
 
     @property
     def warmup(self) -> int:
@@ -348,55 +365,71 @@ class BollingerBands:
             return None
         return Bands(self.upper, self.middle, self.lower)
 
-    def _resync(self) -> None:
+    def _resync(self) -> float:
+        """Re-derive the sums from the window; return the variance."""
         buf = self._buf
+        self._wraps = 0
         if min(buf) == max(buf):
             # A flat window: exactly zero width (the mean below could be an ulp off).
             self._shift = buf[0]
-            self._s1 = self._s2 = 0.0
-            return
-        shift = _exact_sum(buf) / self.period
+            self._s1 = self._s2 = self._peak = 0.0
+            return 0.0
+        n = self.period
+        shift = _exact_sum(buf) / n
         if not math.isfinite(shift):
             shift = 0.0
         deviations = [v - shift for v in buf]
+        s1 = _exact_sum(deviations)
+        s2 = _exact_sum([d * d for d in deviations])
         self._shift = shift
-        self._s1 = _exact_sum(deviations)
-        self._s2 = _exact_sum([d * d for d in deviations])
+        self._s1 = s1
+        self._s2 = s2
+        mean_dev = s1 / n
+        var = s2 / n - mean_dev * mean_dev
+        self._peak = var
+        return var
 
     def update(self, x: float) -> None:
         """Feed the next value."""
         buf = self._buf
         i = self._i
         n = self.period
-        full = self._full
-        if full:
+        if self._full:
             shift = self._shift
             d_new = x - shift
             d_old = buf[i] - shift
-            self._s1 += d_new - d_old
-            self._s2 += d_new * d_new - d_old * d_old
-        buf[i] = x
-        i += 1
-        self._i = i
-        if i == n:
-            self._i = 0
-            self._full = True
-            self._resync()
-            mean_dev = self._s1 / n
-            var = self._s2 / n - mean_dev * mean_dev
-            self._peak = var
-        elif not full:
-            return
-        else:
-            mean_dev = self._s1 / n
-            var = self._s2 / n - mean_dev * mean_dev
+            s1 = self._s1 + (d_new - d_old)
+            s2 = self._s2 + (d_new * d_new - d_old * d_old)
+            self._s1 = s1
+            self._s2 = s2
+            buf[i] = x
+            i += 1
+            if i == n:
+                i = 0
+                self._wraps += 1
+            self._i = i
+            mean_dev = s1 / n
+            sq = mean_dev * mean_dev
+            var = s2 / n - sq
             if var > self._peak:
                 self._peak = var
-            elif var < self._peak * _CANCELLATION:
-                self._resync()
+            if (
+                var < self._peak * _CANCELLATION
+                or sq > var * _MAX_SHIFT_DRIFT
+                or self._wraps >= self._wraps_per_resync
+            ):
+                var = self._resync()
                 mean_dev = self._s1 / n
-                var = self._s2 / n - mean_dev * mean_dev
-                self._peak = var
+        else:
+            buf[i] = x
+            i += 1
+            if i < n:
+                self._i = i
+                return
+            self._i = 0
+            self._full = True
+            var = self._resync()
+            mean_dev = self._s1 / n
         std = math.sqrt(var) if var > 0.0 else 0.0
         middle = self._shift + mean_dev
         width = std * self.k
