@@ -13,8 +13,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from signalguard.devstack import cli as devstack_cli
     except ImportError:  # installed without the devstack extra (e.g. the cloud image)
-        devstack_cli = None
-    if devstack_cli is not None:
+        pass
+    else:
         devstack_cli.add_commands(sub)
     args = parser.parse_args(argv)
     try:

@@ -57,28 +57,43 @@ class Api:
             body = r.text
         return Response(r.status_code, body)
 
-    def rpc(self, name: str, args: dict[str, Any] | None = None, token: str | None = None) -> Response:
-        r = self.http.post(f"{self.base}/rest/v1/rpc/{name}", json=args or {},
-                           headers=self._headers(token))
+    def rpc(
+        self, name: str, args: dict[str, Any] | None = None, token: str | None = None
+    ) -> Response:
+        r = self.http.post(
+            f"{self.base}/rest/v1/rpc/{name}", json=args or {}, headers=self._headers(token)
+        )
         return self._wrap(r)
 
     def select(self, table: str, token: str | None, query: str = "select=*") -> Response:
         r = self.http.get(f"{self.base}/rest/v1/{table}?{query}", headers=self._headers(token))
         return self._wrap(r)
 
-    def insert(self, table: str, rows: Any, token: str | None, *, query: str = "",
-               prefer: str = "return=representation") -> Response:
+    def insert(
+        self,
+        table: str,
+        rows: Any,
+        token: str | None,
+        *,
+        query: str = "",
+        prefer: str = "return=representation",
+    ) -> Response:
         url = f"{self.base}/rest/v1/{table}" + (f"?{query}" if query else "")
         return self._wrap(self.http.post(url, json=rows, headers=self._headers(token, prefer)))
 
     def update(self, table: str, query: str, patch: dict[str, Any], token: str | None) -> Response:
-        r = self.http.patch(f"{self.base}/rest/v1/{table}?{query}", json=patch,
-                            headers=self._headers(token, "return=representation"))
+        r = self.http.patch(
+            f"{self.base}/rest/v1/{table}?{query}",
+            json=patch,
+            headers=self._headers(token, "return=representation"),
+        )
         return self._wrap(r)
 
     def delete(self, table: str, query: str, token: str | None) -> Response:
-        r = self.http.delete(f"{self.base}/rest/v1/{table}?{query}",
-                             headers=self._headers(token, "return=representation"))
+        r = self.http.delete(
+            f"{self.base}/rest/v1/{table}?{query}",
+            headers=self._headers(token, "return=representation"),
+        )
         return self._wrap(r)
 
 
@@ -106,8 +121,13 @@ class Actors:
         self.stack = stack
         self.secret = stack.config.secrets().jwt_secret
 
-    def make(self, *, machine: bool = True, machine_status: str = "stopped",
-             stopped_long_ago: bool = True) -> Actor:
+    def make(
+        self,
+        *,
+        machine: bool = True,
+        machine_status: str = "stopped",
+        stopped_long_ago: bool = True,
+    ) -> Actor:
         n = next(_counter)
         uid = str(uuid.uuid4())
         email = f"user{n}-{uid[:8]}@signalguard.test"
@@ -128,28 +148,36 @@ class Actors:
                 if stopped_long_ago:
                     conn.execute(
                         "update public.cloud_machines set status_changed_at = now() - interval '1 hour' "
-                        "where id = %s", (machine_uuid,))
+                        "where id = %s",
+                        (machine_uuid,),
+                    )
         return Actor(
             user_id=uid,
             email=email,
             token=tokens.user_token(self.secret, uid, email),
             trader_id=trader,
             machine_uuid=machine_uuid,
-            machine_token=tokens.machine_token(self.secret, uid, machine_uuid) if machine_uuid else None,
+            machine_token=tokens.machine_token(self.secret, uid, machine_uuid)
+            if machine_uuid
+            else None,
             holder=f"tab-{uid[:8]}-1",
         )
 
 
 # -- time travel -------------------------------------------------------------------------------
 
-def backdate_machine(conn: psycopg.Connection[Any], machine_uuid: str, seconds: float,
-                     *columns: str) -> None:
+
+def backdate_machine(
+    conn: psycopg.Connection[Any], machine_uuid: str, seconds: float, *columns: str
+) -> None:
     """Move a machine's timestamps into the past (default: heartbeat, stop and status change)."""
     cols = columns or ("last_health_check", "stopped_at", "status_changed_at", "started_at")
     sets = ", ".join(f"{c} = {c} - make_interval(secs => %(s)s)" for c in cols)
     # The status trigger stamps status_changed_at on a status change only, so this keeps it.
-    conn.execute(f"update public.cloud_machines set {sets} where id = %(id)s",
-                 {"s": seconds, "id": machine_uuid})
+    conn.execute(
+        f"update public.cloud_machines set {sets} where id = %(id)s",
+        {"s": seconds, "id": machine_uuid},
+    )
 
 
 def backdate_lease(conn: psycopg.Connection[Any], user_id: str, seconds: float) -> None:
@@ -157,11 +185,13 @@ def backdate_lease(conn: psycopg.Connection[Any], user_id: str, seconds: float) 
     conn.execute(
         "update public.execution_leases set acquired_at = acquired_at - make_interval(secs => %(s)s),"
         " expires_at = expires_at - make_interval(secs => %(s)s) where user_id = %(u)s",
-        {"s": seconds, "u": user_id})
+        {"s": seconds, "u": user_id},
+    )
     conn.execute(
         "update public.lease_epochs set started_at = started_at - make_interval(secs => %(s)s),"
         " valid_until = valid_until - make_interval(secs => %(s)s) where user_id = %(u)s",
-        {"s": seconds, "u": user_id})
+        {"s": seconds, "u": user_id},
+    )
 
 
 def db_now(conn: psycopg.Connection[Any]) -> datetime:
@@ -170,8 +200,16 @@ def db_now(conn: psycopg.Connection[Any]) -> datetime:
     return row[0]
 
 
-def signal(actor: Actor, epoch: int, close_at: datetime, *, source: str = "local",
-           symbol: str = "BTCUSDT", interval: str = "1m", price: float = 100.5) -> dict[str, Any]:
+def signal(
+    actor: Actor,
+    epoch: int,
+    close_at: datetime,
+    *,
+    source: str = "local",
+    symbol: str = "BTCUSDT",
+    interval: str = "1m",
+    price: float = 100.5,
+) -> dict[str, Any]:
     """A signal row whose 1m candle closes at ``close_at`` (truncated to the millisecond)."""
     close_ms = int(close_at.timestamp() * 1000)
     length = {"1s": 1_000, "1m": 60_000}[interval]

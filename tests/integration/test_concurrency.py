@@ -7,6 +7,7 @@ database clock were there two holders.
 
 from __future__ import annotations
 
+import itertools
 import random
 import threading
 from collections import Counter
@@ -23,8 +24,11 @@ ROUNDS = 3
 
 
 def call(http: httpx.Client, api: Api, name: str, args: dict[str, Any], token: str) -> Any:
-    r = http.post(f"{api.base}/rest/v1/rpc/{name}", json=args,
-                  headers={"apikey": api.anon, "Authorization": f"Bearer {token}"})
+    r = http.post(
+        f"{api.base}/rest/v1/rpc/{name}",
+        json=args,
+        headers={"apikey": api.anon, "Authorization": f"Bearer {token}"},
+    )
     assert r.status_code == 200, r.text
     return r.json()
 
@@ -47,7 +51,9 @@ def race(api: Api, a: Actor, phase: str, seed: int) -> list[dict[str, Any]]:
                 else:
                     holder = holders[i % 2]
                     if rnd.random() < 0.3:
-                        out = call(http, api, "release_local_lease", {"p_holder_id": holder}, a.token)
+                        out = call(
+                            http, api, "release_local_lease", {"p_holder_id": holder}, a.token
+                        )
                         out["granted"] = False
                     else:
                         out = call(http, api, "claim_local_lease", {"p_holder_id": holder}, a.token)
@@ -78,10 +84,12 @@ def test_parallel_claims_never_overlap(api: Api, actors: Actors, db: Any) -> Non
 
     rows = db.execute(
         "select epoch, holder_kind, holder_id, started_at, valid_until from lease_epochs "
-        "where user_id = %s order by epoch", (a.user_id,)).fetchall()
+        "where user_id = %s order by epoch",
+        (a.user_id,),
+    ).fetchall()
     epochs = [r[0] for r in rows]
     assert epochs == list(range(1, len(rows) + 1))  # strictly increasing, none skipped
-    for prev, nxt in zip(rows, rows[1:], strict=False):
+    for prev, nxt in itertools.pairwise(rows):
         assert nxt[3] >= prev[4], f"epoch {nxt[0]} started before epoch {prev[0]} ended"
         assert nxt[3] > prev[3]
     # Each grant the callers saw names an epoch in the history with the same holder.
@@ -90,7 +98,8 @@ def test_parallel_claims_never_overlap(api: Api, actors: Actors, db: Any) -> Non
         if r.get("granted"):
             assert history[r["lease"]["epoch"]] == r["lease"]["holder_id"]
     # After the handoff the cloud holds the lease and no browser does.
-    final = db.execute("select holder_kind from execution_leases where user_id = %s",
-                       (a.user_id,)).fetchone()
+    final = db.execute(
+        "select holder_kind from execution_leases where user_id = %s", (a.user_id,)
+    ).fetchone()
     assert final == ("cloud",)
     assert rows[-1][1] == "cloud"

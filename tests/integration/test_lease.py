@@ -24,7 +24,9 @@ def claim(api: Api, a: Actor, holder: str | None = None, confirm: bool = False) 
     return r.body
 
 
-def heartbeat(api: Api, a: Actor, status: str | None = None, error: str | None = None) -> dict[str, Any]:
+def heartbeat(
+    api: Api, a: Actor, status: str | None = None, error: str | None = None
+) -> dict[str, Any]:
     args: dict[str, Any] = {}
     if status:
         args["p_status"] = status
@@ -49,6 +51,7 @@ def status(api: Api, a: Actor, holder: str | None = None) -> dict[str, Any]:
 
 # -- the status call ---------------------------------------------------------------------------
 
+
 def test_status_reports_machine_health_lease_and_server_time(api: Api, actors: Actors) -> None:
     a = actors.make()
     s = status(api, a)
@@ -56,8 +59,14 @@ def test_status_reports_machine_health_lease_and_server_time(api: Api, actors: A
     assert s["machine"]["status"] == "stopped"
     assert s["healthy"] is False
     assert s["lease"] == {
-        "holder_kind": None, "holder_id": None, "machine_id": None, "epoch": 0,
-        "acquired_at": None, "expires_at": None, "live": False, "expires_in_seconds": None,
+        "holder_kind": None,
+        "holder_id": None,
+        "machine_id": None,
+        "epoch": 0,
+        "acquired_at": None,
+        "expires_at": None,
+        "live": False,
+        "expires_in_seconds": None,
     }
     assert s["may_claim"] is True and s["reason"] is None and s["may_generate"] is False
     assert s["server_time"] and s["schema_version"] == 1
@@ -73,6 +82,7 @@ def test_user_without_machine_may_claim(api: Api, actors: Actors) -> None:
 
 # -- claim, renew, release ---------------------------------------------------------------------
 
+
 def test_claim_renew_keeps_epoch_and_extends_window(api: Api, actors: Actors, db: Any) -> None:
     a = actors.make()
     first = claim(api, a)
@@ -86,7 +96,9 @@ def test_claim_renew_keeps_epoch_and_extends_window(api: Api, actors: Actors, db
     # The epoch's window follows the renewal.
     row = db.execute(
         "select e.valid_until = l.expires_at from lease_epochs e join execution_leases l "
-        "using (user_id, epoch) where e.user_id = %s", (a.user_id,)).fetchone()
+        "using (user_id, epoch) where e.user_id = %s",
+        (a.user_id,),
+    ).fetchone()
     assert row == (True,)
 
 
@@ -100,8 +112,9 @@ def test_second_holder_refused_while_first_is_live(api: Api, actors: Actors) -> 
     assert status(api, a, a.other_holder())["may_claim"] is False
 
 
-def test_expired_lease_is_taken_by_other_holder_with_new_epoch(api: Api, actors: Actors,
-                                                               db: Any) -> None:
+def test_expired_lease_is_taken_by_other_holder_with_new_epoch(
+    api: Api, actors: Actors, db: Any
+) -> None:
     a = actors.make()
     assert claim(api, a)["lease"]["epoch"] == 1
     backdate_lease(db, a.user_id, 31)
@@ -123,17 +136,23 @@ def test_release_ends_lease_and_window(api: Api, actors: Actors, db: Any) -> Non
     claim(api, a)
     r = api.rpc("release_local_lease", {"p_holder_id": a.holder}, a.token)
     assert r.status == 200 and r.body["released"] is True and r.body["lease"]["live"] is False
-    ended = db.execute("select valid_until <= clock_timestamp(), ended_reason from lease_epochs "
-                       "where user_id = %s and epoch = 1", (a.user_id,)).fetchone()
+    ended = db.execute(
+        "select valid_until <= clock_timestamp(), ended_reason from lease_epochs "
+        "where user_id = %s and epoch = 1",
+        (a.user_id,),
+    ).fetchone()
     assert ended == (True, "released")
     # Releasing twice, or someone else's lease, changes nothing.
-    assert api.rpc("release_local_lease", {"p_holder_id": a.holder}, a.token).body["released"] is False
+    assert (
+        api.rpc("release_local_lease", {"p_holder_id": a.holder}, a.token).body["released"] is False
+    )
     assert claim(api, a, a.other_holder())["lease"]["epoch"] == 2
     r = api.rpc("release_local_lease", {"p_holder_id": a.holder}, a.token)
     assert r.body["released"] is False and r.body["lease"]["holder_id"] == a.other_holder()
 
 
 # -- the cloud's health ------------------------------------------------------------------------
+
 
 def test_healthy_cloud_blocks_browser(api: Api, actors: Actors) -> None:
     a = actors.make()
@@ -174,8 +193,9 @@ def test_grace_after_stop(api: Api, actors: Actors, db: Any) -> None:
 
 
 @pytest.mark.parametrize("state", ["starting", "provisioning"])
-def test_starting_machine_blocks_browser_for_30s(api: Api, actors: Actors, db: Any,
-                                                 state: str) -> None:
+def test_starting_machine_blocks_browser_for_30s(
+    api: Api, actors: Actors, db: Any, state: str
+) -> None:
     a = actors.make()
     db.execute("update cloud_machines set status = %s where id = %s", (state, a.machine_uuid))
     c = claim(api, a)
@@ -196,8 +216,10 @@ def test_starting_machine_that_heartbeats_keeps_blocking(api: Api, actors: Actor
 
 # -- the 2-minute error rule -------------------------------------------------------------------
 
-def test_error_takeover_after_two_minutes_with_confirmation(api: Api, actors: Actors,
-                                                            db: Any) -> None:
+
+def test_error_takeover_after_two_minutes_with_confirmation(
+    api: Api, actors: Actors, db: Any
+) -> None:
     a = actors.make()
     heartbeat(api, a, "running")
     heartbeat(api, a, "error", "exchange feed lost")
@@ -217,8 +239,9 @@ def test_error_takeover_after_two_minutes_with_confirmation(api: Api, actors: Ac
     c = claim(api, a, confirm=True)
     assert c["granted"] is True and c["cleared_error"] is True
     assert c["machine"]["status"] == "stopped" and c["machine"]["error_message"] is None
-    row = db.execute("select status, error_message from cloud_machines where id = %s",
-                     (a.machine_uuid,)).fetchone()
+    row = db.execute(
+        "select status, error_message from cloud_machines where id = %s", (a.machine_uuid,)
+    ).fetchone()
     assert row == ("stopped", None)
 
 
@@ -229,14 +252,18 @@ def test_error_machine_still_heartbeating_is_in_grace(api: Api, actors: Actors, 
     heartbeat(api, a)  # still alive
     c = claim(api, a, confirm=True)
     assert c["granted"] is False and c["reason"] == "cloud_grace"
-    row = db.execute("select status from cloud_machines where id = %s", (a.machine_uuid,)).fetchone()
+    row = db.execute(
+        "select status from cloud_machines where id = %s", (a.machine_uuid,)
+    ).fetchone()
     assert row == ("error",)
 
 
 # -- handoff between browser and cloud ---------------------------------------------------------
 
-def test_renewal_refused_when_cloud_starts_yields_the_lease(api: Api, actors: Actors,
-                                                            db: Any) -> None:
+
+def test_renewal_refused_when_cloud_starts_yields_the_lease(
+    api: Api, actors: Actors, db: Any
+) -> None:
     a = actors.make()
     assert claim(api, a)["granted"]
     heartbeat(api, a, "starting")
@@ -248,8 +275,9 @@ def test_renewal_refused_when_cloud_starts_yields_the_lease(api: Api, actors: Ac
     r = claim(api, a)
     assert r["granted"] is False and r["reason"] == "cloud_starting" and r["yielded"] is True
     assert r["lease"]["live"] is False and r["may_generate"] is False
-    reason = db.execute("select ended_reason from lease_epochs where user_id = %s and epoch = 1",
-                        (a.user_id,)).fetchone()
+    reason = db.execute(
+        "select ended_reason from lease_epochs where user_id = %s and epoch = 1", (a.user_id,)
+    ).fetchone()
     assert reason == ("yielded_to_cloud",)
     # ...and the cloud takes it at once, with the next epoch.
     cc = cloud_claim(api, a)
@@ -267,8 +295,9 @@ def test_cloud_waits_for_browser_lease_to_expire(api: Api, actors: Actors, db: A
     assert cloud_claim(api, a)["granted"] is True
 
 
-def test_cloud_claim_needs_an_active_machine_with_fresh_heartbeat(api: Api, actors: Actors,
-                                                                  db: Any) -> None:
+def test_cloud_claim_needs_an_active_machine_with_fresh_heartbeat(
+    api: Api, actors: Actors, db: Any
+) -> None:
     a = actors.make()
     r = cloud_claim(api, a)
     assert r["granted"] is False and r["reason"] == ClaimRefusal.MACHINE_NOT_ACTIVE
@@ -283,15 +312,18 @@ def test_cloud_claim_needs_an_active_machine_with_fresh_heartbeat(api: Api, acto
     assert again["granted"] is True and again["lease"]["epoch"] == 1  # renewal
 
 
-def test_cloud_holds_then_browser_refused_then_stop_and_grace(api: Api, actors: Actors,
-                                                              db: Any) -> None:
+def test_cloud_holds_then_browser_refused_then_stop_and_grace(
+    api: Api, actors: Actors, db: Any
+) -> None:
     a = actors.make()
     heartbeat(api, a, "starting")
     assert cloud_claim(api, a)["granted"]
     heartbeat(api, a, "running")
     backdate_machine(db, a.machine_uuid, 31, "last_health_check")  # heartbeat stale...
     c = claim(api, a)
-    assert c["granted"] is False and c["reason"] == ClaimRefusal.HELD_BY_CLOUD  # ...lease still live
+    assert (
+        c["granted"] is False and c["reason"] == ClaimRefusal.HELD_BY_CLOUD
+    )  # ...lease still live
     heartbeat(api, a, "stopping")
     rel = api.rpc("release_cloud_lease", {}, a.machine_token).body
     assert rel["released"] is True
@@ -302,19 +334,22 @@ def test_cloud_holds_then_browser_refused_then_stop_and_grace(api: Api, actors: 
     assert c["granted"] is True and c["lease"]["epoch"] == 2
 
 
-def test_machine_stopping_to_error_or_stopped_ends_its_lease(api: Api, actors: Actors,
-                                                             db: Any) -> None:
+def test_machine_stopping_to_error_or_stopped_ends_its_lease(
+    api: Api, actors: Actors, db: Any
+) -> None:
     a = actors.make()
     heartbeat(api, a, "starting")
     assert cloud_claim(api, a)["granted"]
     hb = heartbeat(api, a, "error", "out of memory")
     assert hb["lease"]["live"] is False
-    assert db.execute("select ended_reason from lease_epochs where user_id = %s and epoch = 1",
-                      (a.user_id,)).fetchone() == ("machine_stopped",)
+    assert db.execute(
+        "select ended_reason from lease_epochs where user_id = %s and epoch = 1", (a.user_id,)
+    ).fetchone() == ("machine_stopped",)
 
 
-def test_sigkill_cloud_heartbeat_goes_stale_browser_claims_after_30s(api: Api, actors: Actors,
-                                                                    db: Any) -> None:
+def test_sigkill_cloud_heartbeat_goes_stale_browser_claims_after_30s(
+    api: Api, actors: Actors, db: Any
+) -> None:
     a = actors.make()
     heartbeat(api, a, "starting")
     cloud_claim(api, a)
@@ -345,12 +380,15 @@ def test_epochs_rise_by_one_on_each_change_of_holder(api: Api, actors: Actors, d
     backdate_machine(db, a.machine_uuid, 31)
     seen.append(claim(api, a)["lease"]["epoch"])
     assert seen == [1, 2, 3, 4]
-    rows = db.execute("select epoch, holder_kind from lease_epochs where user_id = %s order by epoch",
-                      (a.user_id,)).fetchall()
+    rows = db.execute(
+        "select epoch, holder_kind from lease_epochs where user_id = %s order by epoch",
+        (a.user_id,),
+    ).fetchall()
     assert rows == [(1, "local"), (2, "local"), (3, "cloud"), (4, "local")]
 
 
 # -- who may call what -------------------------------------------------------------------------
+
 
 def test_rpc_permissions_and_error_codes(api: Api, actors: Actors, stack: Any) -> None:
     a = actors.make()
@@ -370,6 +408,7 @@ def test_rpc_permissions_and_error_codes(api: Api, actors: Actors, stack: Any) -
     assert r.code == GuardError.INVALID_ARGUMENT
     # A token claiming B's machine under A's identity is not a machine token of A.
     from signalguard.devstack import tokens
+
     forged = tokens.machine_token(stack.config.secrets().jwt_secret, a.user_id, b.machine_uuid)
     assert api.rpc("machine_heartbeat", {}, forged).code == GuardError.NOT_A_MACHINE
     # A token signed with another secret is refused by PostgREST.

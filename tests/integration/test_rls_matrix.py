@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from psycopg.types.json import Jsonb
 from stackkit import DEFINITION, Actor, Actors, Api, Response, backdate_lease, seconds_ago, signal
 from test_lease import claim, cloud_claim, heartbeat
 
@@ -74,26 +73,39 @@ def setup(api: Api, db: Any, actors: Actors, caller: str) -> Cell:
         cell.epoch = claim(api, a)["lease"]["epoch"]
     # Make the lease's window reach 10 minutes back, so a just-closed candle lies inside it.
     backdate_lease(db, a.user_id, 600)
-    db.execute("update execution_leases set expires_at = clock_timestamp() + interval '30 s' "
-               "where user_id = %s", (a.user_id,))
-    db.execute("update lease_epochs set valid_until = clock_timestamp() + interval '30 s' "
-               "where user_id = %s", (a.user_id,))
+    db.execute(
+        "update execution_leases set expires_at = clock_timestamp() + interval '30 s' "
+        "where user_id = %s",
+        (a.user_id,),
+    )
+    db.execute(
+        "update lease_epochs set valid_until = clock_timestamp() + interval '30 s' "
+        "where user_id = %s",
+        (a.user_id,),
+    )
     # One existing signal of A's, written by maintenance (the superuser is not fenced).
     row = signal(a, cell.epoch, seconds_ago(db, 300), source="local")
     cell.signal_key = db.execute(
-        "insert into signals (trader_id, user_id, symbol, \"interval\", candle_open_time, price, "
+        'insert into signals (trader_id, user_id, symbol, "interval", candle_open_time, price, '
         "matched_conditions, source, machine_id, epoch) values "
         "(%(trader_id)s, %(user_id)s, %(symbol)s, %(interval)s, %(candle_open_time)s, %(price)s, "
         "%(matched_conditions)s, %(source)s, %(machine_id)s, %(epoch)s) returning signal_key",
-        row).fetchone()[0]
+        row,
+    ).fetchone()[0]
     return cell
 
 
 # -- the operations, each returning (response, whether A's data shows the effect) ---------------
 
+
 def do_select(c: Cell, table: str) -> tuple[Response, bool]:
-    key = {"cloud_machines": "id", "traders": "user_id", "signals": "user_id",
-           "execution_leases": "user_id", "lease_epochs": "user_id"}[table]
+    key = {
+        "cloud_machines": "id",
+        "traders": "user_id",
+        "signals": "user_id",
+        "execution_leases": "user_id",
+        "lease_epochs": "user_id",
+    }[table]
     value = c.a.machine_uuid if table == "cloud_machines" else c.a.user_id
     r = c.api.select(table, c.token, f"select=*&{key}=eq.{value}")
     return r, r.status == 200 and isinstance(r.body, list) and len(r.body) > 0
@@ -102,33 +114,52 @@ def do_select(c: Cell, table: str) -> tuple[Response, bool]:
 def do_insert(c: Cell, table: str) -> tuple[Response, bool]:
     a = c.a
     if table == "traders":
-        r = c.api.insert(table, {"user_id": a.user_id, "name": "intruder", "definition": DEFINITION},
-                         c.token)
-        return r, c.one("select count(*) from traders where user_id = %s and name = 'intruder'",
-                        a.user_id) == 1
+        r = c.api.insert(
+            table, {"user_id": a.user_id, "name": "intruder", "definition": DEFINITION}, c.token
+        )
+        return r, c.one(
+            "select count(*) from traders where user_id = %s and name = 'intruder'", a.user_id
+        ) == 1
     if table == "cloud_machines":
         before = c.one("select count(*) from cloud_machines")
-        r = c.api.insert(table, {"user_id": a.user_id, "machine_id": f"vyx-x{uuid.uuid4().hex[:7]}"},
-                         c.token)
+        r = c.api.insert(
+            table, {"user_id": a.user_id, "machine_id": f"vyx-x{uuid.uuid4().hex[:7]}"}, c.token
+        )
         return r, c.one("select count(*) from cloud_machines") != before
     if table == "signals":
         machine_caller = c.caller.startswith("machine")
-        row = signal(a, c.epoch, seconds_ago(c.db, 60), symbol="ETHUSDT",
-                     source="cloud" if machine_caller else "local")
+        row = signal(
+            a,
+            c.epoch,
+            seconds_ago(c.db, 60),
+            symbol="ETHUSDT",
+            source="cloud" if machine_caller else "local",
+        )
         if c.caller == "machine_b":
             row["machine_id"] = c.b.machine_uuid
         r = c.api.insert(table, [row], c.token)
-        return r, c.one("select count(*) from signals where user_id = %s and symbol = 'ETHUSDT'",
-                        a.user_id) == 1
+        return r, c.one(
+            "select count(*) from signals where user_id = %s and symbol = 'ETHUSDT'", a.user_id
+        ) == 1
     if table == "execution_leases":
         c.db.execute("delete from execution_leases where user_id = %s", (a.user_id,))
         r = c.api.insert(table, {"user_id": a.user_id, "epoch": 99}, c.token)
         return r, c.one("select count(*) from execution_leases where user_id = %s", a.user_id) == 1
-    r = c.api.insert(table, {"user_id": a.user_id, "epoch": 99, "holder_kind": "local",
-                             "holder_id": "intruder-1", "started_at": "2020-01-01T00:00:00Z",
-                             "valid_until": "2100-01-01T00:00:00Z"}, c.token)
-    return r, c.one("select count(*) from lease_epochs where user_id = %s and epoch = 99",
-                    a.user_id) == 1
+    r = c.api.insert(
+        table,
+        {
+            "user_id": a.user_id,
+            "epoch": 99,
+            "holder_kind": "local",
+            "holder_id": "intruder-1",
+            "started_at": "2020-01-01T00:00:00Z",
+            "valid_until": "2100-01-01T00:00:00Z",
+        },
+        c.token,
+    )
+    return r, c.one(
+        "select count(*) from lease_epochs where user_id = %s and epoch = 99", a.user_id
+    ) == 1
 
 
 def do_update(c: Cell, table: str) -> tuple[Response, bool]:
@@ -137,21 +168,35 @@ def do_update(c: Cell, table: str) -> tuple[Response, bool]:
         r = c.api.update(table, f"id=eq.{a.trader_id}", {"name": "renamed"}, c.token)
         return r, c.one("select name from traders where id = %s", a.trader_id) == "renamed"
     if table == "cloud_machines":
-        r = c.api.update(table, f"id=eq.{a.machine_uuid}",
-                         {"status": "running", "last_health_check": "2100-01-01T00:00:00Z"}, c.token)
-        return r, c.one("select status from cloud_machines where id = %s",
-                        a.machine_uuid) == "running"
+        r = c.api.update(
+            table,
+            f"id=eq.{a.machine_uuid}",
+            {"status": "running", "last_health_check": "2100-01-01T00:00:00Z"},
+            c.token,
+        )
+        return r, c.one(
+            "select status from cloud_machines where id = %s", a.machine_uuid
+        ) == "running"
     if table == "signals":
-        r = c.api.update(table, f"signal_key=eq.{c.signal_key}",
-                         {"status": "active", "updated_epoch": c.epoch}, c.token)
-        return r, c.one("select status from signals where signal_key = %s", c.signal_key) == "active"
+        r = c.api.update(
+            table,
+            f"signal_key=eq.{c.signal_key}",
+            {"status": "active", "updated_epoch": c.epoch},
+            c.token,
+        )
+        return r, c.one(
+            "select status from signals where signal_key = %s", c.signal_key
+        ) == "active"
     if table == "execution_leases":
         r = c.api.update(table, f"user_id=eq.{a.user_id}", {"epoch": 999}, c.token)
         return r, c.one("select epoch from execution_leases where user_id = %s", a.user_id) == 999
-    r = c.api.update(table, f"user_id=eq.{a.user_id}", {"valid_until": "2100-01-01T00:00:00Z"},
-                     c.token)
-    return r, c.one("select count(*) from lease_epochs where user_id = %s and "
-                    "valid_until > '2099-01-01'", a.user_id) > 0
+    r = c.api.update(
+        table, f"user_id=eq.{a.user_id}", {"valid_until": "2100-01-01T00:00:00Z"}, c.token
+    )
+    return r, c.one(
+        "select count(*) from lease_epochs where user_id = %s and valid_until > '2099-01-01'",
+        a.user_id,
+    ) > 0
 
 
 def do_delete(c: Cell, table: str) -> tuple[Response, bool]:

@@ -21,10 +21,16 @@ def local_lease_backdated(api: Api, a: Actor, db: Any, seconds: float = 600) -> 
     epoch = claim(api, a)["lease"]["epoch"]
     backdate_lease(db, a.user_id, seconds)
     # Renew so it is live again; the epoch's window now spans [now - seconds, now + 30 s).
-    db.execute("update execution_leases set expires_at = clock_timestamp() + interval '30 s' "
-               "where user_id = %s", (a.user_id,))
-    db.execute("update lease_epochs set valid_until = clock_timestamp() + interval '30 s' "
-               "where user_id = %s and epoch = %s", (a.user_id, epoch))
+    db.execute(
+        "update execution_leases set expires_at = clock_timestamp() + interval '30 s' "
+        "where user_id = %s",
+        (a.user_id,),
+    )
+    db.execute(
+        "update lease_epochs set valid_until = clock_timestamp() + interval '30 s' "
+        "where user_id = %s and epoch = %s",
+        (a.user_id, epoch),
+    )
     return epoch
 
 
@@ -44,8 +50,11 @@ def test_browser_writes_local_signal_with_its_epoch(api: Api, actors: Actors, db
     row = signal(a, epoch, seconds_ago(db, 60))
     r = api.insert("signals", [row], a.token, query="on_conflict=signal_key", prefer=UPSERT)
     assert r.status == 201, r.body
-    stored = db.execute("select source, machine_id, epoch, updated_epoch, status, signal_key "
-                        "from signals where user_id = %s", (a.user_id,)).fetchone()
+    stored = db.execute(
+        "select source, machine_id, epoch, updated_epoch, status, signal_key "
+        "from signals where user_id = %s",
+        (a.user_id,),
+    ).fetchone()
     assert stored[:5] == ("local", None, epoch, epoch, "new")
     open_ms = int(datetime.fromisoformat(row["candle_open_time"]).timestamp() * 1000)
     assert stored[5] == f"{a.user_id}:{a.trader_id}:BTCUSDT:1m:{open_ms}"
@@ -76,7 +85,13 @@ def test_write_signals_reports_each_outcome(api: Api, actors: Actors, db: Any) -
     future = signal(a, epoch, seconds_ago(db, -120), symbol="ETHUSDT")
     wrong_epoch = signal(a, epoch + 5, seconds_ago(db, 60), symbol="SOLUSDT")
     out = write(api, a, [good, future, wrong_epoch, {"nonsense": True}, "x"])
-    assert [o["outcome"] for o in out] == ["inserted", "rejected", "rejected", "rejected", "rejected"]
+    assert [o["outcome"] for o in out] == [
+        "inserted",
+        "rejected",
+        "rejected",
+        "rejected",
+        "rejected",
+    ]
     assert [o["index"] for o in out] == [0, 1, 2, 3, 4]
     assert out[1]["code"] == GuardError.CANDLE_NOT_CLOSED
     assert out[2]["code"] == GuardError.LEASE_NOT_HELD
@@ -93,8 +108,9 @@ def test_write_signals_limits(api: Api, actors: Actors) -> None:
     assert api.rpc("write_signals", {"p_signals": []}, None).status == 401
 
 
-def test_signal_generated_under_old_lease_is_kept_after_lease_moved(api: Api, actors: Actors,
-                                                                    db: Any) -> None:
+def test_signal_generated_under_old_lease_is_kept_after_lease_moved(
+    api: Api, actors: Actors, db: Any
+) -> None:
     a = actors.make()
     old = local_lease_backdated(api, a, db, 600)
     inside = signal(a, old, seconds_ago(db, 300))
@@ -127,8 +143,11 @@ def test_epoch_never_held_by_writer_is_refused(api: Api, actors: Actors, db: Any
     heartbeat(api, a, "starting")
     cloud_epoch = cloud_claim(api, a)["lease"]["epoch"]
     backdate_lease(db, a.user_id, 300)
-    db.execute("update lease_epochs set valid_until = clock_timestamp() + interval '30 s' "
-               "where user_id = %s", (a.user_id,))
+    db.execute(
+        "update lease_epochs set valid_until = clock_timestamp() + interval '30 s' "
+        "where user_id = %s",
+        (a.user_id,),
+    )
     out = write(api, a, [signal(a, cloud_epoch, seconds_ago(db, 60))])
     assert out[0]["code"] == GuardError.LEASE_NOT_HELD
     cloud_row = signal(a, cloud_epoch, seconds_ago(db, 60), source="cloud")
@@ -140,13 +159,17 @@ def test_cloud_signal_written_by_machine(api: Api, actors: Actors, db: Any) -> N
     heartbeat(api, a, "starting")
     epoch = cloud_claim(api, a)["lease"]["epoch"]
     backdate_lease(db, a.user_id, 300)
-    db.execute("update lease_epochs set valid_until = clock_timestamp() + interval '30 s' "
-               "where user_id = %s", (a.user_id,))
+    db.execute(
+        "update lease_epochs set valid_until = clock_timestamp() + interval '30 s' "
+        "where user_id = %s",
+        (a.user_id,),
+    )
     row = signal(a, epoch, seconds_ago(db, 60), source="cloud")
     r = api.insert("signals", [row], a.machine_token, query="on_conflict=signal_key", prefer=UPSERT)
     assert r.status == 201, r.body
-    stored = db.execute("select source, machine_id::text, epoch from signals where user_id = %s",
-                        (a.user_id,)).fetchone()
+    stored = db.execute(
+        "select source, machine_id::text, epoch from signals where user_id = %s", (a.user_id,)
+    ).fetchone()
     assert stored == ("cloud", a.machine_uuid, epoch)
 
 
@@ -156,15 +179,25 @@ def test_source_and_machine_must_match_the_token(api: Api, actors: Actors, db: A
     epoch = local_lease_backdated(api, a, db)
     close = seconds_ago(db, 60)
     # A browser token can never write a cloud signal or name a machine.
-    out = write(api, a, [signal(a, epoch, close, source="cloud"),
-                         {**signal(a, epoch, close), "machine_id": a.machine_uuid}])
+    out = write(
+        api,
+        a,
+        [
+            signal(a, epoch, close, source="cloud"),
+            {**signal(a, epoch, close), "machine_id": a.machine_uuid},
+        ],
+    )
     assert [o["code"] for o in out] == [GuardError.SOURCE_MISMATCH] * 2
     # A machine token can write neither local signals nor another machine's.
     heartbeat(api, a, "starting")
     out = write(api, a, [signal(a, epoch, close)], a.machine_token)
     assert out[0]["code"] == GuardError.SOURCE_MISMATCH
-    out = write(api, a, [{**signal(a, epoch, close, source="cloud"), "machine_id": b.machine_uuid}],
-                a.machine_token)
+    out = write(
+        api,
+        a,
+        [{**signal(a, epoch, close, source="cloud"), "machine_id": b.machine_uuid}],
+        a.machine_token,
+    )
     assert out[0]["code"] == GuardError.SOURCE_MISMATCH
     assert count(db, a) == 0
 
@@ -190,11 +223,13 @@ def test_status_updates_need_the_live_lease(api: Api, actors: Actors, db: Any) -
     cloud_epoch = cloud_claim(api, a)["lease"]["epoch"]
     r = api.update("signals", q, {"status": "closed", "updated_epoch": epoch}, a.token)
     assert r.code == GuardError.LEASE_NOT_HELD
-    r = api.update("signals", q, {"status": "expired", "updated_epoch": cloud_epoch},
-                   a.machine_token)
+    r = api.update(
+        "signals", q, {"status": "expired", "updated_epoch": cloud_epoch}, a.machine_token
+    )
     assert r.status == 200 and r.body[0]["status"] == "expired"
-    assert db.execute("select status, updated_epoch from signals where signal_key = %s",
-                      (key,)).fetchone() == ("expired", cloud_epoch)
+    assert db.execute(
+        "select status, updated_epoch from signals where signal_key = %s", (key,)
+    ).fetchone() == ("expired", cloud_epoch)
 
 
 def test_candle_not_closed_is_refused(api: Api, actors: Actors, db: Any) -> None:

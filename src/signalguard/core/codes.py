@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 
-class GuardError(str, enum.Enum):
+class GuardError(enum.StrEnum):
     """SQLSTATE codes the database raises (PostgREST returns them as ``code``).
 
     Each is a verdict, not a transient failure: retrying the same write gives the same answer, so an
@@ -48,7 +48,7 @@ class GuardError(str, enum.Enum):
                         GuardError.SOURCE_MISMATCH)
 
 
-class ClaimRefusal(str, enum.Enum):
+class ClaimRefusal(enum.StrEnum):
     """Why the database refused a lease claim (the ``reason`` of a claim or status result)."""
 
     #: The cloud machine holds a live lease.

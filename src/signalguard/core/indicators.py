@@ -1,21 +1,24 @@
 """Incremental technical indicators: O(1) work per closed candle, TA-Lib-compatible results.
 
-Every indicator is a small mutable object fed one value at a time, oldest first, with ``update(x)``.
-Each has a ``warmup``: the number of values it must receive before its output is defined. Until then
-the output attributes are ``None``; from the ``warmup``-th value on they are always floats. The value
-after the ``warmup``-th input corresponds to TA-Lib's first output (TA-Lib's lookback is
-``warmup - 1``).
+Every indicator is a small mutable object fed one value at a time, oldest first, with
+``update(x)``. Each has a ``warmup``: the number of values it must receive before its output is
+defined. Until then the output attributes are ``None``; from the ``warmup``-th value on they are
+always floats. The value after the ``warmup``-th input corresponds to TA-Lib's first output
+(TA-Lib's lookback is ``warmup - 1``).
 
 What the indicators agree with, and how closely (see ``tests/core/test_indicators_golden.py``):
 
-- ``EMA``, ``RSI`` and ``MACD`` perform TA-Lib's floating-point operations in TA-Lib's order, so on
-  the same input they reproduce TA-Lib's output bit for bit (up to the C compiler's freedom to fuse
-  multiply-adds).
-- ``SMA``, ``BollingerBands`` and ``VolumeAverage`` keep running sums, which would drift over a long
-  series; they re-derive their sums exactly (:func:`math.fsum`) from their window at least every
-  ``max(period, 128)`` values, so the error stays at a few units in the last place however long the
-  series runs. TA-Lib's own running sums are not corrected, so on long, high-priced series the two
-  can drift apart by TA-Lib's error, not ours.
+- ``RSI`` performs TA-Lib's floating-point operations in TA-Lib's order and reproduces TA-Lib's
+  output bit for bit. ``EMA`` and ``MACD`` do the same, but the reference TA-Lib build fuses
+  ``(x - ema) * k + ema`` into one multiply-add, which pure Python 3.11 cannot express; the results
+  differ by an ulp now and then, and the difference does not accumulate (an EMA forgets it).
+- ``SMA``, ``VolumeAverage`` and ``VolumeSpike`` keep a running sum, which on its own would drift
+  over a long series; they re-derive it exactly (:func:`math.fsum`) from their window at least every
+  ``max(period, 128)`` values. ``BollingerBands`` keeps sums of deviations from a point near the
+  mean and re-derives them when accuracy demands it (see the class). Either way the error stays
+  within a few units in the last place of the input, however long the series runs. TA-Lib's own
+  running sums are never corrected (and its variance is ``E[x²] - E[x]²``), so on long or
+  high-priced series the remaining difference is TA-Lib's error, not ours.
 
 Deliberate deviations from TA-Lib, all in degenerate cases where TA-Lib applies an *absolute*
 threshold of ``1e-8`` that misfires for assets priced below a cent:
@@ -56,8 +59,8 @@ MAX_PERIOD = 100_000
 """Largest period any indicator accepts (TA-Lib's own limit)."""
 
 # Running sums are re-derived from the window at least this often (in updates), so that rounding
-# error cannot accumulate. Short windows are re-derived less often than every wrap because the cost of
-# the re-derivation is dominated by a fixed call overhead.
+# error cannot accumulate. Short windows are re-derived less often than once per pass because the
+# cost of a re-derivation is dominated by a fixed call overhead.
 _RESYNC_EVERY = 128
 
 # When a running variance falls below this fraction of its peak, what is left is of the order of the
@@ -93,7 +96,9 @@ class Indicator(Protocol):
 def _check_period(name: str, period: int, minimum: int) -> int:
     # bool is an int subclass; a period of True is a bug in the caller, not a period of 1.
     if type(period) is not int or not minimum <= period <= MAX_PERIOD:
-        raise ValueError(f"{name} must be an integer between {minimum} and {MAX_PERIOD}, got {period!r}")
+        raise ValueError(
+            f"{name} must be an integer between {minimum} and {MAX_PERIOD}, got {period!r}"
+        )
     return period
 
 
@@ -325,7 +330,7 @@ class BollingerBands:
     )
 
     def __init__(self, period: int, k: float) -> None:
-        """Create bands over ``period`` values (2 ≤ period ≤ 100,000), ``k`` deviations wide (0 < k ≤ 1e6)."""
+        """Create bands over ``period`` values (2 ≤ period ≤ 100,000), ``k`` (0 < k ≤ 1e6) wide."""
         self.period: int = _check_period("period", period, 2)
         if isinstance(k, bool) or not isinstance(k, int | float) or not 0.0 < k <= 1e6:
             raise ValueError(f"k must be a number greater than 0 and at most 1e6, got {k!r}")
@@ -454,11 +459,11 @@ class MACD:
     ``macd = EMA(fast) - EMA(slow)``, ``signal = EMA(signal) of macd``,
     ``histogram = macd - signal``. TA-Lib seeds *both* price EMAs so that their seeds end on the
     same candle: the slow EMA with the average of the first ``slow`` prices, the fast EMA with the
-    average of the ``fast`` prices ending at that same candle (prices before it are ignored). A naive
-    composition of two independent EMAs instead seeds the fast EMA on the first ``fast`` prices, and
-    differs from TA-Lib by an amount that decays only slowly. The signal EMA is seeded with the
-    average of the first ``signal`` MACD values. ``warmup == slow + signal - 1``; all three outputs
-    become defined together, as in TA-Lib.
+    average of the ``fast`` prices ending at that same candle (prices before it are ignored). A
+    naive composition of two independent EMAs instead seeds the fast EMA on the first ``fast``
+    prices, and differs from TA-Lib by an amount that decays only slowly. The signal EMA is seeded
+    with the average of the first ``signal`` MACD values. ``warmup == slow + signal - 1``; all three
+    outputs become defined together, as in TA-Lib.
     """
 
     __slots__ = (
@@ -487,7 +492,7 @@ class MACD:
         self.slow: int = _check_period("slow", slow, 2)
         self.signal_period: int = _check_period("signal", signal, 1)
         if fast >= slow:
-            # TA-Lib silently swaps them; a definition with fast >= slow is a mistake worth reporting.
+            # TA-Lib silently swaps them; fast >= slow is a mistake worth reporting.
             raise ValueError(f"fast ({fast}) must be smaller than slow ({slow})")
         self.macd: float | None = None
         """MACD line, or None during warm-up."""
@@ -585,7 +590,7 @@ class VolumeSpike:
     )
 
     def __init__(self, period: int) -> None:
-        """Create a volume-spike ratio against the previous ``period`` volumes (1 ≤ period ≤ 100,000)."""
+        """Create a spike ratio against the previous ``period`` volumes (1 ≤ period ≤ 100,000)."""
         self.period: int = _check_period("period", period, 1)
         self.value: float | None = None
         """The ratio, or None during warm-up."""

@@ -15,7 +15,12 @@ from signalguard.devstack.stack import DEMO_PASSWORD, DEMO_USERS, LocalStack
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register the local stack's subcommands."""
     dev = sub.add_parser("dev", help="run the local stack (development only) until Ctrl-C")
-    dev.add_argument("--port", type=int, default=8000, help="the gateway's port (default 8000)")
+    dev.add_argument(
+        "--port",
+        type=int,
+        default=None,
+        help="the gateway's port (default $SIGNALGUARD_PORT or 8000)",
+    )
     dev.set_defaults(func=cmd_dev)
 
     reset = sub.add_parser("reset", help="delete the local stack's state (database, secrets, logs)")
@@ -29,7 +34,7 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
 
 def cmd_dev(args: argparse.Namespace) -> int:
     """Start the stack, print where it is, and stop everything it started on Ctrl-C or SIGTERM."""
-    config = StackConfig(gateway_port=args.port)
+    config = StackConfig() if args.port is None else StackConfig(gateway_port=args.port)
     stack = LocalStack(config)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -55,8 +60,10 @@ def cmd_dev(args: argparse.Namespace) -> int:
     print("  Press Ctrl-C to stop.", flush=True)
     try:
         while not stop.wait(0.5):
-            for name, proc in (("postgres", stack.postgres.process),
-                               ("PostgREST", stack.postgrest.process)):
+            for name, proc in (
+                ("postgres", stack.postgres.process),
+                ("PostgREST", stack.postgrest.process),
+            ):
                 if proc is not None and proc.poll() is not None:
                     print(f"{name} exited with code {proc.returncode}; stopping", file=sys.stderr)
                     stop.set()
@@ -91,12 +98,16 @@ def cmd_token(args: argparse.Namespace) -> int:
         return 2
     stack = LocalStack(config)
     try:
-        print(stack.user_token(args.email) if args.kind == "user" else stack.machine_token(args.email))
+        print(
+            stack.user_token(args.email) if args.kind == "user" else stack.machine_token(args.email)
+        )
     except StackError as exc:
         print(exc, file=sys.stderr)
         return 1
     except Exception as exc:  # the database is not running
-        print(f"cannot read the local database ({exc.__class__.__name__}); is `make dev` running?",
-              file=sys.stderr)
+        print(
+            f"cannot read the local database ({exc.__class__.__name__}); is `make dev` running?",
+            file=sys.stderr,
+        )
         return 1
     return 0

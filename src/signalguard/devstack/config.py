@@ -1,5 +1,9 @@
 """Configuration and secrets of the local stack.
 
+Ports default to the gateway on 8000, PostgreSQL on 54322 and PostgREST on 54330 (admin 54331); the
+environment moves them: ``SIGNALGUARD_PORT``, ``SIGNALGUARD_PG_PORT``, ``SIGNALGUARD_REST_PORT``,
+``SIGNALGUARD_REST_ADMIN_PORT``.
+
 Everything the stack keeps lives in one state folder (``.devstack/`` at the top of the checkout by
 default, ignored by git; ``SIGNALGUARD_STATE_DIR`` moves it): the PostgreSQL cluster, its logs, and
 ``secrets.json`` with the JWT secret and database passwords, made at first start. Deleting the folder
@@ -28,6 +32,16 @@ def default_state_dir() -> Path:
     """Return the state folder: ``$SIGNALGUARD_STATE_DIR`` or ``.devstack/`` in the checkout."""
     env = os.environ.get("SIGNALGUARD_STATE_DIR")
     return Path(env).resolve() if env else REPO_ROOT / ".devstack"
+
+
+def _env_port(name: str, default: int) -> int:
+    """A port from the environment (``SIGNALGUARD_<NAME>``), or the default."""
+    raw = os.environ.get(f"SIGNALGUARD_{name}")
+    if raw is None:
+        return default
+    if not raw.isdigit() or not 0 < int(raw) < 65536:
+        raise ValueError(f"SIGNALGUARD_{name} must be a TCP port number, not {raw!r}")
+    return int(raw)
 
 
 def free_port() -> int:
@@ -72,10 +86,10 @@ class StackConfig:
     """Where the local stack keeps its state and which loopback ports it listens on."""
 
     state_dir: Path = field(default_factory=default_state_dir)
-    pg_port: int = 54322
-    rest_port: int = 54330
-    rest_admin_port: int = 54331
-    gateway_port: int = 8000
+    pg_port: int = field(default_factory=lambda: _env_port("PG_PORT", 54322))
+    rest_port: int = field(default_factory=lambda: _env_port("REST_PORT", 54330))
+    rest_admin_port: int = field(default_factory=lambda: _env_port("REST_ADMIN_PORT", 54331))
+    gateway_port: int = field(default_factory=lambda: _env_port("PORT", 8000))
     #: The folder whose allow-listed files the gateway serves as the app.
     app_root: Path = REPO_ROOT
     migrations_dir: Path = REPO_ROOT / "supabase" / "migrations"

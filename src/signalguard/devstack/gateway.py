@@ -14,7 +14,6 @@ hosted project:
 
 from __future__ import annotations
 
-import asyncio
 import json
 import mimetypes
 import secrets
@@ -61,8 +60,17 @@ MIME_TYPES = {
 #: Hop-by-hop headers (RFC 9110 section 7.6.1) and those the proxy recomputes.
 _HOP_HEADERS = frozenset(
     {
-        "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
-        "transfer-encoding", "upgrade", "host", "content-length", "content-encoding",
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "host",
+        "content-length",
+        "content-encoding",
     }
 )
 
@@ -139,7 +147,10 @@ class Gateway:
             try:
                 response = await handler(request)
             except web.HTTPException as exc:
-                response = exc
+                # Answer with an ordinary response so the marks below apply to errors too.
+                response = web.Response(
+                    status=exc.status, text=exc.text, content_type=exc.content_type
+                )
         response.headers[STACK_HEADER[0]] = STACK_HEADER[1]
         if api:
             # Supabase answers any origin; the local stack does the same so tools on other local
@@ -147,11 +158,15 @@ class Gateway:
             origin = request.headers.get("Origin", "*")
             response.headers["Access-Control-Allow-Origin"] = origin
             response.headers["Access-Control-Allow-Credentials"] = "true"
-            response.headers["Access-Control-Allow-Methods"] = "GET, POST, PATCH, PUT, DELETE, OPTIONS"
+            response.headers["Access-Control-Allow-Methods"] = (
+                "GET, POST, PATCH, PUT, DELETE, OPTIONS"
+            )
             response.headers["Access-Control-Allow-Headers"] = request.headers.get(
                 "Access-Control-Request-Headers", "authorization, apikey, content-type, prefer"
             )
-            response.headers["Access-Control-Expose-Headers"] = "Content-Range, X-Supabase-Api-Version"
+            response.headers["Access-Control-Expose-Headers"] = (
+                "Content-Range, X-Supabase-Api-Version"
+            )
             response.headers["Vary"] = "Origin"
         return response
 
@@ -193,12 +208,16 @@ class Gateway:
                 if "Content-Encoding" in upstream.headers:
                     out["Content-Encoding"] = upstream.headers["Content-Encoding"]
                 return web.Response(status=upstream.status, body=payload, headers=out)
-        except (aiohttp.ClientConnectionError, asyncio.TimeoutError):
+        except (TimeoutError, aiohttp.ClientConnectionError):
             # As a gateway would: the API is unavailable, the client should retry later.
             return _json(
                 503,
-                {"code": "PGRST_UNAVAILABLE", "message": "The database API is not reachable",
-                 "details": None, "hint": "Retry later"},
+                {
+                    "code": "PGRST_UNAVAILABLE",
+                    "message": "The database API is not reachable",
+                    "details": None,
+                    "hint": "Retry later",
+                },
             )
 
     # -- /auth/v1 --------------------------------------------------------------------------------
@@ -216,19 +235,30 @@ class Gateway:
                     return await self._password_grant(body)
                 if grant == "refresh_token":
                     return await self._refresh_grant(body)
-                return _auth_error(400, "unsupported_grant_type", f"Unsupported grant type {grant!r}")
+                return _auth_error(
+                    400, "unsupported_grant_type", f"Unsupported grant type {grant!r}"
+                )
             if tail == "user" and request.method == "GET":
                 return await self._user(request)
             if tail == "logout" and request.method == "POST":
                 return await self._logout(request)
             if tail == "settings" and request.method == "GET":
-                return _json(200, {"external": {"email": True}, "disable_signup": True,
-                                   "mailer_autoconfirm": True, "phone_autoconfirm": False,
-                                   "sms_provider": "", "saml_enabled": False})
+                return _json(
+                    200,
+                    {
+                        "external": {"email": True},
+                        "disable_signup": True,
+                        "mailer_autoconfirm": True,
+                        "phone_autoconfirm": False,
+                        "sms_provider": "",
+                        "saml_enabled": False,
+                    },
+                )
         except psycopg.OperationalError:
             return _auth_error(503, "unavailable", "The database is not reachable; retry later")
         return _auth_error(
-            404, "not_found",
+            404,
+            "not_found",
             f"/auth/v1/{tail} is not provided by the local development stack "
             "(it answers password sign-in, refresh, user and logout)",
         )

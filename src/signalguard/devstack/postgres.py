@@ -68,16 +68,21 @@ class RunAs:
             ) from exc
         return cls(pg.pw_uid, pg.pw_gid, pg.pw_name)
 
-    def popen_kwargs(self) -> dict[str, object]:
-        """Keyword arguments for :class:`subprocess.Popen` to start a program as this identity."""
-        if os.geteuid() == self.uid:
-            return {}
-        return {"user": self.uid, "group": self.gid, "extra_groups": []}
+    @property
+    def switches(self) -> bool:
+        """Whether starting a program as this identity means leaving the caller's."""
+        return os.geteuid() != self.uid
+
+    def popen_identity(self) -> tuple[int | None, int | None, list[int] | None]:
+        """``user``, ``group`` and ``extra_groups`` for :class:`subprocess.Popen` (None: keep)."""
+        if not self.switches:
+            return None, None, None
+        return self.uid, self.gid, []
 
 
 def _check_traversable(path: Path, run_as: RunAs) -> None:
     """Fail early, with a clear message, if the cluster's user cannot reach ``path``."""
-    if run_as.uid == os.geteuid():
+    if not run_as.switches:
         return
     for parent in [*reversed(path.parents), path]:
         if not parent.exists():
@@ -132,23 +137,33 @@ class Postgres:
         pwfile.write_text(self.config.secrets().postgres_password)
         os.chown(pwfile, self.run_as.uid, self.run_as.gid)
         pwfile.chmod(0o600)
+        user, group, groups = self.run_as.popen_identity()
         try:
             result = subprocess.run(
                 [
                     find_binary("initdb"),
-                    "--pgdata", str(self.data_dir),
-                    "--username", "postgres",
-                    "--pwfile", str(pwfile),
-                    "--auth-local", "scram-sha-256",
-                    "--auth-host", "scram-sha-256",
-                    "--encoding", "UTF8",
-                    "--locale", "C.UTF-8",
+                    "--pgdata",
+                    str(self.data_dir),
+                    "--username",
+                    "postgres",
+                    "--pwfile",
+                    str(pwfile),
+                    "--auth-local",
+                    "scram-sha-256",
+                    "--auth-host",
+                    "scram-sha-256",
+                    "--encoding",
+                    "UTF8",
+                    "--locale",
+                    "C.UTF-8",
                     "--no-sync",
                 ],
                 capture_output=True,
                 cwd=self.config.pg_dir,
                 check=False,
-                **self.run_as.popen_kwargs(),  # type: ignore[arg-type]
+                user=user,
+                group=group,
+                extra_groups=groups,
             )
         finally:
             pwfile.unlink(missing_ok=True)
@@ -174,6 +189,7 @@ class Postgres:
             args += ["-c", f"{key}={value}"]
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child, closed on stop
         os.chown(self.log_path, self.run_as.uid, self.run_as.gid)
+        user, group, groups = self.run_as.popen_identity()
         self.process = subprocess.Popen(
             args,
             stdout=log,
@@ -183,7 +199,9 @@ class Postgres:
             # Its own process group: Ctrl-C in the terminal reaches the stack, which then stops
             # the server cleanly, instead of reaching the server directly.
             start_new_session=True,
-            **self.run_as.popen_kwargs(),  # type: ignore[arg-type]
+            user=user,
+            group=group,
+            extra_groups=groups,
         )
         log.close()
         deadline = time.monotonic() + timeout

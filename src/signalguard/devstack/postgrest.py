@@ -95,7 +95,9 @@ class PostgREST:
             except (urllib.error.URLError, ConnectionError, TimeoutError):
                 pass
             if time.monotonic() > deadline:
-                raise StackError(f"PostgREST was not ready within {timeout:.0f} s; see {self.log_path}")
+                raise StackError(
+                    f"PostgREST was not ready within {timeout:.0f} s; see {self.log_path}"
+                )
             time.sleep(0.05)
 
     @property

@@ -118,8 +118,9 @@ class LocalStack:
         self._thread.start()
         ready.wait(30)
         if failure:
-            raise StackError(f"the gateway could not listen on port {self.config.gateway_port}: "
-                             f"{failure[0]}")
+            raise StackError(
+                f"the gateway could not listen on port {self.config.gateway_port}: {failure[0]}"
+            )
         self.gateway = gateway
         self._loop = loop
 
@@ -163,8 +164,9 @@ class LocalStack:
     def user_id(self, email: str) -> str:
         """The id of the user with this email; :class:`StackError` if there is none."""
         with self.connect() as conn:
-            row = conn.execute("select id from auth.users where lower(email) = lower(%s)",
-                               (email,)).fetchone()
+            row = conn.execute(
+                "select id from auth.users where lower(email) = lower(%s)", (email,)
+            ).fetchone()
         if row is None:
             raise StackError(f"no user {email!r} in this stack")
         return str(row[0])
@@ -177,8 +179,9 @@ class LocalStack:
         """A machine token for the cloud machine of the user with this email."""
         owner = self.user_id(email)
         with self.connect() as conn:
-            row = conn.execute("select id from public.cloud_machines where user_id = %s",
-                               (owner,)).fetchone()
+            row = conn.execute(
+                "select id from public.cloud_machines where user_id = %s", (owner,)
+            ).fetchone()
         if row is None:
             raise StackError(f"{email} has no cloud machine")
         return tokens.machine_token(self.config.secrets().jwt_secret, owner, str(row[0]))

@@ -42,7 +42,9 @@ def decode(secret: str, token: str) -> dict[str, Any]:
 def anon_key(secret: str) -> str:
     """Return the anon API key (the browser's public key)."""
     iat = API_KEY_ISSUED_AT
-    return _encode(secret, {"iss": ISSUER, "role": "anon", "iat": iat, "exp": iat + API_KEY_SECONDS})
+    return _encode(
+        secret, {"iss": ISSUER, "role": "anon", "iat": iat, "exp": iat + API_KEY_SECONDS}
+    )
 
 
 def service_key(secret: str) -> str:
