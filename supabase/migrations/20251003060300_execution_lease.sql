@@ -761,7 +761,19 @@ create policy signals_update_own on public.signals
 -- outbox acknowledges, retries or drops each entry by its outcome. Runs as the caller, so row level
 -- security and the write guard apply exactly as to a direct insert. Input: a JSON array of objects
 -- with trader_id, symbol, interval, candle_open_time (ISO 8601 or epoch ms), price,
--- matched_conditions, source, machine_id, epoch; at most 500 per call.
+-- matched_conditions, source, machine_id, epoch (user_id is always the caller); at most 500 per call.
+--
+-- The whole batch is first tried as one statement (the common case: every row is good); only if that
+-- fails is it replayed row by row, each in its own subtransaction, to find which rows are refused.
+create or replace function private.signal_open_time(p_item jsonb) returns timestamptz
+language sql immutable
+set search_path = ''
+as $$
+  select case jsonb_typeof(p_item -> 'candle_open_time')
+           when 'number' then to_timestamp((p_item ->> 'candle_open_time')::numeric / 1000)
+           else (p_item ->> 'candle_open_time')::timestamptz end
+$$;
+
 create or replace function public.write_signals(p_signals jsonb) returns jsonb
 language plpgsql
 security invoker
@@ -770,7 +782,8 @@ as $$
 declare
   v_uid uuid := private.require_user();
   v_item jsonb;
-  v_out jsonb := '[]'::jsonb;
+  v_results jsonb[] := '{}';
+  v_out jsonb;
   v_key text;
   v_id uuid;
   v_open timestamptz;
@@ -784,6 +797,48 @@ begin
   if jsonb_array_length(p_signals) > 500 then
     perform private.raise_guard('SG009', 'invalid_argument: at most 500 signals per call');
   end if;
+
+  -- Fast path: one statement for the whole batch.
+  begin
+    with input as (
+      select (e.ord - 1)::integer as idx, e.value as item,
+             private.signal_open_time(e.value) as open_time
+        from jsonb_array_elements(p_signals) with ordinality as e(value, ord)
+    ), keyed as (
+      select i.idx, i.item, i.open_time,
+             private.signal_key(v_uid, (i.item ->> 'trader_id')::uuid, i.item ->> 'symbol',
+                                i.item ->> 'interval', i.open_time) as key
+        from input i
+    ), ranked as (
+      select k.*, row_number() over (partition by k.key order by k.idx) as nth from keyed k
+    ), ins as (
+      insert into public.signals as s
+        (trader_id, user_id, symbol, "interval", candle_open_time, price, matched_conditions,
+         status, source, machine_id, epoch)
+      select (r.item ->> 'trader_id')::uuid, v_uid, r.item ->> 'symbol', r.item ->> 'interval',
+             r.open_time, (r.item ->> 'price')::numeric,
+             coalesce(array(select jsonb_array_elements_text(r.item -> 'matched_conditions')), '{}'),
+             coalesce(r.item ->> 'status', 'new'), r.item ->> 'source',
+             (r.item ->> 'machine_id')::uuid, (r.item ->> 'epoch')::bigint
+        from ranked r
+       order by r.idx
+      on conflict (signal_key) do nothing
+      returning s.signal_key, s.id
+    )
+    select jsonb_agg(
+             case when ins.signal_key is not null and r.nth = 1
+                  then jsonb_build_object('index', r.idx, 'signal_key', r.key, 'id', ins.id,
+                                          'outcome', 'inserted')
+                  else jsonb_build_object('index', r.idx, 'signal_key', r.key,
+                                          'outcome', 'duplicate') end
+             order by r.idx)
+      into v_out
+      from ranked r left join ins on ins.signal_key = r.key;
+    return coalesce(v_out, '[]'::jsonb);
+  exception when others then
+    null;  -- some row is refused or malformed: find which, row by row
+  end;
+
   for v_item in select value from jsonb_array_elements(p_signals) loop
     v_index := v_index + 1;
     v_key := null;
@@ -791,9 +846,7 @@ begin
       if jsonb_typeof(v_item) <> 'object' then
         perform private.raise_guard('SG009', 'invalid_argument: each signal must be an object');
       end if;
-      v_open := case jsonb_typeof(v_item -> 'candle_open_time')
-                  when 'number' then to_timestamp((v_item ->> 'candle_open_time')::numeric / 1000)
-                  else (v_item ->> 'candle_open_time')::timestamptz end;
+      v_open := private.signal_open_time(v_item);
       insert into public.signals as s
         (trader_id, user_id, symbol, "interval", candle_open_time, price, matched_conditions,
          status, source, machine_id, epoch)
@@ -813,23 +866,22 @@ begin
       on conflict (signal_key) do nothing
       returning s.signal_key, s.id into v_key, v_id;
       if v_key is null then
-        v_out := v_out || jsonb_build_array(jsonb_build_object(
+        v_results := v_results || jsonb_build_object(
           'index', v_index,
           'signal_key', private.signal_key(v_uid, (v_item ->> 'trader_id')::uuid,
                                            v_item ->> 'symbol', v_item ->> 'interval', v_open),
-          'outcome', 'duplicate'));
+          'outcome', 'duplicate');
       else
-        v_out := v_out || jsonb_build_array(jsonb_build_object(
-          'index', v_index, 'signal_key', v_key, 'id', v_id, 'outcome', 'inserted'));
+        v_results := v_results || jsonb_build_object(
+          'index', v_index, 'signal_key', v_key, 'id', v_id, 'outcome', 'inserted');
       end if;
     exception when others then
       get stacked diagnostics v_state = returned_sqlstate, v_msg = message_text;
-      v_out := v_out || jsonb_build_array(jsonb_build_object(
-        'index', v_index, 'outcome', 'rejected', 'code', v_state,
-        'message', v_msg));
+      v_results := v_results || jsonb_build_object(
+        'index', v_index, 'outcome', 'rejected', 'code', v_state, 'message', v_msg);
     end;
   end loop;
-  return v_out;
+  return to_jsonb(v_results);
 end;
 $$;
 
@@ -854,6 +906,7 @@ grant execute on function
   to authenticated, service_role;
 -- write_signals runs as the caller; the helper it uses to require a signed-in user must be callable.
 grant execute on function private.require_user(), private.raise_guard(text, text, text),
-  private.signal_key(uuid, uuid, text, text, timestamptz) to authenticated, service_role;
+  private.signal_key(uuid, uuid, text, text, timestamptz), private.signal_open_time(jsonb)
+  to authenticated, service_role;
 
 select private.register_component('execution_lease', 1, '20251003060300_execution_lease');

@@ -78,6 +78,17 @@ def test_duplicate_key_is_one_row(api: Api, actors: Actors, db: Any) -> None:
     assert r.status == 409 and r.code == "23505"
 
 
+def test_same_key_twice_in_one_batch(api: Api, actors: Actors, db: Any) -> None:
+    a = actors.make()
+    epoch = local_lease_backdated(api, a, db)
+    row = signal(a, epoch, seconds_ago(db, 60))
+    other = signal(a, epoch, seconds_ago(db, 60), symbol="ETHUSDT")
+    out = write(api, a, [row, other, row])
+    assert [o["outcome"] for o in out] == ["inserted", "inserted", "duplicate"]
+    assert out[0]["signal_key"] == out[2]["signal_key"]
+    assert count(db, a) == 2
+
+
 def test_write_signals_reports_each_outcome(api: Api, actors: Actors, db: Any) -> None:
     a = actors.make()
     epoch = local_lease_backdated(api, a, db)
