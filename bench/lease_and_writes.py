@@ -31,8 +31,9 @@ N_SIGNALS = 6000
 BATCH = 200
 
 
-def timed_calls(http: httpx.Client, url: str, headers: dict[str, str], body: dict[str, Any],
-                n: int) -> list[float]:
+def timed_calls(
+    http: httpx.Client, url: str, headers: dict[str, str], body: dict[str, Any], n: int
+) -> list[float]:
     out = []
     for _ in range(n):
         t = time.perf_counter()
@@ -46,13 +47,19 @@ def pct(values: list[float], q: float) -> float:
     return sorted(values)[min(len(values) - 1, int(q * len(values)))] * 1000
 
 
-def rows_for(user: str, trader: str, epoch: int, start: datetime, n: int, offset: int) -> list[dict[str, Any]]:
+def rows_for(
+    user: str, trader: str, epoch: int, start: datetime, n: int, offset: int
+) -> list[dict[str, Any]]:
     return [
         {
-            "trader_id": trader, "user_id": user, "symbol": f"S{(offset + i) % 500:03d}USDT",
+            "trader_id": trader,
+            "user_id": user,
+            "symbol": f"S{(offset + i) % 500:03d}USDT",
             "interval": "1s",
             "candle_open_time": (start + timedelta(seconds=(offset + i) // 500)).isoformat(),
-            "price": 100.0 + i, "matched_conditions": ["RSI(14) < 30"], "source": "local",
+            "price": 100.0 + i,
+            "matched_conditions": ["RSI(14) < 30"],
+            "source": "local",
             "epoch": epoch,
         }
         for i in range(n)
@@ -88,21 +95,31 @@ def run(stack: LocalStack, cold: float, warm: float) -> None:
     time.sleep(0.5)  # schema cache reload
 
     with httpx.Client(timeout=60) as http:
-        claim = timed_calls(http, f"{base}/rpc/claim_local_lease", headers,
-                            {"p_holder_id": "bench-holder-1"}, N_CALLS)
+        claim = timed_calls(
+            http, f"{base}/rpc/claim_local_lease", headers, {"p_holder_id": "bench-holder-1"}, N_CALLS
+        )
         trivial = timed_calls(http, f"{base}/rpc/schema_version", headers, {}, N_CALLS)
-        print(f"claim_local_lease: p50 {pct(claim, .5):.2f} ms, p99 {pct(claim, .99):.2f} ms | "
-              f"baseline schema_version: p50 {pct(trivial, .5):.2f} ms, p99 {pct(trivial, .99):.2f} ms"
-              f" | ratio p50 {statistics.median(claim) / statistics.median(trivial):.2f}x")
+        print(
+            f"claim_local_lease: p50 {pct(claim, 0.5):.2f} ms, p99 {pct(claim, 0.99):.2f} ms | "
+            f"baseline schema_version: p50 {pct(trivial, 0.5):.2f} ms, p99 {pct(trivial, 0.99):.2f} ms"
+            f" | ratio p50 {statistics.median(claim) / statistics.median(trivial):.2f}x"
+        )
 
-        epoch = http.post(f"{base}/rpc/claim_local_lease", json={"p_holder_id": "bench-holder-1"},
-                          headers=headers).json()["lease"]["epoch"]
+        epoch = http.post(
+            f"{base}/rpc/claim_local_lease", json={"p_holder_id": "bench-holder-1"}, headers=headers
+        ).json()["lease"]["epoch"]
         with stack.connect() as conn:
             # Reach the lease window back an hour, so every bench candle lies inside it.
-            conn.execute("update lease_epochs set started_at = started_at - interval '1 hour', "
-                         "valid_until = clock_timestamp() + interval '1 hour' where user_id = %s", (user,))
-            conn.execute("update execution_leases set expires_at = clock_timestamp() + interval '1 hour' "
-                         "where user_id = %s", (user,))
+            conn.execute(
+                "update lease_epochs set started_at = started_at - interval '1 hour', "
+                "valid_until = clock_timestamp() + interval '1 hour' where user_id = %s",
+                (user,),
+            )
+            conn.execute(
+                "update execution_leases set expires_at = clock_timestamp() + interval '1 hour' "
+                "where user_id = %s",
+                (user,),
+            )
         start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=50)
         prefer = {**headers, "Prefer": "return=minimal"}
         results = {}
@@ -111,8 +128,11 @@ def run(stack: LocalStack, cold: float, warm: float) -> None:
             ("signals (RLS + guard)", f"{base}/signals", False),
             ("write_signals RPC", f"{base}/rpc/write_signals", True),
         ):
-            offset = {"plain table (baseline)": 0, "signals (RLS + guard)": 0,
-                      "write_signals RPC": N_SIGNALS}[name]
+            offset = {
+                "plain table (baseline)": 0,
+                "signals (RLS + guard)": 0,
+                "write_signals RPC": N_SIGNALS,
+            }[name]
             t = time.perf_counter()
             for i in range(0, N_SIGNALS, BATCH):
                 batch = rows_for(user, trader, epoch, start, BATCH, offset + i)
@@ -124,8 +144,10 @@ def run(stack: LocalStack, cold: float, warm: float) -> None:
             results[name] = N_SIGNALS / (time.perf_counter() - t)
         base_rate = results["plain table (baseline)"]
         for name, rate in results.items():
-            print(f"insert {N_SIGNALS} signals in batches of {BATCH}, {name}: {rate:,.0f} rows/s "
-                  f"({base_rate / rate:.2f}x the baseline's time)")
+            print(
+                f"insert {N_SIGNALS} signals in batches of {BATCH}, {name}: {rate:,.0f} rows/s "
+                f"({base_rate / rate:.2f}x the baseline's time)"
+            )
 
 
 if __name__ == "__main__":

@@ -57,12 +57,8 @@ class Api:
             body = r.text
         return Response(r.status_code, body)
 
-    def rpc(
-        self, name: str, args: dict[str, Any] | None = None, token: str | None = None
-    ) -> Response:
-        r = self.http.post(
-            f"{self.base}/rest/v1/rpc/{name}", json=args or {}, headers=self._headers(token)
-        )
+    def rpc(self, name: str, args: dict[str, Any] | None = None, token: str | None = None) -> Response:
+        r = self.http.post(f"{self.base}/rest/v1/rpc/{name}", json=args or {}, headers=self._headers(token))
         return self._wrap(r)
 
     def select(self, table: str, token: str | None, query: str = "select=*") -> Response:
@@ -157,9 +153,7 @@ class Actors:
             token=tokens.user_token(self.secret, uid, email),
             trader_id=trader,
             machine_uuid=machine_uuid,
-            machine_token=tokens.machine_token(self.secret, uid, machine_uuid)
-            if machine_uuid
-            else None,
+            machine_token=tokens.machine_token(self.secret, uid, machine_uuid) if machine_uuid else None,
             holder=f"tab-{uid[:8]}-1",
         )
 
@@ -167,9 +161,7 @@ class Actors:
 # -- time travel -------------------------------------------------------------------------------
 
 
-def backdate_machine(
-    conn: psycopg.Connection[Any], machine_uuid: str, seconds: float, *columns: str
-) -> None:
+def backdate_machine(conn: psycopg.Connection[Any], machine_uuid: str, seconds: float, *columns: str) -> None:
     """Move a machine's timestamps into the past (default: heartbeat, stop and status change)."""
     cols = columns or ("last_health_check", "stopped_at", "status_changed_at", "started_at")
     sets = ", ".join(f"{c} = {c} - make_interval(secs => %(s)s)" for c in cols)

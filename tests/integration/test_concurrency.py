@@ -51,9 +51,7 @@ def race(api: Api, a: Actor, phase: str, seed: int) -> list[dict[str, Any]]:
                 else:
                     holder = holders[i % 2]
                     if rnd.random() < 0.3:
-                        out = call(
-                            http, api, "release_local_lease", {"p_holder_id": holder}, a.token
-                        )
+                        out = call(http, api, "release_local_lease", {"p_holder_id": holder}, a.token)
                         out["granted"] = False
                     else:
                         out = call(http, api, "claim_local_lease", {"p_holder_id": holder}, a.token)
@@ -98,8 +96,6 @@ def test_parallel_claims_never_overlap(api: Api, actors: Actors, db: Any) -> Non
         if r.get("granted"):
             assert history[r["lease"]["epoch"]] == r["lease"]["holder_id"]
     # After the handoff the cloud holds the lease and no browser does.
-    final = db.execute(
-        "select holder_kind from execution_leases where user_id = %s", (a.user_id,)
-    ).fetchone()
+    final = db.execute("select holder_kind from execution_leases where user_id = %s", (a.user_id,)).fetchone()
     assert final == ("cloud",)
     assert rows[-1][1] == "cloud"

@@ -118,9 +118,7 @@ def test_dev_starts_prints_url_and_stops_everything(state_dir: Path) -> None:
         from signalguard.devstack.config import StackConfig
         from signalguard.devstack.stack import LocalStack
 
-        config = StackConfig(
-            state_dir=state_dir, gateway_port=port, pg_port=int(env["SIGNALGUARD_PG_PORT"])
-        )
+        config = StackConfig(state_dir=state_dir, gateway_port=port, pg_port=int(env["SIGNALGUARD_PG_PORT"]))
         stack = LocalStack(config)
         with stack.connect() as conn:
             conn.execute(

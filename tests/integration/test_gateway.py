@@ -150,9 +150,7 @@ def test_password_sign_in_refresh_user_logout(api: Api) -> None:
     )
     assert ok.status_code == 200
     session = ok.json()
-    assert (
-        session["token_type"] == "bearer" and session["user"]["email"] == "alice@signalguard.test"
-    )
+    assert session["token_type"] == "bearer" and session["user"]["email"] == "alice@signalguard.test"
     auth = {**h, "Authorization": f"Bearer {session['access_token']}"}
     me = httpx.get(f"{api.base}/auth/v1/user", headers=auth)
     assert me.status_code == 200 and me.json()["id"] == session["user"]["id"]
@@ -190,9 +188,7 @@ def test_unknown_auth_endpoint_says_so(api: Api) -> None:
     assert r.status_code == 404 and "local development stack" in r.json()["msg"]
 
 
-def test_postgrest_down_gives_503_then_recovers(
-    api: Api, actors: Actors, stack: LocalStack
-) -> None:
+def test_postgrest_down_gives_503_then_recovers(api: Api, actors: Actors, stack: LocalStack) -> None:
     a = actors.make()
     stack.postgrest.stop()
     try:
@@ -208,9 +204,7 @@ def test_supabase_py_client_end_to_end(stack: LocalStack) -> None:
     from supabase import create_client
 
     client = create_client(stack.url, stack.config.anon_key())
-    res = client.auth.sign_in_with_password(
-        {"email": "carol@signalguard.test", "password": DEMO_PASSWORD}
-    )
+    res = client.auth.sign_in_with_password({"email": "carol@signalguard.test", "password": DEMO_PASSWORD})
     assert res.user is not None and res.user.email == "carol@signalguard.test"
     traders = client.table("traders").select("name, enabled").order("name").execute()
     assert [t["name"] for t in traders.data] == ["Oversold bounce", "Volume spike"]

@@ -24,9 +24,7 @@ def claim(api: Api, a: Actor, holder: str | None = None, confirm: bool = False) 
     return r.body
 
 
-def heartbeat(
-    api: Api, a: Actor, status: str | None = None, error: str | None = None
-) -> dict[str, Any]:
+def heartbeat(api: Api, a: Actor, status: str | None = None, error: str | None = None) -> dict[str, Any]:
     args: dict[str, Any] = {}
     if status:
         args["p_status"] = status
@@ -112,9 +110,7 @@ def test_second_holder_refused_while_first_is_live(api: Api, actors: Actors) -> 
     assert status(api, a, a.other_holder())["may_claim"] is False
 
 
-def test_expired_lease_is_taken_by_other_holder_with_new_epoch(
-    api: Api, actors: Actors, db: Any
-) -> None:
+def test_expired_lease_is_taken_by_other_holder_with_new_epoch(api: Api, actors: Actors, db: Any) -> None:
     a = actors.make()
     assert claim(api, a)["lease"]["epoch"] == 1
     backdate_lease(db, a.user_id, 31)
@@ -143,9 +139,7 @@ def test_release_ends_lease_and_window(api: Api, actors: Actors, db: Any) -> Non
     ).fetchone()
     assert ended == (True, "released")
     # Releasing twice, or someone else's lease, changes nothing.
-    assert (
-        api.rpc("release_local_lease", {"p_holder_id": a.holder}, a.token).body["released"] is False
-    )
+    assert api.rpc("release_local_lease", {"p_holder_id": a.holder}, a.token).body["released"] is False
     assert claim(api, a, a.other_holder())["lease"]["epoch"] == 2
     r = api.rpc("release_local_lease", {"p_holder_id": a.holder}, a.token)
     assert r.body["released"] is False and r.body["lease"]["holder_id"] == a.other_holder()
@@ -193,9 +187,7 @@ def test_grace_after_stop(api: Api, actors: Actors, db: Any) -> None:
 
 
 @pytest.mark.parametrize("state", ["starting", "provisioning"])
-def test_starting_machine_blocks_browser_for_30s(
-    api: Api, actors: Actors, db: Any, state: str
-) -> None:
+def test_starting_machine_blocks_browser_for_30s(api: Api, actors: Actors, db: Any, state: str) -> None:
     a = actors.make()
     db.execute("update cloud_machines set status = %s where id = %s", (state, a.machine_uuid))
     c = claim(api, a)
@@ -217,9 +209,7 @@ def test_starting_machine_that_heartbeats_keeps_blocking(api: Api, actors: Actor
 # -- the 2-minute error rule -------------------------------------------------------------------
 
 
-def test_error_takeover_after_two_minutes_with_confirmation(
-    api: Api, actors: Actors, db: Any
-) -> None:
+def test_error_takeover_after_two_minutes_with_confirmation(api: Api, actors: Actors, db: Any) -> None:
     a = actors.make()
     heartbeat(api, a, "running")
     heartbeat(api, a, "error", "exchange feed lost")
@@ -252,18 +242,14 @@ def test_error_machine_still_heartbeating_is_in_grace(api: Api, actors: Actors, 
     heartbeat(api, a)  # still alive
     c = claim(api, a, confirm=True)
     assert c["granted"] is False and c["reason"] == "cloud_grace"
-    row = db.execute(
-        "select status from cloud_machines where id = %s", (a.machine_uuid,)
-    ).fetchone()
+    row = db.execute("select status from cloud_machines where id = %s", (a.machine_uuid,)).fetchone()
     assert row == ("error",)
 
 
 # -- handoff between browser and cloud ---------------------------------------------------------
 
 
-def test_renewal_refused_when_cloud_starts_yields_the_lease(
-    api: Api, actors: Actors, db: Any
-) -> None:
+def test_renewal_refused_when_cloud_starts_yields_the_lease(api: Api, actors: Actors, db: Any) -> None:
     a = actors.make()
     assert claim(api, a)["granted"]
     heartbeat(api, a, "starting")
@@ -295,9 +281,7 @@ def test_cloud_waits_for_browser_lease_to_expire(api: Api, actors: Actors, db: A
     assert cloud_claim(api, a)["granted"] is True
 
 
-def test_cloud_claim_needs_an_active_machine_with_fresh_heartbeat(
-    api: Api, actors: Actors, db: Any
-) -> None:
+def test_cloud_claim_needs_an_active_machine_with_fresh_heartbeat(api: Api, actors: Actors, db: Any) -> None:
     a = actors.make()
     r = cloud_claim(api, a)
     assert r["granted"] is False and r["reason"] == ClaimRefusal.MACHINE_NOT_ACTIVE
@@ -312,18 +296,14 @@ def test_cloud_claim_needs_an_active_machine_with_fresh_heartbeat(
     assert again["granted"] is True and again["lease"]["epoch"] == 1  # renewal
 
 
-def test_cloud_holds_then_browser_refused_then_stop_and_grace(
-    api: Api, actors: Actors, db: Any
-) -> None:
+def test_cloud_holds_then_browser_refused_then_stop_and_grace(api: Api, actors: Actors, db: Any) -> None:
     a = actors.make()
     heartbeat(api, a, "starting")
     assert cloud_claim(api, a)["granted"]
     heartbeat(api, a, "running")
     backdate_machine(db, a.machine_uuid, 31, "last_health_check")  # heartbeat stale...
     c = claim(api, a)
-    assert (
-        c["granted"] is False and c["reason"] == ClaimRefusal.HELD_BY_CLOUD
-    )  # ...lease still live
+    assert c["granted"] is False and c["reason"] == ClaimRefusal.HELD_BY_CLOUD  # ...lease still live
     heartbeat(api, a, "stopping")
     rel = api.rpc("release_cloud_lease", {}, a.machine_token).body
     assert rel["released"] is True
@@ -334,9 +314,7 @@ def test_cloud_holds_then_browser_refused_then_stop_and_grace(
     assert c["granted"] is True and c["lease"]["epoch"] == 2
 
 
-def test_machine_stopping_to_error_or_stopped_ends_its_lease(
-    api: Api, actors: Actors, db: Any
-) -> None:
+def test_machine_stopping_to_error_or_stopped_ends_its_lease(api: Api, actors: Actors, db: Any) -> None:
     a = actors.make()
     heartbeat(api, a, "starting")
     assert cloud_claim(api, a)["granted"]

@@ -54,9 +54,7 @@ def test_migrations_apply_to_an_empty_database(empty_db: psycopg.Connection[Any]
     assert schema.migrate(empty_db, MIGRATIONS) == []
     tables = {
         r[0]
-        for r in empty_db.execute(
-            "select tablename from pg_tables where schemaname = 'public'"
-        ).fetchall()
+        for r in empty_db.execute("select tablename from pg_tables where schemaname = 'public'").fetchall()
     }
     assert tables == {"traders", "cloud_machines", "signals", "execution_leases", "lease_epochs"}
     # Row level security is on for every table of the API.
@@ -88,9 +86,7 @@ def test_migration_013_as_written(empty_db: psycopg.Connection[Any]) -> None:
     assert cols == {"source": "NO:'local'::text", "machine_id": "YES:"}
     indexes = {
         r[0]
-        for r in empty_db.execute(
-            "select indexname from pg_indexes where tablename = 'signals'"
-        ).fetchall()
+        for r in empty_db.execute("select indexname from pg_indexes where tablename = 'signals'").fetchall()
     }
     assert {
         "idx_signals_source",
@@ -137,9 +133,7 @@ def test_required_schema_matches_the_migrations() -> None:
     files = {p.name for p in MIGRATIONS.glob("*.sql")}
     registered = {}
     for p in MIGRATIONS.glob("*.sql"):
-        for comp, version, mig in re.findall(
-            r"register_component\('(\w+)', (\d+), '(\w+)'\)", p.read_text()
-        ):
+        for comp, version, mig in re.findall(r"register_component\('(\w+)', (\d+), '(\w+)'\)", p.read_text()):
             assert mig == p.stem
             registered[comp] = (int(version), p.name)
     assert {c.name: (c.version, c.migration) for c in REQUIRED_SCHEMA} == registered
@@ -212,8 +206,7 @@ def test_seed_analysis_queries_run(empty_db: psycopg.Connection[Any], actors: Ac
     conn.execute("insert into auth.users (id, email) values (%s, 'q@signalguard.test')", (uid,))
     conn.execute("insert into traders (id, user_id, name) values (%s, %s, 't')", (trader, uid))
     conn.execute(
-        "insert into cloud_machines (id, user_id, machine_id, region) "
-        "values (%s, %s, 'vyx-63eea370', 'ams')",
+        "insert into cloud_machines (id, user_id, machine_id, region) values (%s, %s, 'vyx-63eea370', 'ams')",
         (machine, uid),
     )
     insert = (

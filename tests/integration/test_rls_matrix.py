@@ -74,13 +74,11 @@ def setup(api: Api, db: Any, actors: Actors, caller: str) -> Cell:
     # Make the lease's window reach 10 minutes back, so a just-closed candle lies inside it.
     backdate_lease(db, a.user_id, 600)
     db.execute(
-        "update execution_leases set expires_at = clock_timestamp() + interval '30 s' "
-        "where user_id = %s",
+        "update execution_leases set expires_at = clock_timestamp() + interval '30 s' where user_id = %s",
         (a.user_id,),
     )
     db.execute(
-        "update lease_epochs set valid_until = clock_timestamp() + interval '30 s' "
-        "where user_id = %s",
+        "update lease_epochs set valid_until = clock_timestamp() + interval '30 s' where user_id = %s",
         (a.user_id,),
     )
     # One existing signal of A's, written by maintenance (the superuser is not fenced).
@@ -114,17 +112,13 @@ def do_select(c: Cell, table: str) -> tuple[Response, bool]:
 def do_insert(c: Cell, table: str) -> tuple[Response, bool]:
     a = c.a
     if table == "traders":
-        r = c.api.insert(
-            table, {"user_id": a.user_id, "name": "intruder", "definition": DEFINITION}, c.token
-        )
+        r = c.api.insert(table, {"user_id": a.user_id, "name": "intruder", "definition": DEFINITION}, c.token)
         return r, c.one(
             "select count(*) from traders where user_id = %s and name = 'intruder'", a.user_id
         ) == 1
     if table == "cloud_machines":
         before = c.one("select count(*) from cloud_machines")
-        r = c.api.insert(
-            table, {"user_id": a.user_id, "machine_id": f"vyx-x{uuid.uuid4().hex[:7]}"}, c.token
-        )
+        r = c.api.insert(table, {"user_id": a.user_id, "machine_id": f"vyx-x{uuid.uuid4().hex[:7]}"}, c.token)
         return r, c.one("select count(*) from cloud_machines") != before
     if table == "signals":
         machine_caller = c.caller.startswith("machine")
@@ -157,9 +151,7 @@ def do_insert(c: Cell, table: str) -> tuple[Response, bool]:
         },
         c.token,
     )
-    return r, c.one(
-        "select count(*) from lease_epochs where user_id = %s and epoch = 99", a.user_id
-    ) == 1
+    return r, c.one("select count(*) from lease_epochs where user_id = %s and epoch = 99", a.user_id) == 1
 
 
 def do_update(c: Cell, table: str) -> tuple[Response, bool]:
@@ -174,9 +166,7 @@ def do_update(c: Cell, table: str) -> tuple[Response, bool]:
             {"status": "running", "last_health_check": "2100-01-01T00:00:00Z"},
             c.token,
         )
-        return r, c.one(
-            "select status from cloud_machines where id = %s", a.machine_uuid
-        ) == "running"
+        return r, c.one("select status from cloud_machines where id = %s", a.machine_uuid) == "running"
     if table == "signals":
         r = c.api.update(
             table,
@@ -184,15 +174,11 @@ def do_update(c: Cell, table: str) -> tuple[Response, bool]:
             {"status": "active", "updated_epoch": c.epoch},
             c.token,
         )
-        return r, c.one(
-            "select status from signals where signal_key = %s", c.signal_key
-        ) == "active"
+        return r, c.one("select status from signals where signal_key = %s", c.signal_key) == "active"
     if table == "execution_leases":
         r = c.api.update(table, f"user_id=eq.{a.user_id}", {"epoch": 999}, c.token)
         return r, c.one("select epoch from execution_leases where user_id = %s", a.user_id) == 999
-    r = c.api.update(
-        table, f"user_id=eq.{a.user_id}", {"valid_until": "2100-01-01T00:00:00Z"}, c.token
-    )
+    r = c.api.update(table, f"user_id=eq.{a.user_id}", {"valid_until": "2100-01-01T00:00:00Z"}, c.token)
     return r, c.one(
         "select count(*) from lease_epochs where user_id = %s and valid_until > '2099-01-01'",
         a.user_id,

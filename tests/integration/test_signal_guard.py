@@ -22,8 +22,7 @@ def local_lease_backdated(api: Api, a: Actor, db: Any, seconds: float = 600) -> 
     backdate_lease(db, a.user_id, seconds)
     # Renew so it is live again; the epoch's window now spans [now - seconds, now + 30 s).
     db.execute(
-        "update execution_leases set expires_at = clock_timestamp() + interval '30 s' "
-        "where user_id = %s",
+        "update execution_leases set expires_at = clock_timestamp() + interval '30 s' where user_id = %s",
         (a.user_id,),
     )
     db.execute(
@@ -51,8 +50,7 @@ def test_browser_writes_local_signal_with_its_epoch(api: Api, actors: Actors, db
     r = api.insert("signals", [row], a.token, query="on_conflict=signal_key", prefer=UPSERT)
     assert r.status == 201, r.body
     stored = db.execute(
-        "select source, machine_id, epoch, updated_epoch, status, signal_key "
-        "from signals where user_id = %s",
+        "select source, machine_id, epoch, updated_epoch, status, signal_key from signals where user_id = %s",
         (a.user_id,),
     ).fetchone()
     assert stored[:5] == ("local", None, epoch, epoch, "new")
@@ -155,8 +153,7 @@ def test_epoch_never_held_by_writer_is_refused(api: Api, actors: Actors, db: Any
     cloud_epoch = cloud_claim(api, a)["lease"]["epoch"]
     backdate_lease(db, a.user_id, 300)
     db.execute(
-        "update lease_epochs set valid_until = clock_timestamp() + interval '30 s' "
-        "where user_id = %s",
+        "update lease_epochs set valid_until = clock_timestamp() + interval '30 s' where user_id = %s",
         (a.user_id,),
     )
     out = write(api, a, [signal(a, cloud_epoch, seconds_ago(db, 60))])
@@ -171,8 +168,7 @@ def test_cloud_signal_written_by_machine(api: Api, actors: Actors, db: Any) -> N
     epoch = cloud_claim(api, a)["lease"]["epoch"]
     backdate_lease(db, a.user_id, 300)
     db.execute(
-        "update lease_epochs set valid_until = clock_timestamp() + interval '30 s' "
-        "where user_id = %s",
+        "update lease_epochs set valid_until = clock_timestamp() + interval '30 s' where user_id = %s",
         (a.user_id,),
     )
     row = signal(a, epoch, seconds_ago(db, 60), source="cloud")
@@ -234,9 +230,7 @@ def test_status_updates_need_the_live_lease(api: Api, actors: Actors, db: Any) -
     cloud_epoch = cloud_claim(api, a)["lease"]["epoch"]
     r = api.update("signals", q, {"status": "closed", "updated_epoch": epoch}, a.token)
     assert r.code == GuardError.LEASE_NOT_HELD
-    r = api.update(
-        "signals", q, {"status": "expired", "updated_epoch": cloud_epoch}, a.machine_token
-    )
+    r = api.update("signals", q, {"status": "expired", "updated_epoch": cloud_epoch}, a.machine_token)
     assert r.status == 200 and r.body[0]["status"] == "expired"
     assert db.execute(
         "select status, updated_epoch from signals where signal_key = %s", (key,)

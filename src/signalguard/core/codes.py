@@ -44,8 +44,11 @@ class GuardError(enum.StrEnum):
     @property
     def moves_guard(self) -> bool:
         """Whether the error means the writer is not (or no longer) the executor."""
-        return self in (GuardError.LEASE_NOT_HELD, GuardError.OUTSIDE_LEASE_WINDOW,
-                        GuardError.SOURCE_MISMATCH)
+        return self in (
+            GuardError.LEASE_NOT_HELD,
+            GuardError.OUTSIDE_LEASE_WINDOW,
+            GuardError.SOURCE_MISMATCH,
+        )
 
 
 class ClaimRefusal(enum.StrEnum):
@@ -103,8 +106,7 @@ def missing_schema(reported: Mapping[str, object]) -> list[str]:
         have = entry.get("version") if isinstance(entry, Mapping) else None
         if not isinstance(have, int):
             problems.append(
-                f"The database lacks the '{comp.name}' schema: apply supabase/migrations/"
-                f"{comp.migration}."
+                f"The database lacks the '{comp.name}' schema: apply supabase/migrations/{comp.migration}."
             )
         elif have < comp.version:
             problems.append(

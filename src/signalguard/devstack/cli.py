@@ -98,9 +98,7 @@ def cmd_token(args: argparse.Namespace) -> int:
         return 2
     stack = LocalStack(config)
     try:
-        print(
-            stack.user_token(args.email) if args.kind == "user" else stack.machine_token(args.email)
-        )
+        print(stack.user_token(args.email) if args.kind == "user" else stack.machine_token(args.email))
     except StackError as exc:
         print(exc, file=sys.stderr)
         return 1

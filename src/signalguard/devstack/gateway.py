@@ -148,9 +148,7 @@ class Gateway:
                 response = await handler(request)
             except web.HTTPException as exc:
                 # Answer with an ordinary response so the marks below apply to errors too.
-                response = web.Response(
-                    status=exc.status, text=exc.text, content_type=exc.content_type
-                )
+                response = web.Response(status=exc.status, text=exc.text, content_type=exc.content_type)
         response.headers[STACK_HEADER[0]] = STACK_HEADER[1]
         if api:
             # Supabase answers any origin; the local stack does the same so tools on other local
@@ -158,15 +156,11 @@ class Gateway:
             origin = request.headers.get("Origin", "*")
             response.headers["Access-Control-Allow-Origin"] = origin
             response.headers["Access-Control-Allow-Credentials"] = "true"
-            response.headers["Access-Control-Allow-Methods"] = (
-                "GET, POST, PATCH, PUT, DELETE, OPTIONS"
-            )
+            response.headers["Access-Control-Allow-Methods"] = "GET, POST, PATCH, PUT, DELETE, OPTIONS"
             response.headers["Access-Control-Allow-Headers"] = request.headers.get(
                 "Access-Control-Request-Headers", "authorization, apikey, content-type, prefer"
             )
-            response.headers["Access-Control-Expose-Headers"] = (
-                "Content-Range, X-Supabase-Api-Version"
-            )
+            response.headers["Access-Control-Expose-Headers"] = "Content-Range, X-Supabase-Api-Version"
             response.headers["Vary"] = "Origin"
         return response
 
@@ -235,9 +229,7 @@ class Gateway:
                     return await self._password_grant(body)
                 if grant == "refresh_token":
                     return await self._refresh_grant(body)
-                return _auth_error(
-                    400, "unsupported_grant_type", f"Unsupported grant type {grant!r}"
-                )
+                return _auth_error(400, "unsupported_grant_type", f"Unsupported grant type {grant!r}")
             if tail == "user" and request.method == "GET":
                 return await self._user(request)
             if tail == "logout" and request.method == "POST":
@@ -314,9 +306,7 @@ class Gateway:
             user = await cur.fetchone()
             if user is None:
                 return _auth_error(400, "invalid_credentials", "Invalid login credentials")
-            await conn.execute(
-                "update auth.users set last_sign_in_at = now() where id = %s", (user["id"],)
-            )
+            await conn.execute("update auth.users set last_sign_in_at = now() where id = %s", (user["id"],))
             return await self._session_response(conn, user, str(uuid.uuid4()))
 
     async def _refresh_grant(self, body: dict[str, Any]) -> web.Response:
@@ -420,9 +410,7 @@ class Gateway:
             mimetypes.guess_type(path.name)[0] or "application/octet-stream"
         )
         # Served fresh on every load during development; the app's own cache-busting comes with it.
-        return web.FileResponse(
-            path, headers={"Content-Type": content_type, "Cache-Control": "no-cache"}
-        )
+        return web.FileResponse(path, headers={"Content-Type": content_type, "Cache-Control": "no-cache"})
 
 
 def _user_json(user: dict[str, Any]) -> dict[str, Any]:

@@ -85,9 +85,7 @@ class PostgREST:
         url = f"http://{HOST}:{self.config.rest_admin_port}/ready"
         while True:
             if self.process is not None and self.process.poll() is not None:
-                raise StackError(
-                    f"PostgREST exited with code {self.process.returncode}; see {self.log_path}"
-                )
+                raise StackError(f"PostgREST exited with code {self.process.returncode}; see {self.log_path}")
             try:
                 with urllib.request.urlopen(url, timeout=2) as resp:
                     if resp.status == 200:
@@ -95,9 +93,7 @@ class PostgREST:
             except (urllib.error.URLError, ConnectionError, TimeoutError):
                 pass
             if time.monotonic() > deadline:
-                raise StackError(
-                    f"PostgREST was not ready within {timeout:.0f} s; see {self.log_path}"
-                )
+                raise StackError(f"PostgREST was not ready within {timeout:.0f} s; see {self.log_path}")
             time.sleep(0.05)
 
     @property

@@ -38,18 +38,14 @@ class Migration:
 
 def list_migrations(migrations_dir: Path) -> list[Migration]:
     """The migrations in ``migrations_dir``, in the order they apply."""
-    return sorted(
-        (Migration.from_path(p) for p in migrations_dir.glob("*.sql")), key=lambda m: m.version
-    )
+    return sorted((Migration.from_path(p) for p in migrations_dir.glob("*.sql")), key=lambda m: m.version)
 
 
 def bootstrap(conn: psycopg.Connection[tuple[object, ...]], authenticator_password: str) -> None:
     """Create what a hosted Supabase project already has (roles, ``auth``), idempotently."""
     conn.execute((_SQL / "00_supabase_compat.sql").read_text())
     conn.execute(
-        sql.SQL("alter role authenticator with login password {}").format(
-            sql.Literal(authenticator_password)
-        )
+        sql.SQL("alter role authenticator with login password {}").format(sql.Literal(authenticator_password))
     )
 
 

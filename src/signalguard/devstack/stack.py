@@ -118,9 +118,7 @@ class LocalStack:
         self._thread.start()
         ready.wait(30)
         if failure:
-            raise StackError(
-                f"the gateway could not listen on port {self.config.gateway_port}: {failure[0]}"
-            )
+            raise StackError(f"the gateway could not listen on port {self.config.gateway_port}: {failure[0]}")
         self.gateway = gateway
         self._loop = loop
 
@@ -179,9 +177,7 @@ class LocalStack:
         """A machine token for the cloud machine of the user with this email."""
         owner = self.user_id(email)
         with self.connect() as conn:
-            row = conn.execute(
-                "select id from public.cloud_machines where user_id = %s", (owner,)
-            ).fetchone()
+            row = conn.execute("select id from public.cloud_machines where user_id = %s", (owner,)).fetchone()
         if row is None:
             raise StackError(f"{email} has no cloud machine")
         return tokens.machine_token(self.config.secrets().jwt_secret, owner, str(row[0]))

@@ -33,26 +33,20 @@ def _encode(secret: str, claims: dict[str, Any]) -> str:
 
 def decode(secret: str, token: str) -> dict[str, Any]:
     """Verify a token's signature and expiry; raise :class:`jwt.InvalidTokenError` if it fails."""
-    claims: dict[str, Any] = jwt.decode(
-        token, secret, algorithms=["HS256"], options={"verify_aud": False}
-    )
+    claims: dict[str, Any] = jwt.decode(token, secret, algorithms=["HS256"], options={"verify_aud": False})
     return claims
 
 
 def anon_key(secret: str) -> str:
     """Return the anon API key (the browser's public key)."""
     iat = API_KEY_ISSUED_AT
-    return _encode(
-        secret, {"iss": ISSUER, "role": "anon", "iat": iat, "exp": iat + API_KEY_SECONDS}
-    )
+    return _encode(secret, {"iss": ISSUER, "role": "anon", "iat": iat, "exp": iat + API_KEY_SECONDS})
 
 
 def service_key(secret: str) -> str:
     """Return the service-role key (bypasses row level security; server-side tools only)."""
     iat = API_KEY_ISSUED_AT
-    return _encode(
-        secret, {"iss": ISSUER, "role": "service_role", "iat": iat, "exp": iat + API_KEY_SECONDS}
-    )
+    return _encode(secret, {"iss": ISSUER, "role": "service_role", "iat": iat, "exp": iat + API_KEY_SECONDS})
 
 
 def user_token(
