@@ -13,10 +13,12 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
+from signalguard.devstack import tokens
 from signalguard.devstack.config import free_port
 
 pytestmark = pytest.mark.stack
@@ -148,3 +150,34 @@ def test_dev_starts_prints_url_and_stops_everything(state_dir: Path) -> None:
         check=True,
     )
     assert "removed" in out.stdout and not state_dir.exists()
+
+
+def test_token_cli_mints_user_and_machine_tokens(stack: Any) -> None:
+    env = {
+        **os.environ,
+        "SIGNALGUARD_STATE_DIR": str(stack.config.state_dir),
+        "SIGNALGUARD_PG_PORT": str(stack.config.pg_port),
+    }
+
+    def token(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "signalguard", "token", *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=False,
+        )
+
+    secret = stack.config.secrets().jwt_secret
+    alice = stack.user_id("alice@signalguard.test")
+    user = tokens.decode(secret, token("user", "alice@signalguard.test").stdout.strip())
+    assert (user["role"], user["sub"]) == ("authenticated", alice) and "machine_id" not in user
+    machine = tokens.decode(secret, token("machine", "alice@signalguard.test").stdout.strip())
+    assert (machine["role"], machine["sub"]) == ("authenticated", alice)
+    assert machine["machine_id"] == "a11ce000-0000-4000-8000-0000000000c1"
+    assert tokens.decode(secret, token("anon").stdout.strip())["role"] == "anon"
+    assert token("anon").stdout == token("anon").stdout  # API keys are stable
+    none = token("machine", "carol@signalguard.test")
+    assert none.returncode == 1 and "has no cloud machine" in none.stderr
+    missing = token("user")
+    assert missing.returncode == 2 and "needs the user's email" in missing.stderr
