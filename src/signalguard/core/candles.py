@@ -37,6 +37,7 @@ from typing import Final
 __all__ = [
     "INTERVALS",
     "MAX_MESSAGE_SIZE",
+    "MAX_OPEN_TIME",
     "MONTH",
     "SUPPORTED_INTERVALS",
     "Applied",
@@ -199,9 +200,7 @@ def is_aligned(interval: str, open_time: int) -> bool:
     if type(open_time) is not int or not 0 <= open_time <= MAX_OPEN_TIME:
         return False
     if interval == MONTH:
-        return (
-            open_time % _DAY == 0 and date.fromordinal(_EPOCH_ORDINAL + open_time // _DAY).day == 1
-        )
+        return open_time % _DAY == 0 and date.fromordinal(_EPOCH_ORDINAL + open_time // _DAY).day == 1
     if interval == "1w":
         return (open_time - _WEEK_OFFSET) % INTERVALS["1w"] == 0
     if interval == "3d":
@@ -279,7 +278,11 @@ class Candle:
                 ErrorCode.BAD_SYMBOL,
                 f"candle: symbol {_shown(self.symbol)} is not 2-20 upper-case ASCII letters/digits",
             )
-        _check_interval(self.interval)
+        if not isinstance(self.interval, str) or self.interval not in SUPPORTED_INTERVALS:
+            raise MarketDataError(
+                ErrorCode.BAD_INTERVAL,
+                f"candle: interval {_shown(self.interval)} is not a Binance kline interval",
+            )
         t = self.open_time
         if type(t) is not int or not 0 <= t <= MAX_OPEN_TIME:
             raise MarketDataError(
@@ -343,14 +346,10 @@ def _decode(message: object) -> object:
                 f"message: {len(message)} characters, more than {MAX_MESSAGE_SIZE}",
             )
         try:
-            return json.loads(
-                message, parse_constant=_reject_constant, object_pairs_hook=_unique_keys
-            )
+            return json.loads(message, parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
         except (ValueError, RecursionError) as exc:
             # JSONDecodeError and UnicodeDecodeError are ValueErrors; deep nesting recurses.
-            raise MarketDataError(
-                ErrorCode.NOT_JSON, f"message: not valid JSON ({str(exc)[:200]})"
-            ) from None
+            raise MarketDataError(ErrorCode.NOT_JSON, f"message: not valid JSON ({str(exc)[:200]})") from None
     return message
 
 
@@ -363,17 +362,13 @@ def _field(obj: Mapping[str, object], key: str, where: str) -> object:
 
 def _object(value: object, where: str) -> Mapping[str, object]:
     if not isinstance(value, Mapping):
-        raise MarketDataError(
-            ErrorCode.WRONG_TYPE, f"{where}: expected an object, got {_json_type(value)}"
-        )
+        raise MarketDataError(ErrorCode.WRONG_TYPE, f"{where}: expected an object, got {_json_type(value)}")
     return value
 
 
 def _int(value: object, where: str) -> int:
     if type(value) is not int:
-        raise MarketDataError(
-            ErrorCode.WRONG_TYPE, f"{where}: expected an integer, got {_shown(value)}"
-        )
+        raise MarketDataError(ErrorCode.WRONG_TYPE, f"{where}: expected an integer, got {_shown(value)}")
     return value
 
 
@@ -381,17 +376,13 @@ def _decimal(value: object, where: str) -> float:
     """Read a price or volume: a decimal string (as Binance sends) or a JSON number."""
     if isinstance(value, str):
         if len(value) > _MAX_DECIMAL_LEN or not _DECIMAL.fullmatch(value):
-            raise MarketDataError(
-                ErrorCode.BAD_NUMBER, f"{where}: {_shown(value)} is not a decimal number"
-            )
+            raise MarketDataError(ErrorCode.BAD_NUMBER, f"{where}: {_shown(value)} is not a decimal number")
         number = float(value)
     elif isinstance(value, int | float) and not isinstance(value, bool):
         try:
             number = float(value)
         except OverflowError:
-            raise MarketDataError(
-                ErrorCode.BAD_NUMBER, f"{where}: {_shown(value)} is out of range"
-            ) from None
+            raise MarketDataError(ErrorCode.BAD_NUMBER, f"{where}: {_shown(value)} is out of range") from None
     else:
         raise MarketDataError(
             ErrorCode.WRONG_TYPE, f"{where}: expected a decimal string, got {_json_type(value)}"
@@ -404,7 +395,7 @@ def _decimal(value: object, where: str) -> float:
 def _open_time(value: object, interval: str, where: str) -> int:
     t = _int(value, where)
     if not 0 <= t <= MAX_OPEN_TIME:
-        raise MarketDataError(ErrorCode.BAD_TIME, f"{where}: {t} is outside [0, {MAX_OPEN_TIME}]")
+        raise MarketDataError(ErrorCode.BAD_TIME, f"{where}: {_shown(t)} is outside [0, {MAX_OPEN_TIME}]")
     if not is_aligned(interval, t):
         raise MarketDataError(
             ErrorCode.BAD_TIME, f"{where}: {t} is not aligned to a {interval} boundary (UTC)"
@@ -418,7 +409,7 @@ def _check_close_time(value: object, interval: str, open_time: int, where: str) 
     if close_time != expected:
         raise MarketDataError(
             ErrorCode.BAD_TIME,
-            f"{where}: {close_time} does not close the {interval} kline opened at {open_time} "
+            f"{where}: {_shown(close_time)} does not close the {interval} kline opened at {open_time} "
             f"(expected {expected})",
         )
     return close_time
@@ -436,9 +427,7 @@ def _candle(
         return Candle(symbol, interval, open_time, *prices, closed)
     except MarketDataError as exc:
         # Candle names the field ("candle: high ..."); say which message it came from.
-        raise MarketDataError(
-            exc.code, f"{where}: {exc.message.removeprefix('candle: ')}"
-        ) from None
+        raise MarketDataError(exc.code, f"{where}: {exc.message.removeprefix('candle: ')}") from None
 
 
 # --- REST ---------------------------------------------------------------------------------------
@@ -448,14 +437,10 @@ _REST_FIELDS: Final = ((1, "open"), (2, "high"), (3, "low"), (4, "close"), (5, "
 
 def _parse_row(row: object, symbol: str, interval: str, now_ms: int, where: str) -> Candle:
     if not isinstance(row, list | tuple):
-        raise MarketDataError(
-            ErrorCode.WRONG_TYPE, f"{where}: expected an array, got {_json_type(row)}"
-        )
+        raise MarketDataError(ErrorCode.WRONG_TYPE, f"{where}: expected an array, got {_json_type(row)}")
     if len(row) < 7:
         # Binance sends 12 fields; only the first 7 are used, so later additions are harmless.
-        raise MarketDataError(
-            ErrorCode.MISSING_FIELD, f"{where}: {len(row)} fields, expected at least 7"
-        )
+        raise MarketDataError(ErrorCode.MISSING_FIELD, f"{where}: {len(row)} fields, expected at least 7")
     open_time = _open_time(row[0], interval, f"{where}[0] (open time)")
     close_time = _check_close_time(row[6], interval, open_time, f"{where}[6] (close time)")
     o, h, lo, c, v = (_decimal(row[i], f"{where}[{i}] ({name})") for i, name in _REST_FIELDS)
@@ -492,9 +477,7 @@ def parse_rest_klines(rows: object, *, symbol: str, interval: str, now_ms: int) 
     ivl = _check_interval(interval)
     decoded = _decode(rows)
     if not isinstance(decoded, list | tuple):
-        raise MarketDataError(
-            ErrorCode.WRONG_TYPE, f"rows: expected an array, got {_json_type(decoded)}"
-        )
+        raise MarketDataError(ErrorCode.WRONG_TYPE, f"rows: expected an array, got {_json_type(decoded)}")
     candles: list[Candle] = []
     for i, row in enumerate(decoded):
         candle = _parse_row(row, sym, ivl, now, f"rows[{i}]")
@@ -533,18 +516,13 @@ def _parse_event(event: Mapping[str, object], where: str) -> Candle:
         )
     interval = interval_value
     open_time = _open_time(_field(k, "t", f"{where}k.t"), interval, f"{where}k.t (open time)")
-    _check_close_time(
-        _field(k, "T", f"{where}k.T"), interval, open_time, f"{where}k.T (close time)"
-    )
+    _check_close_time(_field(k, "T", f"{where}k.T"), interval, open_time, f"{where}k.T (close time)")
     o, h, lo, c, v = (
-        _decimal(_field(k, key, f"{where}k.{key}"), f"{where}k.{key} ({name})")
-        for key, name in _WS_FIELDS
+        _decimal(_field(k, key, f"{where}k.{key}"), f"{where}k.{key} ({name})") for key, name in _WS_FIELDS
     )
     closed = _field(k, "x", f"{where}k.x")
     if not isinstance(closed, bool):
-        raise MarketDataError(
-            ErrorCode.WRONG_TYPE, f"{where}k.x: expected a boolean, got {_shown(closed)}"
-        )
+        raise MarketDataError(ErrorCode.WRONG_TYPE, f"{where}k.x: expected a boolean, got {_shown(closed)}")
     return _candle(symbol, interval, open_time, (o, h, lo, c, v), closed, f"{where}k")
 
 
@@ -553,9 +531,7 @@ def _symbol_at(symbol: object, where: str) -> str:
     try:
         return normalize_symbol(symbol)
     except MarketDataError as exc:
-        raise MarketDataError(
-            exc.code, f"{where}: {exc.message.removeprefix('symbol: ')}"
-        ) from None
+        raise MarketDataError(exc.code, f"{where}: {exc.message.removeprefix('symbol: ')}") from None
 
 
 def parse_ws_kline(message: object) -> Candle:
@@ -571,9 +547,7 @@ def parse_ws_kline(message: object) -> Candle:
         return _parse_event(obj, "")
     stream = _field(obj, "stream", "stream")
     if not isinstance(stream, str):
-        raise MarketDataError(
-            ErrorCode.WRONG_TYPE, f"stream: expected a string, got {_json_type(stream)}"
-        )
+        raise MarketDataError(ErrorCode.WRONG_TYPE, f"stream: expected a string, got {_json_type(stream)}")
     candle = _parse_event(_object(_field(obj, "data", "data"), "data"), "data.")
     expected = f"{candle.symbol.lower()}@kline_{candle.interval}"
     if stream != expected:

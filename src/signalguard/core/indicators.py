@@ -1,10 +1,11 @@
 """Incremental technical indicators: O(1) work per closed candle, TA-Lib-compatible results.
 
 Every indicator is a small mutable object fed one value at a time, oldest first, with
-``update(x)``. Each has a ``warmup``: the number of values it must receive before its output is
-defined. Until then the output attributes are ``None``; from the ``warmup``-th value on they are
-always floats. The value after the ``warmup``-th input corresponds to TA-Lib's first output
-(TA-Lib's lookback is ``warmup - 1``).
+``update(x)``, or many at once with ``extend(values)``, which reaches the same state bit for bit
+with less interpreter overhead (use it to replay history). Each has a ``warmup``: the number of
+values it must receive before its output is defined. Until then the output attributes are
+``None``; from the ``warmup``-th value on they are always floats. The value after the
+``warmup``-th input corresponds to TA-Lib's first output (TA-Lib's lookback is ``warmup - 1``).
 
 What the indicators agree with, and how closely (see ``tests/core/test_indicators_golden.py``):
 
@@ -16,7 +17,8 @@ What the indicators agree with, and how closely (see ``tests/core/test_indicator
   over a long series; they re-derive it exactly (:func:`math.fsum`) from their window at least every
   ``max(period, 128)`` values. ``BollingerBands`` keeps sums of deviations from a point near the
   mean and re-derives them when accuracy demands it (see the class). Either way the error stays
-  within a few units in the last place of the input, however long the series runs. TA-Lib's own
+  within a few units in the last place (ulps) of the largest recent input (among the last
+  ``max(period, 128)`` values; 1024 for the bands), however long the series runs. TA-Lib's own
   running sums are never corrected (and its variance is ``E[x²] - E[x]²``), so on long or
   high-priced series the remaining difference is TA-Lib's error, not ours.
 
@@ -30,20 +32,22 @@ threshold of ``1e-8`` that misfires for assets priced below a cent:
   window gives exactly zero width). TA-Lib zeroes any variance below ``1e-8``, which collapses the
   bands of every asset priced under about 0.01.
 
-Inputs must be finite floats (prices additionally positive, volumes non-negative); the indicators
-never raise on such input. Nothing here allocates per update: windows are preallocated ring
-buffers, and every class uses ``__slots__``.
+Inputs are meant to be finite floats (prices positive, volumes non-negative); the indicators never
+raise on float input. Updates allocate no containers: windows are preallocated ring buffers, and
+every class uses ``__slots__``.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
 __all__ = [
     "EMA",
     "MACD",
+    "MAX_PERIOD",
     "RSI",
     "SMA",
     "Bands",
@@ -92,13 +96,15 @@ class Indicator(Protocol):
         """Feed the next value (oldest first)."""
         ...
 
+    def extend(self, values: Iterable[float]) -> None:
+        """Feed many values, oldest first (equivalent to ``update`` on each; faster for some)."""
+        ...
+
 
 def _check_period(name: str, period: int, minimum: int) -> int:
     # bool is an int subclass; a period of True is a bug in the caller, not a period of 1.
     if type(period) is not int or not minimum <= period <= MAX_PERIOD:
-        raise ValueError(
-            f"{name} must be an integer between {minimum} and {MAX_PERIOD}, got {period!r}"
-        )
+        raise ValueError(f"{name} must be an integer between {minimum} and {MAX_PERIOD}, got {period!r}")
     return period
 
 
@@ -166,6 +172,33 @@ class SMA:
         if self._full:
             self.value = self._sum / self.period
 
+    def extend(self, values: Iterable[float]) -> None:
+        """Feed many values, oldest first: the same state as ``update`` on each, several times faster."""
+        buf = self._buf
+        n = self.period
+        i = self._i
+        total = self._sum
+        full = self._full
+        wraps = self._wraps
+        per_resync = self._wraps_per_resync
+        for x in values:
+            total += x - buf[i]
+            buf[i] = x
+            i += 1
+            if i == n:
+                i = 0
+                full = True
+                wraps += 1
+                if wraps >= per_resync:
+                    wraps = 0
+                    total = _exact_sum(buf)
+        self._i = i
+        self._sum = total
+        self._full = full
+        self._wraps = wraps
+        if full:
+            self.value = total / n
+
 
 class VolumeAverage(SMA):
     """Average volume: the simple moving average of the last ``period`` volumes.
@@ -215,6 +248,22 @@ class EMA:
         self._count += 1
         if self._count == self.period:
             self.value = self._seed / self.period
+
+    def extend(self, values: Iterable[float]) -> None:
+        """Feed many values, oldest first: the same state as ``update`` on each, several times faster."""
+        iterator = iter(values)
+        if self.value is None:
+            for x in iterator:
+                self.update(x)
+                if self.value is not None:
+                    break
+        v = self.value
+        if v is None:
+            return
+        k = self._k
+        for x in iterator:
+            v = (x - v) * k + v
+        self.value = v
 
 
 class RSI:
@@ -281,6 +330,40 @@ class RSI:
                 return
             gain = self._gain / self._n
             loss = self._loss / self._n
+        self._gain = gain
+        self._loss = loss
+        total = gain + loss
+        self.value = 100.0 * (gain / total) if total != 0.0 else 50.0
+
+    def extend(self, values: Iterable[float]) -> None:
+        """Feed many values, oldest first: the same state as ``update`` on each, several times faster."""
+        iterator = iter(values)
+        if self.value is None:
+            for x in iterator:
+                self.update(x)
+                if self.value is not None:
+                    break
+            else:
+                return
+        prev = self._prev
+        gain = self._gain
+        loss = self._loss
+        keep = self._keep
+        inv = self._inv
+        seen = False
+        for x in iterator:
+            change = x - prev
+            prev = x
+            if change < 0.0:
+                gain = gain * keep * inv
+                loss = (loss * keep - change) * inv
+            else:
+                gain = (gain * keep + change) * inv
+                loss = loss * keep * inv
+            seen = True
+        if not seen:
+            return
+        self._prev = prev
         self._gain = gain
         self._loss = loss
         total = gain + loss
@@ -443,6 +526,12 @@ class BollingerBands:
         self.upper = middle + width
         self.lower = middle - width
 
+    def extend(self, values: Iterable[float]) -> None:
+        """Feed many values, oldest first: the same state as ``update`` on each."""
+        update = self.update
+        for x in values:
+            update(x)
+
 
 @dataclass(frozen=True, slots=True)
 class MACDValue:
@@ -564,6 +653,12 @@ class MACD:
         self.signal = sig
         self.histogram = macd - sig
 
+    def extend(self, values: Iterable[float]) -> None:
+        """Feed many values, oldest first: the same state as ``update`` on each."""
+        update = self.update
+        for x in values:
+            update(x)
+
 
 class VolumeSpike:
     """Ratio of the current volume to the average of the ``period`` volumes before it.
@@ -619,8 +714,13 @@ class VolumeSpike:
     def update(self, x: float) -> None:
         """Feed the next volume."""
         if self._full:
-            if self._nonzero:
+            average = self._sum / self.period if self._nonzero else 0.0
+            if average <= 0.0 < self._nonzero:
+                # Cancellation (a huge volume left the window and took the small ones' digits
+                # with it) or underflow: re-derive the sum before trusting it.
+                self._sum = _exact_sum(self._buf)
                 average = self._sum / self.period
+            if average > 0.0:
                 self.average = average
                 self.value = x / average
             else:
@@ -641,6 +741,12 @@ class VolumeSpike:
                 self._wraps = 0
                 self._sum = _exact_sum(buf)
         self._i = i
+
+    def extend(self, values: Iterable[float]) -> None:
+        """Feed many values, oldest first: the same state as ``update`` on each."""
+        update = self.update
+        for x in values:
+            update(x)
 
 
 class PriceChangePct:
@@ -684,3 +790,23 @@ class PriceChangePct:
             i = 0
             self._full = True
         self._i = i
+
+    def extend(self, values: Iterable[float]) -> None:
+        """Feed many values, oldest first: the same state as ``update`` on each, several times faster."""
+        buf = self._buf
+        n = self.period
+        i = self._i
+        full = self._full
+        value = self.value
+        for x in values:
+            if full:
+                old = buf[i]
+                value = (x / old - 1.0) * 100.0 if old != 0.0 else 0.0
+            buf[i] = x
+            i += 1
+            if i == n:
+                i = 0
+                full = True
+        self._i = i
+        self._full = full
+        self.value = value

@@ -57,9 +57,11 @@ Warm-up rule (shared by the browser and the cloud worker)
     trader's :attr:`~TraderDefinition.warmup` is the maximum), and ``settle`` is 0 for windowed
     indicators (SMA, Bollinger, volume, price change — exact once warm) and, for exponentially
     smoothed ones (EMA, RSI, MACD), the number of further candles after which the weight of the
-    starting point has decayed below 10⁻⁶. Two engines that follow the rule from different starting
-    candles therefore agree to that precision. No signal is emitted before every condition of the
-    trader is warm.
+    starting point has decayed below 10⁻⁶ (counted by repeated multiplication, so that every
+    platform derives the same number). Two engines that follow the rule from different starting
+    candles — a browser tab opened now, a cloud worker running for days — then differ by at most
+    10⁻⁶ of the difference between their starting states. No signal is emitted before every
+    condition of the trader is warm.
 """
 
 from __future__ import annotations
@@ -67,6 +69,7 @@ from __future__ import annotations
 import enum
 import json
 import operator
+import re
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -94,14 +97,18 @@ from signalguard.core.indicators import (
 
 __all__ = [
     "MAX_CONDITIONS",
+    "MAX_COOLDOWN",
     "MAX_DEFINITION_SIZE",
+    "MAX_PERIOD",
     "MAX_SYMBOLS",
+    "MIN_PERIOD",
     "SCHEMA_VERSION",
     "SETTLE_RESIDUAL",
     "Band",
     "CloseVsAverage",
     "CloseVsBollinger",
     "Condition",
+    "ConditionResult",
     "Direction",
     "EvaluationErrorCode",
     "IndicatorPool",
@@ -136,6 +143,7 @@ SETTLE_RESIDUAL: Final = 1e-6
 """Weight of an exponential indicator's starting point below which it counts as settled."""
 
 _ROOT: Final = "definition"
+_IDENTIFIER: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,39}")
 
 
 # --- vocabulary ---------------------------------------------------------------------------------
@@ -500,6 +508,11 @@ def _fail(path: str, problem: str) -> NoReturn:
 
 
 def _child(path: str, key: str) -> str:
+    """Return the path of ``key`` inside ``path``, e.g. ``conditions[1].period``."""
+    if not _IDENTIFIER.fullmatch(key):
+        # Odd keys ("", "a b", very long ones) are quoted so that the path stays unambiguous.
+        shown = key if len(key) <= 40 else key[:37] + "..."
+        return f"{path}[{json.dumps(shown)}]"
     return key if path == _ROOT else f"{path}.{key}"
 
 
@@ -533,8 +546,7 @@ def _fields(
         if not isinstance(key, str):
             _fail(path, f"keys must be strings, got {type(key).__name__}")
         if key not in allowed:
-            shown = key if len(key) <= 40 else key[:37] + "..."
-            _fail(_child(path, shown), f"unknown field (allowed: {', '.join(sorted(allowed))})")
+            _fail(_child(path, key), f"unknown field (allowed: {', '.join(sorted(allowed))})")
     for key in required:
         if key not in obj:
             _fail(_child(path, key), "required")
@@ -724,20 +736,24 @@ class TraderEvaluationError(Exception):
         self.message: str = message
 
 
-class _Probe:
-    """One distinct condition of a pool, evaluated once per candle."""
+class ConditionResult:
+    """The result of one distinct condition of a pool, re-evaluated once per closed candle."""
 
     __slots__ = ("matched", "ready")
 
     def __init__(self) -> None:
-        self.ready = False
-        self.matched = False
+        """Start not ready (and not matched)."""
+        self.ready: bool = False
+        """Whether the condition could be evaluated on the last candle (its indicators are warm)."""
+        self.matched: bool = False
+        """Whether the condition held on the last candle (always False while not ready)."""
 
     def evaluate(self, close: float) -> None:
+        """Re-evaluate after the pool's indicators took the candle closing at ``close``."""
         raise NotImplementedError
 
 
-class _ThresholdProbe(_Probe):
+class _ThresholdProbe(ConditionResult):
     __slots__ = ("_compare", "_indicator", "_value")
 
     def __init__(self, indicator: RSI | VolumeSpike | PriceChangePct, op: Op, value: float) -> None:
@@ -754,7 +770,7 @@ class _ThresholdProbe(_Probe):
         self.matched = self._compare(v, self._value)
 
 
-class _CloseVsAverageProbe(_Probe):
+class _CloseVsAverageProbe(ConditionResult):
     __slots__ = ("_compare", "_indicator")
 
     def __init__(self, indicator: SMA | EMA, op: Op) -> None:
@@ -770,7 +786,7 @@ class _CloseVsAverageProbe(_Probe):
         self.matched = self._compare(close, v)
 
 
-class _CloseVsBandProbe(_Probe):
+class _CloseVsBandProbe(ConditionResult):
     __slots__ = ("_band", "_compare", "_indicator")
 
     def __init__(self, indicator: BollingerBands, band: Band, op: Op) -> None:
@@ -794,7 +810,7 @@ class _CloseVsBandProbe(_Probe):
         self.matched = self._compare(close, v)
 
 
-class _CrossProbe(_Probe):
+class _CrossProbe(ConditionResult):
     """Fast minus slow changing sign between two consecutive candles."""
 
     __slots__ = ("_fast", "_previous", "_slow", "_up")
@@ -820,7 +836,7 @@ class _CrossProbe(_Probe):
         self.matched = previous <= 0.0 < diff if self._up else previous >= 0.0 > diff
 
 
-class _MacdHistogramProbe(_Probe):
+class _MacdHistogramProbe(ConditionResult):
     __slots__ = ("_compare", "_macd", "_value")
 
     def __init__(self, macd: MACD, op: Op, value: float) -> None:
@@ -837,7 +853,7 @@ class _MacdHistogramProbe(_Probe):
         self.matched = self._compare(h, self._value)
 
 
-class _MacdCrossProbe(_Probe):
+class _MacdCrossProbe(ConditionResult):
     __slots__ = ("_macd", "_previous", "_up")
 
     def __init__(self, macd: MACD, direction: Direction) -> None:
@@ -903,8 +919,8 @@ class IndicatorPool:
         self.gaps: int = 0
         """How many applied candles did not directly follow the previous one."""
         self._indicators: dict[_IndicatorKey, tuple[_Indicator, int]] = {}
-        self._probes: dict[Condition, tuple[_Probe, int]] = {}
-        self._probe_list: list[_Probe] = []
+        self._probes: dict[Condition, tuple[ConditionResult, int]] = {}
+        self._probe_list: list[ConditionResult] = []
         self._close_feeds: list[Callable[[float], None]] = []
         self._volume_feeds: list[Callable[[float], None]] = []
         self._closes: deque[float] = deque(maxlen=1)
@@ -944,8 +960,7 @@ class IndicatorPool:
         else:
             indicator = PriceChangePct(a)
         # Replay what the pool remembers, so that a late indicator catches up with the others.
-        for x in self._volumes if name == "vspike" else self._closes:
-            indicator.update(x)
+        indicator.extend(self._volumes if name == "vspike" else self._closes)
         self._indicators[key] = (indicator, 1)
         self._rebuild_feeds()
         return indicator
@@ -977,7 +992,7 @@ class IndicatorPool:
             return ((name, condition.fast, 0, 0, 0.0), (name, condition.slow, 0, 0, 0.0))
         return (("macd", condition.fast, condition.slow, condition.signal, 0.0),)
 
-    def acquire(self, condition: Condition, history: int = 0) -> _Probe:
+    def acquire(self, condition: Condition, history: int = 0) -> ConditionResult:
         """Register a user of ``condition``; return its shared per-candle result.
 
         ``history`` is how many recent closes the user's warm-up rule needs the pool to remember
@@ -991,7 +1006,7 @@ class IndicatorPool:
             self._probes[condition] = (entry[0], entry[1] + 1)
             return entry[0]
         indicators = [self._indicator(key) for key in self._keys(condition)]
-        probe: _Probe
+        probe: ConditionResult
         if isinstance(condition, Threshold):
             source = indicators[0]
             assert isinstance(source, RSI | VolumeSpike | PriceChangePct)
@@ -1141,7 +1156,9 @@ class TraderState:
         self.labels: tuple[str, ...] = definition.labels
         """Labels of all conditions, in definition order."""
         history = definition.history
-        self._probes: tuple[_Probe, ...] = tuple(pool.acquire(c, history) for c in definition.conditions)
+        self._probes: tuple[ConditionResult, ...] = tuple(
+            pool.acquire(c, history) for c in definition.conditions
+        )
         self._match_all = definition.match is Match.ALL
         self._step = definition.cooldown_candles + 1
         self._next_index = -1
@@ -1234,9 +1251,7 @@ class TraderState:
                 return _NO_SIGNAL
             if not self._warm and not self.ready:
                 return _NO_SIGNAL
-            labels = tuple(
-                label for label, p in zip(self.labels, self._probes, strict=True) if p.matched
-            )
+            labels = tuple(label for label, p in zip(self.labels, self._probes, strict=True) if p.matched)
         self._next_index = index + self._step
         return labels
 
