@@ -1,0 +1,394 @@
+"""The SignalManager: candles in, signals and status changes out, with no I/O.
+
+``feed(candle)`` then ``drain()``. The manager runs every enabled trader on the candles of its
+symbols, creates a signal when one matches, and runs each signal's lifecycle. It performs no I/O: what
+it produces are *effects* (a signal to persist, a status to change, a trader that failed) which the
+adapter writes through the outbox. It generates only while the guard says it may, and stamps what it
+produces with the guard's epoch.
+
+Determinism: browser and cloud must produce the *same* signals from the same candles, or the unique
+signal key could not collapse a handoff's overlap. So a trader is evaluated on every closed candle
+whether or not this side may generate (cooldowns advance the same way on both sides); only the
+*emission* depends on the guard. A signal's key, price and labels depend on the candle and the trader
+alone.
+
+Signal lifecycle (the same transitions the database's write guard enforces)::
+
+    new ──next candle──▶ active ──expiry──▶ expired
+     │                     │
+     └──────close──────────┴──────close────▶ closed
+
+A signal is *new* on the candle that triggered it, *active* from the next closed candle of its
+symbol, *expired* ``expire_after_candles`` candles after it was created, and *closed* when the user
+or the trade it opened closes it. Only the executor moves statuses (the database refuses anyone else).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Final
+
+from signalguard.core.candles import Candle, candle_index
+from signalguard.core.traders import (
+    IndicatorPool,
+    TraderDefinition,
+    TraderDefinitionError,
+    TraderEvaluationError,
+    TraderState,
+    parse_trader,
+)
+
+#: Candles after which a signal that nobody closed expires (one hour of 1m candles).
+DEFAULT_EXPIRE_AFTER: Final = 60
+#: Signals tracked at most (new or active); past it the oldest expire early, so memory is bounded.
+DEFAULT_MAX_TRACKED: Final = 5_000
+
+
+class SignalStatus(enum.Enum):
+    """A signal's place in its lifecycle (the ``signals.status`` column)."""
+
+    #: Just created, on the candle that triggered it.
+    NEW = "new"
+    #: Confirmed by the next closed candle; being tracked.
+    ACTIVE = "active"
+    #: Reached its expiry without being closed (terminal).
+    EXPIRED = "expired"
+    #: Closed by the user or by the trade it opened (terminal).
+    CLOSED = "closed"
+
+
+class Lifecycle(enum.Enum):
+    """What happens to a tracked signal."""
+
+    #: A later closed candle of its symbol and interval arrived.
+    NEXT_CANDLE = "next_candle"
+    #: Its expiry was reached.
+    EXPIRE = "expire"
+    #: The user or its trade closed it.
+    CLOSE = "close"
+
+
+#: The lifecycle's transition table; a pair not listed leaves the status unchanged.
+LIFECYCLE: Final[Mapping[tuple[SignalStatus, Lifecycle], SignalStatus]] = {
+    (SignalStatus.NEW, Lifecycle.NEXT_CANDLE): SignalStatus.ACTIVE,
+    (SignalStatus.NEW, Lifecycle.EXPIRE): SignalStatus.EXPIRED,
+    (SignalStatus.ACTIVE, Lifecycle.EXPIRE): SignalStatus.EXPIRED,
+    (SignalStatus.NEW, Lifecycle.CLOSE): SignalStatus.CLOSED,
+    (SignalStatus.ACTIVE, Lifecycle.CLOSE): SignalStatus.CLOSED,
+}
+
+TERMINAL: Final = frozenset({SignalStatus.EXPIRED, SignalStatus.CLOSED})
+
+
+def signal_key(user_id: str, trader_id: str, symbol: str, interval: str, open_time: int) -> str:
+    """The deterministic signal key, exactly as the database generates it (``private.signal_key``)."""
+    return f"{user_id.lower()}:{trader_id.lower()}:{symbol}:{interval}:{open_time}"
+
+
+@dataclass(frozen=True, slots=True)
+class TraderRecord:
+    """A trader as stored: its id, name, raw JSON definition and whether it is enabled."""
+
+    id: str
+    name: str
+    definition: object
+    enabled: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Signal:
+    """A signal as created by the manager."""
+
+    key: str
+    trader_id: str
+    symbol: str
+    interval: str
+    #: The triggering candle's open time, epoch milliseconds.
+    open_time: int
+    #: The triggering candle's close price.
+    price: float
+    matched_conditions: tuple[str, ...]
+    #: The lease epoch it was generated under.
+    epoch: int
+    status: SignalStatus = SignalStatus.NEW
+
+    def row(self, *, source: str, machine_id: str | None = None) -> dict[str, object]:
+        """The object ``write_signals`` takes for this signal."""
+        return {
+            "trader_id": self.trader_id,
+            "symbol": self.symbol,
+            "interval": self.interval,
+            "candle_open_time": self.open_time,
+            "price": self.price,
+            "matched_conditions": list(self.matched_conditions),
+            "status": self.status.value,
+            "source": source,
+            "machine_id": machine_id,
+            "epoch": self.epoch,
+        }
+
+
+# -- effects ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SignalCreated:
+    """Persist this new signal."""
+
+    signal: Signal
+
+
+@dataclass(frozen=True, slots=True)
+class StatusChanged:
+    """Persist this status change (made under ``epoch``, the live lease)."""
+
+    key: str
+    old: SignalStatus
+    new: SignalStatus
+    epoch: int
+
+
+@dataclass(frozen=True, slots=True)
+class TraderFailed:
+    """A trader was taken out of service: its definition is invalid, or evaluating it failed."""
+
+    trader_id: str
+    name: str
+    code: str
+    message: str
+
+
+Effect = SignalCreated | StatusChanged | TraderFailed
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryNeed:
+    """Closed candles a stream needs before live candles (the warm-up rule)."""
+
+    symbol: str
+    interval: str
+    candles: int
+
+
+@dataclass(slots=True)
+class _Tracked:
+    signal: Signal
+    index: int
+    status: SignalStatus
+
+
+@dataclass(slots=True)
+class _Running:
+    record: TraderRecord
+    definition: TraderDefinition
+    states: dict[str, TraderState]
+
+
+@dataclass(slots=True)
+class SignalManager:
+    """Runs one user's traders; see the module documentation."""
+
+    user_id: str
+    expire_after_candles: int = DEFAULT_EXPIRE_AFTER
+    max_tracked: int = DEFAULT_MAX_TRACKED
+    _traders: dict[str, _Running] = field(default_factory=dict)
+    _pools: dict[tuple[str, str], IndicatorPool] = field(default_factory=dict)
+    _by_stream: dict[tuple[str, str], list[tuple[_Running, TraderState]]] = field(default_factory=dict)
+    _tracked: OrderedDict[str, _Tracked] = field(default_factory=OrderedDict)
+    # The same signals by stream, so a candle touches only its own stream's signals.
+    _tracked_by_stream: dict[tuple[str, str], dict[str, _Tracked]] = field(default_factory=dict)
+    _effects: list[Effect] = field(default_factory=list)
+    _may_generate: bool = False
+    _epoch: int | None = None
+    #: Signals the traders matched, emitted or not (the reference count for determinism checks).
+    matches: int = 0
+
+    def __post_init__(self) -> None:
+        """Normalise the user id as the database prints uuids."""
+        self.user_id = self.user_id.lower()
+
+    # -- configuration ----------------------------------------------------------------------------
+
+    def set_traders(self, traders: Iterable[TraderRecord]) -> list[HistoryNeed]:
+        """Run exactly these traders (enabled ones), keeping the state of those that did not change.
+
+        Returns the streams whose history must be primed before their next live candle (new or
+        changed traders). An invalid definition is reported as :class:`TraderFailed` and skipped.
+        """
+        wanted = {t.id.lower(): t for t in traders if t.enabled}
+        for tid in list(self._traders):
+            running = self._traders[tid]
+            new = wanted.get(tid)
+            if new is None or new.definition != running.record.definition:
+                self._stop(tid)
+        needs: dict[tuple[str, str], int] = {}
+        for tid, record in wanted.items():
+            if tid in self._traders:
+                continue
+            try:
+                definition = parse_trader(record.definition)
+            except TraderDefinitionError as exc:
+                self._effects.append(TraderFailed(tid, record.name, "invalid_definition", str(exc)))
+                continue
+            running = _Running(record, definition, {})
+            for symbol in definition.symbols:
+                stream = (symbol, definition.interval)
+                pool = self._pools.get(stream)
+                if pool is None:
+                    pool = self._pools[stream] = IndicatorPool(symbol, definition.interval)
+                state = TraderState(definition, symbol, pool)
+                running.states[symbol] = state
+                self._by_stream.setdefault(stream, []).append((running, state))
+                needs[stream] = max(needs.get(stream, 0), definition.history)
+            self._traders[tid] = running
+        return [HistoryNeed(s, i, n) for (s, i), n in sorted(needs.items())]
+
+    def _stop(self, trader_id: str) -> None:
+        running = self._traders.pop(trader_id)
+        for symbol, state in running.states.items():
+            stream = (symbol, running.definition.interval)
+            self._by_stream[stream] = [(r, s) for r, s in self._by_stream[stream] if s is not state]
+            state.close()
+            if not self._by_stream[stream]:
+                del self._by_stream[stream]
+                self._pools.pop(stream, None)
+
+    def streams(self) -> list[HistoryNeed]:
+        """Every (symbol, interval) the running traders watch, with the history each needs."""
+        needs: dict[tuple[str, str], int] = {}
+        for stream, pairs in self._by_stream.items():
+            needs[stream] = max(r.definition.history for r, _ in pairs)
+        return [HistoryNeed(s, i, n) for (s, i), n in sorted(needs.items())]
+
+    def authorize(self, may_generate: bool, epoch: int | None) -> None:
+        """Apply the guard's decision: generate (under ``epoch``) or not."""
+        self._may_generate = bool(may_generate and epoch is not None)
+        self._epoch = epoch if self._may_generate else None
+
+    @property
+    def may_generate(self) -> bool:
+        """Whether the manager currently creates signals and moves statuses."""
+        return self._may_generate
+
+    # -- candles ----------------------------------------------------------------------------------
+
+    def prime(self, candle: Candle) -> None:
+        """Feed a historical closed candle to every trader on its stream (nothing is signalled)."""
+        for running, state in list(self._by_stream.get((candle.symbol, candle.interval), ())):
+            try:
+                state.prime(candle)
+            except TraderEvaluationError as exc:
+                self._fail(running, exc)
+
+    def feed(self, candle: Candle) -> None:
+        """Feed a live candle. Unclosed candles are ignored: traders decide on closed candles only."""
+        if not candle.closed:
+            return
+        stream = (candle.symbol, candle.interval)
+        pairs = self._by_stream.get(stream)
+        if not pairs:
+            return
+        self._advance_lifecycle(candle)
+        emit = self._may_generate
+        for running, state in list(pairs):
+            try:
+                labels = state.update(candle)
+            except TraderEvaluationError as exc:
+                self._fail(running, exc)
+                continue
+            if not labels:
+                continue
+            self.matches += 1
+            if not emit:
+                continue
+            assert self._epoch is not None
+            tid = running.record.id.lower()
+            key = signal_key(self.user_id, tid, candle.symbol, candle.interval, candle.open_time)
+            if key in self._tracked:
+                continue
+            signal = Signal(
+                key, tid, candle.symbol, candle.interval, candle.open_time, candle.close, labels, self._epoch
+            )
+            self._track(signal, candle_index(candle.interval, candle.open_time))
+            self._effects.append(SignalCreated(signal))
+
+    def _fail(self, running: _Running, exc: TraderEvaluationError) -> None:
+        tid = running.record.id.lower()
+        if tid in self._traders:
+            self._stop(tid)
+            self._effects.append(TraderFailed(tid, running.record.name, str(exc.code), str(exc)))
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    def _track(self, signal: Signal, index: int) -> None:
+        t = _Tracked(signal, index, signal.status)
+        self._tracked[signal.key] = t
+        self._tracked_by_stream.setdefault((signal.symbol, signal.interval), {})[signal.key] = t
+        while len(self._tracked) > self.max_tracked:
+            oldest = next(iter(self._tracked))
+            if self._may_generate:
+                self._move(oldest, Lifecycle.EXPIRE)
+            else:
+                self._untrack(oldest)  # not the executor: nothing to write, just forget
+
+    def _untrack(self, key: str) -> None:
+        t = self._tracked.pop(key)
+        stream = (t.signal.symbol, t.signal.interval)
+        by_stream = self._tracked_by_stream[stream]
+        del by_stream[key]
+        if not by_stream:
+            del self._tracked_by_stream[stream]
+
+    def adopt(self, signals: Iterable[Signal]) -> None:
+        """Take over tracking signals another executor created (loaded from the database)."""
+        for s in signals:
+            if s.status in TERMINAL or s.key in self._tracked:
+                continue
+            self._track(s, candle_index(s.interval, s.open_time))
+
+    def close_signal(self, key: str) -> bool:
+        """Close a tracked signal (the user, or its trade); False if it cannot be closed now."""
+        if not self._may_generate or key not in self._tracked:
+            return False
+        return self._move(key, Lifecycle.CLOSE)
+
+    def _advance_lifecycle(self, candle: Candle) -> None:
+        if not self._may_generate:
+            return
+        mine = self._tracked_by_stream.get((candle.symbol, candle.interval))
+        if not mine:
+            return
+        index = candle_index(candle.interval, candle.open_time)
+        for key, t in list(mine.items()):
+            if index <= t.index:
+                continue
+            if index - t.index >= self.expire_after_candles:
+                self._move(key, Lifecycle.EXPIRE)
+            else:
+                self._move(key, Lifecycle.NEXT_CANDLE)
+
+    def _move(self, key: str, what: Lifecycle) -> bool:
+        t = self._tracked[key]
+        new = LIFECYCLE.get((t.status, what))
+        if new is None:
+            return False
+        assert self._epoch is not None  # only the executor moves statuses
+        self._effects.append(StatusChanged(key, t.status, new, self._epoch))
+        t.status = new
+        if new in TERMINAL:
+            self._untrack(key)
+        return True
+
+    def tracked(self) -> list[tuple[Signal, SignalStatus]]:
+        """Signals being tracked (new or active), oldest first, with their current status."""
+        return [(t.signal, t.status) for t in self._tracked.values()]
+
+    # -- output -----------------------------------------------------------------------------------
+
+    def drain(self) -> list[Effect]:
+        """Return and forget the effects produced since the last drain, in order."""
+        out, self._effects = self._effects, []
+        return out

@@ -1,0 +1,289 @@
+"""The SignalManager: emission under the guard, determinism, lifecycle, isolation, bounds."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+
+from signalguard.core.candles import INTERVALS, Candle
+from signalguard.core.engine import (
+    LIFECYCLE,
+    HistoryNeed,
+    Signal,
+    SignalCreated,
+    SignalManager,
+    SignalStatus,
+    StatusChanged,
+    TraderFailed,
+    TraderRecord,
+    signal_key,
+)
+from signalguard.core.traders import EvaluationErrorCode, TraderEvaluationError
+
+USER = "A11CE000-0000-4000-8000-000000000001"
+T_RSI = "a11ce000-0000-4000-8000-0000000000a1"
+T_VOL = "a11ce000-0000-4000-8000-0000000000a2"
+MINUTE = INTERVALS["1m"]
+START = 1_700_000_040_000 - 1_700_000_040_000 % MINUTE
+
+RSI_LOW = {
+    "version": 1,
+    "symbols": ["BTCUSDT", "ETHUSDT"],
+    "interval": "1m",
+    "cooldown_candles": 3,
+    "conditions": [{"indicator": "rsi", "period": 14, "op": "<", "value": 35}],
+}
+VOLUME = {
+    "version": 1,
+    "symbols": ["BTCUSDT"],
+    "interval": "1m",
+    "conditions": [{"indicator": "volume_spike", "period": 20, "op": ">", "value": 3.0}],
+}
+
+
+def series(symbol: str, n: int, seed: int) -> list[Candle]:
+    """A random walk with sharp drops and volume bursts, so the traders above do fire."""
+    rnd = random.Random(seed)
+    price, out = 100.0, []
+    for i in range(n):
+        drift = -0.03 if i % 97 in range(60, 68) else rnd.gauss(0, 0.004)
+        close = max(0.01, price * math.exp(drift))
+        volume = rnd.uniform(50, 150) * (8 if i % 131 == 100 else 1)
+        hi, lo = max(price, close) * 1.001, min(price, close) * 0.999
+        out.append(Candle(symbol, "1m", START + i * MINUTE, price, hi, lo, close, volume, True))
+        price = close
+    return out
+
+
+def records() -> list[TraderRecord]:
+    return [TraderRecord(T_RSI, "RSI low", RSI_LOW), TraderRecord(T_VOL, "Volume", VOLUME)]
+
+
+def run(manager: SignalManager, candles: list[Candle], authorized: set[int] | None = None) -> list[Signal]:
+    created = []
+    for i, c in enumerate(candles):
+        ok = authorized is None or i in authorized
+        manager.authorize(ok, 7 if ok else None)
+        manager.feed(c)
+        created += [e.signal for e in manager.drain() if isinstance(e, SignalCreated)]
+    return created
+
+
+def interleaved(n: int) -> list[Candle]:
+    a, b = series("BTCUSDT", n, 1), series("ETHUSDT", n, 2)
+    return [c for pair in zip(a, b, strict=True) for c in pair]
+
+
+def test_key_matches_the_database_format() -> None:
+    assert signal_key(USER, T_RSI.upper(), "BTCUSDT", "1m", 1_700_000_040_000) == (
+        "a11ce000-0000-4000-8000-000000000001:a11ce000-0000-4000-8000-0000000000a1:BTCUSDT:1m:1700000040000"
+    )
+
+
+def test_signals_only_while_authorized_and_stamped_with_epoch() -> None:
+    candles = interleaved(600)
+    m = SignalManager(USER)
+    m.set_traders(records())
+    assert run(m, candles, authorized=set()) == []
+    assert m.matches > 0
+    m2 = SignalManager(USER)
+    m2.set_traders(records())
+    signals = run(m2, candles)
+    assert len(signals) == m2.matches == m.matches
+    assert {s.epoch for s in signals} == {7}
+    s = signals[0]
+    assert s.key == signal_key(USER, s.trader_id, s.symbol, "1m", s.open_time)
+    assert s.status is SignalStatus.NEW and s.matched_conditions in (
+        ("RSI(14) < 35",),
+        ("Volume > 3.0x avg(20)",),
+    )
+    assert {x.trader_id for x in signals} == {T_RSI, T_VOL}
+    assert s.row(source="local") == {
+        "trader_id": s.trader_id,
+        "symbol": s.symbol,
+        "interval": "1m",
+        "candle_open_time": s.open_time,
+        "price": s.price,
+        "matched_conditions": list(s.matched_conditions),
+        "status": "new",
+        "source": "local",
+        "machine_id": None,
+        "epoch": 7,
+    }
+
+
+def test_part_time_executor_emits_a_subset_of_identical_signals() -> None:
+    """The handoff property: each side's signals are the reference's, restricted to its windows."""
+    candles = interleaved(800)
+    reference = SignalManager(USER)
+    reference.set_traders(records())
+    full = {s.key: s for s in run(reference, candles)}
+    windows = set(range(0, 300)) | set(range(700, 1600))
+    part = SignalManager(USER)
+    part.set_traders(records())
+    some = run(part, candles, authorized=windows)
+    other = SignalManager(USER)
+    other.set_traders(records())
+    rest = run(other, candles, authorized=set(range(1600)) - windows)
+    assert some and rest
+    for s in some + rest:
+        assert full[s.key] == s
+    assert {s.key for s in some} | {s.key for s in rest} == set(full)
+    assert not {s.key for s in some} & {s.key for s in rest}
+
+
+def test_lifecycle_new_active_expired_and_closed() -> None:
+    candles = series("BTCUSDT", 400, 1)
+    m = SignalManager(USER, expire_after_candles=5)
+    m.set_traders([TraderRecord(T_RSI, "RSI low", RSI_LOW)])
+    m.authorize(True, 3)
+    changes: list[StatusChanged] = []
+    created: list[Signal] = []
+    for c in candles:
+        m.feed(c)
+        for e in m.drain():
+            if isinstance(e, SignalCreated):
+                created.append(e.signal)
+            elif isinstance(e, StatusChanged):
+                changes.append(e)
+    first = created[0].key
+    mine = [(e.old, e.new) for e in changes if e.key == first]
+    assert mine == [
+        (SignalStatus.NEW, SignalStatus.ACTIVE),
+        (SignalStatus.ACTIVE, SignalStatus.EXPIRED),
+    ]
+    # Close one that is still tracked.
+    live = [s for s, _ in m.tracked()]
+    if live:
+        assert m.close_signal(live[-1].key)
+        (e,) = m.drain()
+        assert isinstance(e, StatusChanged) and e.new is SignalStatus.CLOSED and e.epoch == 3
+        assert not m.close_signal(live[-1].key)  # terminal: gone from tracking
+
+
+def test_lifecycle_table_matches_the_database() -> None:
+    allowed = {
+        ("new", "active"),
+        ("new", "expired"),
+        ("new", "closed"),
+        ("active", "expired"),
+        ("active", "closed"),
+    }
+    assert {(a.value, b.value) for (a, _), b in LIFECYCLE.items()} == allowed
+
+
+def test_statuses_do_not_move_without_the_lease() -> None:
+    candles = series("BTCUSDT", 400, 1)
+    m = SignalManager(USER, expire_after_candles=5)
+    m.set_traders([TraderRecord(T_RSI, "RSI low", RSI_LOW)])
+    m.authorize(True, 1)
+    for c in candles[:200]:
+        m.feed(c)
+    m.drain()
+    tracked_before = m.tracked()
+    m.authorize(False, None)
+    for c in candles[200:]:
+        m.feed(c)
+    assert m.drain() == []
+    assert m.tracked() == tracked_before
+    assert all(not m.close_signal(s.key) for s, _ in tracked_before)
+
+
+def test_invalid_trader_is_reported_and_others_run() -> None:
+    bad = TraderRecord("bad00000-0000-4000-8000-000000000000", "Broken", {**RSI_LOW, "interval": "7m"})
+    m = SignalManager(USER)
+    needs = m.set_traders([bad, *records()])
+    (failure,) = [e for e in m.drain() if isinstance(e, TraderFailed)]
+    assert failure.code == "invalid_definition" and "interval" in failure.message and failure.name == "Broken"
+    assert needs == [
+        HistoryNeed("BTCUSDT", "1m", RSI_LOW_HISTORY),
+        HistoryNeed("ETHUSDT", "1m", RSI_LOW_HISTORY),
+    ]
+    assert run(m, interleaved(300))
+
+
+RSI_LOW_HISTORY = 202
+
+
+def test_a_trader_that_raises_is_isolated() -> None:
+    m = SignalManager(USER)
+    m.set_traders(records())
+    stream = ("BTCUSDT", "1m")
+    failing = m._traders[T_VOL].states["BTCUSDT"]
+    m._by_stream[stream] = [(r, _Raising() if s is failing else s) for r, s in m._by_stream[stream]]
+    m.authorize(True, 1)
+    signals, failures = [], []
+    for c in interleaved(600):
+        m.feed(c)
+        for e in m.drain():
+            if isinstance(e, SignalCreated):
+                signals.append(e.signal)
+            elif isinstance(e, TraderFailed):
+                failures.append(e)
+    assert [(f.trader_id, f.code) for f in failures] == [(T_VOL, "internal")]
+    assert "indicator exploded" in failures[0].message
+    assert signals and all(s.trader_id == T_RSI for s in signals)
+    assert T_VOL not in m._traders
+
+
+class _Raising:
+    """Stands in for a TraderState whose evaluation fails."""
+
+    def update(self, candle: Candle) -> tuple[str, ...]:
+        raise TraderEvaluationError(EvaluationErrorCode.INTERNAL, "indicator exploded")
+
+    def close(self) -> None:
+        pass
+
+
+def test_changed_definition_restarts_only_that_trader() -> None:
+    m = SignalManager(USER)
+    m.set_traders(records())
+    rsi_state = m._traders[T_RSI].states["BTCUSDT"]
+    changed = {**VOLUME, "conditions": [{"indicator": "volume_spike", "period": 10, "op": ">", "value": 4}]}
+    needs = m.set_traders([TraderRecord(T_RSI, "RSI low", RSI_LOW), TraderRecord(T_VOL, "Volume", changed)])
+    assert m._traders[T_RSI].states["BTCUSDT"] is rsi_state
+    assert needs == [HistoryNeed("BTCUSDT", "1m", 11)]
+    m.set_traders([TraderRecord(T_RSI, "RSI low", RSI_LOW, enabled=False)])
+    assert m.streams() == []
+
+
+def test_memory_is_bounded() -> None:
+    m = SignalManager(USER, max_tracked=3, expire_after_candles=10_000)
+    m.set_traders(records())
+    run(m, interleaved(1500))
+    assert len(m.tracked()) <= 3
+
+
+def test_adopt_tracks_the_other_sides_open_signals() -> None:
+    m = SignalManager(USER, expire_after_candles=2)
+    m.set_traders(records())
+    s = Signal(
+        signal_key(USER, T_RSI, "BTCUSDT", "1m", START), T_RSI, "BTCUSDT", "1m", START, 99.0, ("x",), 4
+    )
+    m.adopt([s, Signal("k2", T_RSI, "BTCUSDT", "1m", START, 1.0, (), 4, SignalStatus.EXPIRED)])
+    assert [x.key for x, _ in m.tracked()] == [s.key]
+    m.authorize(True, 9)
+    m.feed(Candle("BTCUSDT", "1m", START + 5 * MINUTE, 1, 1, 1, 1, 1, True))
+    (e,) = [e for e in m.drain() if isinstance(e, StatusChanged)]
+    assert (e.old, e.new, e.epoch) == (SignalStatus.NEW, SignalStatus.EXPIRED, 9)
+
+
+def test_unclosed_candles_are_ignored() -> None:
+    m = SignalManager(USER)
+    m.set_traders(records())
+    m.authorize(True, 1)
+    m.feed(Candle("BTCUSDT", "1m", START, 1, 1, 1, 1, 1, False))
+    assert m.drain() == [] and m.matches == 0
+
+
+@pytest.mark.parametrize("n", [0, 1])
+def test_prime_signals_nothing(n: int) -> None:
+    m = SignalManager(USER)
+    m.set_traders(records())
+    m.authorize(True, 1)
+    for c in series("BTCUSDT", 300, n):
+        m.prime(c)
+    assert m.drain() == [] and m.matches == 0
