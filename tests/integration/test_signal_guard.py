@@ -252,3 +252,21 @@ def test_signals_are_never_deleted_through_the_api(api: Api, actors: Actors, db:
     r = api.delete("signals", f"signal_key=eq.{key}", a.token)
     assert r.status == 200 and r.body == []
     assert count(db, a) == 1
+
+
+def test_engine_rows_and_keys_are_the_databases(api: Api, actors: Actors, db: Any) -> None:
+    """A signal made by the core engine is written as is, and its key is the one the database makes."""
+    from signalguard.core.engine import Signal, signal_key
+
+    a = actors.make()
+    epoch = local_lease_backdated(api, a, db)
+    open_ms = int(seconds_ago(db, 120).timestamp()) // 60 * 60_000
+    key = signal_key(a.user_id.upper(), a.trader_id, "BTCUSDT", "1m", open_ms)
+    s = Signal(key, a.trader_id, "BTCUSDT", "1m", open_ms, 64_123.45, ("RSI(14) < 30",), epoch)
+    out = write(api, a, [s.row(source="local")])
+    assert out[0]["outcome"] == "inserted" and out[0]["signal_key"] == key
+    stored = db.execute(
+        "select price, matched_conditions, candle_open_time from signals where signal_key = %s", (key,)
+    ).fetchone()
+    assert float(stored[0]) == 64_123.45 and stored[1] == ["RSI(14) < 30"]
+    assert int(stored[2].timestamp() * 1000) == open_ms
