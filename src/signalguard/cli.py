@@ -16,6 +16,12 @@ def main(argv: list[str] | None = None) -> int:
         pass
     else:
         devstack_cli.add_commands(sub)
+    try:
+        from signalguard.replay import cli as replay_cli
+    except ImportError:  # installed without aiohttp (the devstack extra)
+        pass
+    else:
+        replay_cli.add_commands(sub)
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
