@@ -24,7 +24,6 @@ there; :func:`next_open_time` and :func:`candle_index` handle it with calendar a
 from __future__ import annotations
 
 import enum
-import json
 import math
 import re
 from collections import deque
@@ -33,6 +32,8 @@ from dataclasses import dataclass
 from datetime import date
 from types import MappingProxyType
 from typing import Final
+
+from signalguard.core import safejson
 
 __all__ = [
     "INTERVALS",
@@ -346,7 +347,7 @@ def _decode(message: object) -> object:
                 f"message: {len(message)} characters, more than {MAX_MESSAGE_SIZE}",
             )
         try:
-            return json.loads(message, parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
+            return safejson.loads(message, parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
         except (ValueError, RecursionError) as exc:
             # JSONDecodeError and UnicodeDecodeError are ValueErrors; deep nesting recurses.
             raise MarketDataError(ErrorCode.NOT_JSON, f"message: not valid JSON ({str(exc)[:200]})") from None

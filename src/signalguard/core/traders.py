@@ -76,6 +76,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Final, NoReturn, TypeAlias
 
+from signalguard.core import safejson
 from signalguard.core.candles import (
     INTERVALS,
     MONTH,
@@ -649,7 +650,7 @@ def _decode(definition: str | bytes | bytearray) -> object:
     if len(definition) > MAX_DEFINITION_SIZE:
         _fail(_ROOT, f"larger than {MAX_DEFINITION_SIZE} bytes")
     try:
-        return json.loads(definition, parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
+        return safejson.loads(definition, parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
     except (ValueError, RecursionError) as exc:
         # JSONDecodeError and UnicodeDecodeError are ValueErrors; absurd nesting recurses.
         _fail(_ROOT, f"not valid JSON ({str(exc)[:200]})")
