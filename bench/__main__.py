@@ -1,7 +1,14 @@
-"""Run every benchmark: ``python -m bench`` (or ``make bench``)."""
+"""Run every benchmark: ``python -m bench`` (or ``make bench``).
 
-from bench import lease_and_writes
+Each prints its figures beside a baseline measured in the same run.
+"""
+
+from bench import burst, indicators, lease_and_writes
 
 if __name__ == "__main__":
-    print("== the database guard (lease_and_writes)")
+    print("== indicators: update throughput vs talipp, accuracy vs TA-Lib")
+    indicators.main()
+    print("\n== candle burst: 20,000 trader x symbol evaluations, Pyodide and CPython")
+    burst.main()
+    print("\n== the database guard: stack start, claim latency, fenced writes")
     lease_and_writes.main()

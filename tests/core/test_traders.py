@@ -248,8 +248,8 @@ def test_history_grows_with_period_but_stays_bounded() -> None:
         ),
         (lambda d: d["conditions"].clear(), "conditions: must be an array of 1 to 10 conditions"),
         (lambda d: d.update(conditions={"a": 1}), "conditions: must be an array of 1 to 10 conditions"),
-        (lambda d: d.update(symbols=[]), "symbols: must be an array of 1 to 50 symbols"),
-        (lambda d: d.update(symbols="BTCUSDT"), "symbols: must be an array of 1 to 50 symbols"),
+        (lambda d: d.update(symbols=[]), "symbols: must be an array of 1 to 500 symbols"),
+        (lambda d: d.update(symbols="BTCUSDT"), "symbols: must be an array of 1 to 500 symbols"),
         (
             lambda d: d.update(symbols=["BTCUSDT", "BTC/USDT"]),
             "symbols[1]: must be 2 to 20 ASCII letters or digits",

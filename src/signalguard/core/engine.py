@@ -198,8 +198,11 @@ class SignalManager:
     _pools: dict[tuple[str, str], IndicatorPool] = field(default_factory=dict)
     _by_stream: dict[tuple[str, str], list[tuple[_Running, TraderState]]] = field(default_factory=dict)
     _tracked: OrderedDict[str, _Tracked] = field(default_factory=OrderedDict)
-    # The same signals by stream, so a candle touches only its own stream's signals.
-    _tracked_by_stream: dict[tuple[str, str], dict[str, _Tracked]] = field(default_factory=dict)
+    # The same signals by stream, oldest candle first, so a candle touches only its own stream's
+    # signals and, of those, only the ones that change: the new ones (activated) and the oldest
+    # (expired). Work per candle is proportional to the changes, not to the signals tracked.
+    _by_age: dict[tuple[str, str], OrderedDict[str, _Tracked]] = field(default_factory=dict)
+    _fresh: dict[tuple[str, str], dict[str, _Tracked]] = field(default_factory=dict)
     _effects: list[Effect] = field(default_factory=list)
     _may_generate: bool = False
     _epoch: int | None = None
@@ -325,8 +328,15 @@ class SignalManager:
 
     def _track(self, signal: Signal, index: int) -> None:
         t = _Tracked(signal, index, signal.status)
+        stream = (signal.symbol, signal.interval)
         self._tracked[signal.key] = t
-        self._tracked_by_stream.setdefault((signal.symbol, signal.interval), {})[signal.key] = t
+        aged = self._by_age.setdefault(stream, OrderedDict())
+        aged[signal.key] = t
+        if len(aged) > 1 and next(reversed(aged.values())).index < next(iter(aged.values())).index:
+            # Only adopted signals arrive out of candle order; keep the stream's list sorted.
+            self._by_age[stream] = OrderedDict(sorted(aged.items(), key=lambda kv: kv[1].index))
+        if t.status is SignalStatus.NEW:
+            self._fresh.setdefault(stream, {})[signal.key] = t
         while len(self._tracked) > self.max_tracked:
             oldest = next(iter(self._tracked))
             if self._may_generate:
@@ -337,10 +347,15 @@ class SignalManager:
     def _untrack(self, key: str) -> None:
         t = self._tracked.pop(key)
         stream = (t.signal.symbol, t.signal.interval)
-        by_stream = self._tracked_by_stream[stream]
-        del by_stream[key]
-        if not by_stream:
-            del self._tracked_by_stream[stream]
+        aged = self._by_age[stream]
+        del aged[key]
+        if not aged:
+            del self._by_age[stream]
+        fresh = self._fresh.get(stream)
+        if fresh is not None:
+            fresh.pop(key, None)
+            if not fresh:
+                del self._fresh[stream]
 
     def adopt(self, signals: Iterable[Signal]) -> None:
         """Take over tracking signals another executor created (loaded from the database)."""
@@ -358,17 +373,26 @@ class SignalManager:
     def _advance_lifecycle(self, candle: Candle) -> None:
         if not self._may_generate:
             return
-        mine = self._tracked_by_stream.get((candle.symbol, candle.interval))
-        if not mine:
+        stream = (candle.symbol, candle.interval)
+        aged = self._by_age.get(stream)
+        if not aged:
             return
         index = candle_index(candle.interval, candle.open_time)
-        for key, t in list(mine.items()):
-            if index <= t.index:
-                continue
-            if index - t.index >= self.expire_after_candles:
-                self._move(key, Lifecycle.EXPIRE)
-            else:
-                self._move(key, Lifecycle.NEXT_CANDLE)
+        oldest_alive = index - self.expire_after_candles
+        while aged:
+            key, t = next(iter(aged.items()))
+            if t.index > oldest_alive:
+                break
+            self._move(key, Lifecycle.EXPIRE)
+            aged = self._by_age.get(stream, OrderedDict())
+        fresh = self._fresh.get(stream)
+        if fresh:
+            for key, t in list(fresh.items()):
+                if index > t.index:
+                    self._move(key, Lifecycle.NEXT_CANDLE)
+                    fresh.pop(key, None)
+            if not fresh:
+                self._fresh.pop(stream, None)
 
     def _move(self, key: str, what: Lifecycle) -> bool:
         t = self._tracked[key]

@@ -6,7 +6,7 @@ as code. Schema (version 1; every key below is the full set — unknown keys are
 
     {
       "version": 1,                       # required, must be 1
-      "symbols": ["BTCUSDT", "ETHUSDT"],  # required, 1..50 distinct symbols (upper-cased)
+      "symbols": ["BTCUSDT", "ETHUSDT"],  # required, 1..500 distinct symbols (upper-cased)
       "interval": "1m",                   # required, a Binance kline interval
       "match": "all",                     # optional, "all" (default) or "any"
       "cooldown_candles": 5,              # optional, 0..10000 (default 0)
@@ -129,7 +129,7 @@ __all__ = [
 
 SCHEMA_VERSION: Final = 1
 """The only definition version this module understands."""
-MAX_SYMBOLS: Final = 50
+MAX_SYMBOLS: Final = 500
 """Most symbols one trader may watch."""
 MAX_CONDITIONS: Final = 10
 """Most conditions one trader may have."""
