@@ -213,3 +213,17 @@ def test_supabase_py_client_end_to_end(stack: LocalStack) -> None:
     version: Any = client.rpc("schema_version").execute()
     assert set(version.data["components"]) >= {"core", "execution_lease"}
     client.auth.sign_out()
+
+
+def test_config_json_is_the_apps_one_place_of_configuration(api: Api, stack: LocalStack) -> None:
+    r = httpx.get(f"{api.base}/config.json")
+    assert r.status_code == 200 and r.headers["cache-control"] == "no-store"
+    config = r.json()
+    assert config == {
+        "supabase_url": stack.url,
+        "supabase_anon_key": stack.config.anon_key(),
+        "market_data_url": stack.config.market_data_url,
+        "stack": "local-dev",
+    }
+    # Only the public key: never the service key.
+    assert tokens.decode(stack.config.secrets().jwt_secret, config["supabase_anon_key"])["role"] == "anon"

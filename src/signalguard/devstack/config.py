@@ -92,6 +92,11 @@ class StackConfig:
     gateway_port: int = field(default_factory=lambda: _env_port("PORT", 8000))
     #: The folder whose allow-listed files the gateway serves as the app.
     app_root: Path = REPO_ROOT
+    #: Where the app fetches market data (Binance's REST and WebSocket API shape); the local replay
+    #: server by default (``signalguard replay``), ``https://api.binance.com`` in production.
+    market_data_url: str = field(
+        default_factory=lambda: os.environ.get("SIGNALGUARD_MARKET_DATA_URL", f"http://{HOST}:9443")
+    )
     migrations_dir: Path = REPO_ROOT / "supabase" / "migrations"
     #: Seed the demo users, traders and machines when the database is first made.
     seed: bool = True

@@ -103,6 +103,7 @@ class Gateway:
         self.app.router.add_route("*", "/rest/v1/{tail:.*}", self._rest)
         self.app.router.add_route("*", "/auth/v1/{tail:.*}", self._auth)
         self.app.router.add_get("/_stack/health", self._health)
+        self.app.router.add_get("/config.json", self._config)
         self.app.router.add_get("/", self._index)
         self.app.router.add_get("/{path:.+}", self._static)
         self.app.on_startup.append(self._open_client)
@@ -379,6 +380,20 @@ class Gateway:
 
     async def _health(self, _request: web.Request) -> web.Response:
         return _json(200, {"gateway": "ok", "stack": "local-dev"})
+
+    async def _config(self, _request: web.Request) -> web.Response:
+        # The browser app's configuration, in its one place: a hosted deployment serves a static
+        # config.json with the same keys. Only public values: the anon key is meant for browsers.
+        return _json(
+            200,
+            {
+                "supabase_url": self.config.gateway_url,
+                "supabase_anon_key": self.config.anon_key(),
+                "market_data_url": self.config.market_data_url,
+                "stack": "local-dev",
+            },
+            **{"Cache-Control": "no-store"},
+        )
 
     async def _index(self, request: web.Request) -> web.StreamResponse:
         index = self.config.app_root / "index.html"
