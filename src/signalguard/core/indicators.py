@@ -78,6 +78,10 @@ _MAX_SHIFT_DRIFT = 64.0
 # The Bollinger sums are re-derived at least this often (in updates), whatever happens.
 _BANDS_RESYNC_EVERY = 1024
 
+# A module-level alias: `update` runs once per indicator per candle, and a global lookup is cheaper
+# than a global lookup followed by an attribute lookup on the module.
+_sqrt = math.sqrt
+
 
 class Indicator(Protocol):
     """What every indicator in this module provides."""
@@ -129,7 +133,7 @@ class SMA:
     ``warmup == period``.
     """
 
-    __slots__ = ("_buf", "_full", "_i", "_sum", "_wraps", "_wraps_per_resync", "period", "value")
+    __slots__ = ("_buf", "_full", "_i", "_n", "_sum", "_wraps", "_wraps_per_resync", "period", "value")
 
     def __init__(self, period: int) -> None:
         """Create an SMA over ``period`` values (1 ≤ period ≤ 100,000)."""
@@ -137,6 +141,9 @@ class SMA:
         self.value: float | None = None
         """The average of the last ``period`` values, or None during warm-up."""
         self._buf: list[float] = [0.0] * period
+        # The period as a float: CPython divides a float by a float faster than by an int, and the
+        # quotient is the same (every valid period is exactly representable).
+        self._n = float(period)
         self._i = 0
         self._sum = 0.0
         self._full = False
@@ -157,8 +164,9 @@ class SMA:
         """Feed the next value."""
         buf = self._buf
         i = self._i
-        # The buffer starts as zeros, so the running sum is right during warm-up as well.
-        self._sum += x - buf[i]
+        # The buffer starts as zeros, so the running sum is right during warm-up as well. The sum
+        # lives in a local until the end, so that it is read and written once.
+        total = self._sum + (x - buf[i])
         buf[i] = x
         i += 1
         if i == self.period:
@@ -167,10 +175,11 @@ class SMA:
             self._wraps += 1
             if self._wraps >= self._wraps_per_resync:
                 self._wraps = 0
-                self._sum = _exact_sum(buf)
+                total = _exact_sum(buf)
         self._i = i
+        self._sum = total
         if self._full:
-            self.value = self._sum / self.period
+            self.value = total / self._n
 
     def extend(self, values: Iterable[float]) -> None:
         """Feed many values, oldest first: the same state as ``update`` on each, several times faster."""
@@ -303,24 +312,24 @@ class RSI:
 
     def update(self, x: float) -> None:
         """Feed the next closing price."""
-        prev = self._prev
+        change = x - self._prev
         self._prev = x
         if self.value is not None:
             # TA-Lib's operations in TA-Lib's order: scale both averages by (n - 1), add today's
             # move to one of them, then scale both by 1/n (TA-Lib's build multiplies by the
             # reciprocal here rather than dividing; doing the same keeps the results bit-identical).
-            change = x - prev
+            keep = self._keep
+            inv = self._inv
             if change < 0.0:
-                gain = self._gain * self._keep * self._inv
-                loss = (self._loss * self._keep - change) * self._inv
+                gain = self._gain * keep * inv
+                loss = (self._loss * keep - change) * inv
             else:
-                gain = (self._gain * self._keep + change) * self._inv
-                loss = self._loss * self._keep * self._inv
+                gain = (self._gain * keep + change) * inv
+                loss = self._loss * keep * inv
         elif self._count < 0:
             self._count = 0
             return
         else:
-            change = x - prev
             if change < 0.0:
                 self._loss -= change
             else:
@@ -398,6 +407,7 @@ class BollingerBands:
         "_buf",
         "_full",
         "_i",
+        "_n",
         "_peak",
         "_s1",
         "_s2",
@@ -427,6 +437,7 @@ class BollingerBands:
         self.stddev: float | None = None
         """Population standard deviation of the window, or None during warm-up."""
         self._buf: list[float] = [0.0] * period
+        self._n = float(period)  # a float divisor is faster and gives the same quotient (see SMA)
         self._i = 0
         self._full = False
         self._shift = 0.0
@@ -481,45 +492,52 @@ class BollingerBands:
         """Feed the next value."""
         buf = self._buf
         i = self._i
-        n = self.period
+        n = self._n
         if self._full:
             shift = self._shift
             d_new = x - shift
             d_old = buf[i] - shift
             s1 = self._s1 + (d_new - d_old)
             s2 = self._s2 + (d_new * d_new - d_old * d_old)
-            self._s1 = s1
-            self._s2 = s2
             buf[i] = x
             i += 1
-            if i == n:
+            if i == self.period:
                 i = 0
                 self._wraps += 1
             self._i = i
             mean_dev = s1 / n
             sq = mean_dev * mean_dev
             var = s2 / n - sq
-            if var > self._peak:
-                self._peak = var
+            peak = self._peak
+            if var > peak:
+                self._peak = peak = var
+            # `_wraps` only grows when the index wraps to 0 (and a resync resets it), so the
+            # periodic resync can only fall due then; testing `i` first skips two reads otherwise.
             if (
-                var < self._peak * _CANCELLATION
+                var < peak * _CANCELLATION
                 or sq > var * _MAX_SHIFT_DRIFT
-                or self._wraps >= self._wraps_per_resync
+                or (i == 0 and self._wraps >= self._wraps_per_resync)
             ):
                 var = self._resync()
+                shift = self._shift
                 mean_dev = self._s1 / n
+            else:
+                # Stored only when kept: a resync replaces them anyway.
+                self._s1 = s1
+                self._s2 = s2
         else:
             buf[i] = x
             i += 1
-            if i < n:
+            if i < self.period:
                 self._i = i
                 return
             self._i = 0
             self._full = True
             var = self._resync()
+            shift = self._shift
             mean_dev = self._s1 / n
-        std = math.sqrt(var) if var > 0.0 else 0.0
-        middle = self._shift + mean_dev
+        std = _sqrt(var) if var > 0.0 else 0.0
+        middle = shift + mean_dev
         width = std * self.k
         self.stddev = std
         self.middle = middle
@@ -562,7 +580,6 @@ class MACD:
         "_k_fast",
         "_k_signal",
         "_k_slow",
-        "_sig",
         "_sig_count",
         "_sig_sum",
         "_slow",
@@ -599,7 +616,6 @@ class MACD:
         self._slow: float | None = None
         self._sig_sum = 0.0
         self._sig_count = 0
-        self._sig: float | None = None
 
     @property
     def warmup(self) -> int:
@@ -622,10 +638,20 @@ class MACD:
         """Feed the next closing price."""
         slow = self._slow
         if slow is not None:
+            fast = self._fast
             slow = (x - slow) * self._k_slow + slow
-            fast = (x - self._fast) * self._k_fast + self._fast
+            fast = (x - fast) * self._k_fast + fast
             self._slow = slow
             self._fast = fast
+            sig = self.signal
+            if sig is not None:
+                # The steady state, kept apart so that it does no more work than it must.
+                macd = fast - slow
+                sig = (macd - sig) * self._k_signal + sig
+                self.macd = macd
+                self.signal = sig
+                self.histogram = macd - sig
+                return
         else:
             self._count += 1
             self._slow_sum += x
@@ -638,17 +664,13 @@ class MACD:
             fast = self._fast_sum / self.fast
             self._slow = slow
             self._fast = fast
+        # The signal EMA is still being seeded (`signal` is None until it is).
         macd = fast - slow
-        sig = self._sig
-        if sig is None:
-            self._sig_sum += macd
-            self._sig_count += 1
-            if self._sig_count < self.signal_period:
-                return
-            sig = self._sig_sum / self.signal_period
-        else:
-            sig = (macd - sig) * self._k_signal + sig
-        self._sig = sig
+        self._sig_sum += macd
+        self._sig_count += 1
+        if self._sig_count < self.signal_period:
+            return
+        sig = self._sig_sum / self.signal_period
         self.macd = macd
         self.signal = sig
         self.histogram = macd - sig
@@ -675,6 +697,7 @@ class VolumeSpike:
         "_buf",
         "_full",
         "_i",
+        "_n",
         "_nonzero",
         "_sum",
         "_wraps",
@@ -692,6 +715,7 @@ class VolumeSpike:
         self.average: float | None = None
         """The baseline the last ratio was computed against, or None during warm-up."""
         self._buf: list[float] = [0.0] * period
+        self._n = float(period)  # a float divisor is faster and gives the same quotient (see SMA)
         self._i = 0
         self._sum = 0.0
         # Counting non-zero volumes makes "the baseline is exactly zero" exact, which a running sum
@@ -713,24 +737,37 @@ class VolumeSpike:
 
     def update(self, x: float) -> None:
         """Feed the next volume."""
+        buf = self._buf
+        total = self._sum
         if self._full:
-            average = self._sum / self.period if self._nonzero else 0.0
-            if average <= 0.0 < self._nonzero:
-                # Cancellation (a huge volume left the window and took the small ones' digits
-                # with it) or underflow: re-derive the sum before trusting it.
-                self._sum = _exact_sum(self._buf)
-                average = self._sum / self.period
+            nonzero = self._nonzero
+            average = total / self._n if nonzero else 0.0
             if average > 0.0:
+                # The usual case, tested first.
                 self.average = average
                 self.value = x / average
             else:
-                self.average = 0.0
-                self.value = 1.0 if x == 0.0 else math.inf
-        buf = self._buf
+                if average <= 0.0 < nonzero:
+                    # Cancellation (a huge volume left the window and took the small ones' digits
+                    # with it) or underflow: re-derive the sum before trusting it.
+                    total = _exact_sum(buf)
+                    average = total / self._n
+                if average > 0.0:
+                    self.average = average
+                    self.value = x / average
+                else:
+                    self.average = 0.0
+                    self.value = 1.0 if x == 0.0 else math.inf
         i = self._i
         old = buf[i]
-        self._sum += x - old
-        self._nonzero += (x != 0.0) - (old != 0.0)
+        total += x - old
+        # The count changes only when exactly one of the two volumes is zero; branching on that
+        # avoids storing it on every update.
+        if x == 0.0:
+            if old != 0.0:
+                self._nonzero -= 1
+        elif old == 0.0:
+            self._nonzero += 1
         buf[i] = x
         i += 1
         if i == self.period:
@@ -739,8 +776,9 @@ class VolumeSpike:
             self._wraps += 1
             if self._wraps >= self._wraps_per_resync:
                 self._wraps = 0
-                self._sum = _exact_sum(buf)
+                total = _exact_sum(buf)
         self._i = i
+        self._sum = total
 
     def extend(self, values: Iterable[float]) -> None:
         """Feed many values, oldest first: the same state as ``update`` on each."""
@@ -784,6 +822,11 @@ class PriceChangePct:
         if self._full:
             old = buf[i]
             self.value = (x / old - 1.0) * 100.0 if old != 0.0 else 0.0
+            buf[i] = x
+            i += 1
+            # No store of `_full` here: with short periods the index wraps on most updates.
+            self._i = 0 if i == self.period else i
+            return
         buf[i] = x
         i += 1
         if i == self.period:
