@@ -395,10 +395,25 @@ class Gateway:
             **{"Cache-Control": "no-store"},
         )
 
+    def _csp(self) -> str:
+        """The page's Content-Security-Policy: its own origin, plus the market-data service.
+
+        Pyodide compiles WebAssembly and PyScript evaluates its bootstrap, hence the two eval
+        allowances; nothing else loads from anywhere but the origin.
+        """
+        market = self.config.market_data_url.rstrip("/")
+        stream = "ws" + market[len("http") :] if market.startswith("http") else market
+        return (
+            "default-src 'self'; script-src 'self' 'wasm-unsafe-eval' 'unsafe-eval'; "
+            f"connect-src 'self' {market} {stream}; worker-src 'self'; img-src 'self' data:; "
+            "style-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; "
+            "form-action 'self'"
+        )
+
     async def _index(self, request: web.Request) -> web.StreamResponse:
         index = self.config.app_root / "index.html"
         if index.is_file():
-            return self._file(index)
+            return self._page(index)
         return web.Response(
             text=_NO_APP_PAGE.format(url=self.config.gateway_url),
             content_type="text/html",
@@ -417,7 +432,12 @@ class Gateway:
         path = (root / rel).resolve()
         if not path.is_relative_to(root) or not path.is_file():
             raise web.HTTPNotFound()
-        return self._file(path)
+        return self._page(path) if path.suffix == ".html" else self._file(path)
+
+    def _page(self, path: Path) -> web.FileResponse:
+        response = self._file(path)
+        response.headers["Content-Security-Policy"] = self._csp()
+        return response
 
     @staticmethod
     def _file(path: Path) -> web.FileResponse:

@@ -1,0 +1,77 @@
+"""The app's runtime settings, from one place: ``/config.json`` on the page's own origin.
+
+The page fetches ``./config.json`` before anything else. The document is::
+
+    {
+      "supabase_anon_key": "eyJ…",                  required: the project's public (anon) API key
+      "supabase_url": "https://xyz.supabase.co",    optional: defaults to the page's own origin
+      "market_data_url": "http://127.0.0.1:9000"    optional: Binance-compatible REST/WebSocket base
+    }
+
+Locally the gateway of the dev stack answers it (its anon key is made per stack, in the state folder,
+so it cannot be a file in the checkout); a hosted deployment ships it as a static file next to
+``index.html``. Nothing else configures the page: ``pyscript.toml`` only says where the interpreter
+and the app's Python are. Keys not listed here are ignored, so a newer server can add settings.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Final
+from urllib.parse import urlsplit
+
+#: Where the page reads its settings (relative to the page).
+CONFIG_PATH: Final = "./config.json"
+
+_JWT: Final = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$")
+
+
+class ConfigError(ValueError):
+    """The settings are missing or malformed; the message names the key and what is wrong."""
+
+
+def _url(value: object, key: str, schemes: tuple[str, ...]) -> str:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{CONFIG_PATH}: {key} must be a URL string")
+    parts = urlsplit(value)
+    if parts.scheme not in schemes or not parts.netloc:
+        kinds = " or ".join(schemes)
+        raise ConfigError(f"{CONFIG_PATH}: {key} must be an absolute {kinds} URL, not {value!r}")
+    if parts.query or parts.fragment:
+        raise ConfigError(f"{CONFIG_PATH}: {key} must not carry a query or fragment")
+    return value.rstrip("/")
+
+
+@dataclass(frozen=True, slots=True)
+class AppConfig:
+    """Validated settings of the page."""
+
+    #: The Supabase project (REST at ``/rest/v1``, sign-in at ``/auth/v1``).
+    supabase_url: str
+    #: The public API key every request carries.
+    supabase_anon_key: str
+    #: Base URL of the market-data service (REST ``/api/v3/klines`` and the kline streams), if any.
+    market_data_url: str | None
+
+    @classmethod
+    def from_json(cls, text: str, *, origin: str) -> AppConfig:
+        """Parse ``config.json``; ``origin`` (the page's) stands in for a missing ``supabase_url``."""
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise ConfigError(f"{CONFIG_PATH} is not JSON ({exc})") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{CONFIG_PATH} must hold a JSON object")
+        key = data.get("supabase_anon_key")
+        if not isinstance(key, str) or not _JWT.match(key):
+            raise ConfigError(f"{CONFIG_PATH}: supabase_anon_key must be the project's anon key (a JWT)")
+        market = data.get("market_data_url")
+        return cls(
+            supabase_url=_url(data.get("supabase_url") or origin, "supabase_url", ("http", "https")),
+            supabase_anon_key=key,
+            market_data_url=(
+                _url(market, "market_data_url", ("http", "https")) if market is not None else None
+            ),
+        )

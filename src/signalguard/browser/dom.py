@@ -1,0 +1,226 @@
+"""The :class:`~.ports.View` on the page's DOM (``index.html``).
+
+Everything from the database or the network goes in as ``textContent``, never as HTML. The document
+and ``create_proxy`` are handed in by :mod:`~signalguard.browser.main`; nothing here imports the
+platform. Elements are found by id once; a missing one is a broken page and fails at start.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Final
+
+from signalguard.browser.ports import HistoryItem, Intents, TraderItem, User
+from signalguard.core.guard import Effects, Mode
+
+#: How long a toast stays, and how many are shown at most.
+TOAST_SECONDS: Final = 8.0
+TOAST_MAX: Final = 5
+
+_IDS: Final = (
+    "boot", "fatal", "sign-in", "sign-in-email", "sign-in-password", "sign-in-error", "app",
+    "mode-badge", "user-email", "sign-out", "schema-message", "guard-detail", "takeover-button",
+    "takeover-dialog", "traders", "traders-note", "history", "history-empty", "toasts",
+)  # fmt: skip
+
+
+def badge_mode(mode: Mode) -> str:
+    """The badge's ``data-mode``: the guard's mode, but an incompatible database reads as offline."""
+    return "offline" if mode is Mode.INCOMPATIBLE else mode.value
+
+
+class DomView:
+    """The page; see the module documentation."""
+
+    def __init__(self, document: Any, window: Any, create_proxy: Callable[[Callable[..., Any]], Any]) -> None:
+        """Find the page's elements."""
+        self._doc = document
+        self._window = window
+        self._proxy = create_proxy
+        self._keep: list[Any] = []
+        self._el: dict[str, Any] = {}
+        for name in _IDS:
+            el = document.getElementById(name)
+            if el is None:
+                raise RuntimeError(f"index.html has no #{name}")
+            self._el[name] = el
+        self._intents: Intents | None = None
+        self._shown: tuple[str, str, bool, str, str] | None = None
+        self._remove_toast = create_proxy(lambda el: el.remove())
+        self._keep.append(self._remove_toast)
+
+    # -- wiring ---------------------------------------------------------------------------------
+
+    def _listen(self, el: Any, event: str, handler: Callable[[Any], None]) -> None:
+        proxy = self._proxy(handler)
+        self._keep.append(proxy)
+        el.addEventListener(event, proxy)
+
+    def bind(self, intents: Intents) -> None:
+        """Send the user's actions to ``intents``."""
+        self._intents = intents
+        el = self._el
+
+        def submitted(event: Any) -> None:
+            event.preventDefault()
+            intents.sign_in(str(el["sign-in-email"].value), str(el["sign-in-password"].value))
+
+        def toggled(event: Any) -> None:
+            target = event.target
+            trader_id = target.getAttribute("data-trader-id")
+            if trader_id is not None:
+                target.disabled = True
+                intents.toggle_trader(str(trader_id), bool(target.checked))
+
+        def takeover_closed(_event: Any) -> None:
+            if str(el["takeover-dialog"].returnValue) == "confirm":
+                intents.take_over()
+
+        self._listen(el["sign-in"], "submit", submitted)
+        self._listen(el["sign-out"], "click", lambda _e: intents.sign_out())
+        self._listen(el["traders"], "change", toggled)
+        self._listen(el["takeover-button"], "click", lambda _e: el["takeover-dialog"].showModal())
+        self._listen(el["takeover-dialog"], "close", takeover_closed)
+
+    # -- states of the page ---------------------------------------------------------------------
+
+    def booted(self) -> None:
+        """Remove the start-up progress."""
+        self._el["boot"].hidden = True
+        self._doc.body.setAttribute("data-runtime", "ready")
+
+    def fatal(self, message: str) -> None:
+        """Show why the app cannot run."""
+        self._el["boot"].hidden = True
+        self._el["fatal"].textContent = message
+        self._el["fatal"].hidden = False
+
+    def show_sign_in(self, *, error: str | None = None, busy: bool = False) -> None:
+        """Show the sign-in form."""
+        el = self._el
+        el["app"].hidden = True
+        el["mode-badge"].hidden = True
+        el["sign-out"].hidden = True
+        el["user-email"].textContent = ""
+        el["sign-in"].hidden = False
+        el["sign-in-error"].textContent = error or ""
+        el["sign-in-error"].hidden = error is None
+        for field in el["sign-in"].querySelectorAll("input, button"):
+            field.disabled = busy
+        if error is not None:
+            el["sign-in-password"].value = ""
+        self._shown = None
+
+    def show_app(self, user: User) -> None:
+        """Show the app for ``user``."""
+        el = self._el
+        el["sign-in"].hidden = True
+        el["sign-in-password"].value = ""
+        el["app"].hidden = False
+        el["mode-badge"].hidden = False
+        el["sign-out"].hidden = False
+        el["user-email"].textContent = user.email or user.id
+
+    def set_ready(self, ready: bool) -> None:
+        """Mark (or unmark) ``body[data-ready="1"]``."""
+        body = self._doc.body
+        if ready:
+            body.setAttribute("data-ready", "1")
+            # Milliseconds from navigation to ready, for measurements.
+            body.setAttribute("data-ready-ms", str(round(float(self._window.performance.now()))))
+        else:
+            body.removeAttribute("data-ready")
+
+    # -- the guard ------------------------------------------------------------------------------
+
+    def show_guard(self, effects: Effects) -> None:
+        """Badge, schema message, takeover button (only what changed is touched)."""
+        incompatible = effects.mode is Mode.INCOMPATIBLE
+        detail = effects.detail or ""
+        shown = (
+            badge_mode(effects.mode),
+            effects.badge,
+            effects.takeover_offered,
+            detail,
+            effects.mode.value,
+        )
+        if shown == self._shown:
+            return
+        self._shown = shown
+        el = self._el
+        badge = el["mode-badge"]
+        badge.setAttribute("data-mode", shown[0])
+        badge.setAttribute("data-guard-mode", effects.mode.value)
+        badge.textContent = effects.badge
+        el["schema-message"].textContent = detail if incompatible else ""
+        el["schema-message"].hidden = not incompatible
+        show_detail = not incompatible and effects.mode in (Mode.ERROR, Mode.OFFLINE) and bool(detail)
+        el["guard-detail"].textContent = detail if show_detail else ""
+        el["guard-detail"].hidden = not show_detail
+        el["takeover-button"].hidden = not effects.takeover_offered
+        if not effects.takeover_offered and el["takeover-dialog"].open:
+            el["takeover-dialog"].close("cancel")
+
+    def toast(self, text: str) -> None:
+        """Show a notice for a few seconds."""
+        box = self._el["toasts"]
+        item = self._doc.createElement("div")
+        item.className = "toast"
+        item.setAttribute("data-testid", "toast")
+        item.setAttribute("role", "status")
+        item.textContent = text
+        box.appendChild(item)
+        while box.childElementCount > TOAST_MAX:
+            box.firstElementChild.remove()
+        self._window.setTimeout(self._remove_toast, TOAST_SECONDS * 1000, item)
+
+    # -- lists ----------------------------------------------------------------------------------
+
+    def show_traders(self, traders: Sequence[TraderItem], *, editable: bool, note: str) -> None:
+        """Redraw the traders list."""
+        doc = self._doc
+        ul = self._el["traders"]
+        self._el["traders-note"].textContent = note if traders else "No traders yet."
+        rows = []
+        for t in traders:
+            li = doc.createElement("li")
+            li.setAttribute("data-testid", "trader-row")
+            li.setAttribute("data-trader-id", t.id)
+            toggle = doc.createElement("input")
+            toggle.type = "checkbox"
+            toggle.checked = t.enabled
+            toggle.disabled = not editable or not t.valid
+            toggle.setAttribute("data-testid", "trader-toggle")
+            toggle.setAttribute("data-trader-id", t.id)
+            toggle.setAttribute("aria-label", f"Enable {t.name}")
+            name = doc.createElement("span")
+            name.className = "name"
+            name.textContent = t.name
+            what = doc.createElement("span")
+            what.className = "what"
+            what.textContent = t.summary
+            li.append(toggle, name, what)
+            rows.append(li)
+        ul.replaceChildren(*rows)
+
+    def show_history(self, items: Sequence[HistoryItem]) -> None:
+        """Redraw the recent signals."""
+        doc = self._doc
+        body = self._el["history"].querySelector("tbody")
+        rows = []
+        for it in items:
+            tr = doc.createElement("tr")
+            tr.setAttribute("data-testid", "history-row")
+            for text, numeric in (
+                (it.candle, False), (it.symbol, False), (it.interval, False), (it.price, True),
+                (it.status, False), (it.source, False),
+            ):  # fmt: skip
+                td = doc.createElement("td")
+                td.textContent = text
+                if numeric:
+                    td.className = "num"
+                tr.append(td)
+            rows.append(tr)
+        body.replaceChildren(*rows)
+        self._el["history"].hidden = not items
+        self._el["history-empty"].hidden = bool(items)

@@ -1,0 +1,122 @@
+"""The page's entry point, and the only module that imports the platform (``js``, ``pyodide``).
+
+``index.html`` runs ``start()``. It reads ``/config.json`` (see :mod:`~signalguard.browser.config`),
+creates the supabase-js client through ``web/facade.js``, builds the adapters of
+:mod:`~signalguard.browser.jsbridge` and :mod:`~signalguard.browser.dom` from the page's globals, and
+starts :class:`~signalguard.browser.app.App`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import secrets
+import traceback
+from collections.abc import Coroutine
+from typing import Any, Final
+
+import js  # type: ignore[import-not-found]
+from pyodide.ffi import create_proxy  # type: ignore[import-not-found]
+
+from signalguard.browser.app import App
+from signalguard.browser.config import CONFIG_PATH, AppConfig, ConfigError
+from signalguard.browser.dom import DomView
+from signalguard.browser.jsbridge import SupabaseBackend, WebTabLocks, WorkerTimers
+
+#: The tab's holder id lives in sessionStorage: it survives a reload of the tab (so the tab renews
+#: its own lease) and is not shared with other tabs.
+HOLDER_KEY: Final = "signalguard.holder"
+TIMER_WORKER: Final = "./web/timer-worker.js"
+_HOLDER_RE: Final = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
+
+_tasks: set[asyncio.Future[None]] = set()
+_app: App | None = None
+
+
+def spawn(coro: Coroutine[Any, Any, None]) -> None:
+    """Run ``coro`` on the page's event loop; report (never swallow) what it raises."""
+    task = asyncio.ensure_future(coro)
+    _tasks.add(task)
+
+    def done(t: asyncio.Future[None]) -> None:
+        _tasks.discard(t)
+        if not t.cancelled() and t.exception() is not None:
+            exc = t.exception()
+            js.console.error("signalguard: " + "".join(traceback.format_exception(exc)))
+
+    task.add_done_callback(done)
+
+
+def clock() -> float:
+    """Seconds on the page's monotonic clock."""
+    return float(js.performance.now()) / 1000.0
+
+
+def holder_id() -> str:
+    """The tab's holder id, made on first use."""
+    storage = js.sessionStorage
+    current = storage.getItem(HOLDER_KEY)
+    if isinstance(current, str) and _HOLDER_RE.match(current):
+        return current
+    made = secrets.token_urlsafe(16)
+    storage.setItem(HOLDER_KEY, made)
+    return made
+
+
+async def load_config() -> AppConfig:
+    """Fetch and validate ``/config.json``."""
+    try:
+        response = await js.fetch(CONFIG_PATH, js.JSON.parse('{"cache": "no-store"}'))
+    except Exception as exc:
+        raise ConfigError(f"{CONFIG_PATH} could not be fetched ({exc})") from None
+    if not response.ok:
+        raise ConfigError(
+            f"{CONFIG_PATH} answered HTTP {response.status}: the server must provide the app's settings "
+            "(see src/signalguard/browser/config.py)"
+        )
+    return AppConfig.from_json(str(await response.text()), origin=str(js.location.origin))
+
+
+def _timer_worker() -> Any:
+    try:
+        return js.Worker.new(TIMER_WORKER)
+    except Exception as exc:
+        js.console.warn(f"signalguard: no timer worker ({exc}); hidden tabs will poll late")
+        return None
+
+
+async def run() -> None:
+    """Build the app from the page and start it."""
+    global _app
+    view = DomView(js.document, js.window, create_proxy)
+    try:
+        config = await load_config()
+    except ConfigError as exc:
+        view.fatal(f"The app cannot start: {exc}")
+        return
+    facade = getattr(js, "signalguard", None)
+    if facade is None:
+        view.fatal("The app cannot start: web/facade.js is not loaded")
+        return
+    facade.init(config.supabase_url, config.supabase_anon_key)
+    backend = SupabaseBackend(facade, js.JSON.parse, create_proxy)
+    timers = WorkerTimers(_timer_worker(), js.window, js.JSON.parse, create_proxy)
+    app = App(backend, view, timers, WebTabLocks(facade, create_proxy), clock, spawn, holder_id())
+    _app = app
+
+    def pagehide(_event: Any) -> None:
+        app.unload()
+
+    def pageshow(event: Any) -> None:
+        # Back from the back/forward cache: the lease and the tab lock were given up; start afresh.
+        if bool(event.persisted):
+            js.location.reload()
+
+    js.window.addEventListener("pagehide", create_proxy(pagehide))
+    js.window.addEventListener("pageshow", create_proxy(pageshow))
+    await app.start()
+
+
+def start() -> None:
+    """Start the app (called by ``index.html``)."""
+    spawn(run())

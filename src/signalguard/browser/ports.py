@@ -1,0 +1,237 @@
+"""What the browser app needs from the page, as protocols, and the plain values that cross them.
+
+The app (:mod:`~signalguard.browser.app`) and the guard driver (:mod:`~signalguard.browser.driver`)
+are written against these, so they run in CPython with fakes as well as in the page with the adapters
+of :mod:`~signalguard.browser.jsbridge` and :mod:`~signalguard.browser.dom`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from signalguard.core.guard import Effects
+
+#: Run a coroutine in the background (the page's event loop); errors are reported, not raised.
+Spawn = Callable[[Coroutine[Any, Any, None]], None]
+#: Seconds on a monotonic clock (the page's ``performance.now()``).
+Clock = Callable[[], float]
+
+
+@dataclass(frozen=True, slots=True)
+class ApiError:
+    """An error the API (or the network) answered with."""
+
+    message: str
+    #: PostgREST/PostgreSQL code (``SG001``…, ``42501``, ``PGRST…``), ``NETWORK``, or None.
+    code: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.message} ({self.code})" if self.code else self.message
+
+
+@dataclass(frozen=True, slots=True)
+class ApiResult:
+    """One answered request: the data, or an error, and the HTTP status (0: no response)."""
+
+    data: object
+    error: ApiError | None
+    status: int
+
+    @classmethod
+    def from_json(cls, text: str) -> ApiResult:
+        """Read the facade's ``executeJson()`` answer; anything unreadable is an error result."""
+        try:
+            raw = json.loads(text)
+        except (TypeError, ValueError):
+            return cls(None, ApiError("unreadable answer from the facade", "CLIENT"), 0)
+        if not isinstance(raw, dict):
+            return cls(None, ApiError("unreadable answer from the facade", "CLIENT"), 0)
+        err = raw.get("error")
+        error = None
+        if isinstance(err, dict):
+            code = err.get("code")
+            error = ApiError(str(err.get("message") or "request failed"), str(code) if code else None)
+        status = raw.get("status")
+        return cls(raw.get("data"), error, status if isinstance(status, int) else 0)
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    """The signed-in user."""
+
+    id: str
+    email: str | None
+
+    @classmethod
+    def from_json(cls, raw: object) -> User | None:
+        """A user from the facade's ``{id, email}`` (None for null or anything malformed)."""
+        if not isinstance(raw, dict) or not isinstance(raw.get("id"), str):
+            return None
+        email = raw.get("email")
+        return cls(raw["id"], email if isinstance(email, str) else None)
+
+
+class Backend(Protocol):
+    """The database API and sign-in (supabase-js in the page)."""
+
+    async def rpc(self, name: str, args: Mapping[str, object]) -> ApiResult:
+        """Call ``/rest/v1/rpc/<name>``."""
+        ...
+
+    async def select(
+        self,
+        table: str,
+        columns: str,
+        *,
+        order: str | None = None,
+        descending: bool = False,
+        limit: int | None = None,
+    ) -> ApiResult:
+        """Read rows of a table (row level security limits them to the user's)."""
+        ...
+
+    async def update(
+        self, table: str, values: Mapping[str, object], *, match: Mapping[str, str]
+    ) -> ApiResult:
+        """Update the rows equal to ``match``."""
+        ...
+
+    async def sign_in(self, email: str, password: str) -> tuple[User | None, str | None]:
+        """Sign in with a password: the user, or an error message."""
+        ...
+
+    async def current_user(self) -> User | None:
+        """The user of the stored session, if any (the session survives reloads)."""
+        ...
+
+    async def sign_out(self) -> str | None:
+        """End the session; an error message, or None."""
+        ...
+
+    def on_auth_change(self, callback: Callable[[str, User | None], None]) -> None:
+        """Call ``callback(event, user)`` when the session changes (also from another tab)."""
+        ...
+
+    def rpc_on_unload(self, name: str, args: Mapping[str, object]) -> bool:
+        """Send an RPC that outlives the page (from ``pagehide``); whether it could be sent."""
+        ...
+
+
+class Timers(Protocol):
+    """Named timers; setting a name again replaces its timer."""
+
+    def set(self, name: str, seconds: float, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once, after ``seconds``."""
+        ...
+
+    def every(self, name: str, seconds: float, callback: Callable[[], None]) -> None:
+        """Call ``callback`` every ``seconds``."""
+        ...
+
+    def clear(self, name: str) -> None:
+        """Cancel the timer of this name, if any."""
+        ...
+
+
+class TabLocks(Protocol):
+    """One holder per lock name across the browser's tabs (the Web Locks API)."""
+
+    def hold(self, name: str, on_change: Callable[[bool], None]) -> Callable[[], None]:
+        """Ask for the lock; return a function that gives it up (or stops waiting for it).
+
+        ``on_change(held)`` says at once whether this tab has it, and is called again with True when
+        it is granted later.
+        """
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class TraderItem:
+    """A trader as the page shows it."""
+
+    id: str
+    name: str
+    enabled: bool
+    #: What it watches, e.g. ``BTCUSDT, ETHUSDT · 1m · RSI(14) < 30``; or why it is invalid.
+    summary: str
+    valid: bool
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryItem:
+    """A stored signal as the page shows it."""
+
+    key: str
+    candle: str
+    symbol: str
+    interval: str
+    price: str
+    status: str
+    source: str
+
+
+class Intents(Protocol):
+    """What the user asks for, as the view reports it."""
+
+    def sign_in(self, email: str, password: str) -> None:
+        """Sign in."""
+        ...
+
+    def sign_out(self) -> None:
+        """Sign out (releasing the lease first)."""
+        ...
+
+    def toggle_trader(self, trader_id: str, enabled: bool) -> None:
+        """Enable or disable a trader."""
+        ...
+
+    def take_over(self) -> None:
+        """Take over from a cloud machine in error (already confirmed by the user)."""
+        ...
+
+
+class View(Protocol):
+    """The page. Everything from the database is shown as text, never as HTML."""
+
+    def bind(self, intents: Intents) -> None:
+        """Send the user's actions to ``intents``."""
+        ...
+
+    def booted(self) -> None:
+        """The runtime is up: remove the start-up progress."""
+        ...
+
+    def fatal(self, message: str) -> None:
+        """The app cannot run (no configuration, no client library): say why."""
+        ...
+
+    def show_sign_in(self, *, error: str | None = None, busy: bool = False) -> None:
+        """Show the sign-in form (and hide the app)."""
+        ...
+
+    def show_app(self, user: User) -> None:
+        """Show the app for ``user`` (and hide the sign-in form)."""
+        ...
+
+    def show_guard(self, effects: Effects) -> None:
+        """The badge, the schema message, the takeover button."""
+        ...
+
+    def toast(self, text: str) -> None:
+        """A short-lived notice."""
+        ...
+
+    def show_traders(self, traders: Sequence[TraderItem], *, editable: bool, note: str) -> None:
+        """The traders list; toggles are disabled unless ``editable``."""
+        ...
+
+    def show_history(self, items: Sequence[HistoryItem]) -> None:
+        """The recent signals."""
+        ...
+
+    def set_ready(self, ready: bool) -> None:
+        """Mark the page ready (``body[data-ready="1"]``): guard state known, lists drawn."""
+        ...

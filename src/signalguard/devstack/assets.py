@@ -1,0 +1,272 @@
+"""The browser app's built assets: vendored npm files and the zip of the Python the page imports.
+
+Two outputs, both derived from files in the checkout and both ignored by git:
+
+- ``web/vendor/`` — exactly the files the page loads from the pinned npm side (``web/node_modules``):
+  PyScript's core and the chunks it imports on this app's path, Pyodide's runtime, the supabase-js
+  UMD bundle. The page loads nothing from any other host, so everything it needs is copied here.
+- ``web/app.zip`` — ``signalguard/__init__.py``, ``signalguard/core/**`` and ``signalguard/browser/**``;
+  ``pyscript.toml`` unpacks it into the interpreter's working directory. Deterministic: sorted entries,
+  fixed timestamps and permissions, so the same sources always give the same bytes.
+
+Both steps are idempotent and cheap when nothing changed (a vendored file is copied only when its size
+or modification time differs; the zip records a digest of its sources and is rewritten only when the
+digest changes). ``python -m signalguard.devstack.assets`` runs both.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import re
+import shutil
+import sys
+import time
+import zipfile
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+#: PyScript chunks that its core imports lazily and that load on this app's path (by name without the
+#: content hash): the TOML reader for ``pyscript.toml``, the error and deprecation helpers, and the
+#: plugin modules core registers at start (each of which defers its own heavy parts, such as the editor
+#: and the terminal, until a page uses them). Everything else in ``dist`` is never requested.
+PYSCRIPT_CHUNKS: Final = frozenset(
+    {"toml", "error", "deprecations-manager", "donkey", "py-editor", "py-game", "py-terminal"}
+)
+#: Pyodide's runtime, as ``loadPyodide`` fetches it from the folder of ``pyodide.mjs``.
+PYODIDE_FILES: Final = (
+    "pyodide.mjs",
+    "pyodide.asm.mjs",
+    "pyodide.asm.wasm",
+    "python_stdlib.zip",
+    "pyodide-lock.json",
+)
+#: Packages of ``src/signalguard`` shipped to the browser; devstack, replay and cloud code never are.
+APP_PACKAGES: Final = ("core", "browser")
+#: Zip entries carry this timestamp whatever the files' times (the earliest a zip can record).
+ZIP_EPOCH: Final = (1980, 1, 1, 0, 0, 0)
+#: The zip's comment starts with this, followed by the digest of the sources it was built from.
+ZIP_DIGEST_PREFIX: Final = b"signalguard-app sha256="
+
+_STATIC_IMPORT_RE: Final = re.compile(r"""(?:\bfrom|\bimport)\s*["'](\./[A-Za-z0-9_.-]+\.js)["']""")
+_DYNAMIC_IMPORT_RE: Final = re.compile(r"""\bimport\(\s*["'](\./[A-Za-z0-9_.-]+\.js)["']\s*\)""")
+# Rollup's content hashes: 8 characters of the URL-safe alphabet, after a hyphen.
+_HASHED_RE: Final = re.compile(r"^(?P<stem>.+)-[A-Za-z0-9_-]{8}\.js$")
+
+
+class AssetError(RuntimeError):
+    """The npm side or the sources are not as expected; the message says what to do."""
+
+
+@dataclass
+class VendorReport:
+    """What :func:`vendor` did."""
+
+    copied: list[Path] = field(default_factory=list)
+    unchanged: int = 0
+    removed: list[Path] = field(default_factory=list)
+
+
+# -- vendoring ----------------------------------------------------------------------------------------
+
+
+def _js_imports(path: Path) -> tuple[set[str], set[str]]:
+    """Relative ``./x.js`` modules a bundled module imports: (static, dynamic)."""
+    text = path.read_text(encoding="utf-8")
+    return set(_STATIC_IMPORT_RE.findall(text)), set(_DYNAMIC_IMPORT_RE.findall(text))
+
+
+def _chunk_stem(name: str) -> str:
+    match = _HASHED_RE.match(name)
+    return match.group("stem") if match else name.removesuffix(".js")
+
+
+def pyscript_files(dist: Path) -> list[str]:
+    """The files of ``@pyscript/core/dist`` this app needs, found by following imports from ``core.js``.
+
+    A static import is always followed (the importer cannot load without it); a dynamic one only from
+    the core chunk, and only to one of :data:`PYSCRIPT_CHUNKS`. Hashed names change with every
+    PyScript release, so they are discovered rather than listed.
+    """
+    entry = dist / "core.js"
+    if not entry.is_file():
+        raise AssetError(f"{entry} is missing: run scripts/bootstrap to install the npm side")
+    wanted = {"core.js", "core.css"}
+    queue = ["core.js"]
+    while queue:
+        name = queue.pop()
+        static, dynamic = _js_imports(dist / name)
+        # Only the core chunk's lazy imports are on this app's path; a plugin's lazy imports (the
+        # editor's TOML reader, the terminal's xterm) load only when a page uses that plugin.
+        core = name != "core.js" and _chunk_stem(name) == "core"
+        lazy = {d for d in dynamic if core and _chunk_stem(d.removeprefix("./")) in PYSCRIPT_CHUNKS}
+        for spec in sorted(static | lazy):
+            child = spec.removeprefix("./")
+            if child in wanted:
+                continue
+            if not (dist / child).is_file():
+                raise AssetError(f"{dist / name} imports {spec}, which is missing from {dist}")
+            wanted.add(child)
+            queue.append(child)
+    missing = PYSCRIPT_CHUNKS - {_chunk_stem(n) for n in wanted}
+    if missing:
+        raise AssetError(f"PyScript's core no longer imports {sorted(missing)}: update PYSCRIPT_CHUNKS")
+    return sorted(wanted)
+
+
+def vendor_plan(repo_root: Path) -> dict[Path, Path]:
+    """Destination (relative to ``web/vendor``) -> source, for every vendored file."""
+    modules = repo_root / "web" / "node_modules"
+    dist = modules / "@pyscript" / "core" / "dist"
+    plan: dict[Path, Path] = {Path("pyscript") / n: dist / n for n in pyscript_files(dist)}
+    for name in PYODIDE_FILES:
+        plan[Path("pyodide") / name] = modules / "pyodide" / name
+    plan[Path("supabase") / "supabase.js"] = (
+        modules / "@supabase" / "supabase-js" / "dist" / "umd" / "supabase.js"
+    )
+    for dest, src in plan.items():
+        if not src.is_file():
+            raise AssetError(f"{src} is missing (for web/vendor/{dest}): run scripts/bootstrap")
+    return plan
+
+
+def _same(src: Path, dest: Path) -> bool:
+    try:
+        a, b = src.stat(), dest.stat()
+    except FileNotFoundError:
+        return False
+    return a.st_size == b.st_size and a.st_mtime_ns == b.st_mtime_ns
+
+
+def vendor(repo_root: Path) -> VendorReport:
+    """Copy the files the page loads from ``web/node_modules`` into ``web/vendor``.
+
+    Copies a file only when it is missing or differs in size or modification time (``copy2`` keeps the
+    source's time, so an unchanged npm install copies nothing), and removes files that are no longer
+    part of the plan (a chunk renamed by a PyScript upgrade).
+    """
+    root = repo_root / "web" / "vendor"
+    report = VendorReport()
+    plan = vendor_plan(repo_root)
+    for rel, src in sorted(plan.items()):
+        dest = root / rel
+        if _same(src, dest):
+            report.unchanged += 1
+            continue
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(dest.name + ".tmp")
+        shutil.copy2(src, tmp)
+        tmp.replace(dest)
+        report.copied.append(dest)
+    for path in sorted(root.rglob("*"), reverse=True):
+        rel = path.relative_to(root)
+        if path.is_file() and rel not in plan:
+            path.unlink()
+            report.removed.append(path)
+        elif path.is_dir() and not any(path.iterdir()):
+            path.rmdir()
+    return report
+
+
+# -- the app zip ---------------------------------------------------------------------------------------
+
+
+def app_sources(repo_root: Path) -> list[tuple[str, Path]]:
+    """(name in the zip, file) for every Python file the page imports, sorted by name."""
+    pkg = repo_root / "src" / "signalguard"
+    init = pkg / "__init__.py"
+    if not init.is_file():
+        raise AssetError(f"{init} is missing")
+    out = [("signalguard/__init__.py", init)]
+    for sub in APP_PACKAGES:
+        base = pkg / sub
+        if not base.is_dir():
+            raise AssetError(f"{base} is missing")
+        for path in base.rglob("*.py"):
+            rel = path.relative_to(pkg.parent)
+            if any(part.startswith(".") or part == "__pycache__" for part in rel.parts):
+                continue
+            out.append((rel.as_posix(), path))
+    return sorted(out)
+
+
+def _digest(sources: Iterable[tuple[str, bytes]]) -> str:
+    h = hashlib.sha256()
+    for name, data in sources:
+        h.update(name.encode() + b"\0" + len(data).to_bytes(8, "big") + data)
+    return h.hexdigest()
+
+
+def _zip_digest(path: Path) -> str | None:
+    try:
+        with zipfile.ZipFile(path) as zf:
+            comment = zf.comment
+    except (OSError, zipfile.BadZipFile):
+        return None
+    if not comment.startswith(ZIP_DIGEST_PREFIX):
+        return None
+    return comment[len(ZIP_DIGEST_PREFIX) :].decode("ascii", "replace")
+
+
+def _zip_bytes(sources: list[tuple[str, bytes]], digest: str) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
+        for name, data in sources:
+            info = zipfile.ZipInfo(name, date_time=ZIP_EPOCH)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o100644 << 16
+            info.create_system = 3  # Unix, so the mode above is read the same everywhere
+            zf.writestr(info, data, compresslevel=9)
+        zf.comment = ZIP_DIGEST_PREFIX + digest.encode("ascii")
+    return buf.getvalue()
+
+
+def build_app_zip(repo_root: Path) -> bool:
+    """Write ``web/app.zip`` if its sources changed; return whether it was written."""
+    sources = [(name, path.read_bytes()) for name, path in app_sources(repo_root)]
+    digest = _digest(sources)
+    target = repo_root / "web" / "app.zip"
+    if _zip_digest(target) == digest:
+        return False
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(target.name + ".tmp")
+    tmp.write_bytes(_zip_bytes(sources, digest))
+    tmp.replace(target)
+    return True
+
+
+def build(repo_root: Path) -> tuple[VendorReport, bool]:
+    """Vendor the npm files and build the app zip; what :func:`main` runs."""
+    return vendor(repo_root), build_app_zip(repo_root)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m signalguard.devstack.assets [-v] [REPO_ROOT]``: vendor and zip, print what changed."""
+    args = sys.argv[1:] if argv is None else argv
+    from signalguard.devstack.config import REPO_ROOT
+
+    paths = [a for a in args if not a.startswith("-")]
+    root = Path(paths[0]).resolve() if paths else REPO_ROOT
+    t = time.monotonic()
+    try:
+        report, zipped = build(root)
+    except AssetError as exc:
+        print(f"assets: {exc}", file=sys.stderr)
+        return 1
+    took = time.monotonic() - t
+    changes = [f"copied {len(report.copied)}"] if report.copied else []
+    if report.removed:
+        changes.append(f"removed {len(report.removed)} stale")
+    if zipped:
+        changes.append("rebuilt web/app.zip")
+    # Quiet when nothing changed, like the rest of the install script.
+    if changes or "-v" in args:
+        summary = ", ".join(changes) if changes else "up to date"
+        print(f"assets: {summary} ({took * 1000:.0f} ms)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

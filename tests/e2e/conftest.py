@@ -1,0 +1,60 @@
+"""End-to-end tests: the real page in Chromium (Playwright, sync API) on the real local stack.
+
+One stack for the session (PostgreSQL + PostgREST + gateway on free ports, in a throwaway state folder)
+serves the checkout as the app, after the assets are vendored and the app zip is built. Every test gets
+a fresh browser context, and every page is watched: a request to any host but 127.0.0.1, a console
+error or an uncaught page error fails the test.
+
+The page reads its settings from ``/config.json``, which the stack's gateway serves.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+
+import pytest
+from e2ekit import CHROMIUM, CHROMIUM_ARGS, Browsers, make_stack
+from playwright.sync_api import Browser, Playwright, sync_playwright
+
+from signalguard.devstack.assets import build
+from signalguard.devstack.config import REPO_ROOT
+from signalguard.devstack.stack import LocalStack
+
+
+@pytest.fixture(scope="session")
+def assets() -> None:
+    build(REPO_ROOT)
+
+
+@pytest.fixture(scope="session")
+def stack(assets: None) -> Iterator[LocalStack]:
+    s = make_stack()
+    yield s
+    s.reset()
+
+
+# Per module, not per session: the sync API keeps an event loop running on the main thread while it is
+# open, and the other suites' ``asyncio.run`` must not find one.
+@pytest.fixture(scope="module")
+def playwright() -> Iterator[Playwright]:
+    with sync_playwright() as p:
+        yield p
+
+
+@pytest.fixture(scope="module")
+def chromium(playwright: Playwright) -> Iterator[Browser]:
+    if shutil.which(CHROMIUM) is None:
+        # Debian's chromium package; Playwright's own browser downloads are not used. A missing
+        # browser is a missing install step, never a reason to skip.
+        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium package (scripts/bootstrap does)")
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+    yield browser
+    browser.close()
+
+
+@pytest.fixture()
+def browsers(chromium: Browser, stack: LocalStack) -> Iterator[Browsers]:
+    b = Browsers(chromium, stack)
+    yield b
+    b.close()

@@ -1,0 +1,215 @@
+"""Helpers of the end-to-end tests: watched browser contexts, the app page, the database."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+import tempfile
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import psycopg
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    ConsoleMessage,
+    Page,
+    Request,
+    Route,
+)
+
+from signalguard.devstack.config import StackConfig
+from signalguard.devstack.stack import DEMO_PASSWORD, LocalStack
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+#: Loading Pyodide and signing in takes a few seconds; nothing in these tests should take longer.
+READY_TIMEOUT_MS = 30_000
+LOCAL_HOST = "127.0.0.1"
+_NOT_LOCAL = re.compile(r"^(?!(?:https?|wss?)://127\.0\.0\.1[:/])[a-z][a-z0-9+.-]*://.*", re.IGNORECASE)
+_counter = itertools.count(1)
+
+DEFINITION = {
+    "version": 1,
+    "symbols": ["BTCUSDT", "ETHUSDT"],
+    "interval": "1m",
+    "match": "all",
+    "cooldown_candles": 5,
+    "conditions": [{"indicator": "rsi", "period": 14, "op": "<", "value": 30}],
+}
+
+
+def make_stack(**start: Any) -> LocalStack:
+    """A started stack in a throwaway folder the database's system user can reach."""
+    stack = LocalStack(StackConfig.for_tests(Path(tempfile.mkdtemp(prefix="signalguard-e2e-"))))
+    stack.start(**start)
+    return stack
+
+
+# -- watching the page ----------------------------------------------------------------------------
+
+
+@dataclass
+class Watch:
+    """What the pages of one context asked for and complained about."""
+
+    requests: list[str] = field(default_factory=list)
+    #: (rpc name, JSON arguments) of every RPC, in order.
+    rpcs: list[tuple[str, Any]] = field(default_factory=list)
+    blocked: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    def on_request(self, request: Request) -> None:
+        self.requests.append(request.url)
+        path = urlsplit(request.url).path
+        if path.startswith("/rest/v1/rpc/") and request.method == "POST":
+            body = request.post_data
+            self.rpcs.append((path.rsplit("/", 1)[1], json.loads(body) if body else None))
+
+    def on_console(self, message: ConsoleMessage) -> None:
+        if message.type == "error":
+            self.errors.append(f"console: {message.text} @ {message.location.get('url')}")
+
+    def on_page_error(self, error: Exception) -> None:
+        self.errors.append(f"page error: {error}")
+
+    def rpc_calls(self, name: str) -> list[Any]:
+        """The arguments of every call of this RPC."""
+        return [args for rpc, args in self.rpcs if rpc == name]
+
+    def assert_clean(self) -> None:
+        """Nothing left 127.0.0.1, and no console or page error."""
+        foreign = [
+            u
+            for u in self.requests
+            if urlsplit(u).scheme not in ("data", "blob") and urlsplit(u).hostname != LOCAL_HOST
+        ]
+        assert not foreign and not self.blocked, f"requests off 127.0.0.1: {foreign + self.blocked}"
+        assert not self.errors, "\n".join(self.errors)
+
+
+class AppPage:
+    """One tab of the app."""
+
+    def __init__(self, page: Page, stack: LocalStack) -> None:
+        self.page = page
+        self.stack = stack
+        self.badge = page.get_by_test_id("mode-badge")
+
+    def open(self) -> AppPage:
+        self.page.goto(f"{self.stack.url}/")
+        return self
+
+    def sign_in(self, email: str, password: str = DEMO_PASSWORD) -> AppPage:
+        form = self.page.get_by_test_id("sign-in")
+        form.wait_for(state="visible", timeout=READY_TIMEOUT_MS)
+        self.page.get_by_test_id("sign-in-email").fill(email)
+        self.page.get_by_test_id("sign-in-password").fill(password)
+        self.page.get_by_test_id("sign-in-submit").click()
+        return self.wait_ready()
+
+    def wait_ready(self) -> AppPage:
+        self.page.wait_for_selector("body[data-ready='1']", state="attached", timeout=READY_TIMEOUT_MS)
+        return self
+
+    def ready_ms(self) -> int:
+        return int(self.page.locator("body").get_attribute("data-ready-ms") or -1)
+
+    def holder_id(self) -> str:
+        return str(self.page.evaluate("sessionStorage.getItem('signalguard.holder')"))
+
+    def toggles(self) -> Any:
+        return self.page.get_by_test_id("trader-toggle")
+
+
+class Browsers:
+    """Opens contexts (browser profiles) and tabs, each watched."""
+
+    def __init__(self, chromium: Browser, stack: LocalStack) -> None:
+        self.chromium = chromium
+        self.stack = stack
+        self.contexts: list[tuple[BrowserContext, Watch]] = []
+
+    def context(self) -> tuple[BrowserContext, Watch]:
+        ctx = self.chromium.new_context()
+        watch = Watch()
+        ctx.on("request", watch.on_request)
+
+        def block(route: Route) -> None:
+            watch.blocked.append(route.request.url)
+            route.abort()
+
+        ctx.route(_NOT_LOCAL, block)
+        self.contexts.append((ctx, watch))
+        return ctx, watch
+
+    def tab(self, ctx: BrowserContext, watch: Watch) -> AppPage:
+        page = ctx.new_page()
+        page.on("console", watch.on_console)
+        page.on("pageerror", watch.on_page_error)
+        return AppPage(page, self.stack)
+
+    def close(self) -> None:
+        """Close every context, then check that none of them misbehaved (also while closing)."""
+        for ctx, _ in self.contexts:
+            ctx.close()
+        for _, watch in self.contexts:
+            watch.assert_clean()
+
+
+# -- the database ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Lease:
+    holder_kind: str | None
+    holder_id: str | None
+    epoch: int
+    live: bool
+
+
+def lease_of(stack: LocalStack, user_id: str) -> Lease | None:
+    with stack.connect() as conn:
+        row = conn.execute(
+            "select holder_kind, holder_id, epoch, coalesce(expires_at > clock_timestamp(), false) "
+            "from public.execution_leases where user_id = %s",
+            (user_id,),
+        ).fetchone()
+    return Lease(*row) if row else None
+
+
+def fresh_user(stack: LocalStack, *, machine: bool = False) -> tuple[str, str]:
+    """A new user (password: the demo password) with one trader; (email, user id)."""
+    n = next(_counter)
+    uid = str(uuid.uuid4())
+    email = f"e2e{n}-{uid[:8]}@signalguard.test"
+    with stack.connect() as conn:
+        conn.execute(
+            "insert into auth.users (id, email, encrypted_password) "
+            "values (%s, %s, extensions.crypt(%s, extensions.gen_salt('bf', 4)))",
+            (uid, email, DEMO_PASSWORD),
+        )
+        conn.execute(
+            "insert into public.traders (user_id, name, definition) values (%s, %s, %s)",
+            (uid, f"Trader {n}", psycopg.types.json.Jsonb(DEFINITION)),
+        )
+        if machine:
+            conn.execute(
+                "insert into public.cloud_machines (user_id, machine_id, region, status) "
+                "values (%s, %s, 'ams', 'stopped')",
+                (uid, f"vyx-{uid[:8]}"),
+            )
+    return email, uid

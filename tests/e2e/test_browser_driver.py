@@ -1,0 +1,207 @@
+"""The guard driver of the page, in CPython with fakes: no browser, no stack (fast)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine, Mapping
+from typing import Any
+
+from signalguard.browser.driver import CALL_TIMER, TICK_TIMER, GuardDriver
+from signalguard.browser.ports import ApiError, ApiResult
+from signalguard.core.codes import REQUIRED_SCHEMA
+from signalguard.core.guard import Effects, Mode, TabLock
+
+ALL_SCHEMA = {"components": {c.name: {"version": c.version} for c in REQUIRED_SCHEMA}}
+NO_LEASE_SCHEMA = {"components": {c.name: {"version": c.version} for c in REQUIRED_SCHEMA[:3]}}
+HOLDER = "tab-holder-0001"
+
+
+def status(
+    *, you_hold: bool = False, reason: str | None = None, expires: float | None = None
+) -> dict[str, Any]:
+    return {
+        "you_hold": you_hold,
+        "lease": {"epoch": 7 if you_hold else 0, "expires_in_seconds": expires},
+        "machine": None,
+        "reason": reason,
+        "retry_in_seconds": None,
+        "takeover_available": False,
+    }
+
+
+class FakeTimers:
+    def __init__(self) -> None:
+        self.armed: dict[str, tuple[float, Callable[[], None]]] = {}
+
+    def set(self, name: str, seconds: float, callback: Callable[[], None]) -> None:
+        self.armed[name] = (seconds, callback)
+
+    def every(self, name: str, seconds: float, callback: Callable[[], None]) -> None:
+        self.armed[name] = (seconds, callback)
+
+    def clear(self, name: str) -> None:
+        self.armed.pop(name, None)
+
+
+class FakeBackend:
+    def __init__(self, answers: Mapping[str, list[ApiResult]]) -> None:
+        self.answers = {k: list(v) for k, v in answers.items()}
+        self.calls: list[tuple[str, dict[str, object]]] = []
+        self.gate: asyncio.Event | None = None
+        self.unload_calls: list[str] = []
+
+    async def rpc(self, name: str, args: Mapping[str, object]) -> ApiResult:
+        self.calls.append((name, dict(args)))
+        if self.gate is not None:
+            await self.gate.wait()
+        queue = self.answers.get(name)
+        if not queue:
+            return ApiResult(None, ApiError("no answer", "NETWORK"), 0)
+        return queue.pop(0) if len(queue) > 1 else queue[0]
+
+    def rpc_on_unload(self, name: str, args: Mapping[str, object]) -> bool:
+        self.unload_calls.append(name)
+        return True
+
+
+def ok(data: object) -> ApiResult:
+    return ApiResult(data, None, 200)
+
+
+class Rig:
+    def __init__(self, backend: FakeBackend) -> None:
+        self.now = 100.0
+        self.timers = FakeTimers()
+        self.backend = backend
+        self.effects: list[Effects] = []
+        self.tasks: list[asyncio.Task[None]] = []
+        self.driver = GuardDriver(
+            backend,  # type: ignore[arg-type]
+            self.timers,
+            lambda: self.now,
+            self.spawn,
+            HOLDER,
+            self.effects.append,
+        )
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        self.tasks.append(asyncio.get_running_loop().create_task(coro))
+
+    async def fire(self, advance: float | None = None) -> None:
+        delay, callback = self.timers.armed[CALL_TIMER]
+        self.now += delay if advance is None else advance
+        callback()
+        await self.settle()
+
+    async def settle(self) -> None:
+        while pending := [t for t in self.tasks if not t.done()]:
+            await asyncio.wait(pending, timeout=1)
+
+    def names(self) -> list[str]:
+        return [name for name, _ in self.backend.calls]
+
+
+def run(coro: Coroutine[Any, Any, None]) -> None:
+    asyncio.run(coro)
+
+
+def test_lease_calls_wait_for_the_schema_check_then_claim() -> None:
+    async def scenario() -> None:
+        rig = Rig(
+            FakeBackend(
+                {
+                    "schema_version": [ok(ALL_SCHEMA)],
+                    "execution_status": [ok(status())],
+                    "claim_local_lease": [ok(status(you_hold=True, expires=30.0))],
+                }
+            )
+        )
+        rig.driver.start()
+        assert TICK_TIMER in rig.timers.armed
+        # The tab lock arrives first: the guard wants a claim, but the schema is checked before.
+        # Calls due at once follow each other without waiting for a timer.
+        rig.driver.feed(TabLock(True))
+        await rig.fire()
+        assert rig.names() == ["schema_version", "execution_status", "claim_local_lease"]
+        assert rig.backend.calls[1][1] == {"p_holder_id": HOLDER}
+        assert rig.driver.effects.mode is Mode.BROWSER and rig.driver.effects.epoch == 7
+        # Renewal within the poll rhythm, before the deadline's margin.
+        assert rig.timers.armed[CALL_TIMER][0] <= 5.0
+
+    run(scenario())
+
+
+def test_incompatible_database_is_rechecked_but_never_polled_for_the_lease() -> None:
+    async def scenario() -> None:
+        rig = Rig(FakeBackend({"schema_version": [ok(NO_LEASE_SCHEMA)]}))
+        rig.driver.start()
+        rig.driver.feed(TabLock(True))
+        for _ in range(3):
+            await rig.fire()
+        assert rig.names() == ["schema_version"] * 3
+        assert rig.driver.effects.mode is Mode.INCOMPATIBLE
+        assert "20251003060300_execution_lease.sql" in (rig.driver.effects.detail or "")
+        assert rig.timers.armed[CALL_TIMER][0] == 30.0
+
+    run(scenario())
+
+
+def test_failed_schema_check_is_retried_with_back_off() -> None:
+    async def scenario() -> None:
+        rig = Rig(FakeBackend({}))
+        rig.driver.start()
+        await rig.fire()
+        await rig.fire()
+        await rig.fire()
+        assert rig.names() == ["schema_version"] * 3
+        assert rig.driver.effects.mode is Mode.OFFLINE
+
+    run(scenario())
+
+
+def test_one_call_in_flight_and_stop_releases_after_it() -> None:
+    async def scenario() -> None:
+        backend = FakeBackend(
+            {
+                "schema_version": [ok(ALL_SCHEMA)],
+                "execution_status": [ok(status())],
+                "claim_local_lease": [ok(status(you_hold=True, expires=30.0))],
+                "release_local_lease": [ok(status())],
+            }
+        )
+        rig = Rig(backend)
+        rig.driver.start()
+        rig.driver.feed(TabLock(True))
+        await rig.fire()
+        assert rig.driver.effects.mode is Mode.BROWSER
+        # A renewal is in flight when the user signs out.
+        backend.gate = asyncio.Event()
+        _, callback = rig.timers.armed[CALL_TIMER]
+        rig.now += 5
+        callback()
+        await asyncio.sleep(0)
+        callback()  # a second timer message while busy starts nothing
+        await asyncio.sleep(0)
+        assert rig.names().count("claim_local_lease") == 2, rig.names()
+        stopping = asyncio.get_running_loop().create_task(rig.driver.stop())
+        await asyncio.sleep(0)
+        assert "release_local_lease" not in rig.names()
+        backend.gate.set()
+        await stopping
+        await rig.settle()
+        assert rig.names()[-1] == "release_local_lease"
+        assert CALL_TIMER not in rig.timers.armed and TICK_TIMER not in rig.timers.armed
+
+    run(scenario())
+
+
+def test_unload_releases_with_a_request_that_outlives_the_page() -> None:
+    async def scenario() -> None:
+        rig = Rig(FakeBackend({}))
+        rig.driver.start()
+        rig.driver.feed(TabLock(True))
+        rig.driver.unload()
+        assert rig.backend.unload_calls == ["release_local_lease"]
+        assert rig.driver.stopped
+
+    run(scenario())

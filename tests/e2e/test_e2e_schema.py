@@ -1,0 +1,54 @@
+"""A database without the lease migration: one clear message, and the tab never generates."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from e2ekit import Browsers, make_stack
+from playwright.sync_api import Browser, expect
+
+from signalguard.devstack.stack import LocalStack
+
+LEASE_MIGRATION = "20251003060300_execution_lease.sql"
+
+pytestmark = pytest.mark.stack
+
+
+@pytest.fixture(scope="module")
+def old_stack(assets: None) -> Iterator[LocalStack]:
+    s = make_stack(migrate_upto="20251003060200")
+    yield s
+    s.reset()
+
+
+def test_missing_lease_migration_is_named_and_nothing_is_generated(
+    old_stack: LocalStack, chromium: Browser
+) -> None:
+    browsers = Browsers(chromium, old_stack)
+    try:
+        ctx, watch = browsers.context()
+        tab = browsers.tab(ctx, watch).open().sign_in("carol@signalguard.test")
+
+        expect(tab.badge).to_have_attribute("data-mode", "offline")
+        expect(tab.badge).to_have_attribute("data-guard-mode", "incompatible")
+        expect(tab.badge).to_contain_text("not generating")
+        message = tab.page.get_by_test_id("schema-message")
+        expect(message).to_be_visible()
+        expect(message).to_contain_text(LEASE_MIGRATION)
+        # One message: only the missing migration is named.
+        assert message.inner_text().count("supabase/migrations/") == 1
+        expect(tab.page.get_by_test_id("trader-row")).to_have_count(2)
+        for toggle in tab.toggles().all():
+            expect(toggle).to_be_disabled()
+
+        # Wait past a whole poll period: the tab never asks for the lease, and nothing is written.
+        tab.page.wait_for_timeout(6_000)
+        for rpc in ("execution_status", "claim_local_lease", "release_local_lease", "write_signals"):
+            assert watch.rpc_calls(rpc) == [], rpc
+        assert len(watch.rpc_calls("schema_version")) == 1
+        with old_stack.connect() as conn:
+            assert conn.execute("select to_regclass('public.execution_leases')").fetchone() == (None,)
+            assert conn.execute("select count(*) from public.signals").fetchone() == (0,)
+    finally:
+        browsers.close()

@@ -1,0 +1,175 @@
+// signalguard's facade over supabase-js, for the Python side of the page (Pyodide).
+//
+// Why it exists: supabase-js query builders are thenables, and Pyodide turns any thenable a JS call
+// returns into a Python future, so `client.from("t").select("*").eq(...)` cannot be chained from
+// Python — the first builder is already a future. The facade hands Python builders wrapped in a Proxy
+// that hides `then` and adds:
+//
+//   builder.execute()      -> Promise<{data, error, status}>   plain JSON values only
+//   builder.executeJson()  -> Promise<string>                  the same, as one JSON string (the
+//                                                              cheapest way across the FFI)
+//
+// Errors are values, never exceptions: `error` is null or {message, code, details, hint}, and a
+// network failure is {code: "NETWORK", ...} with status 0.
+//
+// Everything else is on `globalThis.signalguard`:
+//
+//   init(url, anonKey)                  create the one client (session kept in localStorage)
+//   from(table) / rpc(name, argsJson)   wrapped builders (rpc arguments as a JSON string)
+//   signIn(email, password)             Promise<JSON {user: {id, email} | null, error: string | null}>
+//   currentUser()                       Promise<JSON {id, email} | null> from the stored session
+//   signOut()                           Promise<JSON {error: string | null}>
+//   onAuthChange(callback)              callback(event, userJson) on sign-in, sign-out, refresh
+//   holdTabLock(name, onChange)         Web Lock for "one generating tab"; returns a release function
+//   rpcOnUnload(name, argsJson)         fire-and-forget RPC that survives the page going away
+//
+// Loaded as a classic script after supabase-js's UMD bundle (which sets the global `supabase`).
+"use strict";
+
+(() => {
+  let client = null;
+  let config = null;
+  // The last access token seen, so an RPC can still be sent from `pagehide`, when nothing async
+  // (such as reading the session back from storage) can finish any more.
+  let accessToken = null;
+
+  const asPlain = (value) => (value === undefined ? null : JSON.parse(JSON.stringify(value)));
+
+  function errorOf(error) {
+    if (!error) return null;
+    return {
+      message: String(error.message ?? error),
+      code: error.code ? String(error.code) : null,
+      details: error.details ?? null,
+      hint: error.hint ?? null,
+    };
+  }
+
+  async function run(builder) {
+    try {
+      const { data, error, status } = await builder;
+      return { data: asPlain(data), error: errorOf(error), status: status ?? 0 };
+    } catch (exc) {
+      return { data: null, error: { message: String(exc), code: "NETWORK", details: null, hint: null }, status: 0 };
+    }
+  }
+
+  const isThenable = (value) => value !== null && typeof value === "object" && typeof value.then === "function";
+
+  function wrap(builder) {
+    return new Proxy(builder, {
+      get(target, prop) {
+        if (prop === "then") return undefined;
+        if (prop === "execute") return () => run(target);
+        if (prop === "executeJson") return async () => JSON.stringify(await run(target));
+        const value = Reflect.get(target, prop, target);
+        if (typeof value !== "function") return value;
+        return (...args) => {
+          const result = value.apply(target, args);
+          return isThenable(result) ? wrap(result) : result;
+        };
+      },
+    });
+  }
+
+  function need() {
+    if (!client) throw new Error("signalguard.init(url, anonKey) has not been called");
+    return client;
+  }
+
+  const userOf = (user) => (user ? { id: user.id, email: user.email ?? null } : null);
+
+  function init(url, anonKey) {
+    if (typeof supabase === "undefined") throw new Error("supabase-js is not loaded");
+    config = { url: url.replace(/\/+$/, ""), anonKey };
+    client = supabase.createClient(config.url, anonKey, {
+      auth: { persistSession: true, autoRefreshToken: true, detectSessionInUrl: false },
+    });
+    client.auth.onAuthStateChange((_event, session) => {
+      accessToken = session?.access_token ?? null;
+    });
+  }
+
+  async function signIn(email, password) {
+    const { data, error } = await need().auth.signInWithPassword({ email, password });
+    accessToken = data?.session?.access_token ?? accessToken;
+    return JSON.stringify({ user: userOf(data?.user), error: error ? String(error.message) : null });
+  }
+
+  async function currentUser() {
+    // The stored session (refreshed by supabase-js if it expired); no request when it is fresh.
+    const { data } = await need().auth.getSession();
+    accessToken = data?.session?.access_token ?? null;
+    return JSON.stringify(userOf(data?.session?.user));
+  }
+
+  async function signOut() {
+    const { error } = await need().auth.signOut({ scope: "local" });
+    accessToken = null;
+    return JSON.stringify({ error: error ? String(error.message) : null });
+  }
+
+  function onAuthChange(callback) {
+    const { data } = need().auth.onAuthStateChange((event, session) => {
+      // Called outside supabase-js's auth lock: the callback may call back into the client.
+      setTimeout(() => callback(event, JSON.stringify(userOf(session?.user))), 0);
+    });
+    return () => data.subscription.unsubscribe();
+  }
+
+  // One generating tab per browser. Ask without waiting first, so the caller learns at once whether
+  // another tab has it; if so, queue a real request so this tab takes over when that tab closes. The
+  // lock is held until the returned function is called or the page goes away.
+  function holdTabLock(name, onChange) {
+    let release;
+    const held = new Promise((resolve) => { release = resolve; });
+    const abort = new AbortController();
+    const granted = (lock) => {
+      if (!lock) return undefined;
+      onChange(true);
+      return held;
+    };
+    navigator.locks
+      .request(name, { mode: "exclusive", ifAvailable: true }, (lock) => {
+        if (lock) return granted(lock);
+        onChange(false);
+        navigator.locks
+          .request(name, { mode: "exclusive", signal: abort.signal }, granted)
+          .catch(() => {});
+        return undefined;
+      })
+      .catch(() => {});
+    return () => {
+      abort.abort();
+      release();
+    };
+  }
+
+  function rpcOnUnload(name, argsJson) {
+    if (!config || !accessToken) return false;
+    // keepalive lets the request outlive the document (like sendBeacon, but with headers).
+    fetch(`${config.url}/rest/v1/rpc/${encodeURIComponent(name)}`, {
+      method: "POST",
+      keepalive: true,
+      headers: {
+        apikey: config.anonKey,
+        Authorization: `Bearer ${accessToken}`,
+        "Content-Type": "application/json",
+      },
+      body: argsJson,
+    }).catch(() => {});
+    return true;
+  }
+
+  globalThis.signalguard = Object.freeze({
+    init,
+    from: (table) => wrap(need().from(table)),
+    rpc: (name, argsJson) => wrap(need().rpc(name, argsJson ? JSON.parse(argsJson) : {})),
+    signIn,
+    currentUser,
+    signOut,
+    onAuthChange,
+    holdTabLock,
+    rpcOnUnload,
+  });
+})();
