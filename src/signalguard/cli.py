@@ -22,12 +22,22 @@ def main(argv: list[str] | None = None) -> int:
         pass
     else:
         replay_cli.add_commands(sub)
+    try:
+        from signalguard.cloud import cli as cloud_cli
+    except ImportError:  # a build without the cloud package
+        pass
+    else:
+        cloud_cli.add_commands(sub)
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
     except Exception as exc:
-        from signalguard.devstack.postgres import StackError
-
+        # The local stack's errors are for people: one line, no traceback. (Imported here, and only
+        # if installed: the cloud image has no devstack dependencies.)
+        try:
+            from signalguard.devstack.postgres import StackError
+        except ImportError:
+            raise exc from None
         if isinstance(exc, StackError):
             print(f"signalguard: {exc}", file=sys.stderr)
             return 1

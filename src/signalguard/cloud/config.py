@@ -1,0 +1,194 @@
+"""The worker's configuration: environment variables, checked before anything starts.
+
+==================================  ====================================================================
+variable                            meaning
+==================================  ====================================================================
+``SIGNALGUARD_SUPABASE_URL``        the project's URL (``https://<ref>.supabase.co``; locally the
+                                    gateway, ``http://127.0.0.1:8000``)
+``SIGNALGUARD_SUPABASE_ANON_KEY``   the API key Supabase requires on every request (``apikey``)
+``SIGNALGUARD_MACHINE_TOKEN``       the machine's JWT: ``role`` authenticated, ``sub`` the owner,
+                                    ``machine_id`` the owner's ``cloud_machines.id``
+``SIGNALGUARD_MARKET_DATA_URL``     Binance's REST API, ``https://api.binance.com`` unless set (tests:
+                                    the local replay server)
+``SIGNALGUARD_MARKET_STREAM_URL``   optional: the kline WebSocket base; derived from the REST URL
+                                    unless set (``wss://stream.binance.com:9443`` for Binance, the same
+                                    host with ``ws``/``wss`` otherwise, as the replay server serves both)
+``SIGNALGUARD_LOG_LEVEL``           ``DEBUG``, ``INFO`` (default), ``WARNING``, ``ERROR``
+==================================  ====================================================================
+
+The machine token is read, not verified: the worker takes the owner and the machine id from its
+payload so that it can name them in writes, and the database checks the signature on every call.
+:func:`load_config` raises :class:`ConfigError` for the first problem, naming the variable.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Final
+from urllib.parse import urlsplit, urlunsplit
+
+__all__ = [
+    "BINANCE_REST_URL",
+    "BINANCE_STREAM_URL",
+    "ConfigError",
+    "Timings",
+    "WorkerConfig",
+    "derive_stream_url",
+    "load_config",
+    "read_machine_token",
+]
+
+BINANCE_REST_URL: Final = "https://api.binance.com"
+BINANCE_STREAM_URL: Final = "wss://stream.binance.com:9443"
+_LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+class ConfigError(ValueError):
+    """A configuration variable is missing or wrong; ``str()`` is one line naming it."""
+
+    def __init__(self, variable: str, problem: str) -> None:
+        """Describe the ``problem`` with ``variable``."""
+        super().__init__(f"{variable} {problem}")
+        self.variable = variable
+        self.problem = problem
+
+
+@dataclass(frozen=True, slots=True)
+class Timings:
+    """The worker's rhythm, in seconds. The defaults are the product's; tests shorten them in-process.
+
+    ``lease`` must be the database's lease length (``private.lease_ttl()``): the worker stops generating
+    ``lease - lease_margin`` after the *send* time of its last successful renewal, which is no later than
+    the database's own expiry (it stamps the lease after receiving the call).
+    """
+
+    heartbeat: float = 10.0
+    claim_retry: float = 2.0
+    lease: float = 30.0
+    lease_margin: float = 1.0
+    flush: float = 10.0
+    traders_poll: float = 30.0
+    stop_flush: float = 10.0
+    error_flush: float = 5.0
+    #: Bound on each goodbye call ('stopping', release, 'stopped', 'error'): the whole stop stays under
+    #: ``stop_flush + 3 * stop_call`` (22 s), inside the platform's kill timeout (fly.toml: 30 s).
+    stop_call: float = 4.0
+    request_timeout: float = 8.0
+    reconnect_first: float = 1.0
+    reconnect_max: float = 30.0
+    stream_stall: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerConfig:
+    """Everything the worker needs to know before it starts."""
+
+    supabase_url: str
+    anon_key: str = field(repr=False)
+    machine_token: str = field(repr=False)
+    owner_id: str
+    machine_id: str
+    market_data_url: str = BINANCE_REST_URL
+    market_stream_url: str = BINANCE_STREAM_URL
+    log_level: str = "INFO"
+
+    @property
+    def log_level_number(self) -> int:
+        """The log level as :mod:`logging` numbers it."""
+        return int(logging.getLevelName(self.log_level))
+
+
+def _required(env: Mapping[str, str], name: str) -> str:
+    value = env.get(name, "").strip()
+    if not value:
+        raise ConfigError(name, "is not set")
+    return value
+
+
+def _http_url(name: str, value: str, schemes: tuple[str, ...] = ("http", "https")) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in schemes or not parts.hostname:
+        shown = value if len(value) <= 80 else value[:77] + "..."
+        raise ConfigError(name, f"must be a {' or '.join(schemes)} URL with a host, got {shown!r}")
+    if parts.query or parts.fragment:
+        raise ConfigError(name, "must not have a query or fragment")
+    return value.rstrip("/")
+
+
+def derive_stream_url(rest_url: str) -> str:
+    """The kline WebSocket base for a REST base: Binance's stream host, else the same host as ws(s)."""
+    parts = urlsplit(rest_url)
+    if parts.hostname == "api.binance.com":
+        return BINANCE_STREAM_URL
+    scheme = "wss" if parts.scheme == "https" else "ws"
+    return urlunsplit((scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
+
+
+def _b64url(segment: str) -> bytes:
+    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+
+
+def read_machine_token(token: str, variable: str = "SIGNALGUARD_MACHINE_TOKEN") -> tuple[str, str]:
+    """Return ``(owner id, machine id)`` from a machine token's payload, without verifying it."""
+    parts = token.split(".")
+    if len(parts) != 3 or not all(parts):
+        raise ConfigError(variable, "is not a JWT (expected three dot-separated base64url parts)")
+    try:
+        claims = json.loads(_b64url(parts[1]))
+    except (binascii.Error, ValueError):
+        raise ConfigError(variable, "has a payload that is not base64url-encoded JSON") from None
+    if not isinstance(claims, dict):
+        raise ConfigError(variable, "has a payload that is not a JSON object")
+    if claims.get("role") != "authenticated":
+        raise ConfigError(variable, f"must have role 'authenticated', not {claims.get('role')!r}")
+    ids: list[str] = []
+    for claim, what in (("sub", "the owner's user id"), ("machine_id", "the cloud_machines.id")):
+        value = claims.get(claim)
+        if value is None:
+            hint = " (is this a user token rather than a machine token?)" if claim == "machine_id" else ""
+            raise ConfigError(variable, f"has no '{claim}' claim ({what}){hint}")
+        try:
+            ids.append(str(uuid.UUID(str(value))))
+        except ValueError:
+            raise ConfigError(variable, f"has a '{claim}' claim that is not a uuid") from None
+    return ids[0], ids[1]
+
+
+def load_config(env: Mapping[str, str]) -> WorkerConfig:
+    """Read and check the configuration from ``env``; raise :class:`ConfigError` at the first problem."""
+    url = _http_url("SIGNALGUARD_SUPABASE_URL", _required(env, "SIGNALGUARD_SUPABASE_URL"))
+    anon_key = _required(env, "SIGNALGUARD_SUPABASE_ANON_KEY")
+    if any(c.isspace() for c in anon_key):
+        raise ConfigError("SIGNALGUARD_SUPABASE_ANON_KEY", "must not contain whitespace")
+    token = _required(env, "SIGNALGUARD_MACHINE_TOKEN")
+    owner, machine = read_machine_token(token)
+    market = _http_url(
+        "SIGNALGUARD_MARKET_DATA_URL", env.get("SIGNALGUARD_MARKET_DATA_URL", "").strip() or BINANCE_REST_URL
+    )
+    stream_value = env.get("SIGNALGUARD_MARKET_STREAM_URL", "").strip()
+    stream = (
+        _http_url("SIGNALGUARD_MARKET_STREAM_URL", stream_value, ("ws", "wss"))
+        if stream_value
+        else derive_stream_url(market)
+    )
+    level = env.get("SIGNALGUARD_LOG_LEVEL", "").strip().upper() or "INFO"
+    if level == "WARN":
+        level = "WARNING"
+    if level not in _LOG_LEVELS:
+        raise ConfigError("SIGNALGUARD_LOG_LEVEL", f"must be one of {', '.join(_LOG_LEVELS)}, got {level!r}")
+    return WorkerConfig(
+        supabase_url=url,
+        anon_key=anon_key,
+        machine_token=token,
+        owner_id=owner,
+        machine_id=machine,
+        market_data_url=market,
+        market_stream_url=stream,
+        log_level=level,
+    )

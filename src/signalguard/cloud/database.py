@@ -1,0 +1,395 @@
+"""The worker's database: one small interface, and supabase-py behind it.
+
+:class:`Database` is everything the worker asks of Supabase: the machine RPCs (heartbeat, claim and
+release of the cloud lease), the owner's traders and open signals, and the two writes (new signals
+through ``write_signals``, status changes as PATCHes on ``signals``). :class:`SupabaseDatabase`
+implements it with supabase-py's async client; :class:`signalguard.cloud.testing.FakeDatabase` is the
+in-memory double for tests.
+
+Failures come in two kinds, and the worker treats them differently:
+
+- :class:`DatabaseUnavailable`: the call may not have reached the database or its answer was lost
+  (network, timeout, HTTP 5xx, the gateway's ``PGRST_UNAVAILABLE``, PostgREST unable to reach
+  PostgreSQL). Retry later; every write is idempotent (signal keys, status targets), so a retry of a
+  call that did land changes nothing.
+- :class:`DatabaseRefused`: a verdict with a code (``SG001``…``SG010``, ``42501``, a rejected JWT).
+  Retrying the same call gives the same answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Awaitable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final, Protocol
+
+import httpx
+from postgrest.exceptions import APIError
+from supabase import AsyncClient, AsyncClientOptions, acreate_client
+
+from signalguard.cloud.config import WorkerConfig
+from signalguard.core.codes import GuardError, missing_schema
+from signalguard.core.engine import Signal, SignalStatus, TraderRecord
+from signalguard.core.outbox import JsonValue
+
+__all__ = [
+    "STATUS_GROUP_SIZE",
+    "Database",
+    "DatabaseError",
+    "DatabaseRefused",
+    "DatabaseUnavailable",
+    "LeaseAnswer",
+    "SupabaseDatabase",
+    "classify_api_error",
+    "signal_from_row",
+    "timestamp_us",
+]
+
+#: Status changes sent in one PATCH at most: the keys travel in the URL (``signal_key=in.(…)``), and
+#: gateways refuse request lines much beyond 8 KiB; 40 keys of ~110 characters stay well inside.
+STATUS_GROUP_SIZE: Final = 40
+#: Open signals adopted at a new lease at most (the engine tracks 5,000).
+OPEN_SIGNALS_LIMIT: Final = 5_000
+
+# Codes that are verdicts: the guard's, permission denied, and PostgREST's JWT errors (PGRST3xx).
+_VERDICT = re.compile(r"SG\d{3}|42501|PGRST3\d\d")
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class DatabaseError(Exception):
+    """A database call failed; see the two subclasses."""
+
+
+class DatabaseUnavailable(DatabaseError):
+    """The call may not have been answered: retry later."""
+
+
+class DatabaseRefused(DatabaseError):
+    """The database refused the call with a verdict ``code``; retrying gives the same answer."""
+
+    def __init__(self, code: str, message: str) -> None:
+        """Record the database's ``code`` and ``message``."""
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+    @property
+    def guard_error(self) -> GuardError | None:
+        """The code as a :class:`GuardError`, if it is one."""
+        try:
+            return GuardError(self.code)
+        except ValueError:
+            return None
+
+
+def classify_api_error(exc: APIError) -> DatabaseError:
+    """Turn supabase-py's :class:`APIError` into a verdict or a transient failure."""
+    code = exc.code or ""
+    message = exc.message or str(exc)
+    if _VERDICT.fullmatch(code):
+        return DatabaseRefused(code, message)
+    if not code and message.lower().startswith("invalid api key"):
+        # Supabase's gateway (and the local one) refuse a wrong anon key with this, and no code.
+        return DatabaseRefused("invalid_api_key", f"{message} (check SIGNALGUARD_SUPABASE_ANON_KEY)")
+    return DatabaseUnavailable(f"{code or 'error'}: {message}")
+
+
+def timestamp_us(value: object) -> int | None:
+    """A JSON timestamp (ISO 8601, as PostgREST prints ``timestamptz``) as epoch microseconds."""
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return (moment - _EPOCH) // timedelta(microseconds=1)
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseAnswer:
+    """What a claim or release returned: whether the machine holds the lease, and under which epoch."""
+
+    #: For a claim: the lease was granted or renewed. For a release: the machine no longer holds it.
+    granted: bool
+    #: The refusal reason (``signalguard.core.codes.ClaimRefusal``), when not granted.
+    reason: str | None
+    #: The user's current epoch (whoever holds it).
+    epoch: int
+    #: Whether this machine holds the live lease after the call.
+    you_hold: bool
+    #: When the held lease was granted, by the database clock (epoch µs): its epoch's window opens here.
+    acquired_at_us: int | None = None
+    #: When the lease expires, by the database clock (epoch µs).
+    expires_at_us: int | None = None
+    #: Seconds until a claim may succeed, when the database knows.
+    retry_in_seconds: float | None = None
+
+    @classmethod
+    def from_json(cls, data: object) -> LeaseAnswer:
+        """Read a ``claim_cloud_lease``/``release_cloud_lease`` result."""
+        if not isinstance(data, Mapping):
+            raise DatabaseUnavailable(f"unexpected lease answer: {type(data).__name__}")
+        lease = data.get("lease")
+        lease = lease if isinstance(lease, Mapping) else {}
+        epoch = lease.get("epoch")
+        retry = data.get("retry_in_seconds")
+        you_hold = bool(data.get("you_hold"))
+        reason = data.get("reason")
+        return cls(
+            granted=bool(data.get("granted", you_hold)),
+            reason=reason if isinstance(reason, str) else None,
+            epoch=epoch if isinstance(epoch, int) else 0,
+            you_hold=you_hold,
+            acquired_at_us=timestamp_us(lease.get("acquired_at")),
+            expires_at_us=timestamp_us(lease.get("expires_at")),
+            retry_in_seconds=float(retry) if isinstance(retry, int | float) else None,
+        )
+
+
+def signal_from_row(row: Mapping[str, Any]) -> Signal | None:
+    """A stored signal as the engine's :class:`Signal` (None if the row is not one it can track)."""
+    try:
+        status = SignalStatus(row["status"])
+        open_us = timestamp_us(row["candle_open_time"])
+        if open_us is None:
+            return None
+        return Signal(
+            key=str(row["signal_key"]),
+            trader_id=str(row["trader_id"]),
+            symbol=str(row["symbol"]),
+            interval=str(row["interval"]),
+            open_time=open_us // 1000,
+            price=float(row["price"]),
+            matched_conditions=tuple(str(c) for c in row.get("matched_conditions") or ()),
+            epoch=int(row["epoch"]),
+            status=status,
+        )
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+class Database(Protocol):
+    """Everything the worker asks of the database. Methods raise :class:`DatabaseError` subclasses."""
+
+    async def schema_problems(self) -> list[str]:
+        """What the database lacks for this worker (``schema_version()``), one sentence each."""
+        ...
+
+    async def heartbeat(self, status: str | None = None, error_message: str | None = None) -> None:
+        """``machine_heartbeat``: mark the machine alive, optionally with a new status."""
+        ...
+
+    async def claim_lease(self) -> LeaseAnswer:
+        """``claim_cloud_lease``: claim or renew the cloud lease."""
+        ...
+
+    async def release_lease(self) -> LeaseAnswer:
+        """``release_cloud_lease``: end the machine's lease now."""
+        ...
+
+    async def load_traders(self) -> list[TraderRecord]:
+        """The owner's enabled traders."""
+        ...
+
+    async def load_open_signals(self) -> list[Signal]:
+        """The owner's signals that are still ``new`` or ``active`` (to adopt at a new lease)."""
+        ...
+
+    async def write_signals(self, rows: Sequence[Mapping[str, JsonValue]]) -> list[Mapping[str, object]]:
+        """``write_signals``: one outcome per row (``inserted``/``duplicate``/``rejected``)."""
+        ...
+
+    async def update_statuses(self, changes: Sequence[Mapping[str, JsonValue]]) -> list[Mapping[str, object]]:
+        """Apply status changes (``signal_key``, ``status``, ``updated_epoch``); one outcome each.
+
+        Outcomes: ``updated``, or ``rejected`` with the guard's code (``not_found`` when no such row).
+        """
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections."""
+        ...
+
+
+class SupabaseDatabase:
+    """:class:`Database` over supabase-py's async client, authenticated with the machine token."""
+
+    def __init__(self, client: AsyncClient, *, owner_id: str, timeout: float = 8.0) -> None:
+        """Wrap an async client whose headers carry the API key and the machine token."""
+        self._client = client
+        self._owner_id = owner_id
+        # A bound on each call as a whole: httpx's timeouts are per phase, and a call that outlives the
+        # lease would stall the heartbeat behind it.
+        self._deadline = timeout * 1.5
+
+    @classmethod
+    async def connect(cls, config: WorkerConfig, *, timeout: float = 8.0) -> SupabaseDatabase:
+        """Create the client: the anon key as ``apikey``, the machine token as the bearer."""
+        options = AsyncClientOptions(
+            headers={"Authorization": f"Bearer {config.machine_token}"},
+            # A machine token is not a Supabase Auth session: nothing to refresh or persist.
+            auto_refresh_token=False,
+            persist_session=False,
+            postgrest_client_timeout=timeout,
+            # The worker's loops retry on their own schedule; hidden retries would hold up a heartbeat.
+            postgrest_client_retry=False,
+        )
+        client = await acreate_client(config.supabase_url, config.anon_key, options=options)
+        return cls(client, owner_id=config.owner_id, timeout=timeout)
+
+    async def _run(self, call: Awaitable[Any]) -> Any:
+        try:
+            async with asyncio.timeout(self._deadline):
+                response = await call
+        except APIError as exc:
+            raise classify_api_error(exc) from None
+        except (httpx.HTTPError, TimeoutError, OSError) as exc:
+            raise DatabaseUnavailable(f"{type(exc).__name__}: {exc}".rstrip(": ")) from None
+        except ValueError as exc:  # an answer that is not what PostgREST sends (a proxy's page)
+            raise DatabaseUnavailable(f"unreadable answer: {exc}") from None
+        return response.data
+
+    async def schema_problems(self) -> list[str]:
+        """See :meth:`Database.schema_problems`."""
+        data = await self._run(self._client.rpc("schema_version", {}).execute())
+        components = data.get("components") if isinstance(data, Mapping) else None
+        return missing_schema(components if isinstance(components, Mapping) else {})
+
+    async def heartbeat(self, status: str | None = None, error_message: str | None = None) -> None:
+        """See :meth:`Database.heartbeat`."""
+        params: dict[str, Any] = {}
+        if status is not None:
+            params["p_status"] = status
+        if error_message is not None:
+            params["p_error_message"] = error_message[:2000]
+        await self._run(self._client.rpc("machine_heartbeat", params).execute())
+
+    async def claim_lease(self) -> LeaseAnswer:
+        """See :meth:`Database.claim_lease`."""
+        return LeaseAnswer.from_json(await self._run(self._client.rpc("claim_cloud_lease", {}).execute()))
+
+    async def release_lease(self) -> LeaseAnswer:
+        """See :meth:`Database.release_lease`."""
+        data = await self._run(self._client.rpc("release_cloud_lease", {}).execute())
+        answer = LeaseAnswer.from_json(data)
+        return LeaseAnswer(
+            granted=not answer.you_hold,
+            reason=None,
+            epoch=answer.epoch,
+            you_hold=answer.you_hold,
+            acquired_at_us=answer.acquired_at_us,
+            expires_at_us=answer.expires_at_us,
+        )
+
+    async def load_traders(self) -> list[TraderRecord]:
+        """See :meth:`Database.load_traders`."""
+        query = (
+            self._client.table("traders")
+            .select("id,name,definition,enabled")
+            .eq("user_id", self._owner_id)
+            .eq("enabled", True)
+            .order("created_at")
+        )
+        rows = await self._run(query.execute())
+        return [
+            TraderRecord(str(r["id"]), str(r.get("name") or ""), r.get("definition"), bool(r.get("enabled")))
+            for r in rows or ()
+            if isinstance(r, Mapping) and "id" in r
+        ]
+
+    async def load_open_signals(self) -> list[Signal]:
+        """See :meth:`Database.load_open_signals`."""
+        query = (
+            self._client.table("signals")
+            .select(
+                "signal_key,trader_id,symbol,interval,candle_open_time,price,matched_conditions,epoch,status"
+            )
+            .eq("user_id", self._owner_id)
+            .in_("status", ["new", "active"])
+            .order("candle_open_time", desc=True)
+            .limit(OPEN_SIGNALS_LIMIT)
+        )
+        rows = await self._run(query.execute())
+        signals = [signal_from_row(r) for r in rows or () if isinstance(r, Mapping)]
+        return [s for s in reversed(signals) if s is not None]
+
+    async def write_signals(self, rows: Sequence[Mapping[str, JsonValue]]) -> list[Mapping[str, object]]:
+        """See :meth:`Database.write_signals`."""
+        data = await self._run(
+            self._client.rpc("write_signals", {"p_signals": [dict(r) for r in rows]}).execute()
+        )
+        if not isinstance(data, list):
+            raise DatabaseUnavailable(f"write_signals answered {type(data).__name__}, not a list")
+        return [o for o in data if isinstance(o, Mapping)]
+
+    async def _patch(self, keys: Sequence[str], status: str, epoch: JsonValue) -> set[str]:
+        query = (
+            self._client.table("signals")
+            .update({"status": status, "updated_epoch": epoch})
+            .in_("signal_key", list(keys))
+            .select("signal_key")
+        )
+        rows = await self._run(query.execute())
+        return {str(r.get("signal_key")) for r in rows or () if isinstance(r, Mapping)}
+
+    async def update_statuses(self, changes: Sequence[Mapping[str, JsonValue]]) -> list[Mapping[str, object]]:
+        """See :meth:`Database.update_statuses`.
+
+        Changes with the same target status and epoch go in one PATCH (``signal_key=in.(…)``). The write
+        guard fails the whole statement if it refuses one row; then, unless the verdict is about the
+        lease (the same for every row), each row of that group is retried alone to find which.
+        """
+        outcomes: list[Mapping[str, object]] = []
+        for group in _status_groups(changes):
+            keys = [str(changes[i]["signal_key"]) for i in group]
+            status = str(changes[group[0]]["status"])
+            epoch = changes[group[0]]["updated_epoch"]
+            try:
+                updated = await self._patch(keys, status, epoch)
+            except DatabaseRefused as exc:
+                if len(group) == 1 or exc.guard_error is GuardError.LEASE_NOT_HELD:
+                    outcomes += [_rejected(i, exc.code, exc.message) for i in group]
+                    continue
+                for i, key in zip(group, keys, strict=True):
+                    try:
+                        done = await self._patch([key], status, epoch)
+                    except DatabaseRefused as one:
+                        outcomes.append(_rejected(i, one.code, one.message))
+                    else:
+                        outcomes.append(_updated_or_missing(i, key in done))
+                continue
+            outcomes += [_updated_or_missing(i, key in updated) for i, key in zip(group, keys, strict=True)]
+        return outcomes
+
+    async def aclose(self) -> None:
+        """See :meth:`Database.aclose`."""
+        await self._client.postgrest.aclose()
+
+
+def _status_groups(changes: Sequence[Mapping[str, JsonValue]]) -> list[list[int]]:
+    """Indices of consecutive changes with the same (status, epoch), at most STATUS_GROUP_SIZE each."""
+    groups: list[list[int]] = []
+    previous: tuple[JsonValue, JsonValue] | None = None
+    for i, change in enumerate(changes):
+        target = (change.get("status"), change.get("updated_epoch"))
+        if groups and target == previous and len(groups[-1]) < STATUS_GROUP_SIZE:
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+        previous = target
+    return groups
+
+
+def _rejected(index: int, code: str, message: str) -> Mapping[str, object]:
+    return {"index": index, "outcome": "rejected", "code": code, "message": message}
+
+
+def _updated_or_missing(index: int, updated: bool) -> Mapping[str, object]:
+    if updated:
+        return {"index": index, "outcome": "updated"}
+    # The row is not there: its insert was refused (or it belongs to nobody this token can see).
+    return _rejected(index, "not_found", "no such signal")

@@ -1,0 +1,213 @@
+"""The MarketFeed: keeps the engine fed with closed candles, following the core's warm-up rule.
+
+For each (symbol, interval) the running traders watch:
+
+1. open the combined kline stream first, so that every candle closing from then on is delivered;
+2. fetch the newest ``history`` closed candles by REST (:func:`~.market.fetch_history`) and
+   :meth:`~signalguard.core.engine.SignalManager.prime` the engine with them, oldest first;
+3. feed every closed stream candle to :meth:`~signalguard.core.engine.SignalManager.feed`. Candles not
+   newer than the last one fed are skipped (the REST/stream overlap), and a candle that skips open
+   times triggers a REST fetch of the missing ones, fed first — so the engine sees the same unbroken
+   series as the reference run and the browser, including across reconnects.
+
+A connection that fails (connect, handshake, silence, a REST error during the catch-up) is retried with
+a doubling back-off. Malformed messages are counted and dropped by the core's
+:class:`~signalguard.core.candles.KlineParser`. Streams are spread over connections of at most
+:data:`STREAMS_PER_CONNECTION` (Binance allows 1024 per connection; URLs stay short).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+
+from signalguard.cloud.market import MarketData, MarketUnavailable, fetch_history, fetch_range, stream_name
+from signalguard.core.candles import Candle, KlineParser, next_open_time
+from signalguard.core.engine import HistoryNeed, SignalManager
+
+__all__ = ["STREAMS_PER_CONNECTION", "MarketFeed"]
+
+log = logging.getLogger("signalguard.cloud.feed")
+
+STREAMS_PER_CONNECTION = 200
+#: REST requests in flight at once during a catch-up (Binance weighs a 1000-row page at 5 of 6000/min).
+REST_CONCURRENCY = 8
+
+Stream = tuple[str, str]
+
+
+class MarketFeed:
+    """See the module documentation. Run :meth:`run`; cancel and run again when the streams change."""
+
+    def __init__(
+        self,
+        market: MarketData,
+        manager: SignalManager,
+        on_fed: Callable[[], None],
+        *,
+        wall: Callable[[], float] = time.time,
+        reconnect_first: float = 1.0,
+        reconnect_max: float = 30.0,
+    ) -> None:
+        """Feed ``manager`` from ``market``; ``on_fed`` runs after candles were fed (to drain effects)."""
+        self._market = market
+        self._manager = manager
+        self._on_fed = on_fed
+        self._wall = wall
+        self._first = reconnect_first
+        self._max = reconnect_max
+        self.parser = KlineParser()
+        self._needs: dict[Stream, int] = {}
+        self._last: dict[Stream, int] = {}
+        #: Closed candles fed live (stream and gap fills).
+        self.candles = 0
+        #: Candles fetched by REST to fill gaps.
+        self.gap_candles = 0
+        #: Stream connections opened.
+        self.connections = 0
+
+    def need(self, needs: Iterable[HistoryNeed]) -> None:
+        """Streams to prime before their next live candle (what ``set_traders`` returned)."""
+        for n in needs:
+            key = (n.symbol, n.interval)
+            self._needs[key] = max(self._needs.get(key, 0), n.candles)
+
+    @property
+    def pending_warmups(self) -> int:
+        """Streams still waiting for their history."""
+        return len(self._needs)
+
+    def _now_ms(self) -> int:
+        return int(self._wall() * 1000)
+
+    async def run(self) -> None:
+        """Stream every watched (symbol, interval) until cancelled."""
+        streams = [(n.symbol, n.interval) for n in self._manager.streams()]
+        watched = set(streams)
+        for key in [k for k in self._last if k not in watched]:
+            del self._last[key]  # a stream watched again later starts over with a warm-up
+        for key in [k for k in self._needs if k not in watched]:
+            del self._needs[key]
+        if not streams:
+            await asyncio.Event().wait()  # nothing to watch until the traders change
+        async with asyncio.TaskGroup() as group:
+            for i in range(0, len(streams), STREAMS_PER_CONNECTION):
+                group.create_task(self._connection(streams[i : i + STREAMS_PER_CONNECTION]))
+
+    async def _connection(self, streams: Sequence[Stream]) -> None:
+        names = [stream_name(s, i) for s, i in streams]
+        wanted = set(streams)
+        delay = self._first
+        while True:
+            try:
+                async with self._market.stream(names) as messages:
+                    self.connections += 1
+                    await self._catch_up(streams)
+                    log.info("streaming %d kline stream%s", len(names), "" if len(names) == 1 else "s")
+                    async for raw in messages:
+                        candle = self.parser.parse(raw)
+                        if candle is None:
+                            log.debug("dropped a malformed market message: %s", self.parser.last_error)
+                            continue
+                        if not candle.closed or (candle.symbol, candle.interval) not in wanted:
+                            continue
+                        await self._live(candle)
+                        delay = self._first  # the connection works: the next failure starts over
+                log.warning("the exchange closed the kline stream; reconnecting in %.1f s", delay)
+            except MarketUnavailable as exc:
+                log.warning("market data: %s; reconnecting in %.1f s", exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self._max)
+
+    async def _catch_up(self, streams: Sequence[Stream]) -> None:
+        """Prime the streams that need history; fill what a reconnect missed on the others."""
+        now_ms = self._now_ms()
+        gate = asyncio.Semaphore(REST_CONCURRENCY)
+
+        async def fetch(key: Stream) -> tuple[Stream, list[Candle], list[Candle] | None]:
+            symbol, interval = key
+            async with gate:
+                missed: list[Candle] = []
+                last = self._last.get(key)
+                if last is not None:
+                    missed = await fetch_range(
+                        self._market, symbol, interval, next_open_time(interval, last), now_ms + 1, now_ms
+                    )
+                history = None
+                if key in self._needs:
+                    history = await fetch_history(self._market, symbol, interval, self._needs[key], now_ms)
+                return key, missed, history
+
+        todo = [k for k in streams if k in self._last or k in self._needs]
+        if not todo:
+            return
+        started = time.monotonic()
+        try:
+            async with asyncio.TaskGroup() as group:  # one failure cancels the other fetches
+                tasks = [group.create_task(fetch(k)) for k in todo]
+        except ExceptionGroup as failed:
+            first = failed.exceptions[0]
+            if isinstance(first, MarketUnavailable):
+                raise first from None
+            raise
+        results = [t.result() for t in tasks]
+        primed = 0
+        for key, missed, history in results:
+            for candle in missed:
+                self._feed(candle)
+            self.gap_candles += len(missed)
+            if history is not None:
+                for candle in history:
+                    self._manager.prime(candle)
+                if history:
+                    self._last[key] = max(self._last.get(key, -1), history[-1].open_time)
+                del self._needs[key]
+                primed += 1
+        self._on_fed()
+        log.info(
+            "caught up %d stream%s by REST in %.2f s (%d warmed up, %d missed candles fed)",
+            len(todo),
+            "" if len(todo) == 1 else "s",
+            time.monotonic() - started,
+            primed,
+            sum(len(m) for _, m, _ in results),
+        )
+
+    async def _live(self, candle: Candle) -> None:
+        key = (candle.symbol, candle.interval)
+        last = self._last.get(key)
+        if last is not None:
+            if candle.open_time <= last:
+                return  # already fed (REST overlap, or a repeated event)
+            expected = next_open_time(candle.interval, last)
+            while candle.open_time > expected:
+                try:
+                    missing = await fetch_range(
+                        self._market,
+                        candle.symbol,
+                        candle.interval,
+                        expected,
+                        candle.open_time,
+                        self._now_ms(),
+                    )
+                except MarketUnavailable as exc:
+                    log.warning("%s %s: a gap before %d is not filled: %s", *key, candle.open_time, exc)
+                    break
+                if not missing:
+                    log.warning(
+                        "%s %s: the exchange has no candles from %d to %d", *key, expected, candle.open_time
+                    )
+                    break
+                for c in missing:
+                    self._feed(c)
+                self.gap_candles += len(missing)
+                expected = next_open_time(candle.interval, self._last[key])
+        self._feed(candle)
+        self._on_fed()
+
+    def _feed(self, candle: Candle) -> None:
+        self._manager.feed(candle)
+        self._last[(candle.symbol, candle.interval)] = candle.open_time
+        self.candles += 1

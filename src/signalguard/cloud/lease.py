@@ -1,0 +1,83 @@
+"""The worker's view of its lease: whether it may generate now, and under which epoch. No I/O.
+
+The database is the judge; this only remembers its last answer and how old it is:
+
+- a granted claim records the epoch, the epoch's window start (``acquired_at``, by the database clock)
+  and the *send* time of the claim. The database stamped the lease after it received the call, so
+  ``send time + lease length`` is no later than the database's own expiry: generating stops at that
+  deadline (less a margin for the distance between the exchange's clock, which times candles, and
+  the database's), whether or not the renewals that should have extended it are still in flight;
+- a refused claim, a verdict on a write (the lease moved) or a stop ends generation at once; only a
+  new grant starts it again, always under the epoch that grant returned;
+- :meth:`LeaseKeeper.admits` tells whether a signal's candle closed inside the held epoch's window.
+  The first candles after a grant may have closed just before it (they reach the engine after the
+  claim's answer); the database would refuse them (``SG002``), so the worker never sends them.
+
+Times: ``now`` and ``sent_at`` are the worker's monotonic clock (seconds); window times are the
+database's (epoch microseconds), compared with candle close times (exchange epoch milliseconds).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from signalguard.cloud.database import LeaseAnswer
+
+__all__ = ["LeaseKeeper"]
+
+
+@dataclass(slots=True)
+class LeaseKeeper:
+    """See the module documentation."""
+
+    #: The database's lease length (``private.lease_ttl()``), seconds.
+    lease_seconds: float = 30.0
+    #: Generation stops this long before the renewal-based deadline, seconds.
+    margin: float = 1.0
+    #: The held epoch, or None when the worker does not (or no longer may assume it does) hold the lease.
+    epoch: int | None = None
+    #: Monotonic send time of the last granted claim.
+    renewed_sent_at: float | None = None
+    #: Why the worker does not hold the lease (the last refusal, failure or verdict), for the log.
+    reason: str | None = "not claimed yet"
+    _windows: dict[int, int] = field(default_factory=dict)
+
+    def granted(self, answer: LeaseAnswer, sent_at: float) -> bool:
+        """Record a granted claim sent at ``sent_at``; True if it is a new epoch (not a renewal)."""
+        new = answer.epoch != self.epoch
+        self.epoch = answer.epoch
+        self.renewed_sent_at = sent_at
+        self.reason = None
+        if answer.acquired_at_us is not None:
+            self._windows[answer.epoch] = answer.acquired_at_us
+            # Only recent epochs matter (signals still queued); keep the map small.
+            for old in sorted(self._windows)[:-8]:
+                del self._windows[old]
+        return new
+
+    def drop(self, reason: str) -> None:
+        """The worker does not hold the lease (refused, released, verdict); a new grant is needed."""
+        self.epoch = None
+        self.renewed_sent_at = None
+        self.reason = reason
+
+    @property
+    def deadline(self) -> float | None:
+        """Monotonic time at which generation must stop unless a renewal lands first."""
+        if self.epoch is None or self.renewed_sent_at is None:
+            return None
+        return self.renewed_sent_at + self.lease_seconds - self.margin
+
+    def may_generate(self, now: float) -> bool:
+        """Whether the worker may generate at ``now``."""
+        deadline = self.deadline
+        return deadline is not None and now < deadline
+
+    def window_start_us(self, epoch: int) -> int | None:
+        """When ``epoch``'s window opened (database clock, epoch µs), if this worker was granted it."""
+        return self._windows.get(epoch)
+
+    def admits(self, epoch: int, close_ms: int) -> bool:
+        """Whether a candle closing at ``close_ms`` is inside ``epoch``'s window as far as known here."""
+        start = self._windows.get(epoch)
+        return start is not None and close_ms * 1000 >= start

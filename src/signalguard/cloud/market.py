@@ -1,0 +1,216 @@
+"""Market data: Binance's kline REST API and WebSocket streams behind one small interface.
+
+:class:`MarketData` is what the worker needs from an exchange: a page of klines (``GET /api/v3/klines``)
+and a combined kline stream (``/stream?streams=btcusdt@kline_1m/…``). :class:`BinanceMarketData`
+implements it with httpx and websockets (both come with supabase-py, so the cloud image needs nothing
+more); :class:`signalguard.cloud.testing.FakeMarketData` is the in-memory double.
+
+:func:`fetch_history` and :func:`fetch_range` build the warm-up rule's requests on top of it: the newest
+closed candles, paging backwards past Binance's 1000-row limit and dropping the still-open last row;
+and the closed candles between two open times, to fill a gap left by a reconnect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from typing import Any, Final, Protocol
+
+import httpx
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosedOK, InvalidHandshake, WebSocketException
+
+from signalguard.core.candles import Candle, MarketDataError, parse_rest_klines
+
+__all__ = [
+    "MAX_LIMIT",
+    "BinanceMarketData",
+    "MarketData",
+    "MarketUnavailable",
+    "fetch_history",
+    "fetch_range",
+    "stream_name",
+]
+
+#: Binance's largest page of klines.
+MAX_LIMIT: Final = 1000
+#: Largest WebSocket frame accepted (a kline event is under 1 KiB; the parser counts larger ones).
+_MAX_FRAME: Final = 1 << 20
+#: Frames buffered while the worker is busy (warm-up by REST happens with the stream already open).
+_MAX_QUEUE: Final = 100_000
+
+
+class MarketUnavailable(Exception):
+    """The exchange could not be reached, refused the request, or sent something unreadable."""
+
+
+def stream_name(symbol: str, interval: str) -> str:
+    """Binance's kline stream name: ``btcusdt@kline_1m``."""
+    return f"{symbol.lower()}@kline_{interval}"
+
+
+class MarketData(Protocol):
+    """What the worker needs from an exchange."""
+
+    async def klines(
+        self,
+        symbol: str,
+        interval: str,
+        *,
+        limit: int,
+        start_time: int | None = None,
+        end_time: int | None = None,
+    ) -> Any:
+        """One ``GET /api/v3/klines`` answer, decoded (a list of rows); raise :class:`MarketUnavailable`."""
+        ...
+
+    def stream(
+        self, names: Sequence[str]
+    ) -> contextlib.AbstractAsyncContextManager[AsyncIterator[str | bytes]]:
+        """A combined stream of ``names``: the messages as received.
+
+        Connecting and receiving raise :class:`MarketUnavailable`; the iterator ends when the exchange
+        closes the stream normally.
+        """
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections."""
+        ...
+
+
+class BinanceMarketData:
+    """:class:`MarketData` for Binance (or anything that speaks its API, such as the replay server)."""
+
+    def __init__(self, rest_url: str, stream_url: str, *, timeout: float = 10.0, stall: float = 60.0) -> None:
+        """REST at ``rest_url`` (``https://api.binance.com``), streams at ``stream_url`` (``wss://…:9443``).
+
+        A stream that sends nothing for ``stall`` seconds is treated as dead (Binance sends kline
+        updates every 2 s or so, and pings every few minutes).
+        """
+        self._rest = httpx.AsyncClient(base_url=rest_url.rstrip("/"), timeout=timeout)
+        self._stream_url = stream_url.rstrip("/")
+        self._timeout = timeout
+        self._stall = stall
+
+    async def klines(
+        self,
+        symbol: str,
+        interval: str,
+        *,
+        limit: int,
+        start_time: int | None = None,
+        end_time: int | None = None,
+    ) -> Any:
+        """See :meth:`MarketData.klines`."""
+        params: dict[str, str | int] = {"symbol": symbol, "interval": interval, "limit": limit}
+        if start_time is not None:
+            params["startTime"] = start_time
+        if end_time is not None:
+            params["endTime"] = end_time
+        try:
+            response = await self._rest.get("/api/v3/klines", params=params)
+        except httpx.HTTPError as exc:
+            raise MarketUnavailable(f"klines {symbol} {interval}: {type(exc).__name__}: {exc}") from None
+        if response.status_code != 200:
+            # 429/418 are Binance's rate limits, 5xx its outages, 400 a request it will not answer.
+            raise MarketUnavailable(
+                f"klines {symbol} {interval}: HTTP {response.status_code} {response.text[:200]}"
+            )
+        try:
+            return response.json()
+        except ValueError:
+            raise MarketUnavailable(f"klines {symbol} {interval}: the answer is not JSON") from None
+
+    @contextlib.asynccontextmanager
+    async def stream(self, names: Sequence[str]) -> AsyncIterator[AsyncIterator[str | bytes]]:
+        """See :meth:`MarketData.stream`."""
+        url = f"{self._stream_url}/stream?streams={'/'.join(names)}"
+        try:
+            ws = await connect(
+                url, open_timeout=self._timeout, max_size=_MAX_FRAME, max_queue=_MAX_QUEUE, close_timeout=2
+            )
+        except (OSError, TimeoutError, InvalidHandshake) as exc:
+            raise MarketUnavailable(f"stream: cannot connect: {type(exc).__name__}: {exc}") from None
+        messages = self._messages(ws)
+        try:
+            yield messages
+        finally:
+            with contextlib.suppress(Exception):
+                await messages.aclose()
+                await ws.close()
+
+    async def _messages(self, ws: ClientConnection) -> AsyncGenerator[str | bytes, None]:
+        while True:
+            try:
+                async with asyncio.timeout(self._stall):
+                    message = await ws.recv()
+            except ConnectionClosedOK:
+                return
+            except TimeoutError:
+                raise MarketUnavailable(f"stream: nothing received for {self._stall:.0f} s") from None
+            except (WebSocketException, OSError) as exc:
+                raise MarketUnavailable(f"stream: {type(exc).__name__}: {exc}") from None
+            yield message
+
+    async def aclose(self) -> None:
+        """See :meth:`MarketData.aclose`."""
+        await self._rest.aclose()
+
+
+def _parse(rows: Any, symbol: str, interval: str, now_ms: int) -> list[Candle]:
+    try:
+        return parse_rest_klines(rows, symbol=symbol, interval=interval, now_ms=now_ms)
+    except MarketDataError as exc:
+        raise MarketUnavailable(f"klines {symbol} {interval}: {exc.code}: {exc}") from None
+
+
+async def fetch_history(
+    market: MarketData, symbol: str, interval: str, count: int, now_ms: int
+) -> list[Candle]:
+    """The newest ``count`` closed candles, oldest first (fewer if the exchange has fewer).
+
+    Pages backwards with ``endTime`` past the 1000-row limit. Binance's newest row is the candle still
+    forming; it is dropped (closedness by ``now_ms``), so one more row than needed is asked for.
+    """
+    if count <= 0:
+        return []
+    pages: list[list[Candle]] = []
+    have = 0
+    end: int | None = None
+    while have < count:
+        want = min(MAX_LIMIT, count - have + (1 if end is None else 0))
+        rows = await market.klines(symbol, interval, limit=want, end_time=end)
+        page = _parse(rows, symbol, interval, now_ms)
+        full = len(page) >= want
+        page = [c for c in page if c.closed]
+        if pages and page and page[-1].open_time >= pages[-1][0].open_time:
+            raise MarketUnavailable(f"klines {symbol} {interval}: pages overlap (endTime ignored?)")
+        if page:
+            pages.append(page)
+            have += len(page)
+            end = page[0].open_time - 1
+        if not full or not page:
+            break  # the exchange has no older candles
+    candles = [c for page in reversed(pages) for c in page]
+    return candles[-count:]
+
+
+async def fetch_range(
+    market: MarketData, symbol: str, interval: str, first_open: int, before_open: int, now_ms: int
+) -> list[Candle]:
+    """Closed candles opening in ``[first_open, before_open)``, oldest first (a gap to fill).
+
+    At most :data:`MAX_LIMIT` candles: a longer gap is better re-primed than replayed.
+    """
+    if before_open <= first_open:
+        return []
+    rows = await market.klines(
+        symbol, interval, limit=MAX_LIMIT, start_time=first_open, end_time=before_open - 1
+    )
+    return [
+        c
+        for c in _parse(rows, symbol, interval, now_ms)
+        if c.closed and first_open <= c.open_time < before_open
+    ]

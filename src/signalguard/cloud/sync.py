@@ -1,0 +1,293 @@
+"""The StateSynchronizer: the engine's writes, queued in the core outbox and written in batches.
+
+The worker flushes every 10 s; :class:`~signalguard.core.outbox.Outbox` keeps the order and the answers.
+
+Between flushes, effects wait in two lists: new signals, and status changes by signal key (a later change
+of the same signal replaces the earlier one: every lifecycle path from ``new`` or ``active`` to the later
+status is itself a valid transition). A flush queues the new signals first, then the status changes, so
+that a whole period's signals go in one ``write_signals`` call instead of alternating with the status
+changes of the previous candle; a status change never overtakes its signal's insert, because that insert
+is either queued earlier or in the same flush. From there the outbox's rules hold: entries leave in order,
+a failed batch (network, 5xx) stays at the head with back-off, every answer settles its entries, and
+rejected entries are kept and logged, never dropped silently.
+
+A rejection whose code says the writer is no longer the executor (``SG001``, ``SG002``, ``SG004``) is
+reported to ``on_verdict`` at once: the worker stops generating and re-claims.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import cast
+
+from signalguard.cloud.database import Database, DatabaseRefused, DatabaseUnavailable
+from signalguard.core.codes import GuardError
+from signalguard.core.engine import TERMINAL, SignalCreated, SignalStatus, StatusChanged
+from signalguard.core.outbox import Batch, Entry, EntryKind, JsonValue, Outbox, Rejection
+
+__all__ = ["FlushReport", "StateSynchronizer", "SyncCounters"]
+
+log = logging.getLogger("signalguard.cloud.sync")
+
+#: The most entries sent in one call (``write_signals`` takes at most 500).
+MAX_BATCH = 200
+#: Pause between attempts while draining at stop (the back-off is ignored then: time is short).
+_DRAIN_PAUSE = 0.5
+#: Refused signal keys remembered (to drop their later status changes); the engine tracks 5,000 signals.
+_REFUSED_KEPT = 10_000
+#: The code of a status change answered locally because its signal was refused.
+SIGNAL_NOT_WRITTEN = "signal_not_written"
+
+
+@dataclass(slots=True)
+class SyncCounters:
+    """What the synchronizer has done since it started."""
+
+    #: Signals the engine created and this side queued.
+    signals_created: int = 0
+    #: Status changes queued (after coalescing).
+    status_changes: int = 0
+    #: Calls answered by the database (``write_signals`` or a status batch).
+    batches_written: int = 0
+    #: Batches that failed in transit and stayed queued.
+    retries: int = 0
+    #: Entries the database refused (see :attr:`StateSynchronizer.outbox` ``.rejected``).
+    rejected: int = 0
+    #: Status changes not sent because the database refused their signal.
+    dropped_statuses: int = 0
+    #: Answers by outcome: inserted, duplicate, updated, rejected.
+    outcomes: Counter[str] = field(default_factory=Counter)
+
+    def summary(self) -> str:
+        """One line for the log."""
+        return (
+            f"signals created {self.signals_created}, status changes {self.status_changes}, "
+            f"batches written {self.batches_written}, retries {self.retries}, rejected {self.rejected}"
+            + (f", status changes dropped {self.dropped_statuses}" if self.dropped_statuses else "")
+        )
+
+
+@dataclass(slots=True)
+class FlushReport:
+    """What one flush did."""
+
+    batches: int = 0
+    outcomes: Counter[str] = field(default_factory=Counter)
+    failed: str | None = None
+    verdicts: list[GuardError] = field(default_factory=list)
+
+
+class StateSynchronizer:
+    """Queues the engine's effects and writes them; see the module documentation."""
+
+    def __init__(
+        self,
+        db: Database,
+        machine_id: str,
+        *,
+        on_verdict: Callable[[Sequence[GuardError], Sequence[Rejection]], None] | None = None,
+        live_epoch: Callable[[], int | None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        max_batch: int = MAX_BATCH,
+        max_entries: int = 10_000,
+    ) -> None:
+        """Write through ``db`` as ``machine_id``; ``on_verdict`` hears of guard verdicts at once.
+
+        ``live_epoch`` is the epoch of the lease the writer holds now (None: none). A status change needs
+        the live lease when it is *written*, so it is sent under that epoch rather than the one it was
+        made under: after an outage that outlived the lease and a new grant, the queued changes still
+        apply (the lifecycle check in the database keeps them from undoing anyone else's).
+        """
+        self._db = db
+        self._machine_id = machine_id
+        self._on_verdict = on_verdict
+        self._live_epoch = live_epoch
+        self._clock = clock
+        self._max_batch = max_batch
+        self.outbox = Outbox(max_entries=max_entries)
+        self.counters = SyncCounters()
+        self._signals: list[Entry] = []
+        self._statuses: dict[str, tuple[SignalStatus, int]] = {}
+        # Keys of signals the database refused (oldest first), whose status changes are not sent.
+        self._refused: dict[str, None] = {}
+        self._lock = asyncio.Lock()
+
+    def __len__(self) -> int:
+        """Writes not yet answered: waiting for the next flush, or in the outbox."""
+        return len(self._signals) + len(self._statuses) + len(self.outbox)
+
+    def add(self, effect: SignalCreated | StatusChanged) -> None:
+        """Queue an effect for the next flush."""
+        now = self._clock()
+        if isinstance(effect, SignalCreated):
+            s = effect.signal
+            row = cast("dict[str, JsonValue]", s.row(source="cloud", machine_id=self._machine_id))
+            self._signals.append(Entry(s.key, EntryKind.SIGNAL, row, now))
+            self.counters.signals_created += 1
+        else:
+            if effect.key in self._refused:  # its signal was refused: there is no row to change
+                self.counters.dropped_statuses += 1
+                if effect.new in TERMINAL:
+                    del self._refused[effect.key]
+                return
+            if effect.key not in self._statuses:
+                self.counters.status_changes += 1
+            self._statuses[effect.key] = (effect.new, effect.epoch)
+
+    def _enqueue(self) -> None:
+        """Move the period's effects into the outbox: signals first, then status changes.
+
+        Each effect leaves its list only once the outbox took it, so :class:`OutboxFull` loses nothing.
+        """
+        now = self._clock()
+        while self._signals:
+            self.outbox.add(self._signals[0])
+            del self._signals[0]
+        while self._statuses:
+            key, (status, epoch) = next(iter(self._statuses.items()))
+            payload = {"signal_key": key, "status": status.value, "updated_epoch": epoch}
+            self.outbox.add(Entry(f"{key}#{status.value}", EntryKind.STATUS, payload, now))
+            del self._statuses[key]
+
+    async def flush(self, *, force: bool = False) -> FlushReport:
+        """Queue the period's effects and write every batch that is due; stop at the first failure.
+
+        ``force`` ignores the back-off of a failed head (the database just answered something else, or
+        the worker is stopping).
+        """
+        async with self._lock:
+            self._enqueue()
+            report = FlushReport()
+            while True:
+                now = self._clock()
+                if force:
+                    now = max(now, self.outbox.next_attempt_at())
+                batch = self.outbox.take(now, self._max_batch)
+                if batch is None:
+                    return report
+                if not await self._write(batch, report):
+                    return report
+
+    async def _write(self, batch: Batch, report: FlushReport) -> bool:
+        # Status changes of signals the database refused can never apply (there is no row): they are
+        # answered here rather than sent, so that one refusal does not come back as a second verdict.
+        unwritable = [
+            i
+            for i, e in enumerate(batch.entries)
+            if batch.kind is EntryKind.STATUS and e.payload.get("signal_key") in self._refused
+        ]
+        send = [i for i in range(len(batch.entries)) if i not in set(unwritable)]
+        settled = False
+        answered: Sequence[Mapping[str, object]] = []
+        try:
+            if send:
+                payloads = [batch.entries[i].payload for i in send]
+                if batch.kind is EntryKind.SIGNAL:
+                    answered = await self._db.write_signals(payloads)
+                else:
+                    live = self._live_epoch() if self._live_epoch is not None else None
+                    if live is not None:
+                        payloads = [{**p, "updated_epoch": live} for p in payloads]
+                    answered = await self._db.update_statuses(payloads)
+            outcomes = [_reindexed(o, j, send) for j, o in enumerate(answered)]
+            outcomes += [
+                {
+                    "index": i,
+                    "outcome": "rejected",
+                    "code": SIGNAL_NOT_WRITTEN,
+                    "message": "its signal was refused",
+                }
+                for i in unwritable
+            ]
+            rejections = self.outbox.settle(batch, outcomes, self._clock())
+            settled = True
+        except DatabaseUnavailable as exc:
+            retry_at = self.outbox.fail(batch, self._clock())
+            settled = True
+            self.counters.retries += 1
+            report.failed = str(exc)
+            log.warning(
+                "writing %d %s entr%s failed (%s); kept at the head, next attempt in %.1f s",
+                len(send),
+                batch.kind.value,
+                "y" if len(send) == 1 else "ies",
+                exc,
+                max(0.0, retry_at - self._clock()),
+            )
+            return False
+        except DatabaseRefused as exc:
+            # The whole call was refused (e.g. a permission error): one verdict for every entry.
+            rejections = self.outbox.reject_all(batch, exc.code, exc.message, self._clock())
+            settled = True
+            answered = [{"outcome": "rejected"}] * len(send)
+        finally:
+            if not settled:  # cancelled (stopping) or an unexpected error: the batch is not lost
+                self.outbox.fail(batch, self._clock())
+        if send:
+            report.batches += 1
+            self.counters.batches_written += 1
+        tally = Counter(str(o.get("outcome")) for o in answered)
+        report.outcomes.update(tally)
+        self.counters.outcomes.update(tally)
+        self.counters.dropped_statuses += len(unwritable)
+        refused = [r for r in rejections if r.code != SIGNAL_NOT_WRITTEN]
+        if batch.kind is EntryKind.SIGNAL:
+            for r in refused:
+                self._refused[r.entry.key] = None
+            while len(self._refused) > _REFUSED_KEPT:
+                del self._refused[next(iter(self._refused))]
+        if refused:
+            self.counters.rejected += len(refused)
+            for r in refused[:5]:
+                log.warning(
+                    "the database refused %s %s: %s %s", r.entry.kind.value, r.entry.key, r.code, r.message
+                )
+            if len(refused) > 5:
+                log.warning("... and %d more refused entries in this batch", len(refused) - 5)
+            verdicts = Outbox.guard_verdicts(refused)
+            if verdicts:
+                report.verdicts.extend(verdicts)
+                if self._on_verdict is not None:
+                    self._on_verdict(verdicts, refused)
+        return True
+
+    async def drain(self, timeout: float) -> bool:
+        """Write everything queued, retrying without back-off for at most ``timeout`` s; True if empty."""
+        try:
+            # The bound covers a call that hangs, too: cancelling it keeps its batch at the head.
+            async with asyncio.timeout(timeout):
+                while True:
+                    await self.flush(force=True)
+                    if not len(self):
+                        return True
+                    await asyncio.sleep(_DRAIN_PAUSE)
+        except TimeoutError:
+            return not len(self)
+
+    def unsent(self) -> str:
+        """Every write not yet answered, as JSON (logged when the worker must exit with some unsent)."""
+        entries = json.loads(self.outbox.to_json())["entries"]
+        entries += [{"key": e.key, "kind": e.kind.value, "payload": e.payload} for e in self._signals]
+        entries += [
+            {
+                "key": f"{k}#{st.value}",
+                "kind": "status",
+                "payload": {"signal_key": k, "status": st.value, "updated_epoch": ep},
+            }
+            for k, (st, ep) in self._statuses.items()
+        ]
+        return json.dumps(entries, separators=(",", ":"))
+
+
+def _reindexed(outcome: Mapping[str, object], position: int, sent: Sequence[int]) -> Mapping[str, object]:
+    """An answer about the ``position``-th entry sent, re-addressed to its index in the whole batch."""
+    index = outcome.get("index", position)
+    if isinstance(index, int) and 0 <= index < len(sent):
+        return {**outcome, "index": sent[index]}
+    return {**outcome, "index": -1}  # not an entry of this batch: the outbox ignores it

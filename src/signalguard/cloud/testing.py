@@ -1,0 +1,390 @@
+"""In-memory doubles of the worker's two interfaces, for tests of the worker's logic without a stack.
+
+- :class:`FakeDatabase` implements :class:`~.database.Database` with the rules the worker depends on:
+  heartbeats and machine status, the cloud lease with its epochs and windows (and a browser lease a
+  test can hold), the write guard's verdicts (``SG001`` for an epoch not held or a status change
+  without the live lease, ``SG002`` for a candle outside the epoch's window, ``SG006`` for a bad
+  transition), signal keys as uniqueness, and outages (:attr:`FakeDatabase.down`).
+- :class:`FakeMarketData` implements :class:`~.market.MarketData`: REST klines answered from candles the
+  test gives, and one stream at a time whose messages the test pushes.
+
+Both record what they were asked. Times: the fake database's clock is epoch seconds (``time.time`` by
+default), as candle times are.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections import defaultdict
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from signalguard.cloud.database import DatabaseUnavailable, LeaseAnswer
+from signalguard.cloud.market import MarketUnavailable
+from signalguard.core.candles import Candle, next_open_time
+from signalguard.core.engine import Signal, SignalStatus, TraderRecord, signal_key
+from signalguard.core.outbox import JsonValue
+
+__all__ = ["FakeDatabase", "FakeMarketData", "kline_event", "kline_row"]
+
+_TRANSITIONS = {
+    ("new", "active"),
+    ("new", "expired"),
+    ("new", "closed"),
+    ("active", "expired"),
+    ("active", "closed"),
+}
+
+
+@dataclass
+class _Epoch:
+    kind: str
+    start_ms: int
+    end_ms: int
+
+
+class FakeDatabase:
+    """See the module documentation."""
+
+    def __init__(
+        self,
+        owner_id: str,
+        machine_id: str,
+        *,
+        traders: Iterable[TraderRecord] = (),
+        clock: Callable[[], float] = time.time,
+        lease_seconds: float = 30.0,
+    ) -> None:
+        """A database with one user (``owner_id``) and their machine (``machine_id``)."""
+        self.owner_id = owner_id.lower()
+        self.machine_id = machine_id
+        self.traders = list(traders)
+        self.clock = clock
+        self.lease_ms = int(lease_seconds * 1000)
+        self.machine_status = "stopped"
+        self.error_message: str | None = None
+        self.last_heartbeat_ms: int | None = None
+        self.statuses: list[str] = []
+        self.epoch = 0
+        self.holder: str | None = None
+        self.expires_ms = 0
+        self.epochs: dict[int, _Epoch] = {}
+        self.signals: dict[str, dict[str, Any]] = {}
+        self.calls: list[str] = []
+        self.write_calls: list[int] = []
+        self.schema_missing: list[str] = []
+        #: While true, every call raises :class:`DatabaseUnavailable` (an outage).
+        self.down = False
+        #: The next this many write calls raise :class:`DatabaseUnavailable`.
+        self.fail_writes = 0
+
+    # -- helpers for tests ------------------------------------------------------------------------
+
+    def _now_ms(self) -> int:
+        return int(self.clock() * 1000)
+
+    def _live(self, now: int) -> bool:
+        return self.holder is not None and self.expires_ms > now
+
+    def _enter(self, name: str) -> int:
+        self.calls.append(name)
+        if self.down:
+            raise DatabaseUnavailable("PGRST_UNAVAILABLE: the fake database is down")
+        return self._now_ms()
+
+    def _grant(self, kind: str, now: int) -> None:
+        if self.holder == kind and self._live(now):
+            self.expires_ms = now + self.lease_ms
+            self.epochs[self.epoch].end_ms = self.expires_ms
+            return
+        self.epoch += 1
+        self.holder = kind
+        self.expires_ms = now + self.lease_ms
+        self.epochs[self.epoch] = _Epoch(kind, now, self.expires_ms)
+
+    def _end(self, now: int) -> None:
+        if self.holder is not None and self._live(now):
+            window = self.epochs[self.epoch]
+            window.end_ms = max(window.start_ms, min(window.end_ms, now))
+        self.holder = None
+
+    def local_lease(self) -> int:
+        """A browser claims (or renews) the lease now; returns the epoch."""
+        now = self._now_ms()
+        if self._live(now) and self.holder == "cloud":
+            raise AssertionError("the cloud holds the lease")
+        self._grant("local", now)
+        return self.epoch
+
+    def expire_lease(self) -> None:
+        """Let the current lease run out now (as if its holder had stopped renewing 30 s ago)."""
+        now = self._now_ms()
+        self.expires_ms = now
+        if self.epoch in self.epochs:
+            self.epochs[self.epoch].end_ms = now
+
+    def _answer(self, granted: bool, reason: str | None, now: int) -> LeaseAnswer:
+        holds = self.holder == "cloud" and self._live(now)
+        start = self.epochs[self.epoch].start_ms if self.epoch in self.epochs else None
+        return LeaseAnswer(
+            granted=granted,
+            reason=reason,
+            epoch=self.epoch,
+            you_hold=holds,
+            acquired_at_us=start * 1000 if start is not None and holds else None,
+            expires_at_us=self.expires_ms * 1000 if holds else None,
+        )
+
+    # -- Database ---------------------------------------------------------------------------------
+
+    async def schema_problems(self) -> list[str]:
+        """See :meth:`~.database.Database.schema_problems`."""
+        self._enter("schema_problems")
+        return list(self.schema_missing)
+
+    async def heartbeat(self, status: str | None = None, error_message: str | None = None) -> None:
+        """See :meth:`~.database.Database.heartbeat`."""
+        now = self._enter(f"heartbeat:{status}")
+        self.last_heartbeat_ms = now
+        if status is not None:
+            self.machine_status = status
+            self.statuses.append(status)
+            self.error_message = error_message if status == "error" else None
+            if status in ("stopped", "error") and self.holder == "cloud":
+                self._end(now)
+
+    async def claim_lease(self) -> LeaseAnswer:
+        """See :meth:`~.database.Database.claim_lease`."""
+        now = self._enter("claim")
+        if self.machine_status not in ("starting", "running"):
+            return self._answer(False, "machine_not_active", now)
+        if self.last_heartbeat_ms is None or self.last_heartbeat_ms <= now - 30_000:
+            return self._answer(False, "heartbeat_stale", now)
+        if self.holder == "local" and self._live(now):
+            return self._answer(False, "local_lease_live", now)
+        self._grant("cloud", now)
+        return self._answer(True, None, now)
+
+    async def release_lease(self) -> LeaseAnswer:
+        """See :meth:`~.database.Database.release_lease`."""
+        now = self._enter("release")
+        if self.holder == "cloud":
+            self._end(now)
+        return self._answer(True, None, now)
+
+    async def load_traders(self) -> list[TraderRecord]:
+        """See :meth:`~.database.Database.load_traders`."""
+        self._enter("load_traders")
+        return [t for t in self.traders if t.enabled]
+
+    async def load_open_signals(self) -> list[Signal]:
+        """See :meth:`~.database.Database.load_open_signals`."""
+        self._enter("load_open_signals")
+        out = []
+        for row in self.signals.values():
+            if row["status"] in ("new", "active"):
+                out.append(
+                    Signal(
+                        row["key"],
+                        row["trader_id"],
+                        row["symbol"],
+                        row["interval"],
+                        row["candle_open_time"],
+                        row["price"],
+                        tuple(row["matched_conditions"]),
+                        row["epoch"],
+                        SignalStatus(row["status"]),
+                    )
+                )
+        return sorted(out, key=lambda s: s.open_time)
+
+    async def write_signals(self, rows: Sequence[Mapping[str, JsonValue]]) -> list[Mapping[str, object]]:
+        """See :meth:`~.database.Database.write_signals`."""
+        now = self._enter("write_signals")
+        if self.fail_writes > 0:
+            self.fail_writes -= 1
+            raise DatabaseUnavailable("HTTP 503: the fake database failed this write")
+        self.write_calls.append(len(rows))
+        out: list[Mapping[str, object]] = []
+        for i, row in enumerate(rows):
+            epoch = row.get("epoch")
+            window = self.epochs.get(epoch) if isinstance(epoch, int) else None
+            open_ms = row["candle_open_time"]
+            assert isinstance(open_ms, int)
+            interval = str(row["interval"])
+            close_ms = next_open_time(interval, open_ms)
+            if row.get("source") != "cloud" or row.get("machine_id") != self.machine_id:
+                out.append({"index": i, "outcome": "rejected", "code": "SG004", "message": "source_mismatch"})
+            elif window is None or window.kind != "cloud":
+                out.append({"index": i, "outcome": "rejected", "code": "SG001", "message": "lease_not_held"})
+            elif close_ms > now + 5000:
+                out.append(
+                    {"index": i, "outcome": "rejected", "code": "SG003", "message": "candle_not_closed"}
+                )
+            elif not window.start_ms <= close_ms < window.end_ms:
+                out.append(
+                    {"index": i, "outcome": "rejected", "code": "SG002", "message": "outside_lease_window"}
+                )
+            else:
+                key = signal_key(self.owner_id, str(row["trader_id"]), str(row["symbol"]), interval, open_ms)
+                if key in self.signals:
+                    out.append({"index": i, "signal_key": key, "outcome": "duplicate"})
+                    continue
+                self.signals[key] = {
+                    **row,
+                    "key": key,
+                    "status": row.get("status") or "new",
+                    "updated_epoch": epoch,
+                }
+                out.append({"index": i, "signal_key": key, "outcome": "inserted"})
+        return out
+
+    async def update_statuses(self, changes: Sequence[Mapping[str, JsonValue]]) -> list[Mapping[str, object]]:
+        """See :meth:`~.database.Database.update_statuses`."""
+        now = self._enter("update_statuses")
+        if self.fail_writes > 0:
+            self.fail_writes -= 1
+            raise DatabaseUnavailable("HTTP 503: the fake database failed this write")
+        self.write_calls.append(len(changes))
+        out: list[Mapping[str, object]] = []
+        for i, change in enumerate(changes):
+            row = self.signals.get(str(change["signal_key"]))
+            target = str(change["status"])
+            if not (self.holder == "cloud" and self._live(now) and change.get("updated_epoch") == self.epoch):
+                out.append({"index": i, "outcome": "rejected", "code": "SG001", "message": "lease_not_held"})
+            elif row is None:
+                out.append(
+                    {"index": i, "outcome": "rejected", "code": "not_found", "message": "no such signal"}
+                )
+            elif row["status"] != target and (row["status"], target) not in _TRANSITIONS:
+                out.append(
+                    {"index": i, "outcome": "rejected", "code": "SG006", "message": "invalid_transition"}
+                )
+            else:
+                row["status"] = target
+                row["updated_epoch"] = change.get("updated_epoch")
+                out.append({"index": i, "outcome": "updated"})
+        return out
+
+    async def aclose(self) -> None:
+        """See :meth:`~.database.Database.aclose`."""
+
+
+def kline_row(candle: Candle) -> list[object]:
+    """``candle`` as a row of Binance's ``GET /api/v3/klines``."""
+    close_time = next_open_time(candle.interval, candle.open_time) - 1
+    prices = [repr(float(x)) for x in (candle.open, candle.high, candle.low, candle.close, candle.volume)]
+    return [candle.open_time, *prices, close_time, "0", 0, "0", "0", "0"]
+
+
+def kline_event(candle: Candle, *, closed: bool | None = None) -> dict[str, Any]:
+    """``candle`` as a Binance combined-stream kline message."""
+    close_time = next_open_time(candle.interval, candle.open_time) - 1
+    return {
+        "stream": f"{candle.symbol.lower()}@kline_{candle.interval}",
+        "data": {
+            "e": "kline",
+            "E": close_time + 1,
+            "s": candle.symbol,
+            "k": {
+                "t": candle.open_time,
+                "T": close_time,
+                "s": candle.symbol,
+                "i": candle.interval,
+                "o": repr(float(candle.open)),
+                "c": repr(float(candle.close)),
+                "h": repr(float(candle.high)),
+                "l": repr(float(candle.low)),
+                "v": repr(float(candle.volume)),
+                "x": candle.closed if closed is None else closed,
+            },
+        },
+    }
+
+
+class FakeMarketData:
+    """See the module documentation. REST serves :attr:`history`; the test pushes stream messages."""
+
+    def __init__(self, history: Iterable[Candle] = ()) -> None:
+        """Serve ``history`` (closed candles of any streams) by REST."""
+        self.history: dict[tuple[str, str], list[Candle]] = defaultdict(list)
+        for candle in history:
+            self.history[(candle.symbol, candle.interval)].append(candle)
+        self.requests: list[dict[str, Any]] = []
+        self.subscriptions: list[list[str]] = []
+        #: The next this many connection attempts fail.
+        self.fail_connects = 0
+        #: While true, REST requests fail.
+        self.rest_down = False
+        self._queue: asyncio.Queue[str | BaseException | None] | None = None
+        self.connected = asyncio.Event()
+
+    def add(self, candle: Candle) -> None:
+        """Make a closed candle available by REST (without streaming it)."""
+        self.history[(candle.symbol, candle.interval)].append(candle)
+
+    async def klines(
+        self,
+        symbol: str,
+        interval: str,
+        *,
+        limit: int,
+        start_time: int | None = None,
+        end_time: int | None = None,
+    ) -> Any:
+        """See :meth:`~.market.MarketData.klines` (Binance's selection rules)."""
+        self.requests.append(
+            {"symbol": symbol, "interval": interval, "limit": limit, "start": start_time, "end": end_time}
+        )
+        if self.rest_down:
+            raise MarketUnavailable("klines: the fake exchange is down")
+        rows = sorted(self.history.get((symbol, interval), []), key=lambda c: c.open_time)
+        if start_time is not None:
+            rows = [c for c in rows if c.open_time >= start_time]
+        if end_time is not None:
+            rows = [c for c in rows if c.open_time <= end_time]
+        rows = rows[:limit] if start_time is not None else rows[-limit:]
+        return [kline_row(c) for c in rows]
+
+    def send(self, message: str | Mapping[str, Any] | Candle) -> None:
+        """Deliver a message on the open stream (a candle becomes its kline event)."""
+        if self._queue is None:
+            raise AssertionError("no stream is open")
+        if isinstance(message, Candle):
+            message = kline_event(message)
+        self._queue.put_nowait(message if isinstance(message, str) else json.dumps(message))
+
+    def drop(self, error: str = "connection reset") -> None:
+        """Break the open stream (the client sees :class:`MarketUnavailable`)."""
+        if self._queue is not None:
+            self._queue.put_nowait(MarketUnavailable(f"stream: {error}"))
+
+    @contextlib.asynccontextmanager
+    async def stream(self, names: Sequence[str]) -> AsyncIterator[AsyncIterator[str | bytes]]:
+        """See :meth:`~.market.MarketData.stream`."""
+        self.subscriptions.append(list(names))
+        if self.fail_connects > 0:
+            self.fail_connects -= 1
+            raise MarketUnavailable("stream: cannot connect (fake)")
+        queue: asyncio.Queue[str | BaseException | None] = asyncio.Queue()
+        self._queue = queue
+        self.connected.set()
+
+        async def messages() -> AsyncIterator[str | bytes]:
+            while (item := await queue.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+
+        try:
+            yield messages()
+        finally:
+            self._queue = None
+            self.connected.clear()
+
+    async def aclose(self) -> None:
+        """See :meth:`~.market.MarketData.aclose`."""

@@ -1,0 +1,511 @@
+"""The cloud worker: start-up and handoff, heartbeat and lease, traders, market data, writes, stop.
+
+Life of a worker (:meth:`CloudWorker.run`)::
+
+    schema check ─▶ heartbeat 'starting' ─▶ load traders, open the market feed (warm-up) ─┐
+    ┌──────────────────────────────────────────────────────────────────────────────────────┘
+    └▶ claim the cloud lease every 2 s while a browser holds it ('local_lease_live': the browser sees
+       'starting' within 5 s and yields, or its lease runs out within 30 s)
+       ─▶ granted: heartbeat 'running', generate under the epoch the database returned
+       ─▶ every 10 s: heartbeat + claim again (the renewal); every 10 s: write the queued signals;
+          every 30 s: reload the traders
+    SIGTERM/SIGINT ─▶ stop generating, heartbeat 'stopping', write what is queued (at most 10 s),
+                      release the lease, heartbeat 'stopped' (sets stopped_at), exit 0
+    unexpected error ─▶ stop generating, write what is queued (at most 5 s), heartbeat 'error' with
+                        the message (ends the lease), exit 1
+
+The worker writes nothing before it holds the lease: the engine is fed from the start (so its
+indicators and cooldowns match the browser's), but emits only while :class:`~.lease.LeaseKeeper` says
+so. Generation stops at once on a refused claim, on a guard verdict about a write, and when renewals
+have failed for the lease's length counted from the last successful renewal's send time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+from signalguard.cloud.config import Timings, WorkerConfig
+from signalguard.cloud.database import (
+    Database,
+    DatabaseError,
+    DatabaseRefused,
+    DatabaseUnavailable,
+    SupabaseDatabase,
+)
+from signalguard.cloud.feed import MarketFeed
+from signalguard.cloud.lease import LeaseKeeper
+from signalguard.cloud.market import BinanceMarketData, MarketData
+from signalguard.cloud.sync import FlushReport, StateSynchronizer
+from signalguard.core.candles import next_open_time
+from signalguard.core.codes import GuardError
+from signalguard.core.engine import (
+    TERMINAL,
+    SignalCreated,
+    SignalManager,
+    StatusChanged,
+    TraderFailed,
+    TraderRecord,
+)
+from signalguard.core.outbox import Rejection
+
+__all__ = ["CloudWorker", "SchemaMismatch", "WorkerStats", "run_worker"]
+
+log = logging.getLogger("signalguard.cloud")
+
+T = TypeVar("T")
+
+
+class SchemaMismatch(RuntimeError):
+    """The database lacks a schema component this worker needs (the message names the migration)."""
+
+
+@dataclass(slots=True)
+class WorkerStats:
+    """Figures for the log and for tests."""
+
+    #: Seconds from start to the first granted lease.
+    lease_after: float | None = None
+    #: Refusal reasons seen before the first grant, in order, without repeats.
+    waited_for: tuple[str, ...] = ()
+    #: Signals the engine created that were not queued: their candle closed before the lease's window.
+    outside_window: int = 0
+    #: Open signals adopted from the database at new leases.
+    adopted: int = 0
+    #: Seconds the stop took (SIGTERM to 'stopped').
+    stop_took: float | None = None
+
+
+class CloudWorker:
+    """One user's cloud machine; see the module documentation."""
+
+    def __init__(
+        self,
+        config: WorkerConfig,
+        db: Database,
+        market: MarketData,
+        *,
+        timings: Timings | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        """Prepare a worker; :meth:`run` runs it. ``db`` and ``market`` stay the caller's to close."""
+        self.config = config
+        self.timings = timings or Timings()
+        self.db = db
+        self._clock = clock
+        self.manager = SignalManager(config.owner_id)
+        self.keeper = LeaseKeeper(self.timings.lease, self.timings.lease_margin)
+        self.sync = StateSynchronizer(
+            db,
+            config.machine_id,
+            on_verdict=self._on_verdict,
+            live_epoch=lambda: self.keeper.epoch,
+            clock=clock,
+        )
+        self.feed = MarketFeed(
+            market,
+            self.manager,
+            self._route_effects,
+            wall=wall,
+            reconnect_first=self.timings.reconnect_first,
+            reconnect_max=self.timings.reconnect_max,
+        )
+        self.stats = WorkerStats()
+        #: The machine status this worker reports with each heartbeat.
+        self.status = "starting"
+        self.stop_reason: str | None = None
+        self._stop = asyncio.Event()
+        self._reclaim = asyncio.Event()
+        self._flush_now = asyncio.Event()
+        self._streams_changed = asyncio.Event()
+        self._traders_key: list[tuple[str, str, str, bool]] | None = None
+        self._authorized: tuple[bool, int | None] = (False, None)
+        self._deadline_timer: asyncio.TimerHandle | None = None
+        self._failing_since: float | None = None
+        self._unqueued: set[str] = set()
+        self._started = clock()
+
+    # -- running ----------------------------------------------------------------------------------
+
+    def request_stop(self, reason: str = "stop requested") -> None:
+        """Begin the orderly stop (what SIGTERM and SIGINT do)."""
+        if self._stop.is_set():
+            log.info("%s: already stopping", reason)
+            return
+        self.stop_reason = reason
+        self._stop.set()
+
+    async def run(self, *, handle_signals: bool = True) -> int:
+        """Run until stopped; return the exit code (0 after an orderly stop, 1 after an error)."""
+        loop = asyncio.get_running_loop()
+        installed: list[signal.Signals] = []
+        if handle_signals:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                try:
+                    loop.add_signal_handler(sig, self.request_stop, sig.name)
+                except (NotImplementedError, RuntimeError, ValueError):  # not the main thread
+                    continue
+                installed.append(sig)
+        self._started = self._clock()
+        try:
+            return await self._run()
+        finally:
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+            if self._deadline_timer is not None:
+                self._deadline_timer.cancel()
+
+    async def _run(self) -> int:
+        work = asyncio.create_task(self._work(), name="signalguard-cloud-work")
+        stop = asyncio.create_task(self._stop.wait())
+        try:
+            await asyncio.wait({work, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+            if not work.done():  # a stop was requested (or this call is being cancelled)
+                work.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await work
+        if not work.cancelled() and (exc := work.exception()) is not None:
+            return await self._fail(_root(exc))
+        return await self._shutdown()
+
+    async def _work(self) -> None:
+        problems = await self._retry("checking the schema", self.db.schema_problems)
+        if problems:
+            raise SchemaMismatch(" ".join(problems))
+        await self._retry("the first heartbeat", lambda: self.db.heartbeat("starting"))
+        log.info(
+            "machine %s of user %s: starting; market data %s",
+            self.config.machine_id,
+            self.config.owner_id,
+            self.config.market_data_url,
+        )
+        self._apply_traders(await self._retry("loading the traders", self.db.load_traders))
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._lease_loop(), name="lease")
+            group.create_task(self._market_loop(), name="market")
+            group.create_task(self._flush_loop(), name="flush")
+            group.create_task(self._traders_loop(), name="traders")
+
+    async def _retry(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
+        """Call until the database answers (transient failures only; verdicts propagate)."""
+        attempts = 0
+        while True:
+            try:
+                return await call()
+            except DatabaseUnavailable as exc:
+                attempts += 1
+                if attempts == 1 or attempts % 10 == 0:
+                    log.warning("%s failed (%s); retrying every %.0f s", what, exc, self.timings.claim_retry)
+            await asyncio.sleep(self.timings.claim_retry)
+
+    async def _pause(self, seconds: float, wake: asyncio.Event) -> bool:
+        """Sleep ``seconds``, or less if ``wake`` is set; True if it was (it is cleared on return)."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await wake.wait()
+        woken = wake.is_set()
+        wake.clear()
+        return woken
+
+    # -- the lease --------------------------------------------------------------------------------
+
+    async def _lease_loop(self) -> None:
+        waited: list[str] = []
+        while not await self._lease_cycle(waited):
+            await self._pause(self.timings.claim_retry, self._reclaim)
+        self.stats.lease_after = self._clock() - self._started
+        self.stats.waited_for = tuple(waited)
+        log.info(
+            "lease granted: epoch %s, %.1f s after start%s",
+            self.keeper.epoch,
+            self.stats.lease_after,
+            f" (waited: {', '.join(waited)})" if waited else "",
+        )
+        self.status = "running"
+        while True:
+            ok = await self._lease_cycle(waited)
+            await self._pause(self.timings.heartbeat if ok else self.timings.claim_retry, self._reclaim)
+
+    async def _lease_cycle(self, waited: list[str]) -> bool:
+        """Heartbeat, then claim (or renew); apply the answer. True if the worker holds the lease."""
+        try:
+            await self.db.heartbeat(self.status)
+            sent_at = self._clock()
+            answer = await self.db.claim_lease()
+        except DatabaseUnavailable as exc:
+            if self._failing_since is None:
+                self._failing_since = self._clock()
+                log.warning(
+                    "heartbeat/renewal failed (%s); retrying every %.0f s", exc, self.timings.claim_retry
+                )
+            self._authorize()
+            return False
+        if self._failing_since is not None:
+            log.info("the database answers again after %.1f s", self._clock() - self._failing_since)
+            self._failing_since = None
+            self._flush_now.set()  # what failed in the meantime need not wait out its back-off
+        new_epoch = False
+        if answer.granted:
+            new_epoch = self.keeper.granted(answer, sent_at)
+            if new_epoch and self.stats.lease_after is not None:  # the first grant: see the lease loop
+                log.info("holding the lease again, under epoch %d", answer.epoch)
+        else:
+            reason = answer.reason or "refused"
+            if self.keeper.epoch is not None:
+                log.warning("the lease was refused (%s): not generating", reason)
+            elif not waited or waited[-1] != reason:
+                log.info(
+                    "waiting for the lease: %s%s",
+                    reason,
+                    f" (retry in {answer.retry_in_seconds:.1f} s)" if answer.retry_in_seconds else "",
+                )
+            if self.stats.lease_after is None and (not waited or waited[-1] != reason):
+                waited.append(reason)
+            self.keeper.drop(reason)
+        self._authorize()
+        if new_epoch:
+            await self._adopt()  # after authorizing: the candles arriving meanwhile are the lease's
+        return answer.granted
+
+    async def _adopt(self) -> None:
+        """Track the user's open signals (another executor's, or a previous run's) under the new lease."""
+        try:
+            signals = await self.db.load_open_signals()
+        except DatabaseUnavailable as exc:
+            log.warning("could not load open signals to adopt: %s", exc)
+            return
+        before = len(self.manager.tracked())
+        self.manager.adopt(signals)
+        adopted = len(self.manager.tracked()) - before
+        self.stats.adopted += adopted
+        if adopted:
+            log.info("adopted %d open signal%s", adopted, "" if adopted == 1 else "s")
+
+    def _authorize(self) -> None:
+        """Tell the engine what the keeper says now, and wake up again at the keeper's deadline."""
+        now = self._clock()
+        may = self.keeper.may_generate(now)
+        decision = (may, self.keeper.epoch if may else None)
+        if decision != self._authorized:
+            self.manager.authorize(*decision)
+            self._authorized = decision
+            if may:
+                log.info("generating under epoch %s", decision[1])
+            elif self.keeper.renewed_sent_at is not None:
+                log.warning("not generating: no lease renewal for %.1f s", now - self.keeper.renewed_sent_at)
+            else:
+                # Losing the lease while running is worth a warning; starting or stopping is not.
+                level = logging.WARNING if self.status == "running" else logging.INFO
+                log.log(level, "not generating: %s", self.keeper.reason or "not holding the lease")
+        if self._deadline_timer is not None:
+            self._deadline_timer.cancel()
+            self._deadline_timer = None
+        deadline = self.keeper.deadline
+        if may and deadline is not None:
+            self._deadline_timer = asyncio.get_running_loop().call_later(
+                max(0.0, deadline - now), self._authorize
+            )
+
+    def _on_verdict(self, verdicts: Sequence[GuardError], rejections: Sequence[Rejection]) -> None:
+        codes = ", ".join(sorted({v.value for v in verdicts}))
+        log.error(
+            "the database refused writes as not the executor's (%s): stopping generation, re-claiming", codes
+        )
+        self.keeper.drop(f"guard verdict {codes}")
+        self._authorize()
+        self._reclaim.set()
+
+    # -- traders and market data ------------------------------------------------------------------
+
+    def _apply_traders(self, records: list[TraderRecord]) -> None:
+        key = sorted((r.id, r.name, json.dumps(r.definition, sort_keys=True), r.enabled) for r in records)
+        if key == self._traders_key:
+            return
+        before = {(n.symbol, n.interval) for n in self.manager.streams()}
+        needs = self.manager.set_traders(records)
+        self._traders_key = key
+        self.feed.need(needs)
+        self._route_effects()
+        after = {(n.symbol, n.interval) for n in self.manager.streams()}
+        log.info(
+            "traders: %d enabled, watching %d stream%s",
+            len(records),
+            len(after),
+            "" if len(after) == 1 else "s",
+        )
+        if needs or after != before:
+            self._streams_changed.set()
+
+    async def _traders_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.timings.traders_poll)
+            try:
+                records = await self.db.load_traders()
+            except DatabaseUnavailable as exc:
+                log.warning("reloading the traders failed (%s); keeping the current ones", exc)
+                continue
+            self._apply_traders(records)
+
+    async def _market_loop(self) -> None:
+        while True:
+            self._streams_changed.clear()
+            feed = asyncio.create_task(self.feed.run(), name="feed")
+            changed = asyncio.create_task(self._streams_changed.wait())
+            try:
+                await asyncio.wait({feed, changed}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                changed.cancel()
+                if not feed.done():
+                    feed.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await feed
+            if not feed.cancelled() and (exc := feed.exception()) is not None:
+                raise exc
+
+    def _route_effects(self) -> None:
+        """Move the engine's effects to the synchronizer (or the log)."""
+        for effect in self.manager.drain():
+            if isinstance(effect, SignalCreated):
+                s = effect.signal
+                if not self.keeper.admits(s.epoch, next_open_time(s.interval, s.open_time)):
+                    # Closed before this epoch's window opened: the database would refuse it (SG002).
+                    self.stats.outside_window += 1
+                    if len(self._unqueued) >= 10_000:  # the engine forgets old signals too
+                        self._unqueued.clear()
+                    self._unqueued.add(s.key)
+                    log.info("not writing %s: its candle closed before the lease was granted", s.key)
+                    continue
+                self.sync.add(effect)
+            elif isinstance(effect, StatusChanged):
+                if effect.key in self._unqueued:
+                    if effect.new in TERMINAL:
+                        self._unqueued.discard(effect.key)
+                    continue
+                self.sync.add(effect)
+            elif isinstance(effect, TraderFailed):
+                log.warning(
+                    "trader %s (%s) taken out of service: %s: %s",
+                    effect.trader_id,
+                    effect.name,
+                    effect.code,
+                    effect.message,
+                )
+
+    # -- writes -----------------------------------------------------------------------------------
+
+    async def _flush_loop(self) -> None:
+        while True:
+            # Woken early when the database answers again after failing: retry the head right away.
+            woken = await self._pause(self.timings.flush, self._flush_now)
+            report = await self.sync.flush(force=woken)
+            self._log_flush(report)
+
+    def _log_flush(self, report: FlushReport) -> None:
+        outcomes = ", ".join(f"{k} {v}" for k, v in sorted(report.outcomes.items()))
+        outcomes = outcomes or ("nothing answered" if report.failed else "nothing to write")
+        failed = f"; failed: {report.failed}" if report.failed else ""
+        log.info(
+            "flush: %d batch%s (%s)%s; queued %d; totals: %s; engine matches %d; candles %d, malformed %d",
+            report.batches,
+            "" if report.batches == 1 else "es",
+            outcomes,
+            failed,
+            len(self.sync),
+            self.sync.counters.summary(),
+            self.manager.matches,
+            self.feed.candles,
+            self.feed.parser.rejected,
+        )
+
+    # -- stopping ---------------------------------------------------------------------------------
+
+    async def _best_effort(self, what: str, call: Awaitable[T]) -> T | None:
+        try:
+            async with asyncio.timeout(self.timings.stop_call):
+                return await call
+        except (DatabaseError, TimeoutError) as exc:
+            log.warning("%s failed: %s", what, exc)
+            return None
+
+    def _stop_generating(self, reason: str) -> None:
+        self.keeper.drop(reason)
+        self._authorize()
+        self._route_effects()
+
+    async def _shutdown(self) -> int:
+        started = self._clock()
+        log.info("stopping (%s)", self.stop_reason)
+        self.status = "stopping"
+        self._stop_generating("stopping")
+        await self._best_effort("heartbeat 'stopping'", self.db.heartbeat("stopping"))
+        if not await self.sync.drain(self.timings.stop_flush):
+            log.error(
+                "%d writes could not be sent before the stop; unsent: %s", len(self.sync), self.sync.unsent()
+            )
+        answer = await self._best_effort("releasing the lease", self.db.release_lease())
+        await self._best_effort("heartbeat 'stopped'", self.db.heartbeat("stopped"))
+        self.status = "stopped"
+        self.stats.stop_took = self._clock() - started
+        log.info(
+            "stopped in %.1f s (lease %s); %s; unsent %d",
+            self.stats.stop_took,
+            "released" if answer is not None and not answer.you_hold else "not released",
+            self.sync.counters.summary(),
+            len(self.sync),
+        )
+        return 0
+
+    async def _fail(self, exc: BaseException) -> int:
+        message = f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, DatabaseRefused | SchemaMismatch):
+            # A verdict on this machine's configuration or database: the message says it all.
+            log.error("cannot run: %s", message)
+        else:
+            log.error("unexpected error: %s", message, exc_info=exc)
+        self.status = "error"
+        try:
+            self._stop_generating("error")
+        except Exception as again:  # the engine itself may be what failed
+            log.error("could not drain the engine: %s", again)
+        try:
+            if not await self.sync.drain(self.timings.error_flush):
+                log.error("%d writes could not be sent; unsent: %s", len(self.sync), self.sync.unsent())
+        except Exception as again:
+            log.error("could not write what was queued: %s", again)
+        await self._best_effort("heartbeat 'error'", self.db.heartbeat("error", message))
+        log.info("exiting after the error; %s", self.sync.counters.summary())
+        return 1
+
+
+def _root(exc: BaseException) -> BaseException:
+    """The first real exception inside (nested) task-group exception groups."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
+
+
+async def run_worker(config: WorkerConfig, *, timings: Timings | None = None) -> int:
+    """Connect to Supabase and the market, run a :class:`CloudWorker` until it stops; the exit code."""
+    timings = timings or Timings()
+    db = await SupabaseDatabase.connect(config, timeout=timings.request_timeout)
+    market = BinanceMarketData(
+        config.market_data_url,
+        config.market_stream_url,
+        timeout=timings.request_timeout,
+        stall=timings.stream_stall,
+    )
+    try:
+        return await CloudWorker(config, db, market, timings=timings).run()
+    finally:
+        await market.aclose()
+        await db.aclose()

@@ -1,0 +1,104 @@
+"""The deploy files (Dockerfile, fly.toml) cannot be built here; their commands are checked instead.
+
+The image's command must be the CLI the other tests run (``python -m signalguard cloud``): the console
+script ``signalguard`` is ``signalguard.cli:main``, as ``python -m signalguard`` is.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import shlex
+import tomllib
+import uuid
+from pathlib import Path
+
+import pytest
+from cloudkit import unsigned_token
+
+import signalguard
+from signalguard.cli import main
+from signalguard.cloud.config import Timings, load_config
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def dockerfile() -> list[tuple[str, str]]:
+    """(instruction, arguments) pairs, continuation lines joined and comments dropped."""
+    text = (ROOT / "Dockerfile").read_text()
+    joined = text.replace("\\\n", " ")
+    out = []
+    for line in joined.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            word, _, rest = line.partition(" ")
+            out.append((word.upper(), " ".join(rest.split())))
+    return out
+
+
+def image_command() -> list[str]:
+    [cmd] = [args for word, args in dockerfile() if word == "CMD"]
+    command = json.loads(cmd)  # exec form: the worker is PID 1 and receives SIGTERM itself
+    assert isinstance(command, list)
+    return command
+
+
+def fly() -> dict[str, object]:
+    return tomllib.loads((ROOT / "fly.toml").read_text())
+
+
+def test_image_is_python_311_slim_with_the_cloud_extra() -> None:
+    steps = dockerfile()
+    assert steps[0] == ("FROM", "python:3.11-slim")
+    [run] = [args for word, args in steps if word == "RUN"]
+    assert "--extra cloud" in run and "--frozen" in run and "--no-dev" in run
+    assert ("STOPSIGNAL", "SIGTERM") in steps
+    assert any(word == "USER" and args != "root" for word, args in steps)
+    copied = " ".join(args for word, args in steps if word == "COPY")
+    for needed in ("pyproject.toml", "uv.lock", "README.md", "src"):
+        assert needed in copied
+    lines = (ROOT / ".dockerignore").read_text().splitlines()
+    ignore = [ln.strip() for ln in lines if ln.strip() and not ln.startswith("#")]
+    assert ignore[0] == "*" and "!src/" in ignore  # nothing else (.venv, .devstack, tests) in the context
+
+
+def test_image_and_fly_run_the_same_command_the_tests_run(capsys: pytest.CaptureFixture[str]) -> None:
+    command = image_command()
+    assert command == ["signalguard", "cloud"]
+    config = fly()
+    processes = config["processes"]
+    assert isinstance(processes, dict)
+    assert [shlex.split(c) for c in processes.values()] == [command]
+    build = config["build"]
+    assert isinstance(build, dict) and build["dockerfile"] == "Dockerfile"
+    # The console script is the function `python -m signalguard` calls.
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["scripts"][command[0]] == "signalguard.cli:main"
+    entry = ast.parse((Path(signalguard.__file__).parent / "__main__.py").read_text())
+    imports = [(n.module, a.name) for n in ast.walk(entry) if isinstance(n, ast.ImportFrom) for a in n.names]
+    assert ("signalguard.cli", "main") in imports  # `python -m signalguard` runs the same main()
+    with pytest.raises(SystemExit) as info:
+        main([*command[1:], "--help"])
+    assert info.value.code == 0 and "SIGNALGUARD_MACHINE_TOKEN" in capsys.readouterr().out
+
+
+def test_fly_gives_the_worker_time_to_stop() -> None:
+    config = fly()
+    assert config["kill_signal"] == "SIGTERM"
+    timings = Timings()
+    # 'stopping', the bounded flush, the release and 'stopped', each call bounded.
+    needed = timings.stop_flush + 3 * timings.stop_call
+    assert isinstance(config["kill_timeout"], int) and config["kill_timeout"] >= needed + 5
+    assert "http_service" not in config and "services" not in config  # a worker listens on nothing
+    env = config["env"]
+    assert isinstance(env, dict) and all(name.startswith("SIGNALGUARD_") for name in env)
+    # What fly.toml sets is valid configuration (the secrets are set per machine).
+    secrets = {
+        "SIGNALGUARD_SUPABASE_URL": "https://abcd.supabase.co",
+        "SIGNALGUARD_SUPABASE_ANON_KEY": "anon",
+        "SIGNALGUARD_MACHINE_TOKEN": unsigned_token(
+            {"role": "authenticated", "sub": str(uuid.uuid4()), "machine_id": str(uuid.uuid4())}
+        ),
+    }
+    config_ = load_config({**secrets, **{k: str(v) for k, v in env.items()}})
+    assert config_.market_data_url == "https://api.binance.com"

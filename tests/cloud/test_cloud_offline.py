@@ -1,0 +1,460 @@
+"""The worker's logic with the in-memory doubles (signalguard.cloud.testing): fast, no stack, no sockets.
+
+Timings are shortened (a 1 s lease, flushes every 0.1 s); candle and database times follow a fake clock
+that the tests move as candles close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from signalguard.cloud.config import Timings, WorkerConfig
+from signalguard.cloud.database import DatabaseUnavailable, LeaseAnswer
+from signalguard.cloud.feed import MarketFeed
+from signalguard.cloud.lease import LeaseKeeper
+from signalguard.cloud.market import fetch_history
+from signalguard.cloud.sync import StateSynchronizer
+from signalguard.cloud.testing import FakeDatabase, FakeMarketData
+from signalguard.cloud.worker import CloudWorker
+from signalguard.core.candles import Candle
+from signalguard.core.engine import (
+    Signal,
+    SignalCreated,
+    SignalManager,
+    SignalStatus,
+    StatusChanged,
+    TraderRecord,
+)
+from signalguard.replay.reference import candles_of, run_reference
+from signalguard.replay.synthetic import generate
+
+OWNER = str(uuid.uuid4())
+MACHINE = str(uuid.uuid4())
+TRADER = TraderRecord(
+    str(uuid.uuid4()),
+    "close above SMA(2)",
+    {
+        "version": 1,
+        "symbols": ["BTCUSDT", "ETHUSDT"],
+        "interval": "1s",
+        "conditions": [{"indicator": "close_vs_sma", "period": 2, "op": ">"}],
+    },
+)
+FAST = Timings(
+    heartbeat=0.1,
+    claim_retry=0.05,
+    lease=1.0,
+    lease_margin=0.1,
+    flush=0.1,
+    traders_poll=0.2,
+    stop_flush=1.0,
+    error_flush=0.5,
+    request_timeout=1.0,
+    reconnect_first=0.01,
+    reconnect_max=0.05,
+    stream_stall=5.0,
+)
+HISTORY = 300
+# Whole seconds, a while ago: the history is closed by the fake clock's start.
+BASE_MS = (int(time.time()) - 3600) * 1000
+SERIES = generate(["BTCUSDT", "ETHUSDT"], interval="1s", candles=HISTORY + 200, seed=5).series
+CANDLES = candles_of(SERIES, BASE_MS)  # both symbols, interleaved by open time
+HISTORY_CANDLES = [c for c in CANDLES if c.open_time < BASE_MS + HISTORY * 1000]
+LIVE = [c for c in CANDLES if c.open_time >= BASE_MS + HISTORY * 1000]
+
+
+class FakeClock:
+    def __init__(self, t: float) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def config() -> WorkerConfig:
+    return WorkerConfig("http://127.0.0.1:1", "anon", "a.b.c", OWNER, MACHINE, "http://127.0.0.1:2", "ws://x")
+
+
+async def eventually(check: Callable[[], Any], timeout: float = 5.0, what: str = "the condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.01)
+
+
+class Rig:
+    """A worker over the fakes, running in a task."""
+
+    def __init__(self, *, local_lease: bool = False, traders: list[TraderRecord] | None = None) -> None:
+        self.clock = FakeClock(BASE_MS / 1000 + HISTORY)
+        self.db = FakeDatabase(OWNER, MACHINE, traders=traders or [TRADER], clock=self.clock)
+        if local_lease:
+            self.db.local_lease()
+        self.market = FakeMarketData(HISTORY_CANDLES)
+        self.worker = CloudWorker(config(), self.db, self.market, timings=FAST, wall=self.clock)
+        self.task: asyncio.Task[int] | None = None
+        self.sent = 0
+
+    async def start(self) -> Rig:
+        self.task = asyncio.create_task(self.worker.run(handle_signals=False))
+        await eventually(
+            lambda: self.market.connected.is_set() and not self.worker.feed.pending_warmups, what="warm-up"
+        )
+        return self
+
+    async def candles(self, n: int) -> list[Candle]:
+        """Close the next ``n`` live candles (both symbols), moving the clock to each close."""
+        out = LIVE[self.sent : self.sent + n]
+        for c in out:
+            self.clock.t = (c.open_time + 1000) / 1000
+            self.market.send(c)
+        self.sent += n
+        await eventually(lambda: self.worker.feed.candles >= self.sent, what="candles fed")
+        return out
+
+    async def stop(self) -> int:
+        assert self.task is not None
+        self.worker.request_stop("test")
+        return await asyncio.wait_for(self.task, 10)
+
+
+def reference_keys(emit_from: int, fed_to: int) -> list[str]:
+    """Keys the reference run signals on live candles [emit_from, fed_to), all candles before fed."""
+    ref = run_reference(OWNER, [TRADER], HISTORY_CANDLES + LIVE[:fed_to])
+    first = LIVE[emit_from].open_time
+    return [s["key"] for s in ref if s["open_time"] >= first]
+
+
+# -- the lease keeper ----------------------------------------------------------------------------
+
+
+def test_keeper_deadline_counts_from_the_renewals_send_time() -> None:
+    keeper = LeaseKeeper(lease_seconds=30.0, margin=1.0)
+    assert not keeper.may_generate(0.0)
+    answer = LeaseAnswer(granted=True, reason=None, epoch=7, you_hold=True, acquired_at_us=5_000_000)
+    assert keeper.granted(answer, sent_at=100.0) is True
+    assert keeper.may_generate(128.9) and not keeper.may_generate(129.0)
+    assert keeper.granted(answer, sent_at=110.0) is False  # a renewal: same epoch
+    assert keeper.deadline == 139.0
+    assert keeper.admits(7, 5_000) and not keeper.admits(7, 4_999) and not keeper.admits(6, 9_999)
+    keeper.drop("guard verdict SG001")
+    assert keeper.epoch is None and not keeper.may_generate(111.0) and keeper.reason == "guard verdict SG001"
+
+
+# -- the synchronizer ----------------------------------------------------------------------------
+
+
+def _signal(i: int, epoch: int = 1) -> Signal:
+    c = LIVE[2 * i]
+    key = f"{OWNER}:{TRADER.id}:{c.symbol}:1s:{c.open_time}"
+    return Signal(key, TRADER.id, c.symbol, "1s", c.open_time, c.close, ("Close > SMA(2)",), epoch)
+
+
+async def _granted_db() -> tuple[FakeDatabase, FakeClock]:
+    clock = FakeClock(LIVE[0].open_time / 1000)
+    db = FakeDatabase(OWNER, MACHINE, clock=clock, lease_seconds=3600)
+    await db.heartbeat("starting")
+    assert (await db.claim_lease()).granted
+    clock.t = LIVE[-1].open_time / 1000
+    return db, clock
+
+
+async def test_sync_batches_signals_before_status_changes_and_coalesces() -> None:
+    db, _ = await _granted_db()
+    sync = StateSynchronizer(db, MACHINE)
+    a, b = _signal(1), _signal(2)
+    sync.add(SignalCreated(a))
+    sync.add(StatusChanged(a.key, SignalStatus.NEW, SignalStatus.ACTIVE, 1))
+    sync.add(SignalCreated(b))
+    sync.add(StatusChanged(a.key, SignalStatus.ACTIVE, SignalStatus.EXPIRED, 1))
+    report = await sync.flush()
+    # One write_signals call for both signals, then one status batch: a's final status only.
+    assert db.calls == ["heartbeat:starting", "claim", "write_signals", "update_statuses"]
+    assert db.write_calls == [2, 1]
+    assert report.outcomes == {"inserted": 2, "updated": 1}
+    assert db.signals[a.key]["status"] == "expired" and db.signals[b.key]["status"] == "new"
+    assert sync.counters.signals_created == 2 and sync.counters.status_changes == 1
+    assert len(sync) == 0
+
+
+async def test_sync_failed_batch_stays_at_the_head_then_lands_once_in_order() -> None:
+    db, _ = await _granted_db()
+    sync = StateSynchronizer(db, MACHINE)
+    first = [_signal(i) for i in range(3)]
+    for s in first:
+        sync.add(SignalCreated(s))
+    db.fail_writes = 2
+    report = await sync.flush()
+    assert report.failed and report.batches == 0 and len(sync) == 3
+    assert sync.outbox.next_attempt_at() > time.monotonic()  # backing off
+    assert (await sync.flush()).batches == 0  # not due yet: nothing sent
+    assert db.calls.count("write_signals") == 1
+    later = [_signal(i) for i in range(3, 5)]
+    for s in later:
+        sync.add(SignalCreated(s))
+    assert (await sync.flush(force=True)).failed  # second failure
+    report = await sync.flush(force=True)
+    assert report.outcomes == {"inserted": 5} and len(sync) == 0
+    # The failed head went out first, in one call with what came after, each row exactly once.
+    assert db.write_calls == [5]
+    assert list(db.signals) == [s.key for s in first + later]
+    assert sync.counters.retries == 2 and sync.counters.rejected == 0
+    await sync.flush(force=True)
+    assert db.write_calls == [5]
+
+
+async def test_sync_reports_guard_verdicts_at_once() -> None:
+    db, clock = await _granted_db()
+    heard: list[Any] = []
+    sync = StateSynchronizer(db, MACHINE, on_verdict=lambda verdicts, rejections: heard.append(verdicts))
+    now = clock.t
+    clock.t = LIVE[0].open_time / 1000 + 50
+    db.expire_lease()  # the lease ended 50 s in: later candles are outside its window
+    clock.t = now
+    sync.add(SignalCreated(_signal(90)))
+    report = await sync.flush()
+    assert report.outcomes == {"rejected": 1}
+    assert [v.value for v in heard[0]] == ["SG002"]
+    assert sync.outbox.rejected[0].code == "SG002" and len(sync) == 0
+
+
+async def test_sync_writes_status_changes_under_the_live_epoch() -> None:
+    db, _ = await _granted_db()
+    live = [1]
+    sync = StateSynchronizer(db, MACHINE, live_epoch=lambda: live[0])
+    a = _signal(1)
+    sync.add(SignalCreated(a))
+    await sync.flush()
+    # The lease ran out during an outage and was granted again: epoch 2. The change made under 1 is
+    # written under the lease held now.
+    db.expire_lease()
+    await db.heartbeat()
+    assert (await db.claim_lease()).epoch == 2
+    live[0] = 2
+    sync.add(StatusChanged(a.key, SignalStatus.NEW, SignalStatus.ACTIVE, 1))
+    assert (await sync.flush()).outcomes == {"updated": 1}
+    assert db.signals[a.key]["status"] == "active" and db.signals[a.key]["updated_epoch"] == 2
+
+
+# -- market data ---------------------------------------------------------------------------------
+
+
+async def test_history_pages_past_1000_rows_and_drops_the_open_row() -> None:
+    series = generate(["BTCUSDT"], interval="1s", candles=2600, seed=9).series
+    candles = candles_of(series, BASE_MS)
+    market = FakeMarketData(candles)
+    now_ms = candles[-1].open_time + 500  # the last candle is still forming
+    got = await fetch_history(market, "BTCUSDT", "1s", 2100, now_ms)
+    assert [c.open_time for c in got] == [c.open_time for c in candles[-2101:-1]]
+    assert all(c.closed for c in got)
+    assert [r["limit"] for r in market.requests] == [1000, 1000, 101]
+    assert market.requests[1]["end"] == candles[-1000].open_time - 1
+    # Fewer candles than asked for: all of them.
+    assert len(await fetch_history(FakeMarketData(candles[:50]), "BTCUSDT", "1s", 2100, now_ms)) == 50
+
+
+async def test_feed_fills_the_gap_a_reconnect_left_and_counts_malformed_messages() -> None:
+    manager = SignalManager(OWNER)
+    market = FakeMarketData(HISTORY_CANDLES)
+    feed = MarketFeed(market, manager, lambda: None, reconnect_first=0.05)
+    feed.need(manager.set_traders([TRADER]))
+    task = asyncio.create_task(feed.run())
+    await eventually(lambda: market.connected.is_set() and not feed.pending_warmups, what="warm-up")
+    for c in LIVE[:4]:
+        market.send(c)
+    market.send("not json")
+    market.send({"stream": "btcusdt@kline_1s", "data": {"e": "trade"}})
+    await eventually(lambda: feed.candles == 4, what="4 candles")
+    market.drop()
+    for c in LIVE[4:10]:  # closed while disconnected: only REST has them
+        market.add(c)
+    await eventually(lambda: len(market.subscriptions) == 2 and market.connected.is_set(), what="a reconnect")
+    await eventually(lambda: feed.gap_candles == 6, what="the gap filled")
+    market.send(LIVE[10])
+    market.send(LIVE[9])  # an overlap: ignored
+    await eventually(lambda: feed.candles == 11, what="11 candles")
+    await asyncio.sleep(0.05)
+    assert feed.candles == 11
+    assert feed.parser.rejected == 2
+    assert {c.value for c in feed.parser.rejected_by_code} == {"not_json", "not_kline"}
+    assert market.subscriptions[0] == market.subscriptions[1] == ["btcusdt@kline_1s", "ethusdt@kline_1s"]
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+# -- the worker ----------------------------------------------------------------------------------
+
+
+async def test_worker_writes_the_reference_signals_under_the_returned_epoch() -> None:
+    rig = await Rig().start()
+    await eventually(lambda: rig.worker.manager.may_generate, what="generating")
+    await rig.candles(40)
+    await eventually(lambda: len(rig.db.signals) == len(reference_keys(0, 40)), what="signals written")
+    assert await rig.stop() == 0
+    assert list(rig.db.signals) == reference_keys(0, 40)
+    assert {(r["source"], r["machine_id"], r["epoch"]) for r in rig.db.signals.values()} == {
+        ("cloud", MACHINE, 1)
+    }
+    # new -> active on the next candle of the symbol, written under the live lease.
+    assert {r["status"] for r in rig.db.signals.values()} <= {"new", "active"}
+    assert "active" in {r["status"] for r in rig.db.signals.values()}
+    calls = rig.db.calls
+    assert calls[:3] == ["schema_problems", "heartbeat:starting", "load_traders"]
+    # The stop: 'stopping', what is still queued, the release, 'stopped'.
+    tail = calls[calls.index("heartbeat:stopping") :]
+    assert tail[-2:] == ["release", "heartbeat:stopped"]
+    assert set(tail[1:-2]) <= {"write_signals", "update_statuses"}
+    assert rig.db.statuses[-2:] == ["stopping", "stopped"] and rig.db.holder is None
+
+
+async def test_worker_waits_while_a_browser_holds_the_lease_and_writes_nothing() -> None:
+    rig = await Rig(local_lease=True).start()
+    await rig.candles(20)  # the engine runs (and matches) while the browser holds the lease
+    assert rig.worker.manager.matches > 0
+    assert not rig.worker.manager.may_generate and rig.db.machine_status == "starting"
+    await eventually(lambda: rig.db.calls.count("claim") >= 3, what="claims retried")
+    assert "write_signals" not in rig.db.calls and not rig.worker.manager.may_generate
+    rig.db.expire_lease()  # the browser saw 'starting' and let go (or its lease ran out)
+    await eventually(lambda: rig.worker.manager.may_generate, what="generating")
+    assert rig.db.epoch == 2 and rig.db.epochs[2].kind == "cloud" and rig.db.machine_status == "running"
+    assert rig.worker.stats.waited_for == ("local_lease_live",)
+    await rig.candles(20)
+    await eventually(lambda: len(rig.db.signals) == len(reference_keys(20, 40)), what="signals written")
+    assert await rig.stop() == 0
+    assert list(rig.db.signals) == reference_keys(20, 40)
+    assert {r["epoch"] for r in rig.db.signals.values()} == {2}
+
+
+async def test_worker_stops_generating_when_renewals_fail_for_the_lease_length() -> None:
+    rig = await Rig().start()
+    await eventually(lambda: rig.worker.manager.may_generate, what="generating")
+    rig.db.down = True
+    t0 = time.monotonic()
+    await eventually(lambda: not rig.worker.manager.may_generate, timeout=3, what="generation to stop")
+    assert 0.6 <= time.monotonic() - t0 <= FAST.lease + 0.2  # lease - margin after the last renewal's send
+    created = rig.worker.sync.counters.signals_created
+    await rig.candles(20)
+    assert rig.worker.sync.counters.signals_created == created  # nothing generated without the lease
+    rig.db.expire_lease()  # meanwhile the database's lease ran out too: the next grant is a new epoch
+    rig.db.down = False
+    await eventually(lambda: rig.worker.manager.may_generate, what="generating again")
+    assert rig.db.epoch == 2
+    await rig.candles(20)
+    await eventually(lambda: len(rig.db.signals) == len(reference_keys(20, 40)), what="signals written")
+    assert {r["epoch"] for r in rig.db.signals.values()} == {2}
+    assert await rig.stop() == 0
+
+
+async def test_worker_stops_at_once_on_a_guard_verdict_and_reclaims() -> None:
+    rig = await Rig().start()
+    await eventually(lambda: rig.worker.manager.may_generate, what="generating")
+    # A browser took over, and the worker's renewals fail in transit, so only its writes can tell it.
+    rig.db.expire_lease()
+    rig.db.local_lease()
+    real_claim = rig.db.claim_lease
+
+    async def unreachable() -> LeaseAnswer:
+        raise DatabaseUnavailable("HTTP 503")
+
+    rig.db.claim_lease = unreachable  # type: ignore[method-assign]
+    renewed_at = rig.worker.keeper.renewed_sent_at
+    await rig.candles(20)
+    await eventually(lambda: rig.worker.sync.counters.rejected > 0, what="a refused write")
+    assert not rig.worker.manager.may_generate and rig.worker.keeper.epoch is None
+    assert renewed_at is not None and time.monotonic() < renewed_at + FAST.lease - FAST.lease_margin
+    # The signals' own status changes were never sent (there is no row): one verdict, not two.
+    assert {r.code for r in rig.worker.sync.outbox.rejected} <= {"SG002", "signal_not_written"}
+    assert "update_statuses" not in rig.db.calls
+    rig.db.claim_lease = real_claim  # type: ignore[method-assign]
+    await eventually(lambda: rig.db.calls[-1] == "claim", what="a re-claim")
+    await asyncio.sleep(0.2)
+    assert not rig.worker.manager.may_generate  # the browser's lease is live: still not generating
+    assert await rig.stop() == 0
+    assert not rig.db.signals
+
+
+async def test_worker_reports_an_unexpected_error_and_exits_1() -> None:
+    rig = await Rig().start()
+    await eventually(lambda: rig.worker.manager.may_generate, what="generating")
+    await rig.candles(10)
+
+    async def broken() -> list[TraderRecord]:
+        raise ValueError("the traders table exploded")
+
+    rig.db.load_traders = broken  # type: ignore[method-assign]
+    assert rig.task is not None
+    assert await asyncio.wait_for(rig.task, 5) == 1
+    assert rig.db.machine_status == "error"
+    assert rig.db.error_message == "ValueError: the traders table exploded"
+    assert rig.db.holder is None  # 'error' ends the lease
+    assert len(rig.db.signals) == len(reference_keys(0, 10))  # what was queued was written first
+
+
+async def test_worker_with_an_outdated_schema_exits_1_naming_the_migration() -> None:
+    rig = Rig()
+    rig.db.schema_missing = [
+        "The database lacks the 'execution_lease' schema: apply supabase/migrations/x.sql."
+    ]
+    assert await asyncio.wait_for(rig.worker.run(handle_signals=False), 5) == 1
+    assert rig.db.machine_status == "error" and "execution_lease" in (rig.db.error_message or "")
+
+
+async def test_worker_adopts_open_signals_at_a_new_lease() -> None:
+    rig = Rig()
+    old = _signal(0)
+    rig.db.signals[old.key] = {
+        "key": old.key,
+        "trader_id": old.trader_id,
+        "symbol": old.symbol,
+        "interval": "1s",
+        "candle_open_time": old.open_time,
+        "price": old.price,
+        "matched_conditions": list(old.matched_conditions),
+        "epoch": 0,
+        "status": "active",
+    }
+    await rig.start()
+    await eventually(lambda: rig.worker.manager.may_generate, what="generating")
+    assert rig.worker.stats.adopted == 1
+    assert [s.key for s, _ in rig.worker.manager.tracked()] == [old.key]
+    assert await rig.stop() == 0
+
+
+async def test_worker_follows_trader_changes() -> None:
+    rig = await Rig().start()
+    await eventually(lambda: rig.worker.manager.may_generate, what="generating")
+    below = TraderRecord(
+        str(uuid.uuid4()),
+        "close below SMA(3)",
+        {
+            "version": 1,
+            "symbols": ["ETHUSDT"],
+            "interval": "1s",
+            "conditions": [{"indicator": "close_vs_sma", "period": 3, "op": "<"}],
+        },
+    )
+    rig.db.traders = [TRADER, below]
+    # The next poll: the new trader's stream is warmed up again by REST and re-subscribed.
+    await eventually(
+        lambda: len(rig.market.subscriptions) == 2 and rig.market.connected.is_set(), what="resubscribed"
+    )
+    await eventually(lambda: not rig.worker.feed.pending_warmups, what="warm-up")
+    await rig.candles(20)
+    await eventually(
+        lambda: below.id in {r["trader_id"] for r in rig.db.signals.values()}, what="the new trader"
+    )
+    rig.db.traders = [below]  # the first one is deleted (or disabled)
+    await eventually(lambda: len(rig.market.subscriptions) == 3, what="resubscribed")
+    assert rig.market.subscriptions[-1] == ["ethusdt@kline_1s"]
+    assert await rig.stop() == 0
