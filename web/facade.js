@@ -22,6 +22,12 @@
 //   onAuthChange(callback)              callback(event, userJson) on sign-in, sign-out, refresh
 //   holdTabLock(name, onChange)         Web Lock for "one generating tab"; returns a release function
 //   rpcOnUnload(name, argsJson)         fire-and-forget RPC that survives the page going away
+//   storeGet(key) / storePut(key, text) IndexedDB (one object store of strings): Promise<string|null>
+//                                       / Promise<JSON {error: string | null}>
+//   marketGet(url)                      GET on the market-data service: Promise<JSON {status, body,
+//                                       error}> (status 0 and an error when unreachable)
+//   openStream(url, onEvent)            a WebSocket; onEvent(kind, text) with kind "open", "message",
+//                                       "close" (text: the close code and reason); returns close()
 //
 // Loaded as a classic script after supabase-js's UMD bundle (which sets the global `supabase`).
 "use strict";
@@ -161,6 +167,88 @@
     return true;
   }
 
+  // -- IndexedDB: the outbox survives reloads and outages -----------------------------------------
+
+  const DB_NAME = "signalguard";
+  const STORE = "kv";
+  let dbPromise = null;
+
+  function openDb() {
+    if (!dbPromise) {
+      dbPromise = new Promise((resolve, reject) => {
+        const req = indexedDB.open(DB_NAME, 1);
+        req.onupgradeneeded = () => req.result.createObjectStore(STORE);
+        req.onsuccess = () => resolve(req.result);
+        req.onerror = () => reject(req.error);
+      });
+      // A failed open is retried on the next call rather than cached forever.
+      dbPromise.catch(() => { dbPromise = null; });
+    }
+    return dbPromise;
+  }
+
+  async function storeGet(key) {
+    const db = await openDb();
+    return new Promise((resolve, reject) => {
+      const req = db.transaction(STORE, "readonly").objectStore(STORE).get(key);
+      req.onsuccess = () => resolve(typeof req.result === "string" ? req.result : null);
+      req.onerror = () => reject(req.error);
+    });
+  }
+
+  async function storePut(key, text) {
+    try {
+      const db = await openDb();
+      await new Promise((resolve, reject) => {
+        // Resolved on the transaction's completion: only then is the value durable.
+        const tx = db.transaction(STORE, "readwrite");
+        tx.objectStore(STORE).put(String(text), key);
+        tx.oncomplete = () => resolve();
+        tx.onerror = () => reject(tx.error);
+        tx.onabort = () => reject(tx.error);
+      });
+      return JSON.stringify({ error: null });
+    } catch (exc) {
+      return JSON.stringify({ error: String(exc) });
+    }
+  }
+
+  // -- market data (Binance's REST and WebSocket API shape) --------------------------------------
+
+  async function marketGet(url) {
+    try {
+      const response = await fetch(url, { cache: "no-store", credentials: "omit" });
+      return JSON.stringify({ status: response.status, body: await response.text(), error: null });
+    } catch (exc) {
+      return JSON.stringify({ status: 0, body: null, error: String(exc) });
+    }
+  }
+
+  function openStream(url, onEvent) {
+    let ws;
+    try {
+      ws = new WebSocket(url);
+    } catch (exc) {
+      setTimeout(() => onEvent("close", `cannot connect: ${exc}`), 0);
+      return () => {};
+    }
+    let closed = false;
+    ws.onopen = () => onEvent("open", "");
+    ws.onmessage = (event) => {
+      if (typeof event.data === "string") onEvent("message", event.data);
+      else onEvent("message", "");  // binary frames are not kline events: counted as malformed
+    };
+    ws.onclose = (event) => {
+      if (closed) return;
+      closed = true;
+      onEvent("close", `${event.code} ${event.reason || ""}`.trim());
+    };
+    return () => {
+      closed = true;
+      try { ws.close(1000); } catch (_exc) { /* already closed */ }
+    };
+  }
+
   globalThis.signalguard = Object.freeze({
     init,
     from: (table) => wrap(need().from(table)),
@@ -171,5 +259,9 @@
     onAuthChange,
     holdTabLock,
     rpcOnUnload,
+    storeGet,
+    storePut,
+    marketGet,
+    openStream,
   });
 })();

@@ -5,7 +5,9 @@ serves the checkout as the app, after the assets are vendored and the app zip is
 a fresh browser context, and every page is watched: a request to any host but 127.0.0.1, a console
 error or an uncaught page error fails the test.
 
-The page reads its settings from ``/config.json``, which the stack's gateway serves.
+The page reads its settings from ``/config.json``, which the stack's gateway serves. Its market data
+comes from a replay server on 127.0.0.1 (1m candles of the demo traders' symbols), so the tab's feed
+connects as it would to the exchange.
 """
 
 from __future__ import annotations
@@ -14,12 +16,14 @@ import shutil
 from collections.abc import Iterator
 
 import pytest
-from e2ekit import CHROMIUM, CHROMIUM_ARGS, Browsers, make_stack
+from e2ekit import CHROMIUM, CHROMIUM_ARGS, DEMO_SYMBOLS, Browsers, make_stack
 from playwright.sync_api import Browser, Playwright, sync_playwright
 
 from signalguard.devstack.assets import build
 from signalguard.devstack.config import REPO_ROOT
 from signalguard.devstack.stack import LocalStack
+from signalguard.replay.server import ReplayServer, running_replay
+from signalguard.replay.synthetic import generate
 
 
 @pytest.fixture(scope="session")
@@ -28,8 +32,16 @@ def assets() -> None:
 
 
 @pytest.fixture(scope="session")
-def stack(assets: None) -> Iterator[LocalStack]:
-    s = make_stack()
+def demo_market() -> Iterator[ReplayServer]:
+    # More closed history than any demo trader's warm-up (at most 202 candles).
+    series = generate(DEMO_SYMBOLS, interval="1m", candles=600, seed=2).series
+    with running_replay(series, history=400, loop=True) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def stack(assets: None, demo_market: ReplayServer) -> Iterator[LocalStack]:
+    s = make_stack(demo_market.url)
     yield s
     s.reset()
 

@@ -9,6 +9,7 @@ from e2ekit import Browsers, make_stack
 from playwright.sync_api import Browser, expect
 
 from signalguard.devstack.stack import LocalStack
+from signalguard.replay.server import ReplayServer
 
 LEASE_MIGRATION = "20251003060300_execution_lease.sql"
 
@@ -16,8 +17,8 @@ pytestmark = pytest.mark.stack
 
 
 @pytest.fixture(scope="module")
-def old_stack(assets: None) -> Iterator[LocalStack]:
-    s = make_stack(migrate_upto="20251003060200")
+def old_stack(assets: None, demo_market: ReplayServer) -> Iterator[LocalStack]:
+    s = make_stack(demo_market.url, migrate_upto="20251003060200")
     yield s
     s.reset()
 

@@ -3,8 +3,11 @@
 Shipped to the page inside ``web/app.zip``. The modules are split by what they touch:
 
 - :mod:`~signalguard.browser.config`, :mod:`~signalguard.browser.ports`,
-  :mod:`~signalguard.browser.driver`, :mod:`~signalguard.browser.app` are plain Python: they run
-  (and are tested) in CPython too, against the ports' protocols.
+  :mod:`~signalguard.browser.driver`, :mod:`~signalguard.browser.app`,
+  :mod:`~signalguard.browser.feed` (market data, the cloud worker's warm-up rule),
+  :mod:`~signalguard.browser.sync` (the IndexedDB outbox) and :mod:`~signalguard.browser.generation`
+  (the engine tied to the guard) are plain Python: they run (and are tested) in CPython too, against
+  the ports' protocols.
 - :mod:`~signalguard.browser.dom` and :mod:`~signalguard.browser.jsbridge` implement the ports on the
   page's objects, which they are *handed*; they import nothing from the platform.
 - :mod:`~signalguard.browser.main` is the only module that imports ``js`` and ``pyodide``: it builds

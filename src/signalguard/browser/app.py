@@ -8,24 +8,30 @@ Written against :mod:`~signalguard.browser.ports` only. What it does for a signe
    tab that does not get it waits for it and takes over when the other tab closes;
 3. loads the traders and the recent signals and draws them; trader toggles are enabled only while
    the guard says this tab may generate;
-4. marks the page ready once the guard's mode is known and both lists are drawn.
-
-Market data, the engine (:class:`~signalguard.core.engine.SignalManager`) and the outbox attach to
-:meth:`App.on_effects` (the guard's epoch and ``may_generate``) and :attr:`App.traders`.
+4. marks the page ready once the guard's mode is known and both lists are drawn;
+5. runs the enabled traders in the tab (:class:`~signalguard.browser.generation.Generation`: market
+   data, the engine, the outbox) — streaming only in the tab holding the tab lock, emitting only while
+   the guard says it may; the outbox's guard verdicts go back to the guard as ``WriteRefused``;
+6. keeps the signals table current: the database's newest signals (both sources, or one, as the
+   filter says) re-read after every acknowledged write and every few seconds (Supabase realtime is not
+   used), merged with this tab's signals still waiting in the outbox.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from datetime import datetime
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from typing import Final
 
 from signalguard.browser.driver import GuardDriver
+from signalguard.browser.generation import Generation, StartTask
 from signalguard.browser.ports import (
     Backend,
     Clock,
     HistoryItem,
+    KeyValueStore,
+    MarketData,
     Spawn,
     TabLocks,
     Timers,
@@ -33,14 +39,21 @@ from signalguard.browser.ports import (
     User,
     View,
 )
+from signalguard.browser.sync import SignalSync
+from signalguard.core.codes import GuardError
 from signalguard.core.engine import TraderRecord
-from signalguard.core.guard import Effects, Mode
+from signalguard.core.guard import Effects, Mode, WriteRefused
+from signalguard.core.outbox import JsonValue
 from signalguard.core.traders import TraderDefinitionError, parse_trader
 
 #: Recent signals shown.
 HISTORY_LIMIT: Final = 50
 TRADER_COLUMNS: Final = "id,name,definition,enabled"
 HISTORY_COLUMNS: Final = "signal_key,symbol,interval,candle_open_time,price,status,source"
+#: The signals table is re-read this often (other sources' signals; statuses moved elsewhere).
+HISTORY_SECONDS: Final = 5.0
+HISTORY_TIMER: Final = "history"
+SOURCES: Final = ("all", "local", "cloud")
 
 
 def lock_name(user_id: str) -> str:
@@ -80,6 +93,18 @@ def _candle_text(value: object) -> str:
         return value
 
 
+def _open_ms(value: object) -> int:
+    if not isinstance(value, str):
+        return -1
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return -1
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return round(moment.timestamp() * 1000)
+
+
 def history_items(rows: object) -> list[HistoryItem]:
     """Signal rows from the API as shown (all text)."""
     out: list[HistoryItem] = []
@@ -95,9 +120,35 @@ def history_items(rows: object) -> list[HistoryItem]:
                 price=str(row.get("price", "")),
                 status=str(row.get("status", "")),
                 source=str(row.get("source", "")),
+                open_ms=_open_ms(row.get("candle_open_time")),
             )
         )
     return out
+
+
+def pending_item(key: str, payload: Mapping[str, JsonValue]) -> HistoryItem:
+    """A signal still in the outbox, as shown (its status says it is not stored yet)."""
+    open_ms = payload.get("candle_open_time")
+    ms = open_ms if isinstance(open_ms, int) else -1
+    candle = datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S") if ms >= 0 else "?"
+    return HistoryItem(
+        key=key,
+        candle=candle,
+        symbol=str(payload.get("symbol", "")),
+        interval=str(payload.get("interval", "")),
+        price=str(payload.get("price", "")),
+        status="pending",
+        source="local",
+        open_ms=ms,
+    )
+
+
+def merge_history(stored: list[HistoryItem], pending: list[HistoryItem], limit: int) -> list[HistoryItem]:
+    """Stored and pending signals, newest candle first, one row per key (a stored row wins), bounded."""
+    seen = {it.key for it in stored}
+    rows = stored + [it for it in pending if it.key not in seen]
+    rows.sort(key=lambda it: (it.open_ms, it.key), reverse=True)
+    return rows[:limit]
 
 
 class App:
@@ -112,8 +163,17 @@ class App:
         clock: Clock,
         spawn: Spawn,
         holder_id: str,
+        *,
+        store: KeyValueStore,
+        market: MarketData | None,
+        start_task: StartTask,
+        wall: Clock,
     ) -> None:
-        """Wire the app to the page's adapters; nothing happens until :meth:`start`."""
+        """Wire the app to the page's adapters; nothing happens until :meth:`start`.
+
+        ``store`` keeps the outbox, ``market`` is the market-data service (None: not configured),
+        ``start_task`` runs a cancellable background task, ``wall`` is the wall clock (epoch seconds).
+        """
         self.backend = backend
         self.view = view
         self.timers = timers
@@ -121,8 +181,13 @@ class App:
         self.clock = clock
         self.spawn = spawn
         self.holder_id = holder_id
+        self.store = store
+        self.market = market
+        self.start_task = start_task
+        self.wall = wall
         self.user: User | None = None
         self.driver: GuardDriver | None = None
+        self.generation: Generation | None = None
         self.traders: list[TraderRecord] = []
         #: Called with every guard effects (the engine and the outbox subscribe here).
         self.effect_listeners: list[Callable[[Effects], None]] = []
@@ -130,6 +195,10 @@ class App:
         self._drawn = False
         self._ready = False
         self._editable = False
+        self._source = "all"
+        self._stored: list[HistoryItem] = []
+        self._reloading = False
+        self._reload_again = False
 
     # -- start ----------------------------------------------------------------------------------
 
@@ -151,16 +220,53 @@ class App:
         self._drawn = self._ready = False
         self.view.set_ready(False)
         self.view.show_app(user)
+        generation = self._generation(user)
+        self.generation = generation
+        self.effect_listeners.append(generation.on_effects)
         driver = GuardDriver(
             self.backend, self.timers, self.clock, self.spawn, self.holder_id, self.on_effects
         )
         self.driver = driver
         self.on_effects(driver.effects)
         driver.start()
-        self._release_lock = self.locks.hold(lock_name(user.id), driver.tab_lock)
+
+        def tab_lock(held: bool) -> None:
+            driver.tab_lock(held)
+            if self.generation is generation:
+                generation.set_active(held)
+
+        self._release_lock = self.locks.hold(lock_name(user.id), tab_lock)
         await asyncio.gather(self.reload_traders(), self.reload_history())
+        self.timers.every(HISTORY_TIMER, HISTORY_SECONDS, self.refresh_history)
         self._drawn = True
         self._check_ready()
+
+    def _generation(self, user: User) -> Generation:
+        def verdict(code: GuardError) -> None:
+            if self.driver is not None:
+                self.driver.feed(WriteRefused(code))
+
+        sync = SignalSync(
+            user.id,
+            self.backend,
+            self.store,
+            self.timers,
+            self.clock,
+            self.spawn,
+            on_count=self.view.show_pending,
+            on_verdict=verdict,
+            on_written=self.refresh_history,
+            on_problem=self.view.toast,
+        )
+        return Generation(
+            user.id,
+            self.market,
+            sync,
+            self.start_task,
+            self.wall,
+            on_market=self.view.show_market,
+            on_trader_failed=self.view.toast,
+        )
 
     # -- the guard ------------------------------------------------------------------------------
 
@@ -204,18 +310,59 @@ class App:
             self.view.toast(f"Could not load the traders: {result.error}")
         else:
             self.traders = trader_records(result.data)
+            if self.generation is not None:
+                self.generation.set_traders(self.traders)
         self._draw_traders()
 
-    async def reload_history(self) -> None:
-        """Read the most recent signals and draw them."""
-        result = await self.backend.select(
-            "signals", HISTORY_COLUMNS, order="candle_open_time", descending=True, limit=HISTORY_LIMIT
-        )
-        if result.error is not None:
-            self.view.toast(f"Could not load the signals: {result.error}")
-            self.view.show_history([])
+    def refresh_history(self) -> None:
+        """Re-read the signals table soon (coalesced: one read at a time, one more if asked meanwhile)."""
+        if self.user is None:
             return
-        self.view.show_history(history_items(result.data))
+        if self._reloading:
+            self._reload_again = True
+            return
+        self.spawn(self.reload_history())
+
+    async def reload_history(self) -> None:
+        """Read the most recent signals (of the chosen source) and draw them with the pending ones."""
+        if self._reloading:
+            self._reload_again = True
+            return
+        self._reloading = True
+        try:
+            while True:
+                self._reload_again = False
+                source = self._source
+                result = await self.backend.select(
+                    "signals",
+                    HISTORY_COLUMNS,
+                    order="candle_open_time",
+                    descending=True,
+                    limit=HISTORY_LIMIT,
+                    match=None if source == "all" else {"source": source},
+                )
+                if self.user is None:
+                    return
+                if result.error is not None:
+                    # Keep what is shown (an outage must not empty the table); the count says why.
+                    if not self._drawn:
+                        self.view.toast(f"Could not load the signals: {result.error}")
+                elif source == self._source:
+                    self._stored = history_items(result.data)
+                self._draw_history()
+                if not self._reload_again:
+                    return
+        finally:
+            self._reloading = False
+
+    def _draw_history(self) -> None:
+        pending: list[HistoryItem] = []
+        generation = self.generation
+        if generation is not None and self._source in ("all", "local"):
+            keys = generation.sync.pending_keys()
+            payloads = generation.sync.pending_signals()
+            pending = [pending_item(k, p) for k, p in zip(keys, payloads, strict=True)]
+        self.view.show_history(merge_history(self._stored, pending, HISTORY_LIMIT))
 
     # -- intents ----------------------------------------------------------------------------------
 
@@ -249,6 +396,12 @@ class App:
 
     async def _leave(self) -> None:
         driver, self.driver = self.driver, None
+        generation, self.generation = self.generation, None
+        if generation is not None:
+            generation.stop()
+            self.effect_listeners.remove(generation.on_effects)
+        self.timers.clear(HISTORY_TIMER)
+        self._stored = []
         self.user = None
         self.traders = []
         self._editable = self._drawn = self._ready = False
@@ -278,6 +431,15 @@ class App:
         if self.driver is not None:
             self.driver.take_over()
 
+    def filter_source(self, source: str) -> None:
+        """The source filter changed: show only that source's signals (or all)."""
+        if source not in SOURCES or source == self._source:
+            return
+        self._source = source
+        self._stored = []
+        self._draw_history()
+        self.refresh_history()
+
     # -- page and session events ------------------------------------------------------------------
 
     def _auth_changed(self, event: str, user: User | None) -> None:
@@ -291,6 +453,8 @@ class App:
         """The page is going away (``pagehide``): release the lease with a request that outlives it."""
         if self.driver is not None:
             self.driver.unload()
+        if self.generation is not None:
+            self.generation.stop()
         if self._release_lock is not None:
             self._release_lock()
             self._release_lock = None

@@ -21,6 +21,7 @@ _IDS: Final = (
     "boot", "fatal", "sign-in", "sign-in-email", "sign-in-password", "sign-in-error", "app",
     "mode-badge", "user-email", "sign-out", "schema-message", "guard-detail", "takeover-button",
     "takeover-dialog", "traders", "traders-note", "history", "history-empty", "toasts",
+    "source-filter", "pending-count", "pending-detail", "market-status",
 )  # fmt: skip
 
 
@@ -81,6 +82,9 @@ class DomView:
         self._listen(el["traders"], "change", toggled)
         self._listen(el["takeover-button"], "click", lambda _e: el["takeover-dialog"].showModal())
         self._listen(el["takeover-dialog"], "close", takeover_closed)
+        self._listen(
+            el["source-filter"], "change", lambda _e: intents.filter_source(str(el["source-filter"].value))
+        )
 
     # -- states of the page ---------------------------------------------------------------------
 
@@ -204,13 +208,16 @@ class DomView:
         ul.replaceChildren(*rows)
 
     def show_history(self, items: Sequence[HistoryItem]) -> None:
-        """Redraw the recent signals."""
+        """Redraw the signals table (``signal-row`` rows carrying their source and key)."""
         doc = self._doc
         body = self._el["history"].querySelector("tbody")
         rows = []
         for it in items:
             tr = doc.createElement("tr")
-            tr.setAttribute("data-testid", "history-row")
+            tr.setAttribute("data-testid", "signal-row")
+            tr.setAttribute("data-source", it.source)
+            tr.setAttribute("data-signal-key", it.key)
+            tr.setAttribute("data-status", it.status)
             for text, numeric in (
                 (it.candle, False), (it.symbol, False), (it.interval, False), (it.price, True),
                 (it.status, False), (it.source, False),
@@ -224,3 +231,22 @@ class DomView:
         body.replaceChildren(*rows)
         self._el["history"].hidden = not items
         self._el["history-empty"].hidden = bool(items)
+
+    # -- outbox and market data -------------------------------------------------------------------
+
+    def show_pending(self, count: int, detail: str) -> None:
+        """The number of writes waiting in the outbox (``data-count``), and why they wait."""
+        el = self._el["pending-count"]
+        el.setAttribute("data-count", str(count))
+        el.textContent = (
+            "All signals saved" if count == 0 else f"{count} write{'' if count == 1 else 's'} pending"
+        )
+        detail_el = self._el["pending-detail"]
+        detail_el.textContent = detail if count else ""
+        detail_el.hidden = not (detail and count)
+
+    def show_market(self, state: str, text: str) -> None:
+        """The market data's state (``data-state``) and a line about it."""
+        el = self._el["market-status"]
+        el.setAttribute("data-state", state)
+        el.textContent = text

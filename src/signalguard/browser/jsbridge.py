@@ -1,4 +1,4 @@
-"""The ports on the page's JavaScript objects: supabase-js, worker timers, Web Locks.
+"""The ports on the page's JavaScript objects: supabase-js, worker timers, Web Locks, IndexedDB, market data.
 
 supabase-js is reached through ``web/facade.js``, timers run in ``web/timer-worker.js``.
 
@@ -10,11 +10,15 @@ strings, in one call each way.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any, Final
+from urllib.parse import urlencode
 
-from signalguard.browser.ports import ApiResult, User
+from signalguard.browser.ports import ApiResult, MarketUnavailable, User
+from signalguard.core import safejson
 
 #: ``create_proxy`` from ``pyodide.ffi``.
 CreateProxy = Callable[[Callable[..., Any]], Any]
@@ -47,9 +51,12 @@ class SupabaseBackend:
         order: str | None = None,
         descending: bool = False,
         limit: int | None = None,
+        match: Mapping[str, str] | None = None,
     ) -> ApiResult:
         """Read rows."""
         query = getattr(self._facade, "from")(table).select(columns)
+        for column, value in (match or {}).items():
+            query = query.eq(column, value)
         if order is not None:
             query = query.order(order, self._parse(_DUMPS({"ascending": not descending})))
         if limit is not None:
@@ -63,6 +70,14 @@ class SupabaseBackend:
         query = getattr(self._facade, "from")(table).update(self._parse(_DUMPS(dict(values))))
         for column, value in match.items():
             query = query.eq(column, value)
+        return ApiResult.from_json(str(await query.executeJson()))
+
+    async def update_in(
+        self, table: str, values: Mapping[str, object], *, column: str, among: Sequence[str], returning: str
+    ) -> ApiResult:
+        """Update the rows whose ``column`` is one of ``among`` (``PATCH …?column=in.(…)``)."""
+        query = getattr(self._facade, "from")(table).update(self._parse(_DUMPS(dict(values))))
+        query = getattr(query, "in")(column, self._parse(_DUMPS(list(among)))).select(returning)
         return ApiResult.from_json(str(await query.executeJson()))
 
     async def sign_in(self, email: str, password: str) -> tuple[User | None, str | None]:
@@ -183,3 +198,117 @@ class WebTabLocks:
                 release()
 
         return give_up
+
+
+class IndexedDbStore:
+    """:class:`~.ports.KeyValueStore` on the facade's IndexedDB helpers."""
+
+    def __init__(self, facade: Any) -> None:
+        """Use ``facade.storeGet``/``storePut``."""
+        self._facade = facade
+
+    async def get(self, key: str) -> str | None:
+        """The stored string, or None."""
+        value = await self._facade.storeGet(key)
+        return value if isinstance(value, str) else None
+
+    async def put(self, key: str, value: str) -> str | None:
+        """Store durably; an error message, or None."""
+        answer = json.loads(str(await self._facade.storePut(key, value)))
+        error = answer.get("error") if isinstance(answer, dict) else "unreadable answer"
+        return str(error) if error else None
+
+
+#: Largest market message accepted before parsing (a kline event is under 1 KiB).
+_MAX_MESSAGE: Final = 1 << 20
+#: Buffered stream messages while the tab is busy (the warm-up runs with the stream open).
+_MAX_QUEUE: Final = 100_000
+
+
+class WebMarketData:
+    """:class:`~.ports.MarketData` over ``fetch`` and ``WebSocket`` (the facade's helpers).
+
+    REST at ``base_url`` (``/api/v3/klines``), streams at the same host with ``ws``/``wss``
+    (``/stream?streams=…``), as the gateway's Content-Security-Policy allows.
+    """
+
+    def __init__(self, facade: Any, base_url: str, create_proxy: CreateProxy, *, stall: float = 60.0) -> None:
+        """Use ``base_url`` (no trailing slash); a stream silent for ``stall`` seconds is dead."""
+        self._facade = facade
+        self._rest = base_url.rstrip("/")
+        self._ws = "ws" + self._rest[len("http") :] if self._rest.startswith("http") else self._rest
+        self._create_proxy = create_proxy
+        self._stall = stall
+
+    async def klines(
+        self,
+        symbol: str,
+        interval: str,
+        *,
+        limit: int,
+        start_time: int | None = None,
+        end_time: int | None = None,
+    ) -> object:
+        """One ``GET /api/v3/klines`` answer, decoded."""
+        params: dict[str, str | int] = {"symbol": symbol, "interval": interval, "limit": limit}
+        if start_time is not None:
+            params["startTime"] = start_time
+        if end_time is not None:
+            params["endTime"] = end_time
+        answer = json.loads(
+            str(await self._facade.marketGet(f"{self._rest}/api/v3/klines?{urlencode(params)}"))
+        )
+        where = f"klines {symbol} {interval}"
+        status, body = answer.get("status"), answer.get("body")
+        if status != 200 or not isinstance(body, str):
+            detail = answer.get("error") or f"HTTP {status} {str(body)[:200]}"
+            raise MarketUnavailable(f"{where}: {detail}")
+        try:
+            return safejson.loads(body)
+        except ValueError:
+            raise MarketUnavailable(f"{where}: the answer is not JSON") from None
+
+    @contextlib.asynccontextmanager
+    async def stream(self, names: Sequence[str]) -> AsyncIterator[AsyncIterator[str]]:
+        """The combined stream of ``names``; see :meth:`~.ports.MarketData.stream`."""
+        queue: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
+        opened: asyncio.Future[None] = asyncio.get_event_loop().create_future()
+
+        def on_event(kind: str, text: str) -> None:
+            kind, text = str(kind), str(text)
+            if kind == "open":
+                if not opened.done():
+                    opened.set_result(None)
+                return
+            if kind == "close" and not opened.done():
+                opened.set_exception(MarketUnavailable(f"stream: cannot connect ({text or 'refused'})"))
+                return
+            if kind == "message" and queue.qsize() >= _MAX_QUEUE:
+                return  # a tab far behind: dropped, and the gap is filled by REST
+            queue.put_nowait((kind, text))
+
+        proxy = self._create_proxy(on_event)
+        close = self._facade.openStream(f"{self._ws}/stream?streams={'/'.join(names)}", proxy)
+        try:
+            try:
+                async with asyncio.timeout(self._stall):
+                    await opened
+            except TimeoutError:
+                raise MarketUnavailable("stream: the connection did not open") from None
+            yield self._messages(queue)
+        finally:
+            close()
+            # Not destroyed: a late event from the closing socket may still arrive and must not throw.
+
+    async def _messages(self, queue: asyncio.Queue[tuple[str, str]]) -> AsyncIterator[str]:
+        while True:
+            try:
+                async with asyncio.timeout(self._stall):
+                    kind, text = await queue.get()
+            except TimeoutError:
+                raise MarketUnavailable(f"stream: nothing received for {self._stall:.0f} s") from None
+            if kind == "close":
+                if text.startswith("1000"):
+                    return
+                raise MarketUnavailable(f"stream closed ({text})")
+            yield text if len(text) <= _MAX_MESSAGE else ""

@@ -21,7 +21,13 @@ from pyodide.ffi import create_proxy  # type: ignore[import-not-found]
 from signalguard.browser.app import App
 from signalguard.browser.config import CONFIG_PATH, AppConfig, ConfigError
 from signalguard.browser.dom import DomView
-from signalguard.browser.jsbridge import SupabaseBackend, WebTabLocks, WorkerTimers
+from signalguard.browser.jsbridge import (
+    IndexedDbStore,
+    SupabaseBackend,
+    WebMarketData,
+    WebTabLocks,
+    WorkerTimers,
+)
 
 #: The tab's holder id lives in sessionStorage: it survives a reload of the tab (so the tab renews
 #: its own lease) and is not shared with other tabs.
@@ -33,8 +39,8 @@ _tasks: set[asyncio.Future[None]] = set()
 _app: App | None = None
 
 
-def spawn(coro: Coroutine[Any, Any, None]) -> None:
-    """Run ``coro`` on the page's event loop; report (never swallow) what it raises."""
+def start_task(coro: Coroutine[Any, Any, None]) -> asyncio.Future[None]:
+    """Run ``coro`` on the page's event loop and return its task; report (never swallow) what it raises."""
     task = asyncio.ensure_future(coro)
     _tasks.add(task)
 
@@ -45,6 +51,17 @@ def spawn(coro: Coroutine[Any, Any, None]) -> None:
             js.console.error("signalguard: " + "".join(traceback.format_exception(exc)))
 
     task.add_done_callback(done)
+    return task
+
+
+def spawn(coro: Coroutine[Any, Any, None]) -> None:
+    """Run ``coro`` on the page's event loop; report (never swallow) what it raises."""
+    start_task(coro)
+
+
+def wall() -> float:
+    """Seconds since the epoch on the page's clock (candles close by it, as on the exchange)."""
+    return float(js.Date.now()) / 1000.0
 
 
 def clock() -> float:
@@ -101,7 +118,20 @@ async def run() -> None:
     facade.init(config.supabase_url, config.supabase_anon_key)
     backend = SupabaseBackend(facade, js.JSON.parse, create_proxy)
     timers = WorkerTimers(_timer_worker(), js.window, js.JSON.parse, create_proxy)
-    app = App(backend, view, timers, WebTabLocks(facade, create_proxy), clock, spawn, holder_id())
+    market = WebMarketData(facade, config.market_data_url, create_proxy) if config.market_data_url else None
+    app = App(
+        backend,
+        view,
+        timers,
+        WebTabLocks(facade, create_proxy),
+        clock,
+        spawn,
+        holder_id(),
+        store=IndexedDbStore(facade),
+        market=market,
+        start_task=start_task,
+        wall=wall,
+    )
     _app = app
 
     def pagehide(_event: Any) -> None:

@@ -7,8 +7,9 @@ of :mod:`~signalguard.browser.jsbridge` and :mod:`~signalguard.browser.dom`.
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -89,14 +90,21 @@ class Backend(Protocol):
         order: str | None = None,
         descending: bool = False,
         limit: int | None = None,
+        match: Mapping[str, str] | None = None,
     ) -> ApiResult:
-        """Read rows of a table (row level security limits them to the user's)."""
+        """Read rows of a table (row level security limits them to the user's), equal to ``match``."""
         ...
 
     async def update(
         self, table: str, values: Mapping[str, object], *, match: Mapping[str, str]
     ) -> ApiResult:
         """Update the rows equal to ``match``."""
+        ...
+
+    async def update_in(
+        self, table: str, values: Mapping[str, object], *, column: str, among: Sequence[str], returning: str
+    ) -> ApiResult:
+        """Update the rows whose ``column`` is one of ``among``; the data is their ``returning`` column."""
         ...
 
     async def sign_in(self, email: str, password: str) -> tuple[User | None, str | None]:
@@ -136,6 +144,42 @@ class Timers(Protocol):
         ...
 
 
+class KeyValueStore(Protocol):
+    """Strings kept across reloads (IndexedDB in the page)."""
+
+    async def get(self, key: str) -> str | None:
+        """The stored value, or None."""
+        ...
+
+    async def put(self, key: str, value: str) -> str | None:
+        """Store ``value`` durably; an error message, or None."""
+        ...
+
+
+class MarketUnavailable(Exception):
+    """The market-data service could not be reached, refused the request, or sent something unreadable."""
+
+
+class MarketData(Protocol):
+    """Binance's kline REST API and combined kline stream (as the cloud worker's ``MarketData``)."""
+
+    async def klines(
+        self,
+        symbol: str,
+        interval: str,
+        *,
+        limit: int,
+        start_time: int | None = None,
+        end_time: int | None = None,
+    ) -> object:
+        """One ``GET /api/v3/klines`` answer, decoded; raise :class:`MarketUnavailable`."""
+        ...
+
+    def stream(self, names: Sequence[str]) -> contextlib.AbstractAsyncContextManager[AsyncIterator[str]]:
+        """The combined stream of ``names``; connecting and receiving raise :class:`MarketUnavailable`."""
+        ...
+
+
 class TabLocks(Protocol):
     """One holder per lock name across the browser's tabs (the Web Locks API)."""
 
@@ -162,7 +206,7 @@ class TraderItem:
 
 @dataclass(frozen=True, slots=True)
 class HistoryItem:
-    """A stored signal as the page shows it."""
+    """A signal as the page shows it (stored, or still waiting in the outbox)."""
 
     key: str
     candle: str
@@ -171,6 +215,8 @@ class HistoryItem:
     price: str
     status: str
     source: str
+    #: The candle's open time, epoch milliseconds (for ordering; -1 if unknown).
+    open_ms: int = -1
 
 
 class Intents(Protocol):
@@ -190,6 +236,10 @@ class Intents(Protocol):
 
     def take_over(self) -> None:
         """Take over from a cloud machine in error (already confirmed by the user)."""
+        ...
+
+    def filter_source(self, source: str) -> None:
+        """Show the signals of one source (``local``, ``cloud``) or of all (``all``)."""
         ...
 
 
@@ -230,6 +280,14 @@ class View(Protocol):
 
     def show_history(self, items: Sequence[HistoryItem]) -> None:
         """The recent signals."""
+        ...
+
+    def show_pending(self, count: int, detail: str) -> None:
+        """How many writes wait in the outbox, and why they wait (empty when nothing is wrong)."""
+        ...
+
+    def show_market(self, state: str, text: str) -> None:
+        """The market data's state (``off``, ``connecting``, ``live``, ``error``) and a line about it."""
         ...
 
     def set_ready(self, ready: bool) -> None:

@@ -1,0 +1,122 @@
+"""Signals in the tab: the traders, the engine, the market feed and the outbox, tied to the guard.
+
+:class:`Generation` is what :class:`~signalguard.browser.app.App` plugs into its effect listeners:
+
+- the enabled traders go to ``SignalManager.set_traders``;
+  the streams they need are warmed up by the :class:`~.feed.MarketFeed` (restarted when they change);
+- every guard effect calls ``authorize(may_generate, epoch)``: the engine evaluates every closed candle
+  either way (so cooldowns advance as on the cloud), but emits only while the tab may generate;
+- after candles are fed, ``drain()``: new signals and status changes go to the
+  :class:`~.sync.SignalSync` outbox, a failed trader is shown to the user.
+
+The feed runs only in the tab holding the tab lock (the one tab of the browser that may generate);
+other tabs mirror the database's table.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from signalguard.browser.feed import MarketFeed
+from signalguard.browser.ports import MarketData
+from signalguard.browser.sync import SignalSync
+from signalguard.core.engine import SignalCreated, SignalManager, StatusChanged, TraderFailed, TraderRecord
+from signalguard.core.guard import Effects
+from signalguard.core.outbox import OutboxFull
+
+#: ``start_task(coroutine)`` runs it on the page's loop and returns its task (so it can be cancelled).
+StartTask = Callable[[Coroutine[Any, Any, None]], "asyncio.Future[None]"]
+
+
+class Generation:
+    """One signed-in user's signal generation in this tab; see the module documentation."""
+
+    def __init__(
+        self,
+        user_id: str,
+        market: MarketData | None,
+        sync: SignalSync,
+        start_task: StartTask,
+        wall: Callable[[], float],
+        *,
+        on_market: Callable[[str, str], None],
+        on_trader_failed: Callable[[str], None],
+    ) -> None:
+        """Prepare; the feed starts with :meth:`set_active`."""
+        self.manager = SignalManager(user_id)
+        self.sync = sync
+        self._market = market
+        self._start_task = start_task
+        self._on_market = on_market
+        self._on_trader_failed = on_trader_failed
+        self.feed = (
+            MarketFeed(market, self.manager, self.drain, on_market, wall) if market is not None else None
+        )
+        self._task: asyncio.Future[None] | None = None
+        self._active = False
+        self._streams: list[tuple[str, str]] = []
+        self._paused = False
+
+    def set_traders(self, traders: list[TraderRecord]) -> None:
+        """Run these traders (the enabled ones); restart the feed if the streams changed."""
+        needs = self.manager.set_traders(traders)
+        if self.feed is not None:
+            self.feed.need(needs)
+        self.drain()  # invalid definitions are reported at once
+        streams = [(n.symbol, n.interval) for n in self.manager.streams()]
+        if streams != self._streams or needs:
+            self._streams = streams
+            self._restart()
+
+    def on_effects(self, effects: Effects) -> None:
+        """The guard decided: generate (under its epoch) or not."""
+        self.manager.authorize(effects.may_generate and not self._paused, effects.epoch)
+        self.sync.set_live_epoch(effects.epoch if effects.may_generate else None)
+
+    def set_active(self, active: bool) -> None:
+        """Stream market data and send the outbox (True: this tab holds the tab lock)."""
+        if active == self._active:
+            return
+        self._active = active
+        self.sync.set_active(active)
+        self._restart()
+
+    def stop(self) -> None:
+        """Stop streaming and sending (sign-out, page going away)."""
+        self._active = False
+        self.sync.stop()
+        self._cancel()
+
+    # -- internals ------------------------------------------------------------------------------
+
+    def _cancel(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+
+    def _restart(self) -> None:
+        self._cancel()
+        if not self._active:
+            return
+        if self.feed is None:
+            self._on_market("error", "No market data URL is configured (config.json: market_data_url).")
+            return
+        self._task = self._start_task(self.feed.run())
+
+    def drain(self) -> None:
+        """Take the engine's effects: signals and status changes to the outbox, failures to the user."""
+        for effect in self.manager.drain():
+            if isinstance(effect, SignalCreated | StatusChanged):
+                try:
+                    self.sync.add(effect)
+                except OutboxFull as exc:
+                    # Never forget a write: stop creating new ones until the outbox drains.
+                    self._paused = True
+                    self.manager.authorize(False, None)
+                    self._on_trader_failed(f"Signal generation paused: {exc}")
+            elif isinstance(effect, TraderFailed):
+                self._on_trader_failed(f"Trader {effect.name} stopped ({effect.code}): {effect.message}")
+        if self._paused and len(self.sync) < self.sync.outbox.max_entries // 2:
+            self._paused = False  # resumes with the guard's next effects

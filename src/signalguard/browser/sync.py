@@ -1,0 +1,343 @@
+"""The tab's writes: the core :class:`~signalguard.core.outbox.Outbox`, kept in IndexedDB, sent in batches.
+
+Every signal the engine creates, and every status change, becomes an outbox entry. The outbox is written
+through to the :class:`~.ports.KeyValueStore` (IndexedDB) *before* anything is sent, so a reload, a
+crash or an outage loses nothing: the next start reads it back and sends it again. Sending twice is
+harmless: ``write_signals`` upserts on the signal key and answers ``duplicate``.
+
+- Signals go to ``write_signals`` (``source='local'``, no machine, the epoch they were made under: the
+  database keeps a signal whose candle closed inside that epoch's window even if it arrives later).
+- Status changes go as PATCHes on ``signals?signal_key=in.(…)`` with ``status`` and ``updated_epoch``,
+  grouped by target status. They need the *live* lease when written, so they are sent under the current
+  epoch. A tab that is not the executor any more answers them itself (``not_executor``) instead of
+  sending requests the database must refuse: moving statuses is the new executor's job.
+- A whole call that fails in transit (network, 5xx) stays at the head and is retried after the outbox's
+  back-off, cut to :data:`RETRY_CEILING` here (an open tab should drain soon after the network is back).
+- A refusal whose code says this tab is not (or no longer) the executor goes to ``on_verdict`` at once:
+  the guard stops generating and re-polls.
+
+Only the tab holding the tab lock (:meth:`SignalSync.set_active`) reads, sends and writes the stored
+outbox, so two tabs of one browser never race on it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from typing import Final, cast
+
+from signalguard.browser.ports import ApiResult, Backend, Clock, KeyValueStore, Spawn, Timers
+from signalguard.core.codes import GuardError
+from signalguard.core.engine import SignalCreated, StatusChanged
+from signalguard.core.outbox import Batch, Entry, EntryKind, JsonValue, Outbox, OutboxFormatError, Rejection
+
+#: Entries per call (``write_signals`` takes at most 500).
+MAX_BATCH: Final = 200
+#: Keys per status PATCH (``in.(…)`` goes in the URL).
+STATUS_GROUP: Final = 40
+#: The longest wait before retrying a failed head.
+RETRY_CEILING: Final = 8.0
+#: How often the outbox is looked at (retries fall due between writes).
+PUMP_SECONDS: Final = 1.0
+PUMP_TIMER: Final = "outbox-pump"
+#: Local answer to a status change this tab can no longer make.
+NOT_EXECUTOR: Final = "not_executor"
+#: Codes that are verdicts (retrying gives the same answer). Unlike the cloud worker, an expired or
+#: missing token (401, ``PGRST3xx``) is *not* one here: supabase-js refreshes the session, and the
+#: signals must not be dropped meanwhile.
+_VERDICT: Final = re.compile(r"SG\d{3}|42501")
+
+
+def store_key(user_id: str) -> str:
+    """Where a user's outbox is kept in IndexedDB."""
+    return f"outbox:{user_id.lower()}"
+
+
+def is_verdict(result: ApiResult) -> bool:
+    """Whether a failed call was refused (a verdict) rather than lost in transit."""
+    if result.error is None:
+        return False
+    code = result.error.code or ""
+    if _VERDICT.fullmatch(code):
+        return True
+    return 400 <= result.status < 500 and result.status not in (401, 408, 429)
+
+
+class SignalSync:
+    """The outbox of one signed-in user in one tab; see the module documentation."""
+
+    def __init__(
+        self,
+        user_id: str,
+        backend: Backend,
+        store: KeyValueStore,
+        timers: Timers,
+        clock: Clock,
+        spawn: Spawn,
+        *,
+        on_count: Callable[[int, str], None],
+        on_verdict: Callable[[GuardError], None],
+        on_written: Callable[[], None],
+        on_problem: Callable[[str], None],
+    ) -> None:
+        """Prepare; nothing is read or sent until :meth:`set_active`."""
+        self.user_id = user_id.lower()
+        self.outbox = Outbox()
+        self._backend = backend
+        self._store = store
+        self._timers = timers
+        self._clock = clock
+        self._spawn = spawn
+        self._on_count = on_count
+        self._on_verdict = on_verdict
+        self._on_written = on_written
+        self._on_problem = on_problem
+        self._active = False
+        self._loaded = False
+        self._pumping = False
+        self._again = False
+        self._dirty = False
+        self._failed_at: float | None = None
+        self._problem = ""
+        self._live_epoch: int | None = None
+        # Made while the stored outbox was still being read: added once it is.
+        self._early: list[Entry] = []
+
+    # -- state --------------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        """Writes not yet answered."""
+        return len(self.outbox) + len(self._early)
+
+    def set_live_epoch(self, epoch: int | None) -> None:
+        """The epoch of the lease this tab holds now (None: it is not the executor)."""
+        self._live_epoch = epoch
+
+    def set_active(self, active: bool) -> None:
+        """Read the stored outbox and send (True: this tab holds the tab lock)."""
+        if active == self._active:
+            return
+        self._active = active
+        if active:
+            self._timers.every(PUMP_TIMER, PUMP_SECONDS, self.kick)
+            self.kick()
+        else:
+            self._timers.clear(PUMP_TIMER)
+
+    def stop(self) -> None:
+        """Signed out or leaving: stop sending (what is stored stays for the next start)."""
+        self.set_active(False)
+
+    def pending_signals(self) -> list[Mapping[str, JsonValue]]:
+        """The payloads of signals not yet acknowledged, oldest first (shown as pending)."""
+        rows = [e.payload for e in self._early if e.kind is EntryKind.SIGNAL]
+        entries = cast("dict[str, Entry]", self.outbox._pending)
+        return rows + [e.payload for e in entries.values() if e.kind is EntryKind.SIGNAL]
+
+    def pending_keys(self) -> list[str]:
+        """Idempotency keys of the signals not yet acknowledged."""
+        entries = cast("dict[str, Entry]", self.outbox._pending)
+        return [e.key for e in self._early if e.kind is EntryKind.SIGNAL] + [
+            e.key for e in entries.values() if e.kind is EntryKind.SIGNAL
+        ]
+
+    # -- intake -------------------------------------------------------------------------------
+
+    def add(self, effect: SignalCreated | StatusChanged) -> None:
+        """Queue a new signal or a status change; it is stored before it is sent."""
+        now = self._clock()
+        if isinstance(effect, SignalCreated):
+            s = effect.signal
+            row = cast("dict[str, JsonValue]", s.row(source="local"))
+            entry = Entry(s.key, EntryKind.SIGNAL, row, now)
+        else:
+            payload: dict[str, JsonValue] = {
+                "signal_key": effect.key,
+                "status": effect.new.value,
+                "updated_epoch": effect.epoch,
+            }
+            entry = Entry(f"{effect.key}#{effect.new.value}", EntryKind.STATUS, payload, now)
+        if not self._loaded:
+            self._early.append(entry)
+        else:
+            self.outbox.add(entry)
+            self._dirty = True
+        self._report()
+        self.kick()
+
+    def kick(self) -> None:
+        """Store and send what is due (again, if a pass is running)."""
+        if not self._active:
+            return
+        if self._pumping:
+            self._again = True
+            return
+        self._pumping = True
+        self._spawn(self._pump())
+
+    # -- the pump -----------------------------------------------------------------------------
+
+    async def _pump(self) -> None:
+        try:
+            while True:
+                self._again = False
+                if not self._loaded:
+                    await self._load()
+                while self._active:
+                    if self._dirty:
+                        await self._save()  # write-through: stored before it is sent
+                    batch = self.outbox.take(self._due_now(), MAX_BATCH)
+                    if batch is None:
+                        break
+                    if not await self._send(batch):
+                        break
+                if self._dirty:
+                    await self._save()
+                if not self._again:
+                    return
+        finally:
+            self._pumping = False
+            self._report()
+
+    def _due_now(self) -> float:
+        now = self._clock()
+        if self._failed_at is not None:
+            # The core's back-off doubles up to a minute; a tab retries at least every RETRY_CEILING.
+            now = max(now, min(self.outbox.next_attempt_at(), self._failed_at + RETRY_CEILING))
+        return now
+
+    async def _load(self) -> None:
+        text: str | None = None
+        try:
+            text = await self._store.get(store_key(self.user_id))
+        except Exception as exc:  # IndexedDB unavailable (private mode, quota): keep going in memory
+            self._on_problem(f"The outbox cannot be read from this browser's storage ({exc}).")
+        if text:
+            try:
+                stored = Outbox.from_json(text)
+            except OutboxFormatError as exc:
+                self._on_problem(f"The stored outbox was unreadable and is ignored: {exc}")
+            else:
+                for entry in self.outbox_entries(stored):
+                    self.outbox.add(entry)
+                self.outbox.acknowledged_total = stored.acknowledged_total
+                self.outbox.rejected_total = stored.rejected_total
+        for entry in self._early:
+            self.outbox.add(entry)
+        self._dirty = bool(self._early)
+        self._early = []
+        self._loaded = True
+
+    @staticmethod
+    def outbox_entries(box: Outbox) -> list[Entry]:
+        """The pending entries of ``box``, in order."""
+        return list(cast("dict[str, Entry]", box._pending).values())
+
+    async def _save(self) -> None:
+        self._dirty = False
+        error = await self._store.put(store_key(self.user_id), self.outbox.to_json())
+        if error:
+            self._on_problem(f"The outbox could not be stored ({error}); writes are kept in memory only.")
+
+    async def _send(self, batch: Batch) -> bool:
+        """Send one batch and settle it; False if it failed in transit (stop for now)."""
+        if batch.kind is EntryKind.SIGNAL:
+            result = await self._backend.rpc("write_signals", {"p_signals": batch.payloads})
+            if result.error is None and isinstance(result.data, list):
+                outcomes = [o for o in result.data if isinstance(o, dict)]
+                return self._settled(batch, self.outbox.settle(batch, outcomes, self._clock()))
+        else:
+            outcomes_or_failure = await self._send_statuses(batch)
+            if isinstance(outcomes_or_failure, list):
+                return self._settled(batch, self.outbox.settle(batch, outcomes_or_failure, self._clock()))
+            result = outcomes_or_failure
+        if result.error is not None and is_verdict(result):
+            code = result.error.code or f"HTTP{result.status}"
+            return self._settled(
+                batch, self.outbox.reject_all(batch, code, result.error.message, self._clock())
+            )
+        self.outbox.fail(batch, self._clock())
+        self._failed_at = self._clock()
+        self._dirty = True
+        reason = str(result.error) if result.error is not None else "unreadable answer"
+        self._problem = f"The database is not reachable ({reason}); retrying."
+        return False
+
+    async def _send_statuses(self, batch: Batch) -> list[Mapping[str, object]] | ApiResult:
+        """PATCH each run of one target status; the outcomes, or the failure of a call."""
+        epoch = self._live_epoch
+        if epoch is None:
+            return [
+                {
+                    "index": i,
+                    "outcome": "rejected",
+                    "code": NOT_EXECUTOR,
+                    "message": "this tab is not the executor",
+                }
+                for i in range(len(batch.entries))
+            ]
+        outcomes: list[Mapping[str, object]] = []
+        groups: list[list[int]] = []
+        for i, entry in enumerate(batch.entries):
+            status = entry.payload.get("status")
+            if (
+                groups
+                and batch.entries[groups[-1][0]].payload.get("status") == status
+                and len(groups[-1]) < STATUS_GROUP
+            ):
+                groups[-1].append(i)
+            else:
+                groups.append([i])
+        for group in groups:
+            keys = [str(batch.entries[i].payload.get("signal_key")) for i in group]
+            status = str(batch.entries[group[0]].payload.get("status"))
+            result = await self._backend.update_in(
+                "signals",
+                {"status": status, "updated_epoch": epoch},
+                column="signal_key",
+                among=keys,
+                returning="signal_key",
+            )
+            if result.error is not None:
+                if not is_verdict(result):
+                    return result
+                code = result.error.code or f"HTTP{result.status}"
+                outcomes += [
+                    {"index": i, "outcome": "rejected", "code": code, "message": result.error.message}
+                    for i in group
+                ]
+                continue
+            done = (
+                {str(r.get("signal_key")) for r in result.data or () if isinstance(r, dict)}
+                if isinstance(result.data, list)
+                else set()
+            )
+            for i, key in zip(group, keys, strict=True):
+                if key in done:
+                    outcomes.append({"index": i, "outcome": "updated"})
+                else:
+                    # No such row (its insert was refused) or not this user's: nothing to change.
+                    outcomes.append(
+                        {"index": i, "outcome": "rejected", "code": "not_found", "message": "no such signal"}
+                    )
+        return outcomes
+
+    def _settled(self, batch: Batch, rejections: Sequence[Rejection]) -> bool:
+        self._dirty = True
+        self._failed_at = None
+        self._problem = ""
+        for code in Outbox.guard_verdicts(rejections):
+            self._on_verdict(code)
+        shown = [r for r in rejections if r.code != NOT_EXECUTOR]
+        if shown:
+            r = shown[0]
+            more = f" (and {len(shown) - 1} more)" if len(shown) > 1 else ""
+            self._on_problem(
+                f"The database refused {r.entry.kind.value} {r.entry.key}: {r.code} {r.message}{more}"
+            )
+        if batch.kind is EntryKind.SIGNAL:
+            self._on_written()
+        return True
+
+    def _report(self) -> None:
+        self._on_count(len(self), self._problem)

@@ -1,0 +1,343 @@
+"""Signals generated in the tab, persisted through the IndexedDB outbox: against the real stack and replay.
+
+One replay server for the module serves a synthetic series on the ``1s`` interval (a candle closes
+every second, looping), and one stack of its own points the page at it (``config.json``'s
+``market_data_url``, which the gateway's Content-Security-Policy also allows). Each test makes its own
+user with one trader on ``1s`` candles that fires often (``RSI(2) < 50``, no cooldown), so signals come
+within seconds of the tab warming up. Every test checks the database as well as the page.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import httpx
+import psycopg
+import pytest
+from e2ekit import Browsers, lease_of, make_stack
+from playwright.sync_api import Browser, expect
+
+from signalguard.devstack.stack import DEMO_PASSWORD, LocalStack
+from signalguard.replay.server import ReplayServer, running_replay
+from signalguard.replay.synthetic import generate
+
+pytestmark = pytest.mark.stack
+
+T = TypeVar("T")
+
+CAROL = "carol@signalguard.test"
+SYMBOLS = ("BTCUSDT", "ETHUSDT")
+#: Fires on about half of the closed candles of each symbol.
+FAST_TRADER = {
+    "version": 1,
+    "symbols": list(SYMBOLS),
+    "interval": "1s",
+    "match": "all",
+    "cooldown_candles": 0,
+    "conditions": [{"indicator": "rsi", "period": 2, "op": "<", "value": 50}],
+}
+SIGNAL_TIMEOUT_MS = 30_000
+
+
+# -- fixtures -------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def replay() -> Iterator[ReplayServer]:
+    series = generate(SYMBOLS, interval="1s", candles=600, seed=5, warmup=100, spacing=60).series
+    with running_replay(series, history=300, loop=True) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def signal_stack(assets: None, replay: ReplayServer) -> Iterator[LocalStack]:
+    stack = make_stack(replay.url)
+    yield stack
+    stack.reset()
+
+
+@pytest.fixture()
+def tabs(chromium: Browser, signal_stack: LocalStack) -> Iterator[Browsers]:
+    b = Browsers(chromium, signal_stack)
+    yield b
+    b.close()
+
+
+# -- helpers --------------------------------------------------------------------------------------
+
+
+def signal_user(stack: LocalStack, *, machine: bool = False) -> tuple[str, str]:
+    """A new user with only the fast 1s trader; (email, user id)."""
+    uid = str(uuid.uuid4())
+    email = f"signals-{uid[:8]}@signalguard.test"
+    with stack.connect() as conn:
+        conn.execute(
+            "insert into auth.users (id, email, encrypted_password) "
+            "values (%s, %s, extensions.crypt(%s, extensions.gen_salt('bf', 4)))",
+            (uid, email, DEMO_PASSWORD),
+        )
+        conn.execute(
+            "insert into public.traders (user_id, name, definition) values (%s, 'Fast RSI', %s)",
+            (uid, psycopg.types.json.Jsonb(FAST_TRADER)),
+        )
+        if machine:
+            conn.execute(
+                "insert into public.cloud_machines (user_id, machine_id, region, status) "
+                "values (%s, %s, 'ams', 'stopped')",
+                (uid, f"vyx-{uid[:8]}"),
+            )
+    return email, uid
+
+
+def signals_of(stack: LocalStack, uid: str) -> list[dict[str, Any]]:
+    """Every stored signal of the user, oldest candle first."""
+    with stack.connect() as conn, conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
+        cur.execute(
+            "select signal_key, source, machine_id, epoch, status, candle_open_time, "
+            "candle_open_time + interval '1 second' as candle_close "
+            "from public.signals where user_id = %s order by candle_open_time",
+            (uid,),
+        )
+        return list(cur.fetchall())
+
+
+def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 30.0, every: float = 0.25) -> T:
+    """Poll ``probe`` until it returns something truthy."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(every)
+
+
+def page_keys(tab: Any) -> list[str]:
+    """The signal keys of the table's rows, in order."""
+    return [
+        str(k)
+        for k in tab.page.eval_on_selector_all(
+            "[data-testid='signal-row']", "rows => rows.map(r => r.getAttribute('data-signal-key'))"
+        )
+    ]
+
+
+def pending(tab: Any) -> int:
+    return int(tab.page.get_by_test_id("pending-count").get_attribute("data-count") or "0")
+
+
+def machine_call(stack: LocalStack, email: str, rpc: str, args: dict[str, Any]) -> Any:
+    r = httpx.post(
+        f"{stack.url}/rest/v1/rpc/{rpc}",
+        json=args,
+        headers={"apikey": stack.config.anon_key(), "Authorization": f"Bearer {stack.machine_token(email)}"},
+        timeout=10,
+    )
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+# -- tests ----------------------------------------------------------------------------------------
+
+
+def test_browser_mode_generates_and_persists_local_signals(signal_stack: LocalStack, tabs: Browsers) -> None:
+    email, uid = signal_user(signal_stack)
+    ctx, watch = tabs.context()
+    tab = tabs.tab(ctx, watch).open().sign_in(email)
+    expect(tab.badge).to_have_attribute("data-mode", "browser")
+    t0 = time.monotonic()
+    rows = tab.page.locator("[data-testid='signal-row'][data-source='local']")
+    expect(rows.first).to_be_attached(timeout=SIGNAL_TIMEOUT_MS)
+    print(f"\nsigned in to first signal row: {time.monotonic() - t0:.2f} s")
+    expect(tab.page.get_by_test_id("market-status")).to_have_attribute("data-state", "live")
+
+    stored = wait_for(
+        "three stored signals", lambda: (s := signals_of(signal_stack, uid)) and len(s) >= 3 and s
+    )
+    lease = lease_of(signal_stack, uid)
+    assert lease is not None and lease.live and lease.holder_kind == "local"
+    for row in stored:
+        assert row["source"] == "local" and row["machine_id"] is None
+        assert row["epoch"] == lease.epoch
+    # Stored rows reach the table (re-read after each acknowledged batch), newest candle first.
+    key = stored[-1]["signal_key"]
+    expect(tab.page.locator(f"[data-testid='signal-row'][data-signal-key='{key}']")).to_have_attribute(
+        "data-source", "local", timeout=10_000
+    )
+    keys = page_keys(tab)
+    assert len(keys) == len(set(keys))
+    # Status changes go through the same outbox: a signal becomes active on its symbol's next candle.
+    wait_for(
+        "a signal moved to active",
+        lambda: any(r["status"] == "active" for r in signals_of(signal_stack, uid)),
+        timeout=10,
+    )
+
+    # The source filter: cloud shows none of them, local all.
+    tab.page.get_by_test_id("source-filter").select_option("cloud")
+    expect(tab.page.get_by_test_id("signal-row")).to_have_count(0)
+    tab.page.get_by_test_id("source-filter").select_option("local")
+    expect(rows.first).to_be_attached()
+    expect(tab.page.locator("[data-testid='signal-row'][data-source='cloud']")).to_have_count(0)
+    watch.assert_clean()
+
+
+def test_reload_keeps_history_and_empties_the_outbox(signal_stack: LocalStack, tabs: Browsers) -> None:
+    email, uid = signal_user(signal_stack)
+    ctx, watch = tabs.context()
+    tab = tabs.tab(ctx, watch).open().sign_in(email)
+    wait_for("stored signals", lambda: len(signals_of(signal_stack, uid)) >= 3)
+    before = {r["signal_key"] for r in signals_of(signal_stack, uid)}
+
+    tab.page.reload()
+    tab.wait_ready()
+    expect(tab.badge).to_have_attribute("data-mode", "browser")
+    # History from the database is there at once; generation resumes after the warm-up.
+    shown = set(page_keys(tab))
+    assert shown & before, "the stored signals are not shown after the reload"
+    wait_for(
+        "new signals after the reload",
+        lambda: len({r["signal_key"] for r in signals_of(signal_stack, uid)} - before) >= 2,
+    )
+    wait_for("the outbox to empty", lambda: pending(tab) == 0, timeout=15)
+    stored = signals_of(signal_stack, uid)
+    keys = [r["signal_key"] for r in stored]
+    assert len(keys) == len(set(keys))
+    assert {r["source"] for r in stored} == {"local"}
+    page = page_keys(tab)
+    assert len(page) == len(set(page))
+    # The stored outbox (IndexedDB) is empty too, not just the count on the page.
+    outbox = tab.page.evaluate(f"signalguard.storeGet('outbox:{uid}')")
+    assert outbox is not None and '"entries":[]' in outbox
+    watch.assert_clean()
+
+
+def test_two_tabs_one_generates_no_duplicates(signal_stack: LocalStack, tabs: Browsers) -> None:
+    email, uid = signal_user(signal_stack)
+    ctx, watch = tabs.context()
+    first = tabs.tab(ctx, watch).open().sign_in(email)
+    expect(first.badge).to_have_attribute("data-mode", "browser")
+    second = tabs.tab(ctx, watch).open().wait_ready()
+    expect(second.badge).to_have_attribute("data-mode", "standby")
+
+    wait_for("stored signals", lambda: len(signals_of(signal_stack, uid)) >= 6)
+    lease = lease_of(signal_stack, uid)
+    assert lease is not None and lease.holder_id == first.holder_id()
+    # The standby tab shows what the generating one stored (it polls the table) but sends nothing.
+    key = signals_of(signal_stack, uid)[-1]["signal_key"]
+    expect(second.page.locator(f"[data-signal-key='{key}']")).to_be_attached(timeout=10_000)
+    stored = signals_of(signal_stack, uid)
+    assert len({r["signal_key"] for r in stored}) == len(stored)
+    assert {r["epoch"] for r in stored} == {lease.epoch}
+    # Both tabs share one origin's IndexedDB; only the tab holding the tab lock sends its outbox.
+    assert watch.rpc_calls("write_signals")
+    assert pending(second) == 0
+    with signal_stack.connect() as conn:
+        dupes = conn.execute(
+            "select count(*) - count(distinct signal_key) from public.signals where user_id = %s", (uid,)
+        ).fetchone()
+    assert dupes == (0,)
+    watch.assert_clean()
+
+
+def test_outage_of_the_api_is_buffered_then_drained(signal_stack: LocalStack, tabs: Browsers) -> None:
+    email, uid = signal_user(signal_stack)
+    ctx, watch = tabs.context()
+    # The browser logs every 503 the gateway answers while PostgREST is down.
+    watch.allow(r"status of 503")
+    tab = tabs.tab(ctx, watch).open().sign_in(email)
+    wait_for("stored signals", lambda: len(signals_of(signal_stack, uid)) >= 2)
+
+    made: set[str] = set()
+    signal_stack.postgrest.stop()
+    down = time.monotonic()
+    try:
+        peak = 0
+        while time.monotonic() - down < 15:
+            made |= set(
+                tab.page.eval_on_selector_all(
+                    "[data-testid='signal-row'][data-status='pending']",
+                    "rows => rows.map(r => r.getAttribute('data-signal-key'))",
+                )
+            )
+            peak = max(peak, pending(tab))
+            time.sleep(0.5)
+        assert peak >= 3, f"the pending count did not rise during the outage (peak {peak})"
+        assert made, "no signal was shown as pending during the outage"
+    finally:
+        signal_stack.postgrest.start()
+    up = time.monotonic()
+    wait_for("the outbox to drain", lambda: pending(tab) == 0, timeout=30)
+    print(f"\noutage 15 s, peak pending {peak}; drained {time.monotonic() - up:.1f} s after the API was back")
+
+    stored = signals_of(signal_stack, uid)
+    keys = {r["signal_key"] for r in stored}
+    assert made <= keys, f"lost: {sorted(made - keys)}"
+    assert len(keys) == len(stored)
+    assert all(r["source"] == "local" and r["machine_id"] is None for r in stored)
+    expect(tab.badge).to_have_attribute("data-mode", "browser", timeout=15_000)
+    watch.assert_clean()
+
+
+def test_carol_browser_only_persists_signals(signal_stack: LocalStack, tabs: Browsers) -> None:
+    carol = signal_stack.user_id(CAROL)
+    with signal_stack.connect() as conn:
+        # Carol's demo traders watch 1m candles, which this replay does not serve: run the fast one.
+        conn.execute("update public.traders set enabled = false where user_id = %s", (carol,))
+        conn.execute(
+            "insert into public.traders (user_id, name, definition) values (%s, 'Fast RSI', %s)",
+            (carol, psycopg.types.json.Jsonb(FAST_TRADER)),
+        )
+    ctx, watch = tabs.context()
+    tab = tabs.tab(ctx, watch).open().sign_in(CAROL)
+    expect(tab.badge).to_have_attribute("data-mode", "browser")
+    expect(tab.badge).to_have_text("Browser Mode")
+    stored = wait_for(
+        "carol's stored signals", lambda: (s := signals_of(signal_stack, carol)) and len(s) >= 3 and s
+    )
+    lease = lease_of(signal_stack, carol)
+    assert lease is not None and lease.holder_kind == "local" and lease.holder_id == tab.holder_id()
+    assert all(
+        r["source"] == "local" and r["machine_id"] is None and r["epoch"] == lease.epoch for r in stored
+    )
+    expect(tab.page.locator("[data-testid='signal-row'][data-source='local']").first).to_be_attached()
+    watch.assert_clean()
+
+
+def test_no_local_signal_after_the_cloud_takes_the_lease(signal_stack: LocalStack, tabs: Browsers) -> None:
+    email, uid = signal_user(signal_stack, machine=True)
+    ctx, watch = tabs.context()
+    tab = tabs.tab(ctx, watch).open().sign_in(email)
+    expect(tab.badge).to_have_attribute("data-mode", "browser")
+    wait_for("local signals", lambda: len(signals_of(signal_stack, uid)) >= 2)
+
+    # The machine starts: the browser yields on its next poll, then the machine takes the lease.
+    machine_call(signal_stack, email, "machine_heartbeat", {"p_status": "starting"})
+    claim = wait_for(
+        "the cloud lease",
+        lambda: (c := machine_call(signal_stack, email, "claim_cloud_lease", {})) and c.get("granted") and c,
+        timeout=15,
+        every=0.5,
+    )
+    machine_call(signal_stack, email, "machine_heartbeat", {"p_status": "running"})
+    expect(tab.badge).to_have_attribute("data-mode", "cloud", timeout=10_000)
+    with signal_stack.connect() as conn:
+        moved = conn.execute(
+            "select started_at from public.lease_epochs where user_id = %s and holder_kind = 'cloud' "
+            "order by epoch desc limit 1",
+            (uid,),
+        ).fetchone()
+    assert moved is not None, claim
+    # Candles keep closing; the tab must not write any of them (nor anything still queued for them).
+    time.sleep(4)
+    wait_for("the outbox to settle", lambda: pending(tab) == 0, timeout=10)
+    stored = signals_of(signal_stack, uid)
+    local = [r for r in stored if r["source"] == "local"]
+    assert local, "no local signal before the handoff"
+    late = [r for r in local if r["candle_close"] > moved[0]]
+    assert not late, f"local signals for candles that closed after the lease moved: {late}"
+    watch.assert_clean()
