@@ -598,9 +598,11 @@ def test_internal_failure_is_isolated_and_sticky(monkeypatch: pytest.MonkeyPatch
     def boom(self: Any, x: float) -> None:
         raise ZeroDivisionError("simulated")
 
-    from signalguard.core import indicators
+    from signalguard.core.indicators import PriceChangePct
 
-    monkeypatch.setattr(indicators.PriceChangePct, "update", boom)
+    # Each indicator's `update` is its own (see the indicators' module notes): fail this one.
+    (indicator,) = [ind for ind, _ in pool._indicators.values() if isinstance(ind, PriceChangePct)]
+    monkeypatch.setattr(indicator, "update", lambda x: boom(indicator, x))
     pool._rebuild_feeds()
     with pytest.raises(TraderEvaluationError) as info:
         state.update(bar(1, 100.0))
