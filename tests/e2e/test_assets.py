@@ -30,7 +30,10 @@ def test_app_zip_is_deterministic_and_holds_only_the_browser_side(assets: None, 
         assert {i.date_time for i in zf.infolist()} == {(1980, 1, 1, 0, 0, 0)}
     assert names == sorted(names)
     assert "signalguard/__init__.py" in names and "signalguard/browser/main.py" in names
-    assert all(n.startswith(("signalguard/core/", "signalguard/browser/")) for n in names[1:])
+    assert all(
+        n.startswith(("signalguard/core/", "signalguard/market/", "signalguard/browser/")) for n in names[1:]
+    )
+    assert "signalguard/market/klines.py" in names
     assert not [n for n in names if "__pycache__" in n or not n.endswith(".py")]
     # Not rebuilt when nothing changed; rebuilt byte for byte the same from a copy of the sources.
     assert build_app_zip(REPO_ROOT) is False

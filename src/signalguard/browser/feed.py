@@ -1,8 +1,9 @@
 """The tab's market feed: the same warm-up rule as the cloud worker (``signalguard.cloud.feed``).
 
 Browser and cloud must produce the same signals from the same candles, so this module follows the cloud
-worker's :class:`~signalguard.cloud.feed.MarketFeed` step for step (the cloud package is not shipped to
-the page: it imports httpx and websockets). For the (symbol, interval) streams the running traders watch:
+worker's :class:`~signalguard.cloud.feed.MarketFeed` step for step, with the same REST requests
+(:mod:`signalguard.market.klines`; the cloud package itself is not shipped to the page: it imports httpx
+and websockets). For the (symbol, interval) streams the running traders watch:
 
 1. open the combined kline stream first, so that every candle closing from then on is delivered;
 2. fetch the newest ``history`` closed candles by REST and :meth:`SignalManager.prime
@@ -22,74 +23,17 @@ import asyncio
 from collections.abc import Callable, Iterable, Sequence
 from typing import Final
 
-from signalguard.browser.ports import MarketData, MarketUnavailable
-from signalguard.core.candles import Candle, KlineParser, MarketDataError, next_open_time, parse_rest_klines
+from signalguard.browser.ports import MarketData
+from signalguard.core.candles import Candle, KlineParser, next_open_time
 from signalguard.core.engine import HistoryNeed, SignalManager
+from signalguard.market.klines import MarketUnavailable, fetch_history, fetch_range, stream_name
 
-#: Binance's largest page of klines.
-MAX_LIMIT: Final = 1000
 #: Streams per WebSocket connection (Binance allows 1024; URLs stay short).
 STREAMS_PER_CONNECTION: Final = 200
 
 Stream = tuple[str, str]
 #: ``on_state(state, text)``: ``connecting``, ``live`` or ``error``, and a line for the page.
 StateCallback = Callable[[str, str], None]
-
-
-def stream_name(symbol: str, interval: str) -> str:
-    """Binance's kline stream name: ``btcusdt@kline_1m``."""
-    return f"{symbol.lower()}@kline_{interval}"
-
-
-def _parse(rows: object, symbol: str, interval: str, now_ms: int) -> list[Candle]:
-    try:
-        return parse_rest_klines(rows, symbol=symbol, interval=interval, now_ms=now_ms)
-    except MarketDataError as exc:
-        raise MarketUnavailable(f"klines {symbol} {interval}: {exc.code}: {exc}") from None
-
-
-async def fetch_history(
-    market: MarketData, symbol: str, interval: str, count: int, now_ms: int
-) -> list[Candle]:
-    """The newest ``count`` closed candles, oldest first (as ``signalguard.cloud.market.fetch_history``)."""
-    if count <= 0:
-        return []
-    pages: list[list[Candle]] = []
-    have = 0
-    end: int | None = None
-    while have < count:
-        # The newest row is the candle still forming: ask for one more than needed, drop it.
-        want = min(MAX_LIMIT, count - have + (1 if end is None else 0))
-        rows = await market.klines(symbol, interval, limit=want, end_time=end)
-        page = _parse(rows, symbol, interval, now_ms)
-        full = len(page) >= want
-        page = [c for c in page if c.closed]
-        if pages and page and page[-1].open_time >= pages[-1][0].open_time:
-            raise MarketUnavailable(f"klines {symbol} {interval}: pages overlap (endTime ignored?)")
-        if page:
-            pages.append(page)
-            have += len(page)
-            end = page[0].open_time - 1
-        if not full or not page:
-            break
-    candles = [c for page in reversed(pages) for c in page]
-    return candles[-count:]
-
-
-async def fetch_range(
-    market: MarketData, symbol: str, interval: str, first_open: int, before_open: int, now_ms: int
-) -> list[Candle]:
-    """Closed candles opening in ``[first_open, before_open)``, oldest first (a gap to fill)."""
-    if before_open <= first_open:
-        return []
-    rows = await market.klines(
-        symbol, interval, limit=MAX_LIMIT, start_time=first_open, end_time=before_open - 1
-    )
-    return [
-        c
-        for c in _parse(rows, symbol, interval, now_ms)
-        if c.closed and first_open <= c.open_time < before_open
-    ]
 
 
 class MarketFeed:

@@ -17,8 +17,9 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any, Final
 from urllib.parse import urlencode
 
-from signalguard.browser.ports import ApiResult, MarketUnavailable, User
+from signalguard.browser.ports import ApiResult, User
 from signalguard.core import safejson
+from signalguard.market.klines import MarketUnavailable
 
 #: ``create_proxy`` from ``pyodide.ffi``.
 CreateProxy = Callable[[Callable[..., Any]], Any]

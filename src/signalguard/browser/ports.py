@@ -156,10 +156,6 @@ class KeyValueStore(Protocol):
         ...
 
 
-class MarketUnavailable(Exception):
-    """The market-data service could not be reached, refused the request, or sent something unreadable."""
-
-
 class MarketData(Protocol):
     """Binance's kline REST API and combined kline stream (as the cloud worker's ``MarketData``)."""
 

@@ -5,9 +5,8 @@ and a combined kline stream (``/stream?streams=btcusdt@kline_1m/…``). :class:`
 implements it with httpx and websockets (both come with supabase-py, so the cloud image needs nothing
 more); :class:`signalguard.cloud.testing.FakeMarketData` is the in-memory double.
 
-:func:`fetch_history` and :func:`fetch_range` build the warm-up rule's requests on top of it: the newest
-closed candles, paging backwards past Binance's 1000-row limit and dropping the still-open last row;
-and the closed candles between two open times, to fill a gap left by a reconnect.
+:func:`fetch_history` and :func:`fetch_range` (from :mod:`signalguard.market.klines`, shared with the
+browser) build the warm-up rule's requests on top of it.
 """
 
 from __future__ import annotations
@@ -21,7 +20,13 @@ import httpx
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosedOK, InvalidHandshake, WebSocketException
 
-from signalguard.core.candles import Candle, MarketDataError, parse_rest_klines
+from signalguard.market.klines import (
+    MAX_LIMIT,
+    MarketUnavailable,
+    fetch_history,
+    fetch_range,
+    stream_name,
+)
 
 __all__ = [
     "MAX_LIMIT",
@@ -33,21 +38,10 @@ __all__ = [
     "stream_name",
 ]
 
-#: Binance's largest page of klines.
-MAX_LIMIT: Final = 1000
 #: Largest WebSocket frame accepted (a kline event is under 1 KiB; the parser counts larger ones).
 _MAX_FRAME: Final = 1 << 20
 #: Frames buffered while the worker is busy (warm-up by REST happens with the stream already open).
 _MAX_QUEUE: Final = 100_000
-
-
-class MarketUnavailable(Exception):
-    """The exchange could not be reached, refused the request, or sent something unreadable."""
-
-
-def stream_name(symbol: str, interval: str) -> str:
-    """Binance's kline stream name: ``btcusdt@kline_1m``."""
-    return f"{symbol.lower()}@kline_{interval}"
 
 
 class MarketData(Protocol):
@@ -157,60 +151,3 @@ class BinanceMarketData:
     async def aclose(self) -> None:
         """See :meth:`MarketData.aclose`."""
         await self._rest.aclose()
-
-
-def _parse(rows: Any, symbol: str, interval: str, now_ms: int) -> list[Candle]:
-    try:
-        return parse_rest_klines(rows, symbol=symbol, interval=interval, now_ms=now_ms)
-    except MarketDataError as exc:
-        raise MarketUnavailable(f"klines {symbol} {interval}: {exc.code}: {exc}") from None
-
-
-async def fetch_history(
-    market: MarketData, symbol: str, interval: str, count: int, now_ms: int
-) -> list[Candle]:
-    """The newest ``count`` closed candles, oldest first (fewer if the exchange has fewer).
-
-    Pages backwards with ``endTime`` past the 1000-row limit. Binance's newest row is the candle still
-    forming; it is dropped (closedness by ``now_ms``), so one more row than needed is asked for.
-    """
-    if count <= 0:
-        return []
-    pages: list[list[Candle]] = []
-    have = 0
-    end: int | None = None
-    while have < count:
-        want = min(MAX_LIMIT, count - have + (1 if end is None else 0))
-        rows = await market.klines(symbol, interval, limit=want, end_time=end)
-        page = _parse(rows, symbol, interval, now_ms)
-        full = len(page) >= want
-        page = [c for c in page if c.closed]
-        if pages and page and page[-1].open_time >= pages[-1][0].open_time:
-            raise MarketUnavailable(f"klines {symbol} {interval}: pages overlap (endTime ignored?)")
-        if page:
-            pages.append(page)
-            have += len(page)
-            end = page[0].open_time - 1
-        if not full or not page:
-            break  # the exchange has no older candles
-    candles = [c for page in reversed(pages) for c in page]
-    return candles[-count:]
-
-
-async def fetch_range(
-    market: MarketData, symbol: str, interval: str, first_open: int, before_open: int, now_ms: int
-) -> list[Candle]:
-    """Closed candles opening in ``[first_open, before_open)``, oldest first (a gap to fill).
-
-    At most :data:`MAX_LIMIT` candles: a longer gap is better re-primed than replayed.
-    """
-    if before_open <= first_open:
-        return []
-    rows = await market.klines(
-        symbol, interval, limit=MAX_LIMIT, start_time=first_open, end_time=before_open - 1
-    )
-    return [
-        c
-        for c in _parse(rows, symbol, interval, now_ms)
-        if c.closed and first_open <= c.open_time < before_open
-    ]

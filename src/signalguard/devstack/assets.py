@@ -5,7 +5,8 @@ Two outputs, both derived from files in the checkout and both ignored by git:
 - ``web/vendor/`` — exactly the files the page loads from the pinned npm side (``web/node_modules``):
   PyScript's core and the chunks it imports on this app's path, Pyodide's runtime, the supabase-js
   UMD bundle. The page loads nothing from any other host, so everything it needs is copied here.
-- ``web/app.zip`` — ``signalguard/__init__.py``, ``signalguard/core/**`` and ``signalguard/browser/**``;
+- ``web/app.zip`` — ``signalguard/__init__.py``, ``signalguard/core/**``, ``signalguard/market/**`` and
+  ``signalguard/browser/**``;
   ``pyscript.toml`` unpacks it into the interpreter's working directory. Deterministic: sorted entries,
   fixed timestamps and permissions, so the same sources always give the same bytes.
 
@@ -44,7 +45,7 @@ PYODIDE_FILES: Final = (
     "pyodide-lock.json",
 )
 #: Packages of ``src/signalguard`` shipped to the browser; devstack, replay and cloud code never are.
-APP_PACKAGES: Final = ("core", "browser")
+APP_PACKAGES: Final = ("core", "market", "browser")
 #: Zip entries carry this timestamp whatever the files' times (the earliest a zip can record).
 ZIP_EPOCH: Final = (1980, 1, 1, 0, 0, 0)
 #: The zip's comment starts with this, followed by the digest of the sources it was built from.

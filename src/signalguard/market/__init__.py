@@ -1,0 +1,1 @@
+"""Market data shared by the browser tab and the cloud worker (no platform imports)."""

@@ -1,0 +1,102 @@
+"""Klines by REST for the warm-up rule, shared by the browser tab and the cloud worker.
+
+Both executors must feed their engines the same candles, so the requests of the warm-up rule (see
+:mod:`signalguard.core.traders`) are built here once: the newest closed candles, paging backwards past
+Binance's 1000-row limit and dropping the still-open last row, and the closed candles between two
+open times, to fill a gap. The I/O itself stays with each side behind :class:`KlineSource` (httpx in
+the worker, the page's ``fetch`` in the tab); nothing here imports a platform module, so the page
+ships it with the core.
+"""
+
+from __future__ import annotations
+
+from typing import Final, Protocol
+
+from signalguard.core.candles import Candle, MarketDataError, parse_rest_klines
+
+__all__ = ["MAX_LIMIT", "KlineSource", "MarketUnavailable", "fetch_history", "fetch_range", "stream_name"]
+
+#: Binance's largest page of klines.
+MAX_LIMIT: Final = 1000
+
+
+class MarketUnavailable(Exception):
+    """The market-data service could not be reached, refused the request, or sent something unreadable."""
+
+
+def stream_name(symbol: str, interval: str) -> str:
+    """Binance's kline stream name: ``btcusdt@kline_1m``."""
+    return f"{symbol.lower()}@kline_{interval}"
+
+
+class KlineSource(Protocol):
+    """One ``GET /api/v3/klines`` request."""
+
+    async def klines(
+        self,
+        symbol: str,
+        interval: str,
+        *,
+        limit: int,
+        start_time: int | None = None,
+        end_time: int | None = None,
+    ) -> object:
+        """The decoded answer (a list of rows); raise :class:`MarketUnavailable`."""
+        ...
+
+
+def _parse(rows: object, symbol: str, interval: str, now_ms: int) -> list[Candle]:
+    try:
+        return parse_rest_klines(rows, symbol=symbol, interval=interval, now_ms=now_ms)
+    except MarketDataError as exc:
+        raise MarketUnavailable(f"klines {symbol} {interval}: {exc.code}: {exc}") from None
+
+
+async def fetch_history(
+    market: KlineSource, symbol: str, interval: str, count: int, now_ms: int
+) -> list[Candle]:
+    """The newest ``count`` closed candles, oldest first (fewer if the exchange has fewer).
+
+    Pages backwards with ``endTime`` past the 1000-row limit. Binance's newest row is the candle still
+    forming; it is dropped (closedness by ``now_ms``), so one more row than needed is asked for.
+    """
+    if count <= 0:
+        return []
+    pages: list[list[Candle]] = []
+    have = 0
+    end: int | None = None
+    while have < count:
+        want = min(MAX_LIMIT, count - have + (1 if end is None else 0))
+        rows = await market.klines(symbol, interval, limit=want, end_time=end)
+        page = _parse(rows, symbol, interval, now_ms)
+        full = len(page) >= want
+        page = [c for c in page if c.closed]
+        if pages and page and page[-1].open_time >= pages[-1][0].open_time:
+            raise MarketUnavailable(f"klines {symbol} {interval}: pages overlap (endTime ignored?)")
+        if page:
+            pages.append(page)
+            have += len(page)
+            end = page[0].open_time - 1
+        if not full or not page:
+            break  # the exchange has no older candles
+    candles = [c for page in reversed(pages) for c in page]
+    return candles[-count:]
+
+
+async def fetch_range(
+    market: KlineSource, symbol: str, interval: str, first_open: int, before_open: int, now_ms: int
+) -> list[Candle]:
+    """Closed candles opening in ``[first_open, before_open)``, oldest first (a gap to fill).
+
+    At most :data:`MAX_LIMIT` candles: a longer gap is better re-primed than replayed.
+    """
+    if before_open <= first_open:
+        return []
+    rows = await market.klines(
+        symbol, interval, limit=MAX_LIMIT, start_time=first_open, end_time=before_open - 1
+    )
+    return [
+        c
+        for c in _parse(rows, symbol, interval, now_ms)
+        if c.closed and first_open <= c.open_time < before_open
+    ]
