@@ -199,23 +199,25 @@ def test_browser_may_claim_30s_after_the_stop(plain_run: PlainRun, api: Api, db:
 
 def _start_behind_browser(
     stack: LocalStack, market: Market, api: Api, actors: Actors, db: Any, tmp_path: Path
-) -> tuple[CloudUser, WorkerProcess, int]:
-    """A browser holds the lease; the worker starts, says 'starting', and waits. Returns the local epoch
-    once a reference signal has closed while the worker waited (its engine matched it, silently)."""
+) -> tuple[CloudUser, WorkerProcess, int, int]:
+    """A browser holds the lease; the worker starts, says 'starting', and waits. Once a reference signal
+    has closed while the worker waited (its engine matched it, silently), returns the user, the worker,
+    the local epoch and when the worker was seen streaming (ms)."""
     user = make_cloud_user(actors, db)
     local = claim_local(api, user)
     assert local["granted"] is True
     worker = WorkerProcess(stack, user, market.url, tmp_path / "worker.log").start()
     worker.wait_for_log(r"waiting for the lease: local_lease_live", timeout=15)
     worker.wait_for_log(r"streaming \d+ kline streams", timeout=10)
+    streaming_ms = int(time.time() * 1000)
     assert machine(db, user.actor.machine_uuid or "")["status"] == "starting"
-    market.wait_for_signal_after(user, int(time.time() * 1000))
+    market.wait_for_signal_after(user, streaming_ms)
     assert (lease(db, user.user_id) or {})["holder_kind"] == "local"
-    return user, worker, local["lease"]["epoch"]
+    return user, worker, local["lease"]["epoch"], streaming_ms
 
 
 def _finish_after_handoff(
-    db: Any, market: Market, user: CloudUser, worker: WorkerProcess, local_epoch: int
+    db: Any, market: Market, user: CloudUser, worker: WorkerProcess, local_epoch: int, streaming_ms: int
 ) -> list[dict[str, Any]]:
     window = cloud_epoch(db, user)
     assert window is not None and window["epoch"] == local_epoch + 1
@@ -230,11 +232,12 @@ def _finish_after_handoff(
     assert all(close_ms(r) >= ms(window["started_at"]) for r in rows)
     assert worker.final_counters()["rejected"] == 0
     assert_signals_are_the_reference(market, user, rows, window, worker.stop_sent_at)
-    # ... while the engine did match signals before the handoff (not emitted, so not written).
+    # ... while the engine did match signals before the handoff (not emitted, so not written): at least
+    # the one _start_behind_browser waited for, which closed after the worker was seen streaming.
     before = [
         s
         for s in market.reference(user.user_id, user.traders, ms(window["started_at"]))
-        if s["open_time"] + 1000 >= int(worker.started_at * 1000) + 3000
+        if s["open_time"] + 1000 > streaming_ms
     ]
     assert before and not {s["key"] for s in before} & {r["signal_key"] for r in rows}
     return rows
@@ -243,7 +246,7 @@ def _finish_after_handoff(
 def test_startup_waits_for_the_browser_to_yield(
     stack: LocalStack, market: Market, api: Api, actors: Actors, db: Any, tmp_path: Path
 ) -> None:
-    user, worker, local_epoch = _start_behind_browser(stack, market, api, actors, db, tmp_path)
+    user, worker, local_epoch, streaming_ms = _start_behind_browser(stack, market, api, actors, db, tmp_path)
     try:
         # The browser's 5 s poll sees 'starting' and its renewal gives the lease up.
         renewal = claim_local(api, user)
@@ -260,7 +263,7 @@ def test_startup_waits_for_the_browser_to_yield(
         assert took <= 2500
         [local] = [e for e in epochs(db, user.user_id) if e["holder_kind"] == "local"]
         assert local["ended_reason"] == "yielded_to_cloud"
-        _finish_after_handoff(db, market, user, worker, local_epoch)
+        _finish_after_handoff(db, market, user, worker, local_epoch, streaming_ms)
         assert "waited: local_lease_live" in worker.log()
     finally:
         worker.close()
@@ -269,7 +272,7 @@ def test_startup_waits_for_the_browser_to_yield(
 def test_startup_waits_for_the_browser_lease_to_expire(
     stack: LocalStack, market: Market, api: Api, actors: Actors, db: Any, tmp_path: Path
 ) -> None:
-    user, worker, local_epoch = _start_behind_browser(stack, market, api, actors, db, tmp_path)
+    user, worker, local_epoch, streaming_ms = _start_behind_browser(stack, market, api, actors, db, tmp_path)
     try:
         # A browser that never polls again (a closed laptop): its lease runs out 30 s after its last
         # renewal. Backdated instead of waited for.
@@ -283,7 +286,7 @@ def test_startup_waits_for_the_browser_lease_to_expire(
         print(
             f"\nbrowser lease expired -> cloud lease: {ms(window['started_at']) - int(expired_at * 1000)} ms"
         )
-        _finish_after_handoff(db, market, user, worker, local_epoch)
+        _finish_after_handoff(db, market, user, worker, local_epoch, streaming_ms)
     finally:
         worker.close()
 
