@@ -20,7 +20,7 @@ from signalguard.core.engine import (
     TraderRecord,
     signal_key,
 )
-from signalguard.core.traders import EvaluationErrorCode, TraderEvaluationError
+from signalguard.core.indicators import VolumeSpike
 
 USER = "A11CE000-0000-4000-8000-000000000001"
 T_RSI = "a11ce000-0000-4000-8000-0000000000a1"
@@ -207,32 +207,45 @@ def test_invalid_trader_is_reported_and_others_run() -> None:
 RSI_LOW_HISTORY = 202
 
 
-def test_a_trader_that_raises_is_isolated() -> None:
+def test_a_trader_that_raises_is_isolated(monkeypatch: pytest.MonkeyPatch) -> None:
     m = SignalManager(USER)
     m.set_traders(records())
-    stream = ("BTCUSDT", "1m")
-    failing = m._traders[T_VOL].states["BTCUSDT"]
-    m._by_stream[stream] = [(r, _Raising() if s is failing else s) for r, s in m._by_stream[stream]]
+    pool = m._pools[("BTCUSDT", "1m")]
+    (spike,) = [ind for ind, _ in pool._indicators.values() if isinstance(ind, VolumeSpike)]
+    calls = 0
+    update = spike.update
+
+    def explode_later(volume: float) -> None:
+        nonlocal calls
+        calls += 1
+        if calls > 250:
+            raise ArithmeticError("indicator exploded")
+        update(volume)
+
+    monkeypatch.setattr(spike, "update", explode_later)
+    pool._rebuild_feeds()
     m.authorize(True, 1)
     signals, failures = [], []
-    for c in interleaved(600):
+    for i, c in enumerate(interleaved(600)):
         m.feed(c)
         for e in m.drain():
             if isinstance(e, SignalCreated):
-                signals.append(e.signal)
+                signals.append((i, e.signal))
             elif isinstance(e, TraderFailed):
-                failures.append(e)
-    assert [(f.trader_id, f.code) for f in failures] == [(T_VOL, "internal")]
-    assert "indicator exploded" in failures[0].message
-    assert signals and all(s.trader_id == T_RSI for s in signals)
-    assert T_VOL not in m._traders
-
-
-class _Raising:
-    """Stands in for a TraderState whose evaluation fails."""
-
-    def update(self, candle: Candle) -> tuple[str, ...]:
-        raise TraderEvaluationError(EvaluationErrorCode.INTERNAL, "indicator exploded")
+                failures.append((i, e))
+    [(failed_at, failure)] = failures
+    assert (failure.trader_id, failure.code, failure.name) == (T_VOL, "internal", "Volume")
+    assert "Volume > 3.0x avg(20) on BTCUSDT 1m failed" in failure.message
+    assert "indicator exploded" in failure.message
+    # The volume trader signalled before; the RSI trader, on the same symbol too, goes on after.
+    assert any(s.trader_id == T_VOL for i, s in signals if i < failed_at)
+    assert not any(s.trader_id == T_VOL for i, s in signals if i >= failed_at)
+    assert any(s.trader_id == T_RSI and s.symbol == "BTCUSDT" for i, s in signals if i > failed_at)
+    assert T_VOL not in m._traders and T_RSI in m._traders
+    assert pool.broken == {} and not any(isinstance(ind, VolumeSpike) for ind, _ in pool._indicators.values())
+    # A fixed definition can be run again (a new trader id, or the same one after an edit).
+    m.set_traders([*records()[:1], TraderRecord(T_VOL, "Volume", {**VOLUME, "cooldown_candles": 1})])
+    assert T_VOL in m._traders and not [e for e in m.drain() if isinstance(e, TraderFailed)]
 
     def close(self) -> None:
         pass

@@ -212,6 +212,7 @@ def test_live_talib_on_other_price_scales(scale: float, tick: float | None) -> N
     """
     import numpy as np
     import talib
+
     xs = walk(20_000, scale, seed=7, tick=tick)
     a = np.asarray(xs)
     # 1e-9 absolute, or 1e-13 of the price on high-priced series (a few hundred ulps).
@@ -259,6 +260,7 @@ def test_live_documented_rsi_deviation_on_a_dead_market() -> None:
     """No movement at all: TA-Lib says 0 ("oversold"), we say 50 (neutral) — by design."""
     import numpy as np
     import talib
+
     flat = [0.00001234] * 40
     rsi = RSI(14)
     for x in flat:

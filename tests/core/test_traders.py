@@ -592,8 +592,11 @@ def test_pool_rejects_bad_candles() -> None:
 
 def test_internal_failure_is_isolated_and_sticky(monkeypatch: pytest.MonkeyPatch) -> None:
     pool = IndicatorPool("BTCUSDT", "1m")
-    state = TraderState(parse_trader(definition(always())), "BTCUSDT", pool)
-    state.update(bar(0, 100.0))
+    failing = TraderState(parse_trader(definition(always())), "BTCUSDT", pool)
+    healthy = TraderState(parse_trader(definition(RSI_ANY)), "BTCUSDT", pool)
+    for i in range(4):
+        failing.update(bar(i, 100.0 + i))
+        healthy.update(bar(i, 100.0 + i))
 
     def boom(self: Any, x: float) -> None:
         raise ZeroDivisionError("simulated")
@@ -604,14 +607,59 @@ def test_internal_failure_is_isolated_and_sticky(monkeypatch: pytest.MonkeyPatch
     (indicator,) = [ind for ind, _ in pool._indicators.values() if isinstance(ind, PriceChangePct)]
     monkeypatch.setattr(indicator, "update", lambda x: boom(indicator, x))
     pool._rebuild_feeds()
+    rsi_before = pool._indicators[("rsi", 2, 0, 0, 0.0)][0].value
     with pytest.raises(TraderEvaluationError) as info:
-        state.update(bar(1, 100.0))
+        failing.update(bar(4, 90.0))
     assert info.value.code is EvaluationErrorCode.INTERNAL
-    assert isinstance(info.value.__cause__, ZeroDivisionError)
+    assert "Price change(1) > -100%" in str(info.value) and "ZeroDivisionError('simulated')" in str(
+        info.value
+    )
+    # The other indicator took the candle exactly once, and its trader goes on.
+    assert pool._indicators[("rsi", 2, 0, 0, 0.0)][0].value != rsi_before
+    assert healthy.update(bar(4, 90.0)) == ("RSI(2) > 0",) and healthy.failure is None
+    assert list(pool.broken) == list(failing.definition.conditions)
     monkeypatch.undo()
     with pytest.raises(TraderEvaluationError) as info:
-        state.update(bar(2, 100.0))
+        failing.update(bar(5, 95.0))
     assert info.value.code is EvaluationErrorCode.INTERNAL
+    assert healthy.update(bar(5, 95.0)) == ("RSI(2) > 0",)
+    # The failed indicator stays retired until its last user leaves; then the condition can return.
+    late = TraderState(parse_trader(definition(always())), "BTCUSDT", pool)
+    assert late.failure is not None
+    # A new condition on the retired indicator is born failed too.
+    other = TraderState(parse_trader(definition(always("<", 50))), "BTCUSDT", pool)
+    assert other.failure is not None and "reads a failed indicator" in other.failure
+    late.close()
+    other.close()
+    failing.close()
+    assert pool.broken == {} and ("roc", 1, 0, 0, 0.0) not in pool._indicators
+    again = TraderState(parse_trader(definition(always())), "BTCUSDT", pool)
+    # Rebuilt from the closes the pool remembers, it is warm at once.
+    assert again.update(bar(6, 96.0)) == ("Price change(1) > -100%",)
+
+
+RSI_ANY: dict[str, Any] = {"indicator": "rsi", "period": 2, "op": ">", "value": 0}
+
+
+def test_a_failing_condition_alone_is_retired(monkeypatch: pytest.MonkeyPatch) -> None:
+    pool = IndicatorPool("BTCUSDT", "1m")
+    both = TraderState(parse_trader(definition(always(), RSI_ANY, match="any")), "BTCUSDT", pool)
+    only_rsi = TraderState(parse_trader(definition(RSI_ANY)), "BTCUSDT", pool)
+    for i in range(3):
+        both.update(bar(i, 100.0 + i))
+        only_rsi.update(bar(i, 100.0 + i))
+    probe = pool._probes[parse_trader(definition(always())).conditions[0]][0]
+
+    class Exploding:
+        def __getattr__(self, name: str) -> Any:
+            raise RuntimeError("exploded")
+
+    monkeypatch.setattr(probe, "_indicator", Exploding())
+    # A match-any trader does not signal on its healthy condition while another has failed.
+    with pytest.raises(TraderEvaluationError, match="exploded"):
+        both.update(bar(3, 110.0))
+    assert only_rsi.update(bar(3, 110.0)) == ("RSI(2) > 0",)
+    assert ("roc", 1, 0, 0, 0.0) in pool._indicators and not pool._dead  # the indicator was fine
 
 
 def test_threshold_values_keep_their_spelling() -> None:

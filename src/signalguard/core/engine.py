@@ -12,6 +12,13 @@ whether or not this side may generate (cooldowns advance the same way on both si
 *emission* depends on the guard. A signal's key, price and labels depend on the candle and the trader
 alone.
 
+Work per candle: the traders of one (symbol, interval) share an
+:class:`~signalguard.core.traders.IndicatorPool`, which computes each distinct indicator and condition
+once and then visits only the traders that can signal on that candle; a candle burst over hundreds of
+symbols costs the indicators plus the matches, not traders × symbols. When an indicator or a
+condition raises, the traders that use it are stopped and reported (:class:`TraderFailed`); the
+others, on the same symbol too, go on.
+
 Signal lifecycle (the same transitions the database's write guard enforces)::
 
     new ──next candle──▶ active ──expiry──▶ expired
@@ -197,6 +204,7 @@ class SignalManager:
     _traders: dict[str, _Running] = field(default_factory=dict)
     _pools: dict[tuple[str, str], IndicatorPool] = field(default_factory=dict)
     _by_stream: dict[tuple[str, str], list[tuple[_Running, TraderState]]] = field(default_factory=dict)
+    _owner: dict[TraderState, _Running] = field(default_factory=dict)
     _tracked: OrderedDict[str, _Tracked] = field(default_factory=OrderedDict)
     # The same signals by stream, oldest candle first, so a candle touches only its own stream's
     # signals and, of those, only the ones that change: the new ones (activated) and the oldest
@@ -243,6 +251,8 @@ class SignalManager:
                 if pool is None:
                     pool = self._pools[stream] = IndicatorPool(symbol, definition.interval)
                 state = TraderState(definition, symbol, pool)
+                pool.enlist(state)
+                self._owner[state] = running
                 running.states[symbol] = state
                 self._by_stream.setdefault(stream, []).append((running, state))
                 needs[stream] = max(needs.get(stream, 0), definition.history)
@@ -254,6 +264,7 @@ class SignalManager:
         for symbol, state in running.states.items():
             stream = (symbol, running.definition.interval)
             self._by_stream[stream] = [(r, s) for r, s in self._by_stream[stream] if s is not state]
+            del self._owner[state]
             state.close()
             if not self._by_stream[stream]:
                 del self._by_stream[stream]
@@ -280,34 +291,41 @@ class SignalManager:
 
     def prime(self, candle: Candle) -> None:
         """Feed a historical closed candle to every trader on its stream (nothing is signalled)."""
-        for running, state in list(self._by_stream.get((candle.symbol, candle.interval), ())):
-            try:
-                state.prime(candle)
-            except TraderEvaluationError as exc:
-                self._fail(running, exc)
+        stream = (candle.symbol, candle.interval)
+        pool = self._pools.get(stream)
+        if pool is None:
+            return
+        try:
+            pool.prime(candle)
+        except TraderEvaluationError as exc:
+            self._fail_stream(stream, exc)
+            return
+        if pool.broken:
+            self._fail_broken(stream)
 
     def feed(self, candle: Candle) -> None:
         """Feed a live candle. Unclosed candles are ignored: traders decide on closed candles only."""
         if not candle.closed:
             return
         stream = (candle.symbol, candle.interval)
-        pairs = self._by_stream.get(stream)
-        if not pairs:
+        pool = self._pools.get(stream)
+        if pool is None:
             return
         self._advance_lifecycle(candle)
-        emit = self._may_generate
-        for running, state in list(pairs):
-            try:
-                labels = state.update(candle)
-            except TraderEvaluationError as exc:
-                self._fail(running, exc)
-                continue
-            if not labels:
-                continue
-            self.matches += 1
-            if not emit:
-                continue
-            assert self._epoch is not None
+        try:
+            # The pool visits only the traders that can signal on this candle (see IndicatorPool).
+            signalling = pool.advance(candle)
+        except TraderEvaluationError as exc:
+            self._fail_stream(stream, exc)
+            return
+        if pool.broken:
+            self._fail_broken(stream)
+        self.matches += len(signalling)
+        if not self._may_generate:
+            return
+        assert self._epoch is not None
+        for state, labels in signalling:
+            running = self._owner[state]
             tid = running.record.id.lower()
             key = signal_key(self.user_id, tid, candle.symbol, candle.interval, candle.open_time)
             if key in self._tracked:
@@ -318,11 +336,24 @@ class SignalManager:
             self._track(signal, candle_index(candle.interval, candle.open_time))
             self._effects.append(SignalCreated(signal))
 
-    def _fail(self, running: _Running, exc: TraderEvaluationError) -> None:
+    def _fail_stream(self, stream: tuple[str, str], exc: TraderEvaluationError) -> None:
+        # The candle itself was refused (wrong stream, out of step): nothing on the stream took it.
+        for running, _ in list(self._by_stream.get(stream, ())):
+            self._fail(running, str(exc.code), str(exc))
+
+    def _fail_broken(self, stream: tuple[str, str]) -> None:
+        # An indicator or condition raised: stop the traders that use it (on every symbol, since a
+        # trader is one unit); the others, on this stream too, go on.
+        for running, state in list(self._by_stream.get(stream, ())):
+            failure = state.failure
+            if failure is not None:
+                self._fail(running, "internal", failure)
+
+    def _fail(self, running: _Running, code: str, message: str) -> None:
         tid = running.record.id.lower()
         if tid in self._traders:
             self._stop(tid)
-            self._effects.append(TraderFailed(tid, running.record.name, str(exc.code), str(exc)))
+            self._effects.append(TraderFailed(tid, running.record.name, code, message))
 
     # -- lifecycle --------------------------------------------------------------------------------
 

@@ -724,7 +724,7 @@ class EvaluationErrorCode(enum.StrEnum):
     NOT_CLOSED = "not_closed"  # only closed candles are evaluated
     OUT_OF_STEP = "out_of_step"  # the shared pool already moved past this candle
     RELEASED = "released"  # the trader state was closed
-    INTERNAL = "internal"  # an unexpected failure; the shared pool is unusable from now on
+    INTERNAL = "internal"  # an indicator or condition raised; the traders using it are stopped
 
 
 class TraderEvaluationError(Exception):
@@ -740,7 +740,11 @@ class TraderEvaluationError(Exception):
 class ConditionResult:
     """The result of one distinct condition of a pool, re-evaluated once per closed candle."""
 
-    __slots__ = ("matched", "ready")
+    __slots__ = ("anchored", "born", "condition", "failure", "hits", "matched", "prior", "ready")
+
+    #: Expected share of candles on which a condition of this kind holds, before any is seen. Only
+    #: the order matters: it picks which condition a ``match: all`` trader is first anchored on.
+    PRIOR: float = 0.5
 
     def __init__(self) -> None:
         """Start not ready (and not matched)."""
@@ -748,6 +752,17 @@ class ConditionResult:
         """Whether the condition could be evaluated on the last candle (its indicators are warm)."""
         self.matched: bool = False
         """Whether the condition held on the last candle (always False while not ready)."""
+        self.anchored: list[TraderState] = []
+        """``match: all`` trader states visited only when this condition holds (see the pool)."""
+        self.hits: int = 0
+        """Live candles on which the condition held."""
+        self.born: int = 0
+        """The pool's live candle count when the condition joined it."""
+        self.prior: float = self.PRIOR
+        self.condition: Condition | None = None
+        """The condition computed (set by the pool)."""
+        self.failure: str | None = None
+        """Why the condition can no longer be evaluated (it, or an indicator it reads, raised)."""
 
     def evaluate(self, close: float) -> None:
         """Re-evaluate after the pool's indicators took the candle closing at ``close``."""
@@ -756,6 +771,8 @@ class ConditionResult:
 
 class _ThresholdProbe(ConditionResult):
     __slots__ = ("_compare", "_indicator", "_value")
+
+    PRIOR = 0.1  # thresholds are usually set at extremes (RSI < 30, volume > 2x)
 
     def __init__(self, indicator: RSI | VolumeSpike | PriceChangePct, op: Op, value: float) -> None:
         super().__init__()
@@ -795,6 +812,8 @@ class _CloseVsBandProbe(ConditionResult):
         self._indicator = indicator
         self._band = band
         self._compare = _COMPARE[op]
+        # Outside a band is rare; either side of the middle line is a coin toss.
+        self.prior = 0.5 if band is Band.MIDDLE else 0.05
 
     def evaluate(self, close: float) -> None:
         bands = self._indicator
@@ -815,6 +834,8 @@ class _CrossProbe(ConditionResult):
     """Fast minus slow changing sign between two consecutive candles."""
 
     __slots__ = ("_fast", "_previous", "_slow", "_up")
+
+    PRIOR = 0.02  # a cross happens on one candle of many
 
     def __init__(self, fast: SMA | EMA, slow: SMA | EMA, direction: Direction) -> None:
         super().__init__()
@@ -857,6 +878,8 @@ class _MacdHistogramProbe(ConditionResult):
 class _MacdCrossProbe(ConditionResult):
     __slots__ = ("_macd", "_previous", "_up")
 
+    PRIOR = 0.02
+
     def __init__(self, macd: MACD, direction: Direction) -> None:
         super().__init__()
         self._macd = macd
@@ -887,17 +910,33 @@ class IndicatorPool:
     only read the results. The pool also keeps the most recent closes and volumes, as many as its
     traders' warm-up rule asks for, so that an indicator added later (a new trader joining a running
     pool) is replayed to the present immediately.
+
+    A pool can also drive its trader states itself (:meth:`enlist`, :meth:`prime`, :meth:`advance`):
+    that is how the SignalManager screens hundreds of traders per candle. A ``match: all`` trader
+    can only signal on a candle where each of its conditions holds, so it is *anchored* on one of
+    them and visited only when that one holds; the anchor is the condition that held least often
+    so far (smoothed by a prior per kind), re-chosen as the candles come. Which trader is visited
+    changes the work, never the result: a visited trader still checks all of its conditions and
+    its cooldown, and a trader that is not visited could not have signalled.
     """
 
     __slots__ = (
+        "_any",
         "_close_feeds",
+        "_close_keys",
         "_closes",
-        "_failure",
+        "_dead",
+        "_enlisted",
         "_indicators",
+        "_live",
         "_probe_list",
         "_probes",
+        "_rotation",
+        "_seq",
         "_volume_feeds",
+        "_volume_keys",
         "_volumes",
+        "broken",
         "gaps",
         "index",
         "interval",
@@ -924,9 +963,19 @@ class IndicatorPool:
         self._probe_list: list[ConditionResult] = []
         self._close_feeds: list[Callable[[float], None]] = []
         self._volume_feeds: list[Callable[[float], None]] = []
+        self._close_keys: list[_IndicatorKey] = []
+        self._volume_keys: list[_IndicatorKey] = []
         self._closes: deque[float] = deque(maxlen=1)
         self._volumes: deque[float] = deque(maxlen=1)
-        self._failure: str | None = None
+        self._dead: set[_IndicatorKey] = set()
+        self.broken: dict[Condition, str] = {}
+        """Conditions that raised (or read an indicator that raised), and why. They are no longer
+        evaluated and never match; each stays here until its last user releases it."""
+        self._enlisted: list[TraderState] = []
+        self._any: list[TraderState] = []
+        self._live = 0
+        self._seq = 0
+        self._rotation = 0
 
     def __len__(self) -> int:
         """Return the number of distinct indicators held."""
@@ -972,11 +1021,15 @@ class IndicatorPool:
             self._indicators[key] = (indicator, refs - 1)
             return
         del self._indicators[key]
+        self._dead.discard(key)
         self._rebuild_feeds()
 
     def _rebuild_feeds(self) -> None:
-        self._close_feeds = [ind.update for key, (ind, _) in self._indicators.items() if key[0] != "vspike"]
-        self._volume_feeds = [ind.update for key, (ind, _) in self._indicators.items() if key[0] == "vspike"]
+        live = [(key, ind) for key, (ind, _) in self._indicators.items() if key not in self._dead]
+        self._close_keys = [key for key, _ in live if key[0] != "vspike"]
+        self._close_feeds = [ind.update for key, ind in live if key[0] != "vspike"]
+        self._volume_keys = [key for key, _ in live if key[0] == "vspike"]
+        self._volume_feeds = [ind.update for key, ind in live if key[0] == "vspike"]
 
     @staticmethod
     def _keys(condition: Condition) -> tuple[_IndicatorKey, ...]:
@@ -1035,8 +1088,17 @@ class IndicatorPool:
             # Bring the new condition up to the candle the pool is at (a cross gets its
             # "previous" side from here).
             probe.evaluate(self.last_close)
+        probe.born = self._live
+        probe.condition = condition
         self._probes[condition] = (probe, 1)
-        self._probe_list.append(probe)
+        dead = [key for key in self._keys(condition) if key in self._dead]
+        if dead:
+            # It would read an indicator retired after a failure (until that one's last user
+            # leaves): born failed, so that its user is stopped on the next candle.
+            probe.failure = f"{condition.label} on {self.symbol} {self.interval} reads a failed indicator"
+            self.broken[condition] = probe.failure
+        else:
+            self._probe_list.append(probe)
         return probe
 
     def release(self, condition: Condition) -> None:
@@ -1045,10 +1107,112 @@ class IndicatorPool:
         if refs > 1:
             self._probes[condition] = (probe, refs - 1)
             return
+        # An anchored state holds a reference to its anchor, so the last user is not anchored here.
+        assert not probe.anchored, "release a state's conditions after delisting it"
         del self._probes[condition]
-        self._probe_list.remove(probe)
+        if probe.failure is None:
+            self._probe_list.remove(probe)
+        self.broken.pop(condition, None)
         for key in self._keys(condition):
             self._release_indicator(key)
+
+    # - trader states driven by the pool -
+
+    def enlist(self, state: TraderState) -> None:
+        """Let :meth:`advance` evaluate ``state`` (made on this pool) from the next candle on.
+
+        An enlisted state must not also be given candles through its own ``prime``/``update``.
+        """
+        if state.pool is not self or state._enlisted:
+            raise ValueError("the state is not this pool's, or is enlisted already")
+        state._enlisted = True
+        state._seq = self._seq
+        self._seq += 1
+        self._enlisted.append(state)
+        if state._match_all:
+            self._anchor(state)
+        else:
+            self._any.append(state)
+
+    def delist(self, state: TraderState) -> None:
+        """Stop evaluating ``state``; call before closing it."""
+        if not state._enlisted or state.pool is not self:
+            return
+        state._enlisted = False
+        self._enlisted.remove(state)
+        if state._anchor is not None:
+            state._anchor.anchored.remove(state)
+            state._anchor = None
+        else:
+            self._any.remove(state)
+
+    def _rate(self, probe: ConditionResult) -> float:
+        # How often the condition held, with 32 imaginary candles at its kind's prior so that a
+        # young condition is judged by its kind until it has a record of its own.
+        return (probe.hits + 32.0 * probe.prior) / (self._live - probe.born + 32.0)
+
+    def _anchor(self, state: TraderState) -> None:
+        best = min(state._probes, key=self._rate)  # min keeps the first of equals: definition order
+        if best is state._anchor:
+            return
+        if state._anchor is not None:
+            state._anchor.anchored.remove(state)
+        best.anchored.append(state)
+        state._anchor = best
+
+    def prime(self, candle: Candle) -> None:
+        """Apply a historical closed candle for the enlisted states (nothing is evaluated).
+
+        Candles not newer than the last one applied are skipped. Raises
+        :class:`TraderEvaluationError` like :meth:`update`.
+        """
+        if candle.symbol != self.symbol or candle.interval != self.interval or not candle.closed:
+            self._reject(candle)
+        if candle.open_time > self.last_open_time:
+            self._apply(candle)
+
+    def advance(self, candle: Candle) -> list[tuple[TraderState, tuple[str, ...]]]:
+        """Apply a live closed candle and return the enlisted states that signal on it, with labels.
+
+        The states come in the order they were enlisted. A candle not newer than the last one
+        applied returns ``[]``. Raises :class:`TraderEvaluationError` like :meth:`update` (the
+        pool's failure is every enlisted state's failure).
+        """
+        if candle.symbol != self.symbol or candle.interval != self.interval or not candle.closed:
+            self._reject(candle)
+        if candle.open_time <= self.last_open_time:
+            return []
+        self._apply(candle)
+        self._live += 1
+        index = self.index
+        visit: list[TraderState] = []
+        for probe in self._probe_list:
+            if probe.matched:
+                probe.hits += 1
+                if probe.anchored:
+                    visit += probe.anchored
+        if self._any:
+            visit += self._any
+        out: list[tuple[TraderState, tuple[str, ...]]] = []
+        for state in visit:
+            labels = state._decide(index)
+            if labels:
+                out.append((state, labels))
+        if self.broken and out:
+            # A ``match: any`` trader must not signal on its other conditions while one has failed.
+            out = [(s, labels) for s, labels in out if s.failure is None]
+        if len(out) > 1:
+            out.sort(key=_by_seq)
+        # Re-choose one state's anchor per candle: the rates move slowly, and one at a time keeps
+        # the work flat (all of a user's pools see the same candle count, so a periodic sweep would
+        # land on the same burst everywhere).
+        enlisted = self._enlisted
+        if enlisted:
+            self._rotation = (self._rotation + 1) % len(enlisted)
+            state = enlisted[self._rotation]
+            if state._anchor is not None:
+                self._anchor(state)
+        return out
 
     # - candles -
 
@@ -1058,55 +1222,104 @@ class IndicatorPool:
         Raises :class:`TraderEvaluationError` for a candle of another stream, an unclosed candle, a
         candle older than the last one applied, or after an internal failure.
         """
+        if candle.symbol != self.symbol or candle.interval != self.interval or not candle.closed:
+            self._reject(candle)
+        if candle.open_time == self.last_open_time:
+            return False
+        self._apply(candle)
+        return True
+
+    def _reject(self, candle: Candle) -> NoReturn:
         if candle.symbol != self.symbol or candle.interval != self.interval:
             raise TraderEvaluationError(
                 EvaluationErrorCode.WRONG_STREAM,
                 f"candle for {candle.symbol} {candle.interval} given to the pool of "
                 f"{self.symbol} {self.interval}",
             )
-        if not candle.closed:
-            raise TraderEvaluationError(
-                EvaluationErrorCode.NOT_CLOSED,
-                f"candle {candle.symbol} {candle.interval} at {candle.open_time} is not closed",
-            )
-        if candle.open_time == self.last_open_time:
-            return False
-        self._apply(candle)
-        return True
+        raise TraderEvaluationError(
+            EvaluationErrorCode.NOT_CLOSED,
+            f"candle {candle.symbol} {candle.interval} at {candle.open_time} is not closed",
+        )
 
     def _apply(self, candle: Candle) -> None:
-        if self._failure is not None:
-            raise TraderEvaluationError(EvaluationErrorCode.INTERNAL, self._failure)
         t = candle.open_time
         if t < self.last_open_time:
             raise TraderEvaluationError(
                 EvaluationErrorCode.OUT_OF_STEP,
                 f"candle at {t} is older than the last candle applied ({self.last_open_time})",
             )
+        close = candle.close
+        volume = candle.volume
+        done = 0  # steps completed, so that a failure is pinned on the one that raised
         try:
-            close = candle.close
-            volume = candle.volume
             for feed in self._close_feeds:
                 feed(close)
+                done += 1
             for feed in self._volume_feeds:
                 feed(volume)
+                done += 1
             for probe in self._probe_list:
                 probe.evaluate(close)
-            self._closes.append(close)
-            self._volumes.append(volume)
-            index = candle_index(self.interval, t)
-        except Exception as exc:
-            # Indicators may now be half-updated: refuse everything from here on.
-            self._failure = f"indicators of {self.symbol} {self.interval} failed: {exc!r}"
-            raise TraderEvaluationError(EvaluationErrorCode.INTERNAL, self._failure) from exc
+                done += 1
+        except Exception as exc:  # pinned on its condition, reported via `broken`
+            self._salvage(close, volume, done, exc)
+        self._closes.append(close)
+        self._volumes.append(volume)
+        index = candle_index(self.interval, t)
         if self.last_open_time >= 0 and index != self.index + 1:
             self.gaps += 1
         self.index = index
         self.last_close = close
         self.last_open_time = t
 
+    def _salvage(self, close: float, volume: float, done: int, exc: Exception) -> None:
+        """Finish a candle on which step ``done`` raised ``exc``, isolating what failed.
+
+        An indicator that raised may be half-updated, so it is retired with every condition that
+        reads it; a condition that raised is retired alone. Everything else takes the candle as
+        usual, exactly once.
+        """
+        steps = [(k, f, close) for k, f in zip(self._close_keys, self._close_feeds, strict=True)]
+        steps += [(k, f, volume) for k, f in zip(self._volume_keys, self._volume_feeds, strict=True)]
+        failed: dict[_IndicatorKey, Exception] = {}
+        first_probe = 0
+        if done < len(steps):
+            failed[steps[done][0]] = exc
+            for key, feed, x in steps[done + 1 :]:
+                try:
+                    feed(x)
+                except Exception as other:
+                    failed[key] = other
+        else:
+            first_probe = done - len(steps)
+        for i, probe in enumerate(list(self._probe_list)):
+            if i < first_probe:
+                continue  # evaluated before the failure
+            condition = probe.condition
+            assert condition is not None
+            error: Exception | None = exc if i == first_probe and done >= len(steps) else None
+            if error is None:
+                error = next((failed[k] for k in self._keys(condition) if k in failed), None)
+            if error is None:
+                try:
+                    probe.evaluate(close)
+                except Exception as other:
+                    error = other
+            if error is not None:
+                probe.failure = f"{condition.label} on {self.symbol} {self.interval} failed: {error!r}"
+                probe.matched = probe.ready = False
+                self._probe_list.remove(probe)
+                self.broken[condition] = probe.failure
+        if failed:
+            self._dead.update(failed)
+            self._rebuild_feeds()
+
 
 _NO_SIGNAL: Final[tuple[str, ...]] = ()
+
+
+def _by_seq(pair: tuple[TraderState, tuple[str, ...]]) -> int:
+    return pair[0]._seq
 
 
 class TraderState:
@@ -1121,11 +1334,14 @@ class TraderState:
     """
 
     __slots__ = (
+        "_anchor",
+        "_enlisted",
         "_last_open_time",
         "_match_all",
         "_next_index",
         "_probes",
         "_released",
+        "_seq",
         "_step",
         "_warm",
         "definition",
@@ -1166,6 +1382,9 @@ class TraderState:
         self._last_open_time = pool.last_open_time
         self._warm = False
         self._released = False
+        self._enlisted = False
+        self._anchor: ConditionResult | None = None
+        self._seq = 0
 
     @property
     def warmup(self) -> int:
@@ -1194,6 +1413,10 @@ class TraderState:
     def _check(self, candle: Candle) -> None:
         if self._released:
             raise TraderEvaluationError(EvaluationErrorCode.RELEASED, "the trader state was closed")
+        if self._enlisted:
+            raise TraderEvaluationError(
+                EvaluationErrorCode.INTERNAL, "an enlisted trader state takes candles through its pool"
+            )
         if candle.symbol != self.symbol or candle.interval != self.interval:
             raise TraderEvaluationError(
                 EvaluationErrorCode.WRONG_STREAM,
@@ -1219,15 +1442,21 @@ class TraderState:
         if t > self.pool.last_open_time:
             self.pool._apply(candle)
         self._last_open_time = t
+        if self.pool.broken and (failure := self.failure) is not None:
+            raise TraderEvaluationError(EvaluationErrorCode.INTERNAL, failure)
 
     def update(self, candle: Candle) -> tuple[str, ...]:
         """Evaluate a live closed candle; return the matched labels if the trader signals.
 
         Raises :class:`TraderEvaluationError` (and nothing else) if the candle cannot be evaluated.
         """
-        # The hot path: one trader of thousands sharing the pool. A closed state has an empty
-        # symbol, so that it fails this test without a test of its own.
-        if candle.symbol != self.symbol or candle.interval != self.interval or not candle.closed:
+        # A closed state has an empty symbol, so that it fails this test without a test of its own.
+        if (
+            candle.symbol != self.symbol
+            or candle.interval != self.interval
+            or not candle.closed
+            or self._enlisted
+        ):
             self._check(candle)
         t = candle.open_time
         if t <= self._last_open_time:
@@ -1236,7 +1465,23 @@ class TraderState:
         if pool.last_open_time != t:
             pool._apply(candle)
         self._last_open_time = t
-        index = pool.index
+        if pool.broken:
+            failure = self.failure
+            if failure is not None:
+                raise TraderEvaluationError(EvaluationErrorCode.INTERNAL, failure)
+        return self._decide(pool.index)
+
+    @property
+    def failure(self) -> str | None:
+        """Why one of the trader's conditions can no longer be evaluated (None while all can)."""
+        for probe in self._probes:
+            if probe.failure is not None:
+                return probe.failure
+        return None
+
+    def _decide(self, index: int) -> tuple[str, ...]:
+        # The hot path: the pool has applied the candle of ``index``; one trader of hundreds
+        # sharing it reads its conditions' results.
         if index < self._next_index:
             return _NO_SIGNAL
         if self._match_all:
@@ -1261,6 +1506,7 @@ class TraderState:
         if self._released:
             return
         self._released = True
+        self.pool.delist(self)
         self.symbol = ""
         for condition in self.definition.conditions:
             self.pool.release(condition)
