@@ -14,7 +14,7 @@ import pytest
 from psycopg import sql
 from stackkit import Actors
 
-from signalguard.core.codes import REQUIRED_SCHEMA, ClaimRefusal, GuardError, missing_schema
+from signalguard.core.codes import OPTIONAL_SCHEMA, REQUIRED_SCHEMA, ClaimRefusal, GuardError, missing_schema
 from signalguard.devstack import schema
 from signalguard.devstack.config import REPO_ROOT
 from signalguard.devstack.stack import LocalStack
@@ -136,7 +136,7 @@ def test_required_schema_matches_the_migrations() -> None:
         for comp, version, mig in re.findall(r"register_component\('(\w+)', (\d+), '(\w+)'\)", p.read_text()):
             assert mig == p.stem
             registered[comp] = (int(version), p.name)
-    assert {c.name: (c.version, c.migration) for c in REQUIRED_SCHEMA} == registered
+    assert {c.name: (c.version, c.migration) for c in REQUIRED_SCHEMA + OPTIONAL_SCHEMA} == registered
     assert {c.migration for c in REQUIRED_SCHEMA} <= files
 
 

@@ -92,6 +92,10 @@ REQUIRED_SCHEMA: tuple[Component, ...] = (
     Component("signal_key", 1, "20251003060200_signal_key.sql"),
     Component("execution_lease", 1, "20251003060300_execution_lease.sql"),
 )
+#: What only a view needs: without it the app still generates, and that view names the migration.
+OPTIONAL_SCHEMA: tuple[Component, ...] = (
+    Component("signal_summary", 1, "20251003060400_signal_summary.sql"),
+)
 
 
 def missing_schema(reported: Mapping[str, object]) -> list[str]:
