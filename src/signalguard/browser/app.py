@@ -14,7 +14,9 @@ Written against :mod:`~signalguard.browser.ports` only. What it does for a signe
    the guard says it may; the outbox's guard verdicts go back to the guard as ``WriteRefused``;
 6. keeps the signals table current: the database's newest signals (both sources, or one, as the
    filter says) re-read after every acknowledged write and every few seconds (Supabase realtime is not
-   used), merged with this tab's signals still waiting in the outbox.
+   used), merged with this tab's signals still waiting in the outbox;
+7. draws a candlestick chart of one watched symbol with its signals marked by source, and the "by
+   source" summary of the last 7 days (:mod:`~signalguard.browser.chart`); neither holds up readiness.
 """
 
 from __future__ import annotations
@@ -24,6 +26,16 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Final
 
+from signalguard.browser.chart import (
+    CHART_CANDLES,
+    CHART_MARKERS,
+    SUMMARY_DAYS,
+    ChartData,
+    chart_candles,
+    chart_markers,
+    chart_streams,
+    summary_lines,
+)
 from signalguard.browser.driver import GuardDriver
 from signalguard.browser.generation import Generation, StartTask
 from signalguard.browser.ports import (
@@ -40,11 +52,13 @@ from signalguard.browser.ports import (
     View,
 )
 from signalguard.browser.sync import SignalSync
-from signalguard.core.codes import GuardError
+from signalguard.core.candles import MarketDataError
+from signalguard.core.codes import OPTIONAL_SCHEMA, GuardError
 from signalguard.core.engine import TraderRecord
 from signalguard.core.guard import Effects, Mode, WriteRefused
 from signalguard.core.outbox import JsonValue
 from signalguard.core.traders import TraderDefinitionError, parse_trader
+from signalguard.market.klines import MarketUnavailable
 
 #: Recent signals shown.
 HISTORY_LIMIT: Final = 50
@@ -54,6 +68,14 @@ HISTORY_COLUMNS: Final = "signal_key,symbol,interval,candle_open_time,price,stat
 HISTORY_SECONDS: Final = 5.0
 HISTORY_TIMER: Final = "history"
 SOURCES: Final = ("all", "local", "cloud")
+#: The chart's candles and markers are re-read this often (a 1m candle moves within the minute).
+CHART_SECONDS: Final = 10.0
+CHART_TIMER: Final = "chart"
+CHART_COLUMNS: Final = "signal_key,symbol,interval,candle_open_time,source"
+#: The summary is re-read this often.
+SUMMARY_SECONDS: Final = 30.0
+SUMMARY_TIMER: Final = "summary"
+SUMMARY_MIGRATION: Final = next(c.migration for c in OPTIONAL_SCHEMA if c.name == "signal_summary")
 
 
 def lock_name(user_id: str) -> str:
@@ -199,6 +221,9 @@ class App:
         self._stored: list[HistoryItem] = []
         self._reloading = False
         self._reload_again = False
+        self._chart: tuple[str, str] | None = None
+        self._charting = False
+        self._chart_again = False
 
     # -- start ----------------------------------------------------------------------------------
 
@@ -240,6 +265,11 @@ class App:
         self.timers.every(HISTORY_TIMER, HISTORY_SECONDS, self.refresh_history)
         self._drawn = True
         self._check_ready()
+        # After readiness: market data and the summary are extras, and must not delay the lists.
+        self.refresh_chart()
+        self.refresh_summary()
+        self.timers.every(CHART_TIMER, CHART_SECONDS, self.refresh_chart)
+        self.timers.every(SUMMARY_TIMER, SUMMARY_SECONDS, self.refresh_summary)
 
     def _generation(self, user: User) -> Generation:
         def verdict(code: GuardError) -> None:
@@ -312,6 +342,11 @@ class App:
             self.traders = trader_records(result.data)
             if self.generation is not None:
                 self.generation.set_traders(self.traders)
+            streams = chart_streams(self.traders)
+            if self._chart not in streams:
+                self._chart = streams[0] if streams else None
+                if self._drawn:
+                    self.refresh_chart()
         self._draw_traders()
 
     def refresh_history(self) -> None:
@@ -364,6 +399,101 @@ class App:
             pending = [pending_item(k, p) for k, p in zip(keys, payloads, strict=True)]
         self.view.show_history(merge_history(self._stored, pending, HISTORY_LIMIT))
 
+    # -- chart and summary --------------------------------------------------------------------------
+
+    def refresh_chart(self) -> None:
+        """Redraw the chart soon (coalesced like the signals table)."""
+        if self.user is None:
+            return
+        if self._charting:
+            self._chart_again = True
+            return
+        self.spawn(self.reload_chart())
+
+    async def reload_chart(self) -> None:
+        """Read the selected stream's candles and signals; draw them with this tab's pending ones."""
+        if self._charting:
+            self._chart_again = True
+            return
+        self._charting = True
+        try:
+            while True:
+                self._chart_again = False
+                data = await self._chart_data()
+                if self.user is None:
+                    return
+                self.view.show_chart(data)
+                if not self._chart_again:
+                    return
+        finally:
+            self._charting = False
+
+    async def _chart_data(self) -> ChartData:
+        streams = chart_streams(self.traders)
+        selected = self._chart
+        if selected is None:
+            return ChartData(streams, None, problem="No trader watches a symbol yet.")
+        symbol, interval = selected
+        if self.market is None:
+            return ChartData(streams, selected, problem="No market data URL is configured.")
+        rows, signals = await asyncio.gather(
+            self._klines(symbol, interval),
+            self.backend.select(
+                "signals",
+                CHART_COLUMNS,
+                order="candle_open_time",
+                descending=True,
+                limit=CHART_MARKERS,
+                match={"symbol": symbol, "interval": interval},
+            ),
+        )
+        pending: list[tuple[str, Mapping[str, object]]] = []
+        if self.generation is not None:
+            sync = self.generation.sync
+            pending = list(zip(sync.pending_keys(), sync.pending_signals(), strict=True))
+        markers = chart_markers(signals.data if signals.error is None else [], pending, symbol, interval)
+        if isinstance(rows, str):
+            return ChartData(streams, selected, markers=markers, problem=rows)
+        try:
+            candles = chart_candles(rows, symbol, interval, round(self.wall() * 1000))
+        except MarketDataError as exc:
+            return ChartData(streams, selected, markers=markers, problem=f"Market data unreadable: {exc}")
+        return ChartData(streams, selected, candles, markers)
+
+    async def _klines(self, symbol: str, interval: str) -> object:
+        """The REST answer, or a sentence saying why there is none."""
+        assert self.market is not None
+        try:
+            return await self.market.klines(symbol, interval, limit=CHART_CANDLES)
+        except MarketUnavailable as exc:
+            return f"Market data unavailable: {exc}"
+
+    def refresh_summary(self) -> None:
+        """Re-read the "by source" summary (in the background)."""
+        if self.user is not None:
+            self.spawn(self.reload_summary())
+
+    async def reload_summary(self) -> None:
+        """Read ``signal_summary`` and draw it."""
+        result = await self.backend.rpc("signal_summary", {"p_days": SUMMARY_DAYS})
+        if self.user is None:
+            return
+        if result.error is None:
+            lines = summary_lines(result.data)
+            self.view.show_summary(lines, f"Last {SUMMARY_DAYS} days, by the database clock.")
+        elif result.error.code in ("PGRST202", "42883"):
+            # The function is not there: an older database. Say which migration brings it.
+            self.view.show_summary([], f"This summary needs supabase/migrations/{SUMMARY_MIGRATION}.")
+        else:
+            self.view.show_summary(None, f"Could not load the summary: {result.error}")
+
+    def select_chart(self, value: str) -> None:
+        """The chart's selector changed (``SYMBOL|interval``)."""
+        symbol, _, interval = value.partition("|")
+        if (symbol, interval) in chart_streams(self.traders) and (symbol, interval) != self._chart:
+            self._chart = (symbol, interval)
+            self.refresh_chart()
+
     # -- intents ----------------------------------------------------------------------------------
 
     def sign_in(self, email: str, password: str) -> None:
@@ -400,8 +530,10 @@ class App:
         if generation is not None:
             generation.stop()
             self.effect_listeners.remove(generation.on_effects)
-        self.timers.clear(HISTORY_TIMER)
+        for timer in (HISTORY_TIMER, CHART_TIMER, SUMMARY_TIMER):
+            self.timers.clear(timer)
         self._stored = []
+        self._chart = None
         self.user = None
         self.traders = []
         self._editable = self._drawn = self._ready = False

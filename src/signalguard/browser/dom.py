@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, Final
 
+from signalguard.browser.chart import ChartData, SummaryLine, stream_label
 from signalguard.browser.ports import HistoryItem, Intents, TraderItem, User
 from signalguard.core.guard import Effects, Mode
 
@@ -21,7 +22,8 @@ _IDS: Final = (
     "boot", "fatal", "sign-in", "sign-in-email", "sign-in-password", "sign-in-error", "app",
     "mode-badge", "user-email", "sign-out", "schema-message", "guard-detail", "takeover-button",
     "takeover-dialog", "traders", "traders-note", "history", "history-empty", "toasts",
-    "source-filter", "pending-count", "pending-detail", "market-status",
+    "source-filter", "pending-count", "pending-detail", "market-status", "chart-symbol", "chart",
+    "chart-note", "summary", "summary-note",
 )  # fmt: skip
 
 
@@ -84,6 +86,9 @@ class DomView:
         self._listen(el["takeover-dialog"], "close", takeover_closed)
         self._listen(
             el["source-filter"], "change", lambda _e: intents.filter_source(str(el["source-filter"].value))
+        )
+        self._listen(
+            el["chart-symbol"], "change", lambda _e: intents.select_chart(str(el["chart-symbol"].value))
         )
 
     # -- states of the page ---------------------------------------------------------------------
@@ -250,3 +255,71 @@ class DomView:
         el = self._el["market-status"]
         el.setAttribute("data-state", state)
         el.textContent = text
+
+    # -- chart and summary ------------------------------------------------------------------------
+
+    def show_chart(self, data: ChartData) -> None:
+        """The selector and the chart (drawn by ``web/chart.js``).
+
+        Hooks on ``#chart``: ``data-symbol``, ``data-candles``, ``data-markers-local``/``-cloud``.
+        """
+        doc = self._doc
+        select = self._el["chart-symbol"]
+        values = [f"{s}|{i}" for s, i in data.streams]
+        current = [str(o.value) for o in select.options]
+        if values != current:
+            options = []
+            for (symbol, interval), value in zip(data.streams, values, strict=True):
+                option = doc.createElement("option")
+                option.value = value
+                option.textContent = stream_label(symbol, interval)
+                options.append(option)
+            select.replaceChildren(*options)
+        select.disabled = not data.streams
+        el = self._el["chart"]
+        counts = data.counts()
+        if data.selected is not None:
+            symbol, interval = data.selected
+            select.value = f"{symbol}|{interval}"
+            el.setAttribute("data-symbol", symbol)
+            el.setAttribute("data-interval", interval)
+            el.setAttribute("aria-label", f"Candlestick chart of {symbol}, {interval} candles")
+        el.setAttribute("data-candles", str(len(data.candles)))
+        el.setAttribute("data-markers-local", str(counts.get("local", 0)))
+        el.setAttribute("data-markers-cloud", str(counts.get("cloud", 0)))
+        lib = getattr(self._window, "signalguardChart", None)
+        drawn = False
+        if lib is not None:
+            if data.candles and data.selected is not None:
+                key = "|".join(data.selected)
+                drawn = bool(lib.render(el, key, data.candles_json(), data.markers_json()))
+            else:
+                lib.clear()
+        note = data.problem or ("" if drawn or not data.candles else "The chart library did not load.")
+        self._el["chart-note"].textContent = note
+        self._el["chart-note"].hidden = not note
+
+    def show_summary(self, lines: Sequence[SummaryLine] | None, note: str) -> None:
+        """The "by source" table (``summary-row`` rows with ``data-source`` or ``data-machine``)."""
+        self._el["summary-note"].textContent = note
+        if lines is None:
+            return
+        doc = self._doc
+        rows = []
+        for line in lines:
+            tr = doc.createElement("tr")
+            tr.setAttribute("data-testid", "summary-row")
+            tr.setAttribute("data-machine" if line.machine else "data-source", line.key)
+            tr.setAttribute("data-signals", str(line.signals))
+            for text, numeric in (
+                (line.label, False), (str(line.signals), True), (str(line.traders), True), (line.last, False),
+            ):  # fmt: skip
+                td = doc.createElement("td")
+                td.textContent = text
+                if numeric:
+                    td.className = "num"
+                tr.append(td)
+            rows.append(tr)
+        table = self._el["summary"]
+        table.querySelector("tbody").replaceChildren(*rows)
+        table.hidden = not rows

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequenc
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from signalguard.browser.chart import ChartData, SummaryLine
 from signalguard.core.guard import Effects
 
 #: Run a coroutine in the background (the page's event loop); errors are reported, not raised.
@@ -238,6 +239,10 @@ class Intents(Protocol):
         """Show the signals of one source (``local``, ``cloud``) or of all (``all``)."""
         ...
 
+    def select_chart(self, value: str) -> None:
+        """Chart another watched stream (``SYMBOL|interval``)."""
+        ...
+
 
 class View(Protocol):
     """The page. Everything from the database is shown as text, never as HTML."""
@@ -284,6 +289,14 @@ class View(Protocol):
 
     def show_market(self, state: str, text: str) -> None:
         """The market data's state (``off``, ``connecting``, ``live``, ``error``) and a line about it."""
+        ...
+
+    def show_chart(self, data: ChartData) -> None:
+        """The candlestick chart of the selected stream, its signals marked by source."""
+        ...
+
+    def show_summary(self, lines: Sequence[SummaryLine] | None, note: str) -> None:
+        """The "by source" summary (None: keep the lines shown) and a line about it."""
         ...
 
     def set_ready(self, ready: bool) -> None:

@@ -4,7 +4,8 @@ Two outputs, both derived from files in the checkout and both ignored by git:
 
 - ``web/vendor/`` — exactly the files the page loads from the pinned npm side (``web/node_modules``):
   PyScript's core and the chunks it imports on this app's path, Pyodide's runtime, the supabase-js
-  UMD bundle. The page loads nothing from any other host, so everything it needs is copied here.
+  UMD bundle, TradingView's Lightweight Charts (standalone build). The page loads nothing from any
+  other host, so everything it needs is copied here.
 - ``web/app.zip`` — ``signalguard/__init__.py``, ``signalguard/core/**``, ``signalguard/market/**`` and
   ``signalguard/browser/**``;
   ``pyscript.toml`` unpacks it into the interpreter's working directory. Deterministic: sorted entries,
@@ -124,6 +125,8 @@ def vendor_plan(repo_root: Path) -> dict[Path, Path]:
     plan: dict[Path, Path] = {Path("pyscript") / n: dist / n for n in pyscript_files(dist)}
     for name in PYODIDE_FILES:
         plan[Path("pyodide") / name] = modules / "pyodide" / name
+    charts = modules / "lightweight-charts" / "dist" / "lightweight-charts.standalone.production.js"
+    plan[Path("lightweight-charts") / charts.name] = charts
     plan[Path("supabase") / "supabase.js"] = (
         modules / "@supabase" / "supabase-js" / "dist" / "umd" / "supabase.js"
     )
