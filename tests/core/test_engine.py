@@ -300,3 +300,31 @@ def test_prime_signals_nothing(n: int) -> None:
     for c in series("BTCUSDT", 300, n):
         m.prime(c)
     assert m.drain() == [] and m.matches == 0
+
+
+def test_stored_rows_become_signals_to_adopt() -> None:
+    from signalguard.core.engine import signal_from_row
+
+    row = {
+        "signal_key": "k",
+        "trader_id": T_RSI,
+        "symbol": "BTCUSDT",
+        "interval": "1m",
+        "candle_open_time": "2023-11-14T22:14:00+00:00",
+        "price": 100.5,
+        "matched_conditions": ["RSI(14) < 35"],
+        "epoch": 4,
+        "status": "active",
+    }
+    s = signal_from_row(row)
+    assert s is not None and s.open_time == 1_700_000_040_000 and s.status is SignalStatus.ACTIVE
+    assert (s.price, s.matched_conditions, s.epoch) == (100.5, ("RSI(14) < 35",), 4)
+    for broken in (
+        {**row, "status": "open"},
+        {**row, "candle_open_time": "soon"},
+        {**row, "epoch": "4"},
+        {**row, "price": "cheap"},
+        {**row, "matched_conditions": "RSI"},
+        {k: v for k, v in row.items() if k != "symbol"},
+    ):
+        assert signal_from_row(broken) is None, broken

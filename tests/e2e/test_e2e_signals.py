@@ -341,3 +341,46 @@ def test_no_local_signal_after_the_cloud_takes_the_lease(signal_stack: LocalStac
     late = [r for r in local if r["candle_close"] > moved[0]]
     assert not late, f"local signals for candles that closed after the lease moved: {late}"
     watch.assert_clean()
+
+
+def test_open_signals_of_the_cloud_are_adopted_and_their_lifecycle_goes_on(
+    signal_stack: LocalStack, tabs: Browsers
+) -> None:
+    email, uid = signal_user(signal_stack, machine=True)
+    # The cloud machine left an active signal behind, five minutes (300 candles of 1 s) old: far past
+    # the 60 candles after which a signal expires. Whoever executes next must expire it.
+    with signal_stack.connect() as conn:
+        row = conn.execute(
+            "select t.id, m.id from public.traders t join public.cloud_machines m using (user_id) "
+            "where t.user_id = %s",
+            (uid,),
+        ).fetchone()
+        assert row is not None
+        trader_id, machine_uuid = row
+        key_row = conn.execute(
+            "insert into public.signals (trader_id, user_id, symbol, interval, candle_open_time, price, "
+            "matched_conditions, status, source, machine_id, epoch) values (%s, %s, 'BTCUSDT', '1s', "
+            "date_trunc('second', now()) - interval '300 seconds', 100, array['RSI(2) < 50'], 'active', "
+            "'cloud', %s, 1) returning signal_key",
+            (trader_id, uid, machine_uuid),
+        ).fetchone()
+        assert key_row is not None
+    key = key_row[0]
+    ctx, watch = tabs.context()
+    tab = tabs.tab(ctx, watch).open().sign_in(email)
+    expect(tab.badge).to_have_attribute("data-mode", "browser")
+
+    def expired() -> dict[str, Any] | None:
+        with signal_stack.connect() as conn, conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
+            cur.execute("select status, updated_epoch from public.signals where signal_key = %s", (key,))
+            found = cur.fetchone()
+        return found if found and found["status"] == "expired" else None
+
+    done = wait_for("the adopted signal expired", expired, timeout=30)
+    lease = lease_of(signal_stack, uid)
+    assert lease is not None and lease.holder_kind == "local"
+    assert done["updated_epoch"] == lease.epoch  # moved by this tab, under its own lease
+    expect(tab.page.locator(f"[data-testid='signal-row'][data-signal-key='{key}']")).to_have_attribute(
+        "data-status", "expired", timeout=10_000
+    )
+    watch.assert_clean()

@@ -54,7 +54,7 @@ from signalguard.browser.ports import (
 from signalguard.browser.sync import SignalSync
 from signalguard.core.candles import MarketDataError
 from signalguard.core.codes import OPTIONAL_SCHEMA, GuardError
-from signalguard.core.engine import TraderRecord
+from signalguard.core.engine import SIGNAL_COLUMNS, Signal, TraderRecord, signal_from_row
 from signalguard.core.guard import Effects, Mode, WriteRefused
 from signalguard.core.outbox import JsonValue
 from signalguard.core.traders import TraderDefinitionError, parse_trader
@@ -75,6 +75,8 @@ CHART_COLUMNS: Final = "signal_key,symbol,interval,candle_open_time,source"
 #: The summary is re-read this often.
 SUMMARY_SECONDS: Final = 30.0
 SUMMARY_TIMER: Final = "summary"
+#: Open signals adopted at a new lease at most (as many as the engine tracks).
+OPEN_SIGNALS_LIMIT: Final = 5_000
 SUMMARY_MIGRATION: Final = next(c.migration for c in OPTIONAL_SCHEMA if c.name == "signal_summary")
 
 
@@ -296,7 +298,23 @@ class App:
             self.wall,
             on_market=self.view.show_market,
             on_trader_failed=self.view.toast,
+            load_open=self._open_signals,
         )
+
+    async def _open_signals(self) -> list[Signal] | None:
+        """The user's ``new``/``active`` signals, oldest first (None: the read failed)."""
+        result = await self.backend.select(
+            "signals",
+            SIGNAL_COLUMNS,
+            order="candle_open_time",
+            descending=True,
+            limit=OPEN_SIGNALS_LIMIT,
+            among={"status": ["new", "active"]},
+        )
+        if result.error is not None or not isinstance(result.data, list):
+            return None
+        signals = [signal_from_row(r) for r in result.data if isinstance(r, dict)]
+        return [s for s in reversed(signals) if s is not None]
 
     # -- the guard ------------------------------------------------------------------------------
 

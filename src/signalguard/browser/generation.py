@@ -7,7 +7,10 @@
 - every guard effect calls ``authorize(may_generate, epoch)``: the engine evaluates every closed candle
   either way (so cooldowns advance as on the cloud), but emits only while the tab may generate;
 - after candles are fed, ``drain()``: new signals and status changes go to the
-  :class:`~.sync.SignalSync` outbox, a failed trader is shown to the user.
+  :class:`~.sync.SignalSync` outbox, a failed trader is shown to the user;
+- at every new epoch this tab holds, the user's open signals (``new``/``active``, written by the cloud,
+  another device, or this tab before a reload) are loaded and adopted, so that their lifecycle goes on
+  here: nobody else moves them while this tab holds the lease.
 
 The feed runs only in the tab holding the tab lock (the one tab of the browser that may generate);
 other tabs mirror the database's table.
@@ -22,12 +25,21 @@ from typing import Any
 from signalguard.browser.feed import MarketFeed
 from signalguard.browser.ports import MarketData
 from signalguard.browser.sync import SignalSync
-from signalguard.core.engine import SignalCreated, SignalManager, StatusChanged, TraderFailed, TraderRecord
+from signalguard.core.engine import (
+    Signal,
+    SignalCreated,
+    SignalManager,
+    StatusChanged,
+    TraderFailed,
+    TraderRecord,
+)
 from signalguard.core.guard import Effects
 from signalguard.core.outbox import OutboxFull
 
 #: ``start_task(coroutine)`` runs it on the page's loop and returns its task (so it can be cancelled).
 StartTask = Callable[[Coroutine[Any, Any, None]], "asyncio.Future[None]"]
+#: Reads the user's open signals, oldest first; None when the read failed (it is tried again).
+LoadOpen = Callable[[], Coroutine[Any, Any, "list[Signal] | None"]]
 
 
 class Generation:
@@ -43,6 +55,7 @@ class Generation:
         *,
         on_market: Callable[[str, str], None],
         on_trader_failed: Callable[[str], None],
+        load_open: LoadOpen | None = None,
     ) -> None:
         """Prepare; the feed starts with :meth:`set_active`."""
         self.manager = SignalManager(user_id)
@@ -58,6 +71,12 @@ class Generation:
         self._active = False
         self._streams: list[tuple[str, str]] = []
         self._paused = False
+        self._load_open = load_open
+        self._epoch: int | None = None
+        #: The epoch whose open signals were adopted (or are being loaded).
+        self._adopted: int | None = None
+        #: Open signals adopted so far (shown nowhere; for tests and diagnostics).
+        self.adopted = 0
 
     def set_traders(self, traders: list[TraderRecord]) -> None:
         """Run these traders (the enabled ones); restart the feed if the streams changed."""
@@ -74,6 +93,22 @@ class Generation:
         """The guard decided: generate (under its epoch) or not."""
         self.manager.authorize(effects.may_generate and not self._paused, effects.epoch)
         self.sync.set_live_epoch(effects.epoch if effects.may_generate else None)
+        self._epoch = effects.epoch if effects.may_generate else None
+        if self._epoch is not None and self._epoch != self._adopted and self._load_open is not None:
+            self._adopted = self._epoch
+            self._start_task(self._adopt(self._epoch))
+
+    async def _adopt(self, epoch: int) -> None:
+        assert self._load_open is not None
+        signals = await self._load_open()
+        if self._epoch != epoch:
+            return  # the lease moved on meanwhile; the next epoch loads again
+        if signals is None:
+            self._adopted = None  # try again with the next effects (the next poll)
+            return
+        before = len(self.manager.tracked())
+        self.manager.adopt(signals)
+        self.adopted += len(self.manager.tracked()) - before
 
     def set_active(self, active: bool) -> None:
         """Stream market data and send the outbox (True: this tab holds the tab lock)."""

@@ -53,11 +53,14 @@ class SupabaseBackend:
         descending: bool = False,
         limit: int | None = None,
         match: Mapping[str, str] | None = None,
+        among: Mapping[str, Sequence[str]] | None = None,
     ) -> ApiResult:
         """Read rows."""
         query = getattr(self._facade, "from")(table).select(columns)
         for column, value in (match or {}).items():
             query = query.eq(column, value)
+        for column, values in (among or {}).items():
+            query = getattr(query, "in")(column, self._parse(_DUMPS(list(values))))
         if order is not None:
             query = query.order(order, self._parse(_DUMPS({"ascending": not descending})))
         if limit is not None:

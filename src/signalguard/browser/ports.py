@@ -92,8 +92,12 @@ class Backend(Protocol):
         descending: bool = False,
         limit: int | None = None,
         match: Mapping[str, str] | None = None,
+        among: Mapping[str, Sequence[str]] | None = None,
     ) -> ApiResult:
-        """Read rows of a table (row level security limits them to the user's), equal to ``match``."""
+        """Read rows of a table (row level security limits them to the user's).
+
+        Only rows whose columns equal ``match`` and are each one of ``among``'s values.
+        """
         ...
 
     async def update(

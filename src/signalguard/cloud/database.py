@@ -22,7 +22,7 @@ import asyncio
 import re
 from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, Final, Protocol
 
 import httpx
@@ -31,7 +31,7 @@ from supabase import AsyncClient, AsyncClientOptions, acreate_client
 
 from signalguard.cloud.config import WorkerConfig
 from signalguard.core.codes import GuardError, missing_schema
-from signalguard.core.engine import Signal, SignalStatus, TraderRecord
+from signalguard.core.engine import SIGNAL_COLUMNS, Signal, TraderRecord, signal_from_row, timestamp_us
 from signalguard.core.outbox import JsonValue
 
 __all__ = [
@@ -96,19 +96,6 @@ def classify_api_error(exc: APIError) -> DatabaseError:
     return DatabaseUnavailable(f"{code or 'error'}: {message}")
 
 
-def timestamp_us(value: object) -> int | None:
-    """A JSON timestamp (ISO 8601, as PostgREST prints ``timestamptz``) as epoch microseconds."""
-    if not isinstance(value, str):
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return (moment - _EPOCH) // timedelta(microseconds=1)
-
-
 @dataclass(frozen=True, slots=True)
 class LeaseAnswer:
     """What a claim or release returned: whether the machine holds the lease, and under which epoch."""
@@ -148,28 +135,6 @@ class LeaseAnswer:
             expires_at_us=timestamp_us(lease.get("expires_at")),
             retry_in_seconds=float(retry) if isinstance(retry, int | float) else None,
         )
-
-
-def signal_from_row(row: Mapping[str, Any]) -> Signal | None:
-    """A stored signal as the engine's :class:`Signal` (None if the row is not one it can track)."""
-    try:
-        status = SignalStatus(row["status"])
-        open_us = timestamp_us(row["candle_open_time"])
-        if open_us is None:
-            return None
-        return Signal(
-            key=str(row["signal_key"]),
-            trader_id=str(row["trader_id"]),
-            symbol=str(row["symbol"]),
-            interval=str(row["interval"]),
-            open_time=open_us // 1000,
-            price=float(row["price"]),
-            matched_conditions=tuple(str(c) for c in row.get("matched_conditions") or ()),
-            epoch=int(row["epoch"]),
-            status=status,
-        )
-    except (KeyError, TypeError, ValueError):
-        return None
 
 
 class Database(Protocol):
@@ -305,9 +270,7 @@ class SupabaseDatabase:
         """See :meth:`Database.load_open_signals`."""
         query = (
             self._client.table("signals")
-            .select(
-                "signal_key,trader_id,symbol,interval,candle_open_time,price,matched_conditions,epoch,status"
-            )
+            .select(SIGNAL_COLUMNS)
             .eq("user_id", self._owner_id)
             .in_("status", ["new", "active"])
             .order("candle_open_time", desc=True)

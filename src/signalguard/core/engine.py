@@ -36,6 +36,7 @@ import enum
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Final
 
 from signalguard.core.candles import Candle, candle_index
@@ -136,6 +137,54 @@ class Signal:
             "machine_id": machine_id,
             "epoch": self.epoch,
         }
+
+
+#: Columns :func:`signal_from_row` reads.
+SIGNAL_COLUMNS: Final = (
+    "signal_key,trader_id,symbol,interval,candle_open_time,price,matched_conditions,epoch,status"
+)
+_UNIX: Final = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def timestamp_us(value: object) -> int | None:
+    """A JSON timestamp (ISO 8601, as PostgREST prints ``timestamptz``) as epoch microseconds."""
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return (moment - _UNIX) // timedelta(microseconds=1)
+
+
+def signal_from_row(row: Mapping[str, object]) -> Signal | None:
+    """A stored signal (a row with :data:`SIGNAL_COLUMNS`) as a :class:`Signal` to :meth:`adopt`.
+
+    None if the row is not one the engine can track (malformed, or an unknown status).
+    """
+    try:
+        status = SignalStatus(row["status"])
+        open_us = timestamp_us(row["candle_open_time"])
+        epoch, price, labels = row["epoch"], row["price"], row.get("matched_conditions") or ()
+        if open_us is None or not isinstance(epoch, int) or not isinstance(price, int | float | str):
+            return None
+        if not isinstance(labels, list | tuple):
+            return None
+        return Signal(
+            key=str(row["signal_key"]),
+            trader_id=str(row["trader_id"]),
+            symbol=str(row["symbol"]),
+            interval=str(row["interval"]),
+            open_time=open_us // 1000,
+            price=float(price),
+            matched_conditions=tuple(str(c) for c in labels),
+            epoch=epoch,
+            status=status,
+        )
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 # -- effects ----------------------------------------------------------------------------------------
