@@ -9,9 +9,16 @@ within seconds of the tab warming up. Every test checks the database as well as 
 
 from __future__ import annotations
 
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
@@ -383,4 +390,94 @@ def test_open_signals_of_the_cloud_are_adopted_and_their_lifecycle_goes_on(
     expect(tab.page.locator(f"[data-testid='signal-row'][data-signal-key='{key}']")).to_have_attribute(
         "data-status", "expired", timeout=10_000
     )
+    watch.assert_clean()
+
+
+def test_the_real_cloud_worker_takes_over_and_hands_back(
+    signal_stack: LocalStack, replay: ReplayServer, tabs: Browsers
+) -> None:
+    """The page and ``signalguard cloud`` for the same user: Browser Mode, the worker starts and the page
+    steps aside (Cloud Active, toggles off), cloud signals appear, the worker stops on SIGTERM and the
+    page resumes after the grace (backdated). The database shows one executor at a time."""
+    email, uid = signal_user(signal_stack, machine=True)
+    ctx, watch = tabs.context()
+    tab = tabs.tab(ctx, watch).open().sign_in(email)
+    expect(tab.badge).to_have_attribute("data-mode", "browser")
+    wait_for("a local signal", lambda: any(r["source"] == "local" for r in signals_of(signal_stack, uid)))
+
+    log_path = Path(tempfile.mkdtemp(prefix="sg-worker-")) / "worker.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SIGNALGUARD_")}
+    env.update(
+        SIGNALGUARD_SUPABASE_URL=signal_stack.url,
+        SIGNALGUARD_SUPABASE_ANON_KEY=signal_stack.config.anon_key(),
+        SIGNALGUARD_MACHINE_TOKEN=signal_stack.machine_token(email),
+        SIGNALGUARD_MARKET_DATA_URL=replay.url,
+    )
+    with open(log_path, "wb") as log:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "signalguard", "cloud"], env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+    try:
+        started = time.monotonic()
+        expect(tab.badge).to_have_attribute("data-mode", "cloud", timeout=30_000)
+        print(f"\nworker started -> page Cloud Active: {time.monotonic() - started:.2f} s")
+        expect(tab.badge).to_have_text("Cloud Active")
+        toast = tab.page.get_by_test_id("toast").filter(has_text="switching to monitoring mode")
+        expect(toast).to_be_attached()
+        for toggle in tab.toggles().all():
+            expect(toggle).to_be_disabled()
+        cloud_rows = wait_for(
+            "stored cloud signals",
+            lambda: [r for r in signals_of(signal_stack, uid) if r["source"] == "cloud"],
+            timeout=40,
+        )
+        key = cloud_rows[0]["signal_key"]
+        expect(tab.page.locator(f"[data-testid='signal-row'][data-signal-key='{key}']")).to_have_attribute(
+            "data-source", "cloud", timeout=15_000
+        )
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(30) == 0, log_path.read_text()
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait(10)
+
+    expect(tab.badge).to_have_attribute("data-mode", "grace", timeout=10_000)
+    expect(tab.badge).to_contain_text("Resuming in")
+    with signal_stack.connect() as conn:
+        conn.execute(
+            "update public.cloud_machines set stopped_at = stopped_at - interval '30 seconds', "
+            "last_health_check = last_health_check - interval '30 seconds' where user_id = %s",
+            (uid,),
+        )
+    expect(tab.badge).to_have_attribute("data-mode", "browser", timeout=15_000)
+    with signal_stack.connect() as conn, conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
+        cur.execute(
+            "select epoch, holder_kind, started_at, valid_until from public.lease_epochs "
+            "where user_id = %s order by epoch",
+            (uid,),
+        )
+        epochs = cur.fetchall()
+    assert [e["holder_kind"] for e in epochs] == ["local", "cloud", "local"], epochs
+    # One executor at a time, by the database clock: each window ends before the next begins.
+    for a, b in itertools.pairwise(epochs):
+        assert a["valid_until"] is not None and a["valid_until"] <= b["started_at"]
+    with signal_stack.connect() as conn:
+        machine = conn.execute(
+            "select id, status from public.cloud_machines where user_id = %s", (uid,)
+        ).fetchone()
+    assert machine is not None and machine[1] == "stopped"
+    wait_for(
+        "a local signal under the new epoch",
+        lambda: any(r["epoch"] == epochs[2]["epoch"] for r in signals_of(signal_stack, uid)),
+    )
+    by_epoch = {e["epoch"]: e for e in epochs}
+    for row in signals_of(signal_stack, uid):
+        window = by_epoch[row["epoch"]]
+        expected_source = "cloud" if window["holder_kind"] == "cloud" else "local"
+        assert row["source"] == expected_source
+        assert (row["machine_id"] == machine[0]) if expected_source == "cloud" else row["machine_id"] is None
+        # Every signal's candle closed inside its writer's window.
+        assert window["started_at"] <= row["candle_close"]
+        assert window["valid_until"] is None or row["candle_close"] <= window["valid_until"]
     watch.assert_clean()
