@@ -54,8 +54,9 @@ async def test_machine_calls_reads_and_writes(stack: LocalStack, actors: Any, db
         assert [o["outcome"] for o in await sdb.write_signals(rows)] == ["duplicate", "duplicate"]
 
         expire = {"signal_key": a.key, "status": "expired", "updated_epoch": 1}
-        assert await sdb.update_statuses([expire]) == [{"index": 0, "outcome": "updated"}]
-        # One PATCH for the group; the guard refuses a's transition, so each row is retried alone.
+        updated = {"index": 0, "signal_key": a.key, "outcome": "updated"}
+        assert await sdb.update_statuses([expire]) == [updated]
+        # One call (update_signal_statuses); the guard refuses a's transition and only that change.
         mixed = await sdb.update_statuses(
             [
                 {"signal_key": a.key, "status": "active", "updated_epoch": 1},

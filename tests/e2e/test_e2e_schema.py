@@ -12,6 +12,7 @@ from signalguard.devstack.stack import LocalStack
 from signalguard.replay.server import ReplayServer
 
 LEASE_MIGRATION = "20251003060300_execution_lease.sql"
+STATUS_MIGRATION = "20251003060500_update_signal_statuses.sql"
 
 pytestmark = pytest.mark.stack
 
@@ -37,15 +38,20 @@ def test_missing_lease_migration_is_named_and_nothing_is_generated(
         message = tab.page.get_by_test_id("schema-message")
         expect(message).to_be_visible()
         expect(message).to_contain_text(LEASE_MIGRATION)
-        # One message: only the missing migration is named.
-        assert message.inner_text().count("supabase/migrations/") == 1
+        expect(message).to_contain_text(STATUS_MIGRATION)
+        # One message, naming the missing migrations and nothing else.
+        assert message.inner_text().count("supabase/migrations/") == 2
+        # The summary's function is missing too: it says which migration brings it, without calling it.
+        expect(tab.page.get_by_test_id("summary-note")).to_contain_text("20251003060400_signal_summary.sql")
         expect(tab.page.get_by_test_id("trader-row")).to_have_count(2)
         for toggle in tab.toggles().all():
             expect(toggle).to_be_disabled()
 
         # Wait past a whole poll period: the tab never asks for the lease, and nothing is written.
         tab.page.wait_for_timeout(6_000)
-        for rpc in ("execution_status", "claim_local_lease", "release_local_lease", "write_signals"):
+        for rpc in (
+            "execution_status", "claim_local_lease", "release_local_lease", "write_signals", "signal_summary",
+        ):  # fmt: skip
             assert watch.rpc_calls(rpc) == [], rpc
         assert len(watch.rpc_calls("schema_version")) == 1
         with old_stack.connect() as conn:

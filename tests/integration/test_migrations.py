@@ -70,7 +70,9 @@ def test_database_missing_the_lease_migration_names_it(empty_db: psycopg.Connect
     problems = missing_schema(components(empty_db))
     assert problems == [
         "The database lacks the 'execution_lease' schema: apply "
-        "supabase/migrations/20251003060300_execution_lease.sql."
+        "supabase/migrations/20251003060300_execution_lease.sql.",
+        "The database lacks the 'status_updates' schema: apply "
+        "supabase/migrations/20251003060500_update_signal_statuses.sql.",
     ]
 
 

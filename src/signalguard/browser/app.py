@@ -53,7 +53,7 @@ from signalguard.browser.ports import (
 )
 from signalguard.browser.sync import SignalSync
 from signalguard.core.candles import MarketDataError
-from signalguard.core.codes import OPTIONAL_SCHEMA, GuardError
+from signalguard.core.codes import OPTIONAL_SCHEMA, GuardError, has_component
 from signalguard.core.engine import SIGNAL_COLUMNS, Signal, TraderRecord, signal_from_row
 from signalguard.core.guard import Effects, Mode, WriteRefused
 from signalguard.core.outbox import JsonValue
@@ -77,7 +77,8 @@ SUMMARY_SECONDS: Final = 30.0
 SUMMARY_TIMER: Final = "summary"
 #: Open signals adopted at a new lease at most (as many as the engine tracks).
 OPEN_SIGNALS_LIMIT: Final = 5_000
-SUMMARY_MIGRATION: Final = next(c.migration for c in OPTIONAL_SCHEMA if c.name == "signal_summary")
+SUMMARY_COMPONENT: Final = next(c for c in OPTIONAL_SCHEMA if c.name == "signal_summary")
+SUMMARY_NEEDS: Final = f"This summary needs supabase/migrations/{SUMMARY_COMPONENT.migration}."
 
 
 def lock_name(user_id: str) -> str:
@@ -492,7 +493,16 @@ class App:
             self.spawn(self.reload_summary())
 
     async def reload_summary(self) -> None:
-        """Read ``signal_summary`` and draw it."""
+        """Read ``signal_summary`` and draw it (only from a database that has it)."""
+        components = self.driver.components if self.driver is not None else None
+        if components is None:
+            return  # the schema is not known yet; the next refresh asks again
+        if not has_component(components, SUMMARY_COMPONENT):
+            # Not called at all: a missing function answers 404, which the browser logs as an error.
+            self.view.show_summary(
+                [], f"This summary needs supabase/migrations/{SUMMARY_COMPONENT.migration}."
+            )
+            return
         result = await self.backend.rpc("signal_summary", {"p_days": SUMMARY_DAYS})
         if self.user is None:
             return
@@ -501,7 +511,9 @@ class App:
             self.view.show_summary(lines, f"Last {SUMMARY_DAYS} days, by the database clock.")
         elif result.error.code in ("PGRST202", "42883"):
             # The function is not there: an older database. Say which migration brings it.
-            self.view.show_summary([], f"This summary needs supabase/migrations/{SUMMARY_MIGRATION}.")
+            self.view.show_summary(
+                [], f"This summary needs supabase/migrations/{SUMMARY_COMPONENT.migration}."
+            )
         else:
             self.view.show_summary(None, f"Could not load the summary: {result.error}")
 

@@ -78,6 +78,8 @@ class GuardDriver:
         self._next: tuple[Call, float] | None = None
         self._in_flight: asyncio.Future[None] | None = None
         self._schema_ok = False
+        #: What ``schema_version()`` last reported (None before the first answer).
+        self.components: Mapping[str, object] | None = None
         self._retries = 0
         self._started = False
         self._stopped = False
@@ -230,6 +232,7 @@ class GuardDriver:
         if not isinstance(components, dict):
             return CallFailed("schema_version: the answer has no components")
         problems = tuple(missing_schema(components))
+        self.components = components
         self._schema_ok = not problems
         return SchemaChecked(problems)
 

@@ -76,14 +76,6 @@ class SupabaseBackend:
             query = query.eq(column, value)
         return ApiResult.from_json(str(await query.executeJson()))
 
-    async def update_in(
-        self, table: str, values: Mapping[str, object], *, column: str, among: Sequence[str], returning: str
-    ) -> ApiResult:
-        """Update the rows whose ``column`` is one of ``among`` (``PATCH …?column=in.(…)``)."""
-        query = getattr(self._facade, "from")(table).update(self._parse(_DUMPS(dict(values))))
-        query = getattr(query, "in")(column, self._parse(_DUMPS(list(among)))).select(returning)
-        return ApiResult.from_json(str(await query.executeJson()))
-
     async def sign_in(self, email: str, password: str) -> tuple[User | None, str | None]:
         """Sign in with a password."""
         raw = json.loads(str(await self._facade.signIn(email, password)))

@@ -106,12 +106,6 @@ class Backend(Protocol):
         """Update the rows equal to ``match``."""
         ...
 
-    async def update_in(
-        self, table: str, values: Mapping[str, object], *, column: str, among: Sequence[str], returning: str
-    ) -> ApiResult:
-        """Update the rows whose ``column`` is one of ``among``; the data is their ``returning`` column."""
-        ...
-
     async def sign_in(self, email: str, password: str) -> tuple[User | None, str | None]:
         """Sign in with a password: the user, or an error message."""
         ...

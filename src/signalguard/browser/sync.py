@@ -33,8 +33,6 @@ from signalguard.core.outbox import Batch, Entry, EntryKind, JsonValue, Outbox, 
 
 #: Entries per call (``write_signals`` takes at most 500).
 MAX_BATCH: Final = 200
-#: Keys per status PATCH (``in.(…)`` goes in the URL).
-STATUS_GROUP: Final = 40
 #: The longest wait before retrying a failed head.
 RETRY_CEILING: Final = 8.0
 #: How often the outbox is looked at (retries fall due between writes).
@@ -264,7 +262,11 @@ class SignalSync:
         return False
 
     async def _send_statuses(self, batch: Batch) -> list[Mapping[str, object]] | ApiResult:
-        """PATCH each run of one target status; the outcomes, or the failure of a call."""
+        """``update_signal_statuses`` under the live epoch: the outcomes, or the failure of the call.
+
+        A refused change is an outcome (``rejected`` with the guard's code), not an HTTP error, so the
+        rest of the batch goes through and the page's console stays clean.
+        """
         epoch = self._live_epoch
         if epoch is None:
             return [
@@ -276,51 +278,18 @@ class SignalSync:
                 }
                 for i in range(len(batch.entries))
             ]
-        outcomes: list[Mapping[str, object]] = []
-        groups: list[list[int]] = []
-        for i, entry in enumerate(batch.entries):
-            status = entry.payload.get("status")
-            if (
-                groups
-                and batch.entries[groups[-1][0]].payload.get("status") == status
-                and len(groups[-1]) < STATUS_GROUP
-            ):
-                groups[-1].append(i)
-            else:
-                groups.append([i])
-        for group in groups:
-            keys = [str(batch.entries[i].payload.get("signal_key")) for i in group]
-            status = str(batch.entries[group[0]].payload.get("status"))
-            result = await self._backend.update_in(
-                "signals",
-                {"status": status, "updated_epoch": epoch},
-                column="signal_key",
-                among=keys,
-                returning="signal_key",
-            )
-            if result.error is not None:
-                if not is_verdict(result):
-                    return result
-                code = result.error.code or f"HTTP{result.status}"
-                outcomes += [
-                    {"index": i, "outcome": "rejected", "code": code, "message": result.error.message}
-                    for i in group
-                ]
-                continue
-            done = (
-                {str(r.get("signal_key")) for r in result.data or () if isinstance(r, dict)}
-                if isinstance(result.data, list)
-                else set()
-            )
-            for i, key in zip(group, keys, strict=True):
-                if key in done:
-                    outcomes.append({"index": i, "outcome": "updated"})
-                else:
-                    # No such row (its insert was refused) or not this user's: nothing to change.
-                    outcomes.append(
-                        {"index": i, "outcome": "rejected", "code": "not_found", "message": "no such signal"}
-                    )
-        return outcomes
+        changes = [
+            {
+                "signal_key": entry.payload.get("signal_key"),
+                "status": entry.payload.get("status"),
+                "updated_epoch": epoch,
+            }
+            for entry in batch.entries
+        ]
+        result = await self._backend.rpc("update_signal_statuses", {"p_changes": changes})
+        if result.error is not None or not isinstance(result.data, list):
+            return result
+        return [o for o in result.data if isinstance(o, dict)]
 
     def _settled(self, batch: Batch, rejections: Sequence[Rejection]) -> bool:
         self._dirty = True

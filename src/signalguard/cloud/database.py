@@ -35,7 +35,6 @@ from signalguard.core.engine import SIGNAL_COLUMNS, Signal, TraderRecord, signal
 from signalguard.core.outbox import JsonValue
 
 __all__ = [
-    "STATUS_GROUP_SIZE",
     "Database",
     "DatabaseError",
     "DatabaseRefused",
@@ -47,9 +46,6 @@ __all__ = [
     "timestamp_us",
 ]
 
-#: Status changes sent in one PATCH at most: the keys travel in the URL (``signal_key=in.(…)``), and
-#: gateways refuse request lines much beyond 8 KiB; 40 keys of ~110 characters stay well inside.
-STATUS_GROUP_SIZE: Final = 40
 #: Open signals adopted at a new lease at most (the engine tracks 5,000).
 OPEN_SIGNALS_LIMIT: Final = 5_000
 
@@ -289,70 +285,15 @@ class SupabaseDatabase:
             raise DatabaseUnavailable(f"write_signals answered {type(data).__name__}, not a list")
         return [o for o in data if isinstance(o, Mapping)]
 
-    async def _patch(self, keys: Sequence[str], status: str, epoch: JsonValue) -> set[str]:
-        query = (
-            self._client.table("signals")
-            .update({"status": status, "updated_epoch": epoch})
-            .in_("signal_key", list(keys))
-            .select("signal_key")
-        )
-        rows = await self._run(query.execute())
-        return {str(r.get("signal_key")) for r in rows or () if isinstance(r, Mapping)}
-
     async def update_statuses(self, changes: Sequence[Mapping[str, JsonValue]]) -> list[Mapping[str, object]]:
-        """See :meth:`Database.update_statuses`.
-
-        Changes with the same target status and epoch go in one PATCH (``signal_key=in.(…)``). The write
-        guard fails the whole statement if it refuses one row; then, unless the verdict is about the
-        lease (the same for every row), each row of that group is retried alone to find which.
-        """
-        outcomes: list[Mapping[str, object]] = []
-        for group in _status_groups(changes):
-            keys = [str(changes[i]["signal_key"]) for i in group]
-            status = str(changes[group[0]]["status"])
-            epoch = changes[group[0]]["updated_epoch"]
-            try:
-                updated = await self._patch(keys, status, epoch)
-            except DatabaseRefused as exc:
-                if len(group) == 1 or exc.guard_error is GuardError.LEASE_NOT_HELD:
-                    outcomes += [_rejected(i, exc.code, exc.message) for i in group]
-                    continue
-                for i, key in zip(group, keys, strict=True):
-                    try:
-                        done = await self._patch([key], status, epoch)
-                    except DatabaseRefused as one:
-                        outcomes.append(_rejected(i, one.code, one.message))
-                    else:
-                        outcomes.append(_updated_or_missing(i, key in done))
-                continue
-            outcomes += [_updated_or_missing(i, key in updated) for i, key in zip(group, keys, strict=True)]
-        return outcomes
+        """See :meth:`Database.update_statuses`: ``update_signal_statuses``, one outcome per change."""
+        data = await self._run(
+            self._client.rpc("update_signal_statuses", {"p_changes": [dict(c) for c in changes]}).execute()
+        )
+        if not isinstance(data, list):
+            raise DatabaseUnavailable(f"update_signal_statuses answered {type(data).__name__}, not a list")
+        return [o for o in data if isinstance(o, Mapping)]
 
     async def aclose(self) -> None:
         """See :meth:`Database.aclose`."""
         await self._client.postgrest.aclose()
-
-
-def _status_groups(changes: Sequence[Mapping[str, JsonValue]]) -> list[list[int]]:
-    """Indices of consecutive changes with the same (status, epoch), at most STATUS_GROUP_SIZE each."""
-    groups: list[list[int]] = []
-    previous: tuple[JsonValue, JsonValue] | None = None
-    for i, change in enumerate(changes):
-        target = (change.get("status"), change.get("updated_epoch"))
-        if groups and target == previous and len(groups[-1]) < STATUS_GROUP_SIZE:
-            groups[-1].append(i)
-        else:
-            groups.append([i])
-        previous = target
-    return groups
-
-
-def _rejected(index: int, code: str, message: str) -> Mapping[str, object]:
-    return {"index": index, "outcome": "rejected", "code": code, "message": message}
-
-
-def _updated_or_missing(index: int, updated: bool) -> Mapping[str, object]:
-    if updated:
-        return {"index": index, "outcome": "updated"}
-    # The row is not there: its insert was refused (or it belongs to nobody this token can see).
-    return _rejected(index, "not_found", "no such signal")

@@ -91,11 +91,19 @@ REQUIRED_SCHEMA: tuple[Component, ...] = (
     Component("source_tracking", 1, "20251003060100_add_source_to_signals.sql"),
     Component("signal_key", 1, "20251003060200_signal_key.sql"),
     Component("execution_lease", 1, "20251003060300_execution_lease.sql"),
+    Component("status_updates", 1, "20251003060500_update_signal_statuses.sql"),
 )
 #: What only a view needs: without it the app still generates, and that view names the migration.
 OPTIONAL_SCHEMA: tuple[Component, ...] = (
     Component("signal_summary", 1, "20251003060400_signal_summary.sql"),
 )
+
+
+def has_component(reported: Mapping[str, object], component: Component) -> bool:
+    """Whether ``schema_version()``'s ``components`` include ``component`` at its version or later."""
+    entry = reported.get(component.name)
+    have = entry.get("version") if isinstance(entry, Mapping) else None
+    return isinstance(have, int) and have >= component.version
 
 
 def missing_schema(reported: Mapping[str, object]) -> list[str]:
