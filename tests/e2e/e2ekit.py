@@ -7,12 +7,15 @@ import itertools
 import json
 import re
 import tempfile
+import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+import httpx
 import psycopg
 from playwright.sync_api import (
     Browser,
@@ -227,3 +230,48 @@ def fresh_user(stack: LocalStack, *, machine: bool = False) -> tuple[str, str]:
                 (uid, f"vyx-{uid[:8]}"),
             )
     return email, uid
+
+
+# -- the simulated cloud machine, and time travel -------------------------------------------------
+
+T = TypeVar("T")
+
+
+def machine_rpc(stack: LocalStack, email: str, rpc: str, args: dict[str, Any] | None = None) -> Any:
+    """Call an RPC with the machine token of ``email``'s cloud machine, as its worker does; the answer."""
+    r = httpx.post(
+        f"{stack.url}/rest/v1/rpc/{rpc}",
+        json=args or {},
+        headers={"apikey": stack.config.anon_key(), "Authorization": f"Bearer {stack.machine_token(email)}"},
+        timeout=10,
+    )
+    assert r.status_code == 200, f"{rpc}: HTTP {r.status_code} {r.text}"
+    return r.json()
+
+
+def backdate_machine(stack: LocalStack, user_id: str, seconds: float, *columns: str) -> None:
+    """Move the user's machine's timestamps (default: heartbeat and stop) ``seconds`` into the past.
+
+    The database judges every window by its own clock, so a test moves the past instead of sleeping.
+    The status trigger stamps ``status_changed_at`` on a status change only, so it is moved only when
+    named here.
+    """
+    cols = columns or ("last_health_check", "stopped_at")
+    sets = ", ".join(f"{c} = {c} - make_interval(secs => %(s)s)" for c in cols)
+    with stack.connect() as conn:
+        done = conn.execute(
+            f"update public.cloud_machines set {sets} where user_id = %(u)s", {"s": seconds, "u": user_id}
+        )
+        assert done.rowcount == 1, f"user {user_id} has no cloud machine"
+
+
+def wait_until(what: str, probe: Callable[[], T | None], timeout: float = 30.0, every: float = 0.25) -> T:
+    """Poll ``probe`` until it returns something truthy, and return that."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(every)
