@@ -9,8 +9,9 @@
 //   builder.executeJson()  -> Promise<string>                  the same, as one JSON string (the
 //                                                              cheapest way across the FFI)
 //
-// Errors are values, never exceptions: `error` is null or {message, code, details, hint}, and a
-// network failure is {code: "NETWORK", ...} with status 0.
+// Errors are values, never exceptions: `error` is null or {message, code, details, hint}, a network
+// failure is {code: "NETWORK", ...} and a request unanswered after 15 s {code: "TIMEOUT", ...}, both
+// with status 0.
 //
 // Everything else is on `globalThis.signalguard`:
 //
@@ -51,9 +52,21 @@
     };
   }
 
+  // A request that the server never answers (an API restarting with the connection open) must not
+  // hold up whoever awaits it, such as the outbox: it is abandoned after this long and reported as a
+  // failure, so the caller retries.
+  const REQUEST_TIMEOUT_MS = 15_000;
+
   async function run(builder) {
     try {
-      const { data, error, status } = await builder;
+      const bounded = typeof builder.abortSignal === "function"
+        ? builder.abortSignal(AbortSignal.timeout(REQUEST_TIMEOUT_MS))
+        : builder;
+      const { data, error, status } = await bounded;
+      if (error && /abort|timeout/i.test(String(error.message ?? "")) && !error.code) {
+        return { data: null, error: { message: "no answer in time", code: "TIMEOUT", details: null, hint: null },
+          status: 0 };
+      }
       return { data: asPlain(data), error: errorOf(error), status: status ?? 0 };
     } catch (exc) {
       return { data: null, error: { message: String(exc), code: "NETWORK", details: null, hint: null }, status: 0 };

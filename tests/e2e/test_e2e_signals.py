@@ -264,7 +264,7 @@ def test_outage_of_the_api_is_buffered_then_drained(signal_stack: LocalStack, ta
     down = time.monotonic()
     try:
         peak = 0
-        while time.monotonic() - down < 15:
+        while time.monotonic() - down < 20:
             made |= set(
                 tab.page.eval_on_selector_all(
                     "[data-testid='signal-row'][data-status='pending']",
@@ -279,7 +279,7 @@ def test_outage_of_the_api_is_buffered_then_drained(signal_stack: LocalStack, ta
         signal_stack.postgrest.start()
     up = time.monotonic()
     wait_for("the outbox to drain", lambda: pending(tab) == 0, timeout=30)
-    print(f"\noutage 15 s, peak pending {peak}; drained {time.monotonic() - up:.1f} s after the API was back")
+    print(f"\noutage 20 s, peak pending {peak}; drained {time.monotonic() - up:.1f} s after the API was back")
 
     stored = signals_of(signal_stack, uid)
     keys = {r["signal_key"] for r in stored}
@@ -347,6 +347,13 @@ def test_no_local_signal_after_the_cloud_takes_the_lease(signal_stack: LocalStac
     assert local, "no local signal before the handoff"
     late = [r for r in local if r["candle_close"] > moved[0]]
     assert not late, f"local signals for candles that closed after the lease moved: {late}"
+    # ... and the tab did not even try: the database would refuse such a write without an HTTP error,
+    # so the page's own requests are the evidence that it stopped generating.
+    moved_ms = int(moved[0].timestamp() * 1000)
+    sent = [p for args in watch.rpc_calls("write_signals") for p in (args or {}).get("p_signals", [])]
+    assert sent, "the tab never wrote a signal"
+    tried = [p for p in sent if p["candle_open_time"] + 1000 > moved_ms]
+    assert not tried, f"the tab sent signals for candles that closed after the lease moved: {tried[:3]}"
     watch.assert_clean()
 
 

@@ -198,10 +198,14 @@ class SignalSync:
             self._report()
 
     def _due_now(self) -> float:
+        """The time to ask the outbox with: the clock, or later once RETRY_CEILING has passed.
+
+        The core's back-off doubles up to a minute; a tab that the user is looking at retries at least
+        every RETRY_CEILING after a failure, so that the pending count drains soon after an outage.
+        """
         now = self._clock()
-        if self._failed_at is not None:
-            # The core's back-off doubles up to a minute; a tab retries at least every RETRY_CEILING.
-            now = max(now, min(self.outbox.next_attempt_at(), self._failed_at + RETRY_CEILING))
+        if self._failed_at is not None and now >= self._failed_at + RETRY_CEILING:
+            now = max(now, self.outbox.next_attempt_at())
         return now
 
     async def _load(self) -> None:
