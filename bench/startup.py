@@ -1,0 +1,704 @@
+"""Start-up: navigation to ``body[data-ready="1"]``, the app against a bare ``loadPyodide()`` page.
+
+The figure is the app's time from navigation until ``document.body.dataset.ready == "1"`` (the guard's
+mode is known and the traders and signals are drawn) divided by the time a bare page of the same
+origin takes to ``loadPyodide()`` from the same vendored Pyodide (``web/vendor/pyodide``, the folder
+PyScript hands Pyodide as ``indexURL``, so both fetch the same four files). Both times are read on the
+page's own clock (``performance.now()``, whose origin is the navigation), in the same run: 5 runs of
+each, interleaved (bare, app, bare, app, ...) after one discarded warm-up pair (it warms the file cache
+and the gateway, not the browser), each in a fresh browser context, i.e. a fresh profile with nothing
+in its HTTP or code cache. The medians and their ratio are printed; the goal is a ratio of at most
+1.05. This is a measurement, not a test: it never fails on speed.
+
+The stack is the end-to-end tests' (``tests/e2e``): PostgreSQL, PostgREST and the gateway on free
+ports in a throwaway state folder, a replay server for market data (the demo traders' symbols on 1m,
+so the page's feed connects as it would to the exchange), and Debian's Chromium driven by Playwright.
+
+The user is a *returning* one: ``carol@signalguard.test`` (the seed's browser-only user: traders, no
+cloud machine), signed in before each app run through the stack's ``/auth/v1`` password grant. The
+session is written into the fresh profile's localStorage, under the key supabase-js uses
+(``sb-<first label of the host>-auth-token``), by an init script that runs before the page's own
+scripts. So the figure is the start of a tab whose user is already signed in, and does not include
+typing a password. After each app run the tab's lease is released (``release_local_lease``, as the page
+does when it goes away), so every app run starts as the only tab of its user.
+
+The bare page is ``web/bench-bare.html`` with its script in ``web/bench-bare.mjs`` (the gateway's CSP
+allows no inline script). The gateway serves only the app's allow-listed files, so the stack here serves
+a copy of the app (``index.html``, ``pyscript.toml``, ``web/`` without ``node_modules``) plus the
+benchmark's pages, from a temporary folder (``StackConfig.app_root``). Neither the gateway nor the app
+is changed, and Playwright intercepts no request: interception adds a round trip to the driver to
+every request, and the app makes several times more requests than the bare page.
+
+After the figures it prints where the app's time goes, from the browser's own records: PyScript's
+``py:progress`` steps and ``py:ready`` event, Resource Timing (when each file and each API request
+started and finished), the page's own state changes (``data-runtime``, ``data-mode``, ``data-ready``,
+seen by a MutationObserver), and main-thread long tasks. Diagnostics follow, outside the figures, in 3
+rounds of three pages: a bare page; PyScript running an empty script with the same interpreter
+(``web/bench-pyscript.html``), for PyScript's own cost; and a bare page that then does what the app's
+Python does once the interpreter is up (fetch and unpack ``web/app.zip``, import
+``signalguard.browser.main``), with the interpreter's import-time profile (``PYTHONPROFILEIMPORTTIME``),
+and imports the app's modules once more from bytecode, for what shipping ``.pyc`` files would save.
+
+``python -m bench.startup [--runs N] [--warmup N] [--diagnostic-runs N]`` prints all this.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import re
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from signalguard.devstack.assets import build
+from signalguard.devstack.config import REPO_ROOT, StackConfig
+from signalguard.devstack.stack import DEMO_PASSWORD, LocalStack
+
+sys.path.insert(0, str(REPO_ROOT / "tests" / "e2e"))
+# The e2e tests' browser and the demo traders' symbols.
+from e2ekit import CHROMIUM, CHROMIUM_ARGS, DEMO_SYMBOLS
+
+RUNS = 5
+WARMUP = 1
+DIAGNOSTIC_RUNS = 3
+USER = "carol@signalguard.test"
+READY_TIMEOUT_MS = 120_000
+GOAL = 1.05
+NAN = float("nan")
+
+# -- the benchmark's pages, served beside the app -------------------------------------------------
+
+BARE_PAGE = "web/bench-bare.html"
+PYSCRIPT_PAGE = "web/bench-pyscript.html"
+PAGES = {
+    BARE_PAGE: """<!doctype html>
+<html lang="en">
+<head><meta charset="utf-8"><title>bare loadPyodide</title><link rel="icon" href="data:,">
+<script type="module" src="./bench-bare.mjs"></script></head>
+<body></body>
+</html>
+""",
+    # The bare page: import Pyodide from the app's vendored folder and load it, nothing else. With
+    # ``?probe`` it then does what the app's Python does once the interpreter is up (fetch and unpack
+    # app.zip, as pyscript.toml says, and import the entry module) and reports each step's time and the
+    # interpreter's import-time profile.
+    "web/bench-bare.mjs": """
+const marks = (globalThis.__sgBench ??= []);
+const mark = (name) => marks.push([name, performance.now()]);
+mark("bare: script");
+const probe = new URLSearchParams(location.search).has("probe");
+const { loadPyodide } = await import("./vendor/pyodide/pyodide.mjs");
+mark("bare: pyodide.mjs imported");
+const indexURL = new URL("./vendor/pyodide/", import.meta.url).href;
+const stderr = [];
+const options = probe ? { env: { PYTHONPROFILEIMPORTTIME: "1" }, stderr: (line) => stderr.push(line) } : {};
+const pyodide = await loadPyodide({ indexURL, ...options });
+mark("bare: loadPyodide resolved");
+document.body.dataset.readyMs = String(Math.round(performance.now()));
+document.body.dataset.ready = "1";
+if (probe) {
+  const boot = stderr.splice(0);
+  const t0 = performance.now();
+  const zip = await (await fetch("./app.zip", { cache: "no-store" })).arrayBuffer();
+  const t1 = performance.now();
+  pyodide.unpackArchive(zip, "zip", { extractDir: "." });
+  const t2 = performance.now();
+  pyodide.runPython("import signalguard.browser.main");
+  const t3 = performance.now();
+  const app = stderr.splice(0);
+  // Once more from bytecode: compile the unpacked sources, forget signalguard's modules, import again
+  // (the standard library's modules it needs stay imported).
+  pyodide.runPython(`
+import compileall, importlib, sys
+compileall.compile_dir("signalguard", quiet=1)
+for name in [m for m in sys.modules if m.split(".")[0] == "signalguard"]:
+    del sys.modules[name]
+importlib.invalidate_caches()
+`);
+  stderr.length = 0;
+  const t4 = performance.now();
+  pyodide.runPython("import signalguard.browser.main");
+  const t5 = performance.now();
+  globalThis.__sgProbe = {
+    zip_bytes: zip.byteLength, fetch_ms: t1 - t0, unpack_ms: t2 - t1, import_ms: t3 - t2,
+    pyc_import_ms: t5 - t4, boot_importtime: boot, app_importtime: app, pyc_importtime: stderr.splice(0),
+  };
+}
+""",
+    # PyScript with the app's interpreter and an empty script: what PyScript itself costs.
+    PYSCRIPT_PAGE: """<!doctype html>
+<html lang="en">
+<head><meta charset="utf-8"><title>PyScript, empty script</title><link rel="icon" href="data:,">
+<link rel="stylesheet" href="./vendor/pyscript/core.css">
+<script type="module" src="./vendor/pyscript/core.js"></script></head>
+<body>
+<script type="py" config="./bench-pyscript.toml">
+import js
+js.document.body.dataset.ready = "1"
+</script>
+</body>
+</html>
+""",
+    "web/bench-pyscript.toml": 'interpreter = "./vendor/pyodide/pyodide.mjs"\n',
+}
+
+# In every page, before its own scripts: PyScript's progress steps and events, the page's state
+# changes, and main-thread long tasks, all on the page's clock.
+INSTRUMENT_JS = """
+(() => {
+  if (globalThis.__sgLongTasks) return;
+  const marks = (globalThis.__sgBench ??= []);
+  const mark = (name) => marks.push([name, performance.now()]);
+  addEventListener("py:progress", (e) => mark(`py:progress ${e.detail}`), true);
+  for (const name of ["py:ready", "py:done", "py:all-done"]) addEventListener(name, () => mark(name), true);
+  document.addEventListener("DOMContentLoaded", () => mark("DOMContentLoaded"));
+  new MutationObserver((records) => {
+    for (const r of records) {
+      const el = r.target;
+      const value = el.getAttribute(r.attributeName);
+      mark(`${el.id || el.tagName.toLowerCase()}[${r.attributeName}]=${value ?? "(removed)"}`);
+    }
+  }).observe(document, {
+    subtree: true, attributes: true, attributeFilter: ["data-runtime", "data-ready", "data-mode", "hidden"],
+  });
+  const tasks = (globalThis.__sgLongTasks = []);
+  try {
+    new PerformanceObserver((list) => {
+      for (const e of list.getEntries()) tasks.push([e.startTime, e.duration]);
+    }).observe({ type: "longtask", buffered: true });
+  } catch (_exc) { /* no long task timing */ }
+})();
+"""
+
+SESSION_JS = """
+(() => {
+  try {
+    if (localStorage.getItem(%(key)s) === null) localStorage.setItem(%(key)s, %(value)s);
+  } catch (_exc) { /* about:blank has no storage */ }
+})();
+"""
+
+COLLECT_JS = """
+() => ({
+  marks: globalThis.__sgBench ?? [],
+  longtasks: globalThis.__sgLongTasks ?? [],
+  resources: performance.getEntriesByType("resource").map((e) => ({
+    name: e.name, start: e.startTime, end: e.responseEnd, bytes: e.encodedBodySize,
+  })),
+  response: performance.getEntriesByType("navigation")[0]?.responseEnd ?? 0,
+  ready: document.body?.dataset.readyMs ?? null,
+  holder: (() => {
+    try { return sessionStorage.getItem("signalguard.holder"); } catch (_e) { return null; }
+  })(),
+})
+"""
+
+#: Files whose arrival is a milestone: (path under the origin, label).
+FILES = (
+    ("web/vendor/supabase/supabase.js", "supabase.js"),
+    ("web/vendor/pyscript/core.js", "pyscript core.js"),
+    ("pyscript.toml", "pyscript.toml"),
+    ("web/vendor/pyodide/pyodide.mjs", "pyodide.mjs"),
+    ("web/vendor/pyodide/pyodide.asm.mjs", "pyodide.asm.mjs"),
+    ("web/vendor/pyodide/pyodide-lock.json", "pyodide-lock.json"),
+    ("web/vendor/pyodide/python_stdlib.zip", "python_stdlib.zip"),
+    ("web/vendor/pyodide/pyodide.asm.wasm", "pyodide.asm.wasm"),
+    ("web/app.zip", "app.zip"),
+    ("config.json", "/config.json"),
+)
+READY = "body[data-ready]=1"
+LOADING = "py:progress Loading interpreter"
+LOADED = "py:progress Loaded interpreter"
+BARE_IMPORTED = "bare: pyodide.mjs imported"
+BARE_LOADED = "bare: loadPyodide resolved"
+#: The guard's requests before its mode is known, in the order the page sends them.
+GUARD_RPCS = ("rest/v1/rpc/schema_version", "rest/v1/rpc/execution_status", "rest/v1/rpc/claim_local_lease")
+
+
+@dataclass
+class Sample:
+    """One page load: when it was ready and what the browser recorded on the way (ms from navigation)."""
+
+    kind: str
+    ready_ms: float
+    marks: dict[str, float]
+    #: (path or host, start, end, encoded bytes) of every request that started before ready, in order.
+    requests: list[tuple[str, float, float, int]]
+    #: (start, duration) of every main-thread long task that started before ready.
+    longtasks: list[tuple[float, float]]
+    problems: list[str] = field(default_factory=list)
+
+    def milestones(self) -> dict[str, float]:
+        """Named moments: the page's marks and the arrival of the files in :data:`FILES`."""
+        out = dict(self.marks)
+        for path, label in FILES:
+            end = next((e for name, _s, e, _b in self.requests if name == path), None)
+            if end is not None:
+                out[f"{label} received"] = end
+        return out
+
+    def first_request(self, path: str) -> float:
+        return next((s for name, s, _e, _b in self.requests if name == path), NAN)
+
+    def waiting_on(self, paths: Iterable[str]) -> float:
+        """Time spent waiting for the first request to each of ``paths`` (from its start to its end)."""
+        total = 0.0
+        for path in paths:
+            total += next((e - s for name, s, e, _b in self.requests if name == path), NAN)
+        return total
+
+    def outside_load_ms(self) -> float:
+        """Time to ready that is not inside ``loadPyodide()`` (PyScript's call, or the bare page's own)."""
+        start, end = (BARE_IMPORTED, BARE_LOADED) if self.kind == "bare" else (LOADING, LOADED)
+        return self.ready_ms - (self.marks.get(end, NAN) - self.marks.get(start, NAN))
+
+    def busy_ms(self, since: float = 0.0) -> float:
+        """Long-task time on the main thread from ``since`` until ready."""
+        return sum(d for s, d in self.longtasks if s >= since)
+
+
+# -- set-up ----------------------------------------------------------------------------------------
+
+
+def app_copy(target: Path) -> Path:
+    """A copy of what the gateway serves of the checkout, plus the benchmark's pages; its root."""
+    target.mkdir(parents=True, exist_ok=True)
+    for name in ("index.html", "pyscript.toml"):
+        shutil.copy2(REPO_ROOT / name, target / name)
+    shutil.copytree(
+        REPO_ROOT / "web",
+        target / "web",
+        ignore=shutil.ignore_patterns("node_modules", "package.json", "package-lock.json"),
+    )
+    for rel, text in PAGES.items():
+        (target / rel).write_text(text)
+    return target
+
+
+def sign_in(stack: LocalStack, email: str) -> dict[str, Any]:
+    """A fresh session for ``email`` from the stack's ``/auth/v1`` (what supabase-js stores)."""
+    r = httpx.post(
+        f"{stack.url}/auth/v1/token",
+        params={"grant_type": "password"},
+        headers={"apikey": stack.config.anon_key()},
+        json={"email": email, "password": DEMO_PASSWORD},
+        timeout=30,
+    )
+    r.raise_for_status()
+    session: dict[str, Any] = r.json()
+    return session
+
+
+def release(stack: LocalStack, session: dict[str, Any], holder: str | None) -> None:
+    """Give up the lease of the tab ``holder``, as the page does when it goes away."""
+    if not holder:
+        return
+    httpx.post(
+        f"{stack.url}/rest/v1/rpc/release_local_lease",
+        headers={"apikey": stack.config.anon_key(), "Authorization": f"Bearer {session['access_token']}"},
+        json={"p_holder_id": holder},
+        timeout=30,
+    ).raise_for_status()
+
+
+def storage_key(url: str) -> str:
+    """supabase-js's localStorage key for a project URL: ``sb-<first label of the host>-auth-token``."""
+    return f"sb-{httpx.URL(url).host.split('.')[0]}-auth-token"
+
+
+def session_script(stack: LocalStack, session: dict[str, Any]) -> str:
+    key = storage_key(stack.url)
+    return SESSION_JS % {"key": json.dumps(key), "value": json.dumps(json.dumps(session))}
+
+
+# -- one page load ---------------------------------------------------------------------------------
+
+
+def request_label(url: str, origin: str) -> str:
+    """The path under ``origin`` (without the query), or host:port and path for another origin."""
+    u = httpx.URL(url)
+    if url.startswith(origin + "/"):
+        return u.path.lstrip("/") or "/"
+    return f"{u.host}:{u.port}{u.path}"
+
+
+def load(browser: Any, kind: str, url: str, init_scripts: Iterable[str]) -> tuple[Sample, str | None]:
+    """Open ``url`` in a fresh context, wait for ``body[data-ready="1"]``; the sample and the tab's holder."""
+    context = browser.new_context()
+    problems: list[str] = []
+    try:
+        for script in init_scripts:
+            context.add_init_script(script)
+        page = context.new_page()
+        page.on("console", lambda m: problems.append(f"console: {m.text}") if m.type == "error" else None)
+        page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+        page.on(
+            "response", lambda r: problems.append(f"HTTP {r.status} {r.url}") if r.status >= 400 else None
+        )
+        page.goto(url, wait_until="commit")
+        try:
+            page.wait_for_selector("body[data-ready='1']", state="attached", timeout=READY_TIMEOUT_MS)
+        except Exception as exc:
+            fatal = page.evaluate("document.getElementById('fatal')?.textContent ?? ''")
+            raise SystemExit(f"{kind}: {url} not ready ({exc}). {fatal}\n" + "\n".join(problems)) from None
+        data = page.evaluate(COLLECT_JS)
+    finally:
+        context.close()
+    marks: dict[str, float] = {}
+    for name, t in data["marks"]:
+        marks.setdefault(name, t)  # the first time each thing happened
+    marks["HTML received"] = data["response"]
+    # The observer's time of the attribute change; the page's own rounded figure if it missed it.
+    ready = marks.get(READY, float(data["ready"] or NAN))
+    origin = "/".join(url.split("/", 3)[:3])
+    requests = [
+        (request_label(r["name"], origin), r["start"], r["end"], r["bytes"])
+        for r in sorted(data["resources"], key=lambda r: r["start"])
+        if r["start"] <= ready
+    ]
+    tasks = [(s, d) for s, d in data["longtasks"] if s <= ready]
+    return Sample(kind, ready, marks, requests, tasks, problems), data["holder"]
+
+
+def measure(browser: Any, stack: LocalStack, runs: int, warmup: int, user: str) -> dict[str, list[Sample]]:
+    """The figures' runs: bare and app pages, interleaved, after ``warmup`` discarded pairs."""
+    bare_url, app_url = f"{stack.url}/{BARE_PAGE}", f"{stack.url}/"
+    out: dict[str, list[Sample]] = {"bare": [], "app": []}
+    for i in range(warmup + runs):
+        sample, _ = load(browser, "bare", bare_url, [INSTRUMENT_JS])
+        if i >= warmup:
+            out["bare"].append(sample)
+        session = sign_in(stack, user)
+        sample, holder = load(browser, "app", app_url, [INSTRUMENT_JS, session_script(stack, session)])
+        release(stack, session, holder)
+        if i >= warmup:
+            out["app"].append(sample)
+        time.sleep(0.5)  # the closed tab's last requests settle before the next run
+    return out
+
+
+def python_probe(browser: Any, stack: LocalStack) -> dict[str, Any]:
+    """A bare page that then fetches and unpacks app.zip and imports the app (see ``bench-bare.mjs``)."""
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.goto(f"{stack.url}/{BARE_PAGE}?probe", wait_until="commit")
+        page.wait_for_function("globalThis.__sgProbe !== undefined", timeout=READY_TIMEOUT_MS)
+        probe: dict[str, Any] = page.evaluate("globalThis.__sgProbe")
+    finally:
+        context.close()
+    return probe
+
+
+def diagnose(
+    browser: Any, stack: LocalStack, runs: int
+) -> tuple[dict[str, list[Sample]], list[dict[str, Any]]]:
+    """Rounds of (bare page, PyScript with an empty script, the Python probe)."""
+    bare_url, pyscript_url = f"{stack.url}/{BARE_PAGE}", f"{stack.url}/{PYSCRIPT_PAGE}"
+    out: dict[str, list[Sample]] = {"bare": [], "pyscript": []}
+    probes = []
+    for _ in range(runs):
+        out["bare"].append(load(browser, "bare", bare_url, [INSTRUMENT_JS])[0])
+        out["pyscript"].append(load(browser, "pyscript", pyscript_url, [INSTRUMENT_JS])[0])
+        probes.append(python_probe(browser, stack))
+    return out, probes
+
+
+# -- the report ------------------------------------------------------------------------------------
+
+
+def median(values: Iterable[float]) -> float:
+    kept = [v for v in values if v == v]  # NaN: not seen in that run
+    return statistics.median(kept) if kept else NAN
+
+
+def typical(samples: list[Sample]) -> Sample:
+    """The run whose ready time is the median (the lower middle one for an even count)."""
+    return sorted(samples, key=lambda s: s.ready_ms)[(len(samples) - 1) // 2]
+
+
+def median_milestones(samples: list[Sample]) -> dict[str, float]:
+    keys: dict[str, list[float]] = {}
+    for s in samples:
+        for k, v in s.milestones().items():
+            keys.setdefault(k, []).append(v)
+    return {k: median(v) for k, v in keys.items() if len(v) == len(samples)}
+
+
+def ms(value: float, width: int = 7) -> str:
+    return f"{value:{width}.0f}" if value == value else " " * (width - 1) + "-"
+
+
+_IMPORT_LINE = re.compile(r"^import time:\s+(\d+)\s+\|\s+(\d+)\s+\|(\s*)(\S+)\s*$")
+
+
+def import_profile(lines: list[str]) -> list[tuple[str, int, int, int]]:
+    """``-X importtime`` lines as (module, own us, cumulative us, depth)."""
+    out = []
+    for line in lines:
+        m = _IMPORT_LINE.match(line)
+        if m:
+            out.append((m.group(4), int(m.group(1)), int(m.group(2)), (len(m.group(3)) - 1) // 2))
+    return out
+
+
+def print_figures(bare: list[Sample], app: list[Sample], user: str, busy: str) -> None:
+    b, a = [s.ready_ms for s in bare], [s.ready_ms for s in app]
+    mb, ma = median(b), median(a)
+    ratio = ma / mb
+    print(
+        f"start-up, navigation -> body[data-ready='1']: {len(a)} runs each, interleaved (bare, app, ...), "
+        "a fresh browser profile per run"
+    )
+    print(f"  (machine load average {busy}; {os.cpu_count()} CPUs)")
+    print(f"  bare page, loadPyodide()          median {mb:6.0f} ms   runs " + " ".join(ms(v, 5) for v in b))
+    print(f"  app, {user:<28} median {ma:6.0f} ms   runs " + " ".join(ms(v, 5) for v in a))
+    print(
+        f"  ratio app / bare: {ratio:.3f} (app - bare: {ma - mb:+.0f} ms); goal <= {GOAL}: "
+        f"{'met' if ratio <= GOAL else 'NOT met'}"
+    )
+    # loadPyodide() is most of both pages and most of the noise on a busy machine; what the app adds
+    # around it is steadier.
+    oa, ob = median(s.outside_load_ms() for s in app), median(s.outside_load_ms() for s in bare)
+    inside = median(s.ready_ms - s.outside_load_ms() for s in bare)
+    print(
+        f"  outside loadPyodide() itself: app {oa:.0f} ms, bare {ob:.0f} ms; the app adds {oa - ob:.0f} ms, "
+        f"{(oa - ob) / inside:.1%} of the bare page's median loadPyodide() ({inside:.0f} ms)"
+    )
+
+
+def print_breakdown(bare: list[Sample], app: list[Sample]) -> None:
+    am, bm = median_milestones(app), median_milestones(bare)
+    print("\n  where the app's time goes: median ms from navigation (bare page beside)")
+    rows = [
+        ("HTML received", "HTML received"),
+        ("supabase.js received", None),
+        ("pyscript core.js received", None),
+        ("pyscript.toml received", None),
+        ("py:progress Loading Pyodide", None),
+        ("pyodide.mjs received", "pyodide.mjs received"),
+        ("py:progress Loading Storage", None),
+        ("py:progress Loaded Storage", None),
+        (LOADING, BARE_IMPORTED),
+        ("pyodide.asm.mjs received", "pyodide.asm.mjs received"),
+        ("pyodide-lock.json received", "pyodide-lock.json received"),
+        ("python_stdlib.zip received", "python_stdlib.zip received"),
+        ("pyodide.asm.wasm received", "pyodide.asm.wasm received"),
+        (LOADED, BARE_LOADED),
+        ("py:progress Loading files", None),
+        ("app.zip received", None),
+        ("py:progress Loaded files", None),
+        ("py:progress Loaded Pyodide", None),
+        ("py:ready", None),
+        ("/config.json received", None),
+        ("body[data-runtime]=ready", None),
+        ("mode-badge[data-mode]=browser", None),
+        (READY, READY),
+    ]
+    names = {
+        LOADING: "loadPyodide() called (bare: pyodide.mjs imported)",
+        LOADED: "loadPyodide() resolved",
+        "py:ready": "py:ready (the app's script starts)",
+        "body[data-runtime]=ready": "data-runtime=ready (stored session read)",
+        "mode-badge[data-mode]=browser": "guard mode known (browser)",
+        READY: "READY",
+    }
+    for key, bare_key in rows:
+        if key in am:
+            label = names.get(key, key.replace("py:progress ", "PyScript: "))
+            print(f"    {label:52} {ms(am[key])} {ms(bm.get(bare_key or '', NAN)) if bare_key else ''}")
+
+    def span(m: dict[str, float], start: str, end: str) -> float:
+        return m.get(end, NAN) - m.get(start, NAN)
+
+    config = median(s.first_request("config.json") for s in app)
+    runtime = am.get("body[data-runtime]=ready", NAN)
+    print("\n  segments (differences of the medians above)                  app    bare   app-bare")
+    segments = [
+        ("until loadPyodide() is called", am.get(LOADING, NAN), bm.get(BARE_IMPORTED, NAN)),
+        ("loadPyodide() itself", span(am, LOADING, LOADED), span(bm, BARE_IMPORTED, BARE_LOADED)),
+        ("PyScript [files]: app.zip fetched and unpacked", span(am, LOADED, "py:progress Loaded files"), 0.0),
+        ("PyScript until the app's script starts", span(am, "py:progress Loaded files", "py:ready"), 0.0),
+        ("import pyscript + the app's imports, until /config.json", config - am.get("py:ready", NAN), 0.0),
+        ("/config.json, supabase-js client, stored session", runtime - config, 0.0),
+        ("guard (3 RPCs in turn), traders, signals until ready", am.get(READY, NAN) - runtime, 0.0),
+    ]
+    for label, a_ms, b_ms in segments:
+        print(f"    {label:56} {ms(a_ms)} {ms(b_ms)} {ms(a_ms - b_ms, 10)}")
+    waiting = median(s.waiting_on(GUARD_RPCS) for s in app)
+    rpcs = ", ".join(r.rsplit("/", 1)[1] for r in GUARD_RPCS)
+    print(f"    (of the last, {waiting:.0f} ms waiting for the guard's RPCs, sent one after another: {rpcs})")
+
+    t = typical(app)
+    print(
+        f"\n  requests of the median app run (ready at {t.ready_ms:.0f} ms): start -> end, ms from navigation"
+    )
+    seen: Counter[str] = Counter()
+    for name, start, end, size in t.requests:
+        seen[name] += 1
+        shown = name if seen[name] == 1 else f"{name} (#{seen[name]})"
+        kib = f"{size / 1024:7.0f} KiB" if size else ""
+        print(f"    {shown[:66]:66} {ms(start)} -> {ms(end) if end >= start else '      ?'} {kib}")
+
+    print(
+        "\n  main-thread long tasks (> 50 ms) until ready, median total: "
+        f"app {median(s.busy_ms() for s in app):.0f} ms, of which after loadPyodide() resolved "
+        f"{median(s.busy_ms(s.marks.get(LOADED, 0.0)) for s in app):.0f} ms; "
+        f"bare {median(s.busy_ms() for s in bare):.0f} ms"
+    )
+    tb = typical(bare)
+    for label, s in (("app", t), ("bare", tb)):
+        biggest = sorted(s.longtasks, key=lambda x: -x[1])[:6]
+        print(
+            f"    largest in the median {label} run: "
+            + ", ".join(f"{d:.0f} ms at {at:.0f}" for at, d in biggest)
+        )
+
+    problems = sorted({p for s in app + bare for p in s.problems})
+    if problems:
+        print(f"\n  errors seen by the pages ({len(problems)} distinct): " + "; ".join(problems)[:2000])
+
+
+def own_times(lines: list[str]) -> dict[str, float]:
+    """Own import time (ms) of each module in an import-time profile."""
+    return {name: own / 1000 for name, own, _cum, _depth in import_profile(lines)}
+
+
+def median_own_times(probes: list[dict[str, Any]], key: str) -> dict[str, float]:
+    """The median over the probes of each module's own import time (ms)."""
+    runs = [own_times(p[key]) for p in probes]
+    names = {n for r in runs for n in r}
+    return {n: median(r.get(n, NAN) for r in runs) for n in names}
+
+
+def print_diagnostics(diag: dict[str, list[Sample]], probes: list[dict[str, Any]]) -> None:
+    bare, pys = diag["bare"], diag["pyscript"]
+    mb, mp = median(s.ready_ms for s in bare), median(s.ready_ms for s in pys)
+    pm, bm = median_milestones(pys), median_milestones(bare)
+    print(
+        "\n  diagnostic: PyScript running an empty script with the same interpreter, "
+        f"{len(pys)} runs interleaved with bare pages:"
+    )
+    op, ob = median(s.outside_load_ms() for s in pys), median(s.outside_load_ms() for s in bare)
+    print(
+        f"    median {mp:.0f} ms vs bare {mb:.0f} ms ({mp - mb:+.0f} ms, x{mp / mb:.3f}); "
+        f"outside loadPyodide() itself {op:.0f} ms vs {ob:.0f} ms: PyScript adds {op - ob:.0f} ms"
+    )
+    called, bare_called = pm.get(LOADING, NAN), bm.get(BARE_IMPORTED, NAN)
+    took, bare_took = pm.get(LOADED, NAN) - called, bm.get(BARE_LOADED, NAN) - bare_called
+    script = pm.get(READY, NAN) - pm.get("py:ready", NAN)
+    print(
+        f"    loadPyodide() called at {ms(called, 0)} ms (bare {ms(bare_called, 0)}), took {ms(took, 0)} ms "
+        f"(bare {ms(bare_took, 0)}); loadPyodide() resolved -> py:ready "
+        f"{ms(pm.get('py:ready', NAN) - pm.get(LOADED, NAN), 0)} ms; py:ready -> ready "
+        f"(import pyscript, run the script) {ms(script, 0)} ms"
+    )
+
+    def med(key: str) -> float:
+        return median(p[key] for p in probes)
+
+    print(
+        "\n  diagnostic: the app's Python once the interpreter is up (a bare page, then what pyscript.toml "
+        f"and index.html do), medians of {len(probes)}:"
+    )
+    print(
+        f"    app.zip ({probes[0]['zip_bytes'] / 1024:.0f} KiB) fetched in {med('fetch_ms'):.0f} ms, "
+        f"unpacked in {med('unpack_ms'):.0f} ms; import signalguard.browser.main {med('import_ms'):.0f} ms"
+    )
+    own = median_own_times(probes, "app_importtime")
+    if own:
+        app_ms = sum(v for n, v in own.items() if n.split(".")[0] == "signalguard")
+        others = sorted(n for n in own if n.split(".")[0] != "signalguard")
+        print(
+            f"    {len(own)} modules: signalguard's {len(own) - len(others)} ({app_ms:.0f} ms own time), "
+            f"{len(others)} others ({sum(own[n] for n in others):.0f} ms): " + ", ".join(others)
+        )
+        largest = sorted(own.items(), key=lambda kv: -kv[1])[:12]
+        print("    largest own times (ms): " + ", ".join(f"{n} {v:.0f}" for n, v in largest))
+        pyc = median_own_times(probes, "pyc_importtime")
+        print(
+            "    signalguard's modules again from bytecode (.pyc; the others already imported): "
+            f"{med('pyc_import_ms'):.0f} ms ({sum(pyc.values()):.0f} ms own time, "
+            f"vs {app_ms:.0f} ms from source)"
+        )
+    boot = median_own_times(probes, "boot_importtime")
+    if boot:
+        print(
+            f"    (for comparison, loadPyodide() itself imports {len(boot)} modules, "
+            f"{sum(boot.values()):.0f} ms own time)"
+        )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.startup", description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", type=int, default=RUNS, help=f"runs of each page (default {RUNS})")
+    parser.add_argument(
+        "--warmup", type=int, default=WARMUP, help=f"discarded pairs first (default {WARMUP})"
+    )
+    parser.add_argument(
+        "--diagnostic-runs",
+        type=int,
+        default=DIAGNOSTIC_RUNS,
+        help=f"PyScript-only and bare pairs after the figures, 0 for none (default {DIAGNOSTIC_RUNS})",
+    )
+    parser.add_argument("--user", default=USER, help=f"the returning user (default {USER})")
+    args = parser.parse_args(argv)
+
+    from playwright.sync_api import sync_playwright
+
+    from signalguard.replay.server import running_replay
+    from signalguard.replay.synthetic import generate
+
+    if shutil.which(CHROMIUM) is None:
+        raise SystemExit(f"{CHROMIUM} is missing: install Debian's chromium package (scripts/bootstrap does)")
+    build(REPO_ROOT)
+    served = Path(tempfile.mkdtemp(prefix="signalguard-bench-startup-"))
+    # A folder of its own, as in the e2e tests: the database's system user must be able to reach it.
+    state = Path(tempfile.mkdtemp(prefix="signalguard-bench-startup-state-"))
+    series = generate(DEMO_SYMBOLS, interval="1m", candles=600, seed=2).series
+    diag: dict[str, list[Sample]] | None = None
+    probes: list[dict[str, Any]] = []
+    try:
+        root = app_copy(served / "app")
+        with running_replay(series, history=400, loop=True) as market:
+            config = dataclasses.replace(
+                StackConfig.for_tests(state), app_root=root, market_data_url=market.url
+            )
+            stack = LocalStack(config)
+            stack.start()
+            try:
+                with sync_playwright() as p:
+                    browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+                    try:
+                        before = os.getloadavg()[0]
+                        figures = measure(browser, stack, args.runs, args.warmup, args.user)
+                        busy = f"{before:.1f} before the runs, {os.getloadavg()[0]:.1f} after"
+                        if args.diagnostic_runs > 0:
+                            diag, probes = diagnose(browser, stack, args.diagnostic_runs)
+                    finally:
+                        browser.close()
+            finally:
+                stack.reset()
+    finally:
+        shutil.rmtree(served, ignore_errors=True)
+        shutil.rmtree(state, ignore_errors=True)
+    print_figures(figures["bare"], figures["app"], args.user, busy)
+    print_breakdown(figures["bare"], figures["app"])
+    if diag is not None and probes:
+        print_diagnostics(diag, probes)
+
+
+if __name__ == "__main__":
+    main()
