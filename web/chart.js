@@ -5,10 +5,28 @@
 "use strict";
 
 (() => {
+  const LIBRARY = "./web/vendor/lightweight-charts/lightweight-charts.standalone.production.js";
   let chart = null;
   let series = null;
   let markers = null;
   let shownKey = null;
+  let loading = null;
+  let latest = null;
+
+  // The library (~190 KiB) is not needed until the first chart: it is loaded then, off the page's
+  // start-up path, and the latest drawing asked for meanwhile is made when it arrives.
+  function load() {
+    if (!loading) {
+      loading = new Promise((resolve, reject) => {
+        const script = document.createElement("script");
+        script.src = LIBRARY;
+        script.onload = resolve;
+        script.onerror = () => reject(new Error(`${LIBRARY} did not load`));
+        document.head.append(script);
+      });
+      loading.then(() => latest && draw(...latest)).catch((exc) => console.warn(`signalguard: ${exc.message}`));
+    }
+  }
 
   function create(el) {
     const lib = globalThis.LightweightCharts;
@@ -31,24 +49,35 @@
 
   globalThis.signalguardChart = {
     /** Draw `candlesJson` (bars, epoch seconds) with `markersJson`; `key` names the stream, so that a
-     * new stream refits the time scale and the same one keeps the user's zoom. Returns false while
-     * the library is not loaded yet (the next redraw tries again). */
+     * new stream refits the time scale and the same one keeps the user's zoom. The first call loads
+     * the library and draws when it arrives. */
     render(el, key, candlesJson, markersJson) {
-      if (!chart && !create(el)) return false;
-      series.setData(JSON.parse(candlesJson));
-      markers.setMarkers(JSON.parse(markersJson));
-      if (key !== shownKey) {
-        shownKey = key;
-        chart.timeScale().fitContent();
+      if (!chart && !globalThis.LightweightCharts) {
+        latest = [el, key, candlesJson, markersJson];
+        load();
+        return true;  // drawn when the library arrives
       }
-      return true;
+      return draw(el, key, candlesJson, markersJson);
     },
     /** Empty the chart (no stream, or no data). */
     clear() {
+      latest = null;
       if (!chart) return;
       series.setData([]);
       markers.setMarkers([]);
       shownKey = null;
     },
   };
+
+  function draw(el, key, candlesJson, markersJson) {
+    latest = null;
+    if (!chart && !create(el)) return false;
+    series.setData(JSON.parse(candlesJson));
+    markers.setMarkers(JSON.parse(markersJson));
+    if (key !== shownKey) {
+      shownKey = key;
+      chart.timeScale().fitContent();
+    }
+    return true;
+  }
 })();

@@ -30,14 +30,24 @@ def test_app_zip_is_deterministic_and_holds_only_the_browser_side(assets: None, 
         assert {i.date_time for i in zf.infolist()} == {(1980, 1, 1, 0, 0, 0)}
     assert names == sorted(names)
     assert "signalguard/__init__.py" in names and "signalguard/browser/main.py" in names
-    assert all(
-        n.startswith(("signalguard/core/", "signalguard/market/", "signalguard/browser/")) for n in names[1:]
-    )
+    packages = tuple(f"signalguard/{p}/" for p in ("core", "market", "browser", "__pycache__"))
+    assert all(n.startswith(packages) for n in names[1:])
     assert "signalguard/market/klines.py" in names
-    assert not [n for n in names if "__pycache__" in n or not n.endswith(".py")]
+    # Each module with its bytecode for the page's interpreter (Pyodide's Python 3.14), nothing else.
+    sources = {n for n in names if n.endswith(".py")}
+    compiled = {n for n in names if n.endswith(".pyc")}
+    assert len(sources) > 20 and len(sources) + len(compiled) == len(names)
+    assert compiled == {
+        f"{n.rpartition('/')[0]}/__pycache__/{n.rpartition('/')[2][:-3]}.cpython-314.pyc" for n in sources
+    }
+    with zipfile.ZipFile(built) as zf:
+        pyc = zf.read("signalguard/core/__pycache__/engine.cpython-314.pyc")
+    assert pyc[4:8] == (1).to_bytes(4, "little")  # PEP 552: hash-based, not checked against the source
     # Not rebuilt when nothing changed; rebuilt byte for byte the same from a copy of the sources.
     assert build_app_zip(REPO_ROOT) is False
     shutil.copytree(REPO_ROOT / "src" / "signalguard", tmp_path / "src" / "signalguard")
+    (tmp_path / "web").mkdir()
+    (tmp_path / "web" / "node_modules").symlink_to(REPO_ROOT / "web" / "node_modules")
     assert build_app_zip(tmp_path) is True
     assert (tmp_path / "web" / "app.zip").read_bytes() == built.read_bytes()
     assert build_app_zip(tmp_path) is False

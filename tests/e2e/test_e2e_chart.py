@@ -20,6 +20,9 @@ from signalguard.replay.server import ReplayServer
 
 pytestmark = pytest.mark.stack
 
+#: The chart and the summary come after readiness; on a busy machine that can take a while.
+EXTRA_MS = 20_000
+
 
 def put_signals(stack: LocalStack, user_id: str, rows: list[tuple[str, int, str]]) -> None:
     """(symbol, open ms, source) rows, written as the table's owner (the write guard is tested elsewhere)."""
@@ -75,13 +78,14 @@ def test_chart_marks_signals_by_source_and_the_summary_counts_them(
 
     chart = page.get_by_test_id("chart")
     select = page.get_by_test_id("chart-symbol")
-    expect(select.locator("option")).to_have_text(["BTCUSDT · 1m", "ETHUSDT · 1m"])
+    # Drawn after the page is ready (market data and the chart library are not on the start path).
+    expect(select.locator("option")).to_have_text(["BTCUSDT · 1m", "ETHUSDT · 1m"], timeout=EXTRA_MS)
     expect(chart).to_have_attribute("data-symbol", "BTCUSDT")
     expect(chart).to_have_attribute("data-markers-local", "1")
     expect(chart).to_have_attribute("data-markers-cloud", "2")
     assert int(chart.get_attribute("data-candles") or 0) >= 20
     # The library drew into the element (its canvases), and nothing says it could not.
-    expect(chart.locator("canvas").first).to_be_attached()
+    expect(chart.locator("canvas").first).to_be_attached(timeout=EXTRA_MS)
     expect(page.get_by_test_id("chart-note")).to_be_hidden()
 
     # Another symbol: its own markers.
@@ -92,7 +96,7 @@ def test_chart_marks_signals_by_source_and_the_summary_counts_them(
 
     # The summary: the seed's queries as the database answers them for this user.
     rows = page.get_by_test_id("summary-row")
-    expect(rows).to_have_count(3)
+    expect(rows).to_have_count(3, timeout=EXTRA_MS)
     for source in ("cloud", "local"):
         row = page.locator(f"[data-testid=summary-row][data-source={source}]")
         expect(row).to_have_attribute("data-signals", "2")

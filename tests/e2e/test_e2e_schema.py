@@ -42,7 +42,9 @@ def test_missing_lease_migration_is_named_and_nothing_is_generated(
         # One message, naming the missing migrations and nothing else.
         assert message.inner_text().count("supabase/migrations/") == 2
         # The summary's function is missing too: it says which migration brings it, without calling it.
-        expect(tab.page.get_by_test_id("summary-note")).to_contain_text("20251003060400_signal_summary.sql")
+        expect(tab.page.get_by_test_id("summary-note")).to_contain_text(
+            "20251003060400_signal_summary.sql", timeout=20_000
+        )
         expect(tab.page.get_by_test_id("trader-row")).to_have_count(2)
         for toggle in tab.toggles().all():
             expect(toggle).to_be_disabled()

@@ -75,6 +75,7 @@ CHART_COLUMNS: Final = "signal_key,symbol,interval,candle_open_time,source"
 #: The summary is re-read this often.
 SUMMARY_SECONDS: Final = 30.0
 SUMMARY_TIMER: Final = "summary"
+SUMMARY_RETRY_TIMER: Final = "summary-retry"
 #: Open signals adopted at a new lease at most (as many as the engine tracks).
 OPEN_SIGNALS_LIMIT: Final = 5_000
 SUMMARY_COMPONENT: Final = next(c for c in OPTIONAL_SCHEMA if c.name == "signal_summary")
@@ -268,11 +269,6 @@ class App:
         self.timers.every(HISTORY_TIMER, HISTORY_SECONDS, self.refresh_history)
         self._drawn = True
         self._check_ready()
-        # After readiness: market data and the summary are extras, and must not delay the lists.
-        self.refresh_chart()
-        self.refresh_summary()
-        self.timers.every(CHART_TIMER, CHART_SECONDS, self.refresh_chart)
-        self.timers.every(SUMMARY_TIMER, SUMMARY_SECONDS, self.refresh_summary)
 
     def _generation(self, user: User) -> Generation:
         def verdict(code: GuardError) -> None:
@@ -337,6 +333,14 @@ class App:
             return
         self._ready = True
         self.view.set_ready(True)
+        # Only now the extras: market data, the chart and the summary must not delay the guard and
+        # the lists (and the summary needs the schema check's answer, which readiness implies).
+        if self.generation is not None:
+            self.generation.go()
+        self.refresh_chart()
+        self.refresh_summary()
+        self.timers.every(CHART_TIMER, CHART_SECONDS, self.refresh_chart)
+        self.timers.every(SUMMARY_TIMER, SUMMARY_SECONDS, self.refresh_summary)
 
     # -- lists ----------------------------------------------------------------------------------
 
@@ -496,7 +500,9 @@ class App:
         """Read ``signal_summary`` and draw it (only from a database that has it)."""
         components = self.driver.components if self.driver is not None else None
         if components is None:
-            return  # the schema is not known yet; the next refresh asks again
+            # The schema is not known yet (the tab became ready on another answer): ask again soon.
+            self.timers.set(SUMMARY_RETRY_TIMER, 2.0, self.refresh_summary)
+            return
         if not has_component(components, SUMMARY_COMPONENT):
             # Not called at all: a missing function answers 404, which the browser logs as an error.
             self.view.show_summary(
@@ -560,7 +566,7 @@ class App:
         if generation is not None:
             generation.stop()
             self.effect_listeners.remove(generation.on_effects)
-        for timer in (HISTORY_TIMER, CHART_TIMER, SUMMARY_TIMER):
+        for timer in (HISTORY_TIMER, CHART_TIMER, SUMMARY_TIMER, SUMMARY_RETRY_TIMER):
             self.timers.clear(timer)
         self._stored = []
         self._chart = None

@@ -20,11 +20,15 @@ import json
 import re
 from dataclasses import dataclass
 from typing import Final
-from urllib.parse import urlsplit
 
 #: Where the page reads its settings (relative to the page).
 CONFIG_PATH: Final = "./config.json"
 
+# scheme://authority[path][?query][#fragment]; a regular expression rather than urllib.parse, whose
+# import (with ipaddress) costs the page tens of milliseconds at start.
+_URL: Final = re.compile(
+    r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://(?P<netloc>[^/?#\s]*)[^?#\s]*(?P<query>\?[^#]*)?(?P<fragment>#.*)?$"
+)
 _JWT: Final = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$")
 
 
@@ -35,11 +39,11 @@ class ConfigError(ValueError):
 def _url(value: object, key: str, schemes: tuple[str, ...]) -> str:
     if not isinstance(value, str) or not value:
         raise ConfigError(f"{CONFIG_PATH}: {key} must be a URL string")
-    parts = urlsplit(value)
-    if parts.scheme not in schemes or not parts.netloc:
+    parts = _URL.match(value)
+    if parts is None or parts["scheme"].lower() not in schemes or not parts["netloc"]:
         kinds = " or ".join(schemes)
         raise ConfigError(f"{CONFIG_PATH}: {key} must be an absolute {kinds} URL, not {value!r}")
-    if parts.query or parts.fragment:
+    if parts["query"] or parts["fragment"]:
         raise ConfigError(f"{CONFIG_PATH}: {key} must not carry a query or fragment")
     return value.rstrip("/")
 

@@ -69,6 +69,8 @@ class Generation:
         )
         self._task: asyncio.Future[None] | None = None
         self._active = False
+        # Market data waits for go(): its history requests would compete with the page's start.
+        self._held = True
         self._streams: list[tuple[str, str]] = []
         self._paused = False
         self._load_open = load_open
@@ -118,6 +120,12 @@ class Generation:
         self.sync.set_active(active)
         self._restart()
 
+    def go(self) -> None:
+        """Start streaming (if this tab holds the tab lock): the page is ready."""
+        if self._held:
+            self._held = False
+            self._restart()
+
     def stop(self) -> None:
         """Stop streaming and sending (sign-out, page going away)."""
         self._active = False
@@ -133,7 +141,7 @@ class Generation:
 
     def _restart(self) -> None:
         self._cancel()
-        if not self._active:
+        if not self._active or self._held:
             return
         if self.feed is None:
             self._on_market("error", "No market data URL is configured (config.json: market_data_url).")
