@@ -15,6 +15,7 @@
 //
 // Everything else is on `globalThis.signalguard`:
 //
+//   configFetch()                       the Response of /config.json, requested when this script ran
 //   init(url, anonKey)                  create the one client (session kept in localStorage)
 //   from(table) / rpc(name, argsJson)   wrapped builders (rpc arguments as a JSON string)
 //   signIn(email, password)             Promise<JSON {user: {id, email} | null, error: string | null}>
@@ -262,8 +263,14 @@
     };
   }
 
+  // The app's settings are asked for as soon as this script runs, while the Python runtime loads;
+  // Python picks the answer up (configFetch) instead of starting the request itself.
+  const configResponse = fetch("./config.json", { cache: "no-store" });
+  configResponse.catch(() => { /* reported when Python asks */ });
+
   globalThis.signalguard = Object.freeze({
     init,
+    configFetch: () => configResponse.then((r) => r.clone()),
     from: (table) => wrap(need().from(table)),
     rpc: (name, argsJson) => wrap(need().rpc(name, argsJson ? JSON.parse(argsJson) : {})),
     signIn,

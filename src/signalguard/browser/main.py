@@ -83,7 +83,11 @@ def holder_id() -> str:
 async def load_config() -> AppConfig:
     """Fetch and validate ``/config.json``."""
     try:
-        response = await js.fetch(CONFIG_PATH, js.JSON.parse('{"cache": "no-store"}'))
+        early = getattr(getattr(js, "signalguard", None), "configFetch", None)
+        if early is not None:
+            response = await early()  # requested by facade.js while the runtime loaded
+        else:
+            response = await js.fetch(CONFIG_PATH, js.JSON.parse('{"cache": "no-store"}'))
     except Exception as exc:
         raise ConfigError(f"{CONFIG_PATH} could not be fetched ({exc})") from None
     if not response.ok:

@@ -34,12 +34,11 @@ from pathlib import Path
 from typing import Final
 
 #: PyScript chunks that its core imports lazily and that load on this app's path (by name without the
-#: content hash): the TOML reader for ``pyscript.toml``, the error and deprecation helpers, and the
-#: plugin modules core registers at start (each of which defers its own heavy parts, such as the editor
-#: and the terminal, until a page uses them). Everything else in ``dist`` is never requested.
-PYSCRIPT_CHUNKS: Final = frozenset(
-    {"toml", "error", "deprecations-manager", "donkey", "py-editor", "py-game", "py-terminal"}
-)
+#: content hash): the TOML reader for ``pyscript.toml`` and the error plugin. The other plugins core
+#: knows (editor, game, terminal, donkey, deprecation notices) are switched off (``plugins = ["!…"]``
+#: in ``pyscript.toml`` and ``index.html``'s ``<mpy-config>``), so they are neither requested nor
+#: vendored; nothing else in ``dist`` is ever requested.
+PYSCRIPT_CHUNKS: Final = frozenset({"toml", "error"})
 #: Pyodide's runtime, as ``loadPyodide`` fetches it from the folder of ``pyodide.mjs``.
 PYODIDE_FILES: Final = (
     "pyodide.mjs",
