@@ -68,6 +68,16 @@ HISTORY_COLUMNS: Final = "signal_key,symbol,interval,candle_open_time,price,stat
 HISTORY_SECONDS: Final = 5.0
 HISTORY_TIMER: Final = "history"
 SOURCES: Final = ("all", "local", "cloud")
+#: Why the traders cannot be switched here, by the guard's mode (while this tab does not generate).
+READ_ONLY_NOTES: Final[Mapping[Mode, str]] = {
+    Mode.CLOUD: "Read-only: your cloud machine is generating; change traders there or stop it first.",
+    Mode.STARTING: "Read-only: your cloud machine is starting and takes over from this browser.",
+    Mode.GRACE: "Read-only until this browser resumes after the cloud machine's grace period.",
+    Mode.ERROR: "Read-only: your cloud machine reports an error; take over to generate here.",
+    Mode.STANDBY: "Read-only: another tab or device is generating.",
+    Mode.OFFLINE: "Read-only while the database cannot be reached.",
+    Mode.INCOMPATIBLE: "Read-only until the database is updated.",
+}
 #: The chart's candles and markers are re-read this often (a 1m candle moves within the minute).
 CHART_SECONDS: Final = 10.0
 CHART_TIMER: Final = "chart"
@@ -221,6 +231,7 @@ class App:
         self._drawn = False
         self._ready = False
         self._editable = False
+        self._noted: Mode | None = None
         self._source = "all"
         self._stored: list[HistoryItem] = []
         self._reloading = False
@@ -320,8 +331,9 @@ class App:
         self.view.show_guard(effects)
         if effects.toast:
             self.view.toast(effects.toast)
-        if effects.may_generate != self._editable:
+        if effects.may_generate != self._editable or effects.mode is not self._noted:
             self._editable = effects.may_generate
+            self._noted = effects.mode
             self._draw_traders()
         for listener in self.effect_listeners:
             listener(effects)
@@ -348,9 +360,7 @@ class App:
         if self._editable:
             return "This tab generates signals: traders can be switched on and off here."
         mode = self.driver.effects.mode if self.driver else Mode.UNKNOWN
-        if mode is Mode.INCOMPATIBLE:
-            return "Read-only until the database is updated."
-        return "Read-only: another side is generating (or it is not yet known who is)."
+        return READ_ONLY_NOTES.get(mode, "Read-only: it is not yet known who generates.")
 
     def _draw_traders(self) -> None:
         items = [trader_item(r) for r in self.traders]
@@ -573,6 +583,7 @@ class App:
         self.user = None
         self.traders = []
         self._editable = self._drawn = self._ready = False
+        self._noted = None
         self.view.set_ready(False)
         if driver is not None:
             await driver.stop()
