@@ -205,3 +205,36 @@ def test_unload_releases_with_a_request_that_outlives_the_page() -> None:
         assert rig.driver.stopped
 
     run(scenario())
+
+
+def test_stale_schema_cache_is_named_and_nothing_is_claimed_until_the_api_sees_the_functions() -> None:
+    async def scenario() -> None:
+        missing = ApiError("Could not find the function public.execution_status", "PGRST202")
+        stale = ApiResult(None, missing, 404)
+        backend = FakeBackend(
+            {
+                "schema_version": [ok(ALL_SCHEMA)],
+                "execution_status": [stale, stale, ok(status())],
+                "claim_local_lease": [ok(status(you_hold=True, expires=30.0))],
+            }
+        )
+        rig = Rig(backend)
+        rig.driver.start()
+        rig.driver.feed(TabLock(True))
+        await rig.fire()
+        # The database says the migrations are there; the API does not know the function yet.
+        assert rig.names() == ["schema_version", "execution_status"]
+        effects = rig.driver.effects
+        assert effects.mode is Mode.INCOMPATIBLE and not effects.may_generate
+        detail = effects.detail or ""
+        assert "schema cache is stale" in detail and "execution_status()" in detail
+        assert rig.timers.armed[CALL_TIMER][0] == 30.0
+        # 30 s later: checked again (schema, then the status call), still stale: still not generating.
+        await rig.fire()
+        assert rig.names()[2:] == ["schema_version", "execution_status"]
+        assert rig.driver.effects.mode is Mode.INCOMPATIBLE
+        # Once the API sees the functions (the cache was reloaded), the tab claims as usual.
+        await rig.fire()
+        assert "claim_local_lease" in rig.names() and rig.driver.effects.mode is Mode.BROWSER
+
+    run(scenario())

@@ -217,6 +217,12 @@ class GuardDriver:
             return self._schema_event(await self._backend.rpc("schema_version", {}))
         name, args = _LEASE_RPCS[call]
         result = await self._backend.rpc(name, {**holder, **args})
+        if result.error is not None and result.error.code == STALE_SCHEMA_CACHE:
+            # schema_version() said the functions are there, but the API does not know them: its
+            # schema cache predates the migration. Nothing is guessed: the guard treats it as a
+            # missing schema (not generating, one message saying what to do) and checks again later.
+            self._schema_ok = False
+            return SchemaChecked((stale_schema_message(name),))
         if result.error is not None:
             return CallFailed(f"{name}: {result.error}")
         try:
@@ -235,6 +241,19 @@ class GuardDriver:
         self.components = components
         self._schema_ok = not problems
         return SchemaChecked(problems)
+
+
+#: PostgREST's answer for a function missing from its schema cache.
+STALE_SCHEMA_CACHE: Final = "PGRST202"
+
+
+def stale_schema_message(function: str) -> str:
+    """What to do when the database has a function that its API does not see."""
+    return (
+        f"The database API (PostgREST) does not see {function}() although the database reports the "
+        "guard's migrations: its schema cache is stale. Reload it (SQL: NOTIFY pgrst, 'reload schema'; "
+        "on Supabase: Database → API → Reload schema). Nothing is generated until then."
+    )
 
 
 _LEASE_RPCS: Final[Mapping[Call, tuple[str, Mapping[str, object]]]] = {
