@@ -488,3 +488,36 @@ def test_the_real_cloud_worker_takes_over_and_hands_back(
         assert window["started_at"] <= row["candle_close"]
         assert window["valid_until"] is None or row["candle_close"] <= window["valid_until"]
     watch.assert_clean()
+
+
+def test_after_a_confirmed_takeover_the_browser_generates(signal_stack: LocalStack, tabs: Browsers) -> None:
+    """The cloud machine has been in error for 3 minutes (backdated): the takeover is offered; once
+    confirmed, this tab holds the lease and writes local signals under it."""
+    email, uid = signal_user(signal_stack, machine=True)
+    with signal_stack.connect() as conn:
+        conn.execute(
+            "update public.cloud_machines set status = 'error', error_message = 'out of memory' "
+            "where user_id = %s",
+            (uid,),
+        )
+        conn.execute(
+            "update public.cloud_machines set status_changed_at = now() - interval '3 minutes' "
+            "where user_id = %s",
+            (uid,),
+        )
+    ctx, watch = tabs.context()
+    tab = tabs.tab(ctx, watch).open().sign_in(email)
+    expect(tab.badge).to_have_attribute("data-mode", "error")
+    tab.page.wait_for_timeout(3_000)
+    assert signals_of(signal_stack, uid) == [] and watch.rpc_calls("write_signals") == []
+    tab.page.get_by_test_id("takeover-button").click()
+    tab.page.get_by_test_id("takeover-confirm").click()
+    expect(tab.badge).to_have_attribute("data-mode", "browser", timeout=10_000)
+    lease = lease_of(signal_stack, uid)
+    assert lease is not None and lease.live and lease.holder_kind == "local"
+    rows = wait_for("local signals after the takeover", lambda: signals_of(signal_stack, uid))
+    assert all(r["source"] == "local" and r["machine_id"] is None and r["epoch"] == lease.epoch for r in rows)
+    expect(tab.page.locator("[data-testid='signal-row'][data-source='local']").first).to_be_attached(
+        timeout=15_000
+    )
+    watch.assert_clean()
