@@ -304,6 +304,11 @@ def test_sigkill_heartbeat_goes_stale_and_the_browser_claims_after_30s(
             lambda: (lease(db, user.user_id) or {}).get("holder_kind") == "cloud", 15, "the cloud's lease"
         )
         worker.wait_for_log(r"lease granted", timeout=5)
+        # 'running' follows the grant by one heartbeat: kill after it, so the row says what a crashed
+        # running machine leaves behind.
+        wait_until(
+            lambda: machine(db, user.actor.machine_uuid or "")["status"] == "running", 10, "status 'running'"
+        )
         worker.kill()
     finally:
         worker.close()
