@@ -16,7 +16,7 @@ import shutil
 from collections.abc import Iterator
 
 import pytest
-from e2ekit import CHROMIUM, CHROMIUM_ARGS, DEMO_SYMBOLS, Browsers, make_stack
+from e2ekit import CHROMIUM, CHROMIUM_ARGS, DEMO_SYMBOLS, FAST_SYMBOLS, Browsers, make_stack
 from playwright.sync_api import Browser, Playwright, sync_playwright
 
 from signalguard.devstack.assets import build
@@ -37,6 +37,29 @@ def demo_market() -> Iterator[ReplayServer]:
     series = generate(DEMO_SYMBOLS, interval="1m", candles=600, seed=2).series
     with running_replay(series, history=400, loop=True) as server:
         yield server
+
+
+@pytest.fixture(scope="module")
+def fast_replay() -> Iterator[ReplayServer]:
+    """A replay of FAST_SYMBOLS on the 1s interval (a candle closes every second, looping), per module."""
+    series = generate(FAST_SYMBOLS, interval="1s", candles=600, seed=5, warmup=100, spacing=60).series
+    with running_replay(series, history=300, loop=True) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def fast_stack(assets: None, fast_replay: ReplayServer) -> Iterator[LocalStack]:
+    """A stack of the module's own whose pages take their market data from ``fast_replay``."""
+    s = make_stack(fast_replay.url)
+    yield s
+    s.reset()
+
+
+@pytest.fixture()
+def fast_tabs(chromium: Browser, fast_stack: LocalStack) -> Iterator[Browsers]:
+    b = Browsers(chromium, fast_stack)
+    yield b
+    b.close()
 
 
 @pytest.fixture(scope="session")

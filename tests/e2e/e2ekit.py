@@ -56,6 +56,17 @@ DEFINITION = {
 }
 
 
+#: The fast market of the signal tests: a candle a second for these symbols (conftest's fast_replay).
+FAST_SYMBOLS = ("BTCUSDT", "ETHUSDT")
+#: Fires on about half of the closed candles of each symbol, so signals come within seconds.
+FAST_TRADER = {
+    "version": 1,
+    "symbols": list(FAST_SYMBOLS),
+    "interval": "1s",
+    "match": "all",
+    "cooldown_candles": 0,
+    "conditions": [{"indicator": "rsi", "period": 2, "op": "<", "value": 50}],
+}
 #: What the demo users' traders watch (seed.sql): a replay of these on 1m keeps their pages' market
 #: data live, so a test page never logs a refused connection.
 DEMO_SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT")
@@ -208,8 +219,15 @@ def lease_of(stack: LocalStack, user_id: str) -> Lease | None:
     return Lease(*row) if row else None
 
 
-def fresh_user(stack: LocalStack, *, machine: bool = False) -> tuple[str, str]:
-    """A new user (password: the demo password) with one trader; (email, user id)."""
+def fresh_user(
+    stack: LocalStack,
+    *,
+    machine: bool = False,
+    definition: dict[str, Any] | None = None,
+    name: str | None = None,
+) -> tuple[str, str]:
+    """A new user (password: the demo password) with one trader (``DEFINITION`` unless given), and a
+    stopped cloud machine if asked; (email, user id)."""
     n = next(_counter)
     uid = str(uuid.uuid4())
     email = f"e2e{n}-{uid[:8]}@signalguard.test"
@@ -221,7 +239,7 @@ def fresh_user(stack: LocalStack, *, machine: bool = False) -> tuple[str, str]:
         )
         conn.execute(
             "insert into public.traders (user_id, name, definition) values (%s, %s, %s)",
-            (uid, f"Trader {n}", psycopg.types.json.Jsonb(DEFINITION)),
+            (uid, name or f"Trader {n}", psycopg.types.json.Jsonb(definition or DEFINITION)),
         )
         if machine:
             conn.execute(
@@ -230,6 +248,23 @@ def fresh_user(stack: LocalStack, *, machine: bool = False) -> tuple[str, str]:
                 (uid, f"vyx-{uid[:8]}"),
             )
     return email, uid
+
+
+def fast_user(stack: LocalStack, *, machine: bool = False) -> tuple[str, str]:
+    """A new user with only the fast 1s trader (and a stopped machine if asked); (email, user id)."""
+    return fresh_user(stack, machine=machine, definition=FAST_TRADER, name="Fast RSI")
+
+
+def signals_of(stack: LocalStack, uid: str) -> list[dict[str, Any]]:
+    """Every stored signal of the user, oldest candle first (``candle_close`` for 1s candles)."""
+    with stack.connect() as conn, conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
+        cur.execute(
+            "select signal_key, source, machine_id, epoch, status, candle_open_time, created_at, "
+            "candle_open_time + interval '1 second' as candle_close "
+            "from public.signals where user_id = %s order by candle_open_time",
+            (uid,),
+        )
+        return list(cur.fetchall())
 
 
 # -- the simulated cloud machine, and time travel -------------------------------------------------
@@ -263,6 +298,21 @@ def backdate_machine(stack: LocalStack, user_id: str, seconds: float, *columns: 
             f"update public.cloud_machines set {sets} where user_id = %(u)s", {"s": seconds, "u": user_id}
         )
         assert done.rowcount == 1, f"user {user_id} has no cloud machine"
+
+
+def machine_in_error(stack: LocalStack, user_id: str, message: str, *, minutes: int) -> None:
+    """Put the user's machine in ``error`` with ``message``, as if ``minutes`` ago."""
+    with stack.connect() as conn:
+        conn.execute(
+            "update public.cloud_machines set status = 'error', error_message = %s where user_id = %s",
+            (message, user_id),
+        )
+        # The status trigger stamps status_changed_at on a status change only: move it back now.
+        conn.execute(
+            "update public.cloud_machines set status_changed_at = now() - make_interval(mins => %s) "
+            "where user_id = %s",
+            (minutes, user_id),
+        )
 
 
 def wait_until(what: str, probe: Callable[[], T | None], timeout: float = 30.0, every: float = 0.25) -> T:

@@ -17,32 +17,18 @@ from __future__ import annotations
 import re
 import threading
 import time
-import uuid
-from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
 import psycopg
 import pytest
-from e2ekit import Browsers, backdate_machine, lease_of, machine_rpc, make_stack, wait_until
-from playwright.sync_api import Browser, expect
+from e2ekit import Browsers, backdate_machine, fast_user, lease_of, machine_rpc, signals_of, wait_until
+from playwright.sync_api import expect
 
-from signalguard.devstack.stack import DEMO_PASSWORD, LocalStack
-from signalguard.replay.server import ReplayServer, running_replay
-from signalguard.replay.synthetic import generate
+from signalguard.devstack.stack import LocalStack
 
 pytestmark = pytest.mark.stack
 
-SYMBOLS = ("BTCUSDT", "ETHUSDT")
-#: Fires on about half of the closed candles of each symbol.
-FAST_TRADER = {
-    "version": 1,
-    "symbols": list(SYMBOLS),
-    "interval": "1s",
-    "match": "all",
-    "cooldown_candles": 0,
-    "conditions": [{"indicator": "rsi", "period": 2, "op": "<", "value": 50}],
-}
 #: The grace after the cloud's last sign of life (``private.cloud_grace()``).
 GRACE_S = 30
 #: The tab polls every 5 s; a change must show within one poll plus a round trip (generous: 2 cores
@@ -55,53 +41,7 @@ GRACE_BADGE = re.compile(r"^Resuming in (\d+) s$")
 GRACE_TOAST = re.compile(r"Cloud machine stopped — resuming in \d+ s")
 
 
-# -- fixtures -------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def replay() -> Iterator[ReplayServer]:
-    series = generate(SYMBOLS, interval="1s", candles=600, seed=5, warmup=100, spacing=60).series
-    with running_replay(series, history=300, loop=True) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def stop_stack(assets: None, replay: ReplayServer) -> Iterator[LocalStack]:
-    stack = make_stack(replay.url)
-    yield stack
-    stack.reset()
-
-
-@pytest.fixture()
-def tabs(chromium: Browser, stop_stack: LocalStack) -> Iterator[Browsers]:
-    b = Browsers(chromium, stop_stack)
-    yield b
-    b.close()
-
-
 # -- helpers --------------------------------------------------------------------------------------
-
-
-def machine_user(stack: LocalStack) -> tuple[str, str]:
-    """A new user with a (stopped) cloud machine and only the fast 1s trader; (email, user id)."""
-    uid = str(uuid.uuid4())
-    email = f"cloud-stop-{uid[:8]}@signalguard.test"
-    with stack.connect() as conn:
-        conn.execute(
-            "insert into auth.users (id, email, encrypted_password) "
-            "values (%s, %s, extensions.crypt(%s, extensions.gen_salt('bf', 4)))",
-            (uid, email, DEMO_PASSWORD),
-        )
-        conn.execute(
-            "insert into public.traders (user_id, name, definition) values (%s, 'Fast RSI', %s)",
-            (uid, psycopg.types.json.Jsonb(FAST_TRADER)),
-        )
-        conn.execute(
-            "insert into public.cloud_machines (user_id, machine_id, region, status) "
-            "values (%s, %s, 'ams', 'stopped')",
-            (uid, f"vyx-{uid[:8]}"),
-        )
-    return email, uid
 
 
 class SimulatedCloud:
@@ -182,18 +122,6 @@ def epoch_window(stack: LocalStack, uid: str, epoch: int) -> dict[str, Any]:
     return dict(row)
 
 
-def signals_of(stack: LocalStack, uid: str) -> list[dict[str, Any]]:
-    """Every stored signal of the user, oldest candle first."""
-    with stack.connect() as conn, conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
-        cur.execute(
-            "select signal_key, source, machine_id, epoch, created_at, "
-            "candle_open_time + interval '1 second' as candle_close "
-            "from public.signals where user_id = %s order by candle_open_time",
-            (uid,),
-        )
-        return list(cur.fetchall())
-
-
 def toast(tab: Any, text: str | re.Pattern[str]) -> Any:
     return tab.page.get_by_test_id("toast").filter(has_text=text)
 
@@ -210,13 +138,13 @@ def grace_seconds(tab: Any) -> int:
 # -- the test -------------------------------------------------------------------------------------
 
 
-def test_cloud_stop_grace_countdown_then_browser_mode(stop_stack: LocalStack, tabs: Browsers) -> None:
-    stack = stop_stack
-    email, uid = machine_user(stack)
+def test_cloud_stop_grace_countdown_then_browser_mode(fast_stack: LocalStack, fast_tabs: Browsers) -> None:
+    stack = fast_stack
+    email, uid = fast_user(stack, machine=True)
     cloud = SimulatedCloud(stack, email)
     try:
         cloud_epoch = cloud.start()
-        ctx, watch = tabs.context()
+        ctx, watch = fast_tabs.context()
         # Writes to the signals table other than write_signals (status changes go as PATCH).
         table_writes: list[str] = []
         ctx.on(
@@ -227,7 +155,7 @@ def test_cloud_stop_grace_countdown_then_browser_mode(stop_stack: LocalStack, ta
                 else None
             ),
         )
-        tab = tabs.tab(ctx, watch).open().sign_in(email)
+        tab = fast_tabs.tab(ctx, watch).open().sign_in(email)
 
         # The cloud is healthy and holds the lease: the tab monitors.
         expect(tab.badge).to_have_attribute("data-mode", "cloud", timeout=WITHIN_ONE_POLL_MS)

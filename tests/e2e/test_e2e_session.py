@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from e2ekit import Browsers, fresh_user, lease_of
+from e2ekit import Browsers, fresh_user, lease_of, machine_in_error
 from playwright.sync_api import expect
 
 from signalguard.devstack.stack import LocalStack
@@ -77,18 +77,7 @@ def test_one_generating_tab_and_takeover_when_it_closes(stack: LocalStack, brows
 
 def test_takeover_after_two_minutes_of_cloud_error(stack: LocalStack, browsers: Browsers) -> None:
     email, uid = fresh_user(stack, machine=True)
-    with stack.connect() as conn:
-        conn.execute(
-            "update public.cloud_machines set status = 'error', error_message = 'disk full' "
-            "where user_id = %s",
-            (uid,),
-        )
-        # The status trigger stamps status_changed_at on a status change only: move it back now.
-        conn.execute(
-            "update public.cloud_machines set status_changed_at = now() - interval '3 minutes' "
-            "where user_id = %s",
-            (uid,),
-        )
+    machine_in_error(stack, uid, "disk full", minutes=3)
     ctx, watch = browsers.context()
     tab = browsers.tab(ctx, watch).open().sign_in(email)
     expect(tab.badge).to_have_attribute("data-mode", "error")

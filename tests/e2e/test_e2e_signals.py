@@ -1,10 +1,10 @@
 """Signals generated in the tab, persisted through the IndexedDB outbox: against the real stack and replay.
 
-One replay server for the module serves a synthetic series on the ``1s`` interval (a candle closes
-every second, looping), and one stack of its own points the page at it (``config.json``'s
-``market_data_url``, which the gateway's Content-Security-Policy also allows). Each test makes its own
-user with one trader on ``1s`` candles that fires often (``RSI(2) < 50``, no cooldown), so signals come
-within seconds of the tab warming up. Every test checks the database as well as the page.
+The module's own replay server serves a synthetic series on the ``1s`` interval (a candle closes every
+second, looping), and a stack of its own points the page at it (conftest's ``fast_replay`` and
+``fast_stack``). Each test makes its own user with one trader on ``1s`` candles that fires often
+(``e2ekit.FAST_TRADER``: ``RSI(2) < 50``, no cooldown), so signals come within seconds of the tab warming
+up. Every test checks the database as well as the page.
 """
 
 from __future__ import annotations
@@ -16,111 +16,26 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
-from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import psycopg
 import pytest
-from e2ekit import Browsers, lease_of, make_stack
-from playwright.sync_api import Browser, expect
+from e2ekit import FAST_TRADER, Browsers, fast_user, lease_of, machine_in_error, signals_of, wait_until
+from playwright.sync_api import expect
 
-from signalguard.devstack.stack import DEMO_PASSWORD, LocalStack
-from signalguard.replay.server import ReplayServer, running_replay
-from signalguard.replay.synthetic import generate
+from signalguard.devstack.stack import LocalStack
+from signalguard.replay.server import ReplayServer
 
 pytestmark = pytest.mark.stack
 
-T = TypeVar("T")
 
 CAROL = "carol@signalguard.test"
-SYMBOLS = ("BTCUSDT", "ETHUSDT")
-#: Fires on about half of the closed candles of each symbol.
-FAST_TRADER = {
-    "version": 1,
-    "symbols": list(SYMBOLS),
-    "interval": "1s",
-    "match": "all",
-    "cooldown_candles": 0,
-    "conditions": [{"indicator": "rsi", "period": 2, "op": "<", "value": 50}],
-}
 SIGNAL_TIMEOUT_MS = 30_000
 
 
-# -- fixtures -------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def replay() -> Iterator[ReplayServer]:
-    series = generate(SYMBOLS, interval="1s", candles=600, seed=5, warmup=100, spacing=60).series
-    with running_replay(series, history=300, loop=True) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def signal_stack(assets: None, replay: ReplayServer) -> Iterator[LocalStack]:
-    stack = make_stack(replay.url)
-    yield stack
-    stack.reset()
-
-
-@pytest.fixture()
-def tabs(chromium: Browser, signal_stack: LocalStack) -> Iterator[Browsers]:
-    b = Browsers(chromium, signal_stack)
-    yield b
-    b.close()
-
-
 # -- helpers --------------------------------------------------------------------------------------
-
-
-def signal_user(stack: LocalStack, *, machine: bool = False) -> tuple[str, str]:
-    """A new user with only the fast 1s trader; (email, user id)."""
-    uid = str(uuid.uuid4())
-    email = f"signals-{uid[:8]}@signalguard.test"
-    with stack.connect() as conn:
-        conn.execute(
-            "insert into auth.users (id, email, encrypted_password) "
-            "values (%s, %s, extensions.crypt(%s, extensions.gen_salt('bf', 4)))",
-            (uid, email, DEMO_PASSWORD),
-        )
-        conn.execute(
-            "insert into public.traders (user_id, name, definition) values (%s, 'Fast RSI', %s)",
-            (uid, psycopg.types.json.Jsonb(FAST_TRADER)),
-        )
-        if machine:
-            conn.execute(
-                "insert into public.cloud_machines (user_id, machine_id, region, status) "
-                "values (%s, %s, 'ams', 'stopped')",
-                (uid, f"vyx-{uid[:8]}"),
-            )
-    return email, uid
-
-
-def signals_of(stack: LocalStack, uid: str) -> list[dict[str, Any]]:
-    """Every stored signal of the user, oldest candle first."""
-    with stack.connect() as conn, conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
-        cur.execute(
-            "select signal_key, source, machine_id, epoch, status, candle_open_time, "
-            "candle_open_time + interval '1 second' as candle_close "
-            "from public.signals where user_id = %s order by candle_open_time",
-            (uid,),
-        )
-        return list(cur.fetchall())
-
-
-def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 30.0, every: float = 0.25) -> T:
-    """Poll ``probe`` until it returns something truthy."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(every)
 
 
 def page_keys(tab: Any) -> list[str]:
@@ -151,10 +66,12 @@ def machine_call(stack: LocalStack, email: str, rpc: str, args: dict[str, Any]) 
 # -- tests ----------------------------------------------------------------------------------------
 
 
-def test_browser_mode_generates_and_persists_local_signals(signal_stack: LocalStack, tabs: Browsers) -> None:
-    email, uid = signal_user(signal_stack)
-    ctx, watch = tabs.context()
-    tab = tabs.tab(ctx, watch).open().sign_in(email)
+def test_browser_mode_generates_and_persists_local_signals(
+    fast_stack: LocalStack, fast_tabs: Browsers
+) -> None:
+    email, uid = fast_user(fast_stack)
+    ctx, watch = fast_tabs.context()
+    tab = fast_tabs.tab(ctx, watch).open().sign_in(email)
     expect(tab.badge).to_have_attribute("data-mode", "browser")
     t0 = time.monotonic()
     rows = tab.page.locator("[data-testid='signal-row'][data-source='local']")
@@ -162,10 +79,10 @@ def test_browser_mode_generates_and_persists_local_signals(signal_stack: LocalSt
     print(f"\nsigned in to first signal row: {time.monotonic() - t0:.2f} s")
     expect(tab.page.get_by_test_id("market-status")).to_have_attribute("data-state", "live")
 
-    stored = wait_for(
-        "three stored signals", lambda: (s := signals_of(signal_stack, uid)) and len(s) >= 3 and s
+    stored = wait_until(
+        "three stored signals", lambda: (s := signals_of(fast_stack, uid)) and len(s) >= 3 and s
     )
-    lease = lease_of(signal_stack, uid)
+    lease = lease_of(fast_stack, uid)
     assert lease is not None and lease.live and lease.holder_kind == "local"
     for row in stored:
         assert row["source"] == "local" and row["machine_id"] is None
@@ -178,9 +95,9 @@ def test_browser_mode_generates_and_persists_local_signals(signal_stack: LocalSt
     keys = page_keys(tab)
     assert len(keys) == len(set(keys))
     # Status changes go through the same outbox: a signal becomes active on its symbol's next candle.
-    wait_for(
+    wait_until(
         "a signal moved to active",
-        lambda: any(r["status"] == "active" for r in signals_of(signal_stack, uid)),
+        lambda: any(r["status"] == "active" for r in signals_of(fast_stack, uid)),
         timeout=10,
     )
 
@@ -193,12 +110,12 @@ def test_browser_mode_generates_and_persists_local_signals(signal_stack: LocalSt
     watch.assert_clean()
 
 
-def test_reload_keeps_history_and_empties_the_outbox(signal_stack: LocalStack, tabs: Browsers) -> None:
-    email, uid = signal_user(signal_stack)
-    ctx, watch = tabs.context()
-    tab = tabs.tab(ctx, watch).open().sign_in(email)
-    wait_for("stored signals", lambda: len(signals_of(signal_stack, uid)) >= 3)
-    before = {r["signal_key"] for r in signals_of(signal_stack, uid)}
+def test_reload_keeps_history_and_empties_the_outbox(fast_stack: LocalStack, fast_tabs: Browsers) -> None:
+    email, uid = fast_user(fast_stack)
+    ctx, watch = fast_tabs.context()
+    tab = fast_tabs.tab(ctx, watch).open().sign_in(email)
+    wait_until("stored signals", lambda: len(signals_of(fast_stack, uid)) >= 3)
+    before = {r["signal_key"] for r in signals_of(fast_stack, uid)}
 
     tab.page.reload()
     tab.wait_ready()
@@ -206,12 +123,12 @@ def test_reload_keeps_history_and_empties_the_outbox(signal_stack: LocalStack, t
     # History from the database is there at once; generation resumes after the warm-up.
     shown = set(page_keys(tab))
     assert shown & before, "the stored signals are not shown after the reload"
-    wait_for(
+    wait_until(
         "new signals after the reload",
-        lambda: len({r["signal_key"] for r in signals_of(signal_stack, uid)} - before) >= 2,
+        lambda: len({r["signal_key"] for r in signals_of(fast_stack, uid)} - before) >= 2,
     )
-    wait_for("the outbox to empty", lambda: pending(tab) == 0, timeout=15)
-    stored = signals_of(signal_stack, uid)
+    wait_until("the outbox to empty", lambda: pending(tab) == 0, timeout=15)
+    stored = signals_of(fast_stack, uid)
     keys = [r["signal_key"] for r in stored]
     assert len(keys) == len(set(keys))
     assert {r["source"] for r in stored} == {"local"}
@@ -223,27 +140,27 @@ def test_reload_keeps_history_and_empties_the_outbox(signal_stack: LocalStack, t
     watch.assert_clean()
 
 
-def test_two_tabs_one_generates_no_duplicates(signal_stack: LocalStack, tabs: Browsers) -> None:
-    email, uid = signal_user(signal_stack)
-    ctx, watch = tabs.context()
-    first = tabs.tab(ctx, watch).open().sign_in(email)
+def test_two_tabs_one_generates_no_duplicates(fast_stack: LocalStack, fast_tabs: Browsers) -> None:
+    email, uid = fast_user(fast_stack)
+    ctx, watch = fast_tabs.context()
+    first = fast_tabs.tab(ctx, watch).open().sign_in(email)
     expect(first.badge).to_have_attribute("data-mode", "browser")
-    second = tabs.tab(ctx, watch).open().wait_ready()
+    second = fast_tabs.tab(ctx, watch).open().wait_ready()
     expect(second.badge).to_have_attribute("data-mode", "standby")
 
-    wait_for("stored signals", lambda: len(signals_of(signal_stack, uid)) >= 6)
-    lease = lease_of(signal_stack, uid)
+    wait_until("stored signals", lambda: len(signals_of(fast_stack, uid)) >= 6)
+    lease = lease_of(fast_stack, uid)
     assert lease is not None and lease.holder_id == first.holder_id()
     # The standby tab shows what the generating one stored (it polls the table) but sends nothing.
-    key = signals_of(signal_stack, uid)[-1]["signal_key"]
+    key = signals_of(fast_stack, uid)[-1]["signal_key"]
     expect(second.page.locator(f"[data-signal-key='{key}']")).to_be_attached(timeout=10_000)
-    stored = signals_of(signal_stack, uid)
+    stored = signals_of(fast_stack, uid)
     assert len({r["signal_key"] for r in stored}) == len(stored)
     assert {r["epoch"] for r in stored} == {lease.epoch}
     # Both tabs share one origin's IndexedDB; only the tab holding the tab lock sends its outbox.
     assert watch.rpc_calls("write_signals")
     assert pending(second) == 0
-    with signal_stack.connect() as conn:
+    with fast_stack.connect() as conn:
         dupes = conn.execute(
             "select count(*) - count(distinct signal_key) from public.signals where user_id = %s", (uid,)
         ).fetchone()
@@ -251,16 +168,16 @@ def test_two_tabs_one_generates_no_duplicates(signal_stack: LocalStack, tabs: Br
     watch.assert_clean()
 
 
-def test_outage_of_the_api_is_buffered_then_drained(signal_stack: LocalStack, tabs: Browsers) -> None:
-    email, uid = signal_user(signal_stack)
-    ctx, watch = tabs.context()
+def test_outage_of_the_api_is_buffered_then_drained(fast_stack: LocalStack, fast_tabs: Browsers) -> None:
+    email, uid = fast_user(fast_stack)
+    ctx, watch = fast_tabs.context()
     # The browser logs every 503 the gateway answers while PostgREST is down.
     watch.allow(r"status of 503")
-    tab = tabs.tab(ctx, watch).open().sign_in(email)
-    wait_for("stored signals", lambda: len(signals_of(signal_stack, uid)) >= 2)
+    tab = fast_tabs.tab(ctx, watch).open().sign_in(email)
+    wait_until("stored signals", lambda: len(signals_of(fast_stack, uid)) >= 2)
 
     made: set[str] = set()
-    signal_stack.postgrest.stop()
+    fast_stack.postgrest.stop()
     down = time.monotonic()
     try:
         peak = 0
@@ -276,12 +193,12 @@ def test_outage_of_the_api_is_buffered_then_drained(signal_stack: LocalStack, ta
         assert peak >= 3, f"the pending count did not rise during the outage (peak {peak})"
         assert made, "no signal was shown as pending during the outage"
     finally:
-        signal_stack.postgrest.start()
+        fast_stack.postgrest.start()
     up = time.monotonic()
-    wait_for("the outbox to drain", lambda: pending(tab) == 0, timeout=30)
+    wait_until("the outbox to drain", lambda: pending(tab) == 0, timeout=30)
     print(f"\noutage 20 s, peak pending {peak}; drained {time.monotonic() - up:.1f} s after the API was back")
 
-    stored = signals_of(signal_stack, uid)
+    stored = signals_of(fast_stack, uid)
     keys = {r["signal_key"] for r in stored}
     assert made <= keys, f"lost: {sorted(made - keys)}"
     assert len(keys) == len(stored)
@@ -290,23 +207,23 @@ def test_outage_of_the_api_is_buffered_then_drained(signal_stack: LocalStack, ta
     watch.assert_clean()
 
 
-def test_carol_browser_only_persists_signals(signal_stack: LocalStack, tabs: Browsers) -> None:
-    carol = signal_stack.user_id(CAROL)
-    with signal_stack.connect() as conn:
+def test_carol_browser_only_persists_signals(fast_stack: LocalStack, fast_tabs: Browsers) -> None:
+    carol = fast_stack.user_id(CAROL)
+    with fast_stack.connect() as conn:
         # Carol's demo traders watch 1m candles, which this replay does not serve: run the fast one.
         conn.execute("update public.traders set enabled = false where user_id = %s", (carol,))
         conn.execute(
             "insert into public.traders (user_id, name, definition) values (%s, 'Fast RSI', %s)",
             (carol, psycopg.types.json.Jsonb(FAST_TRADER)),
         )
-    ctx, watch = tabs.context()
-    tab = tabs.tab(ctx, watch).open().sign_in(CAROL)
+    ctx, watch = fast_tabs.context()
+    tab = fast_tabs.tab(ctx, watch).open().sign_in(CAROL)
     expect(tab.badge).to_have_attribute("data-mode", "browser")
     expect(tab.badge).to_have_text("Browser Mode")
-    stored = wait_for(
-        "carol's stored signals", lambda: (s := signals_of(signal_stack, carol)) and len(s) >= 3 and s
+    stored = wait_until(
+        "carol's stored signals", lambda: (s := signals_of(fast_stack, carol)) and len(s) >= 3 and s
     )
-    lease = lease_of(signal_stack, carol)
+    lease = lease_of(fast_stack, carol)
     assert lease is not None and lease.holder_kind == "local" and lease.holder_id == tab.holder_id()
     assert all(
         r["source"] == "local" and r["machine_id"] is None and r["epoch"] == lease.epoch for r in stored
@@ -315,24 +232,24 @@ def test_carol_browser_only_persists_signals(signal_stack: LocalStack, tabs: Bro
     watch.assert_clean()
 
 
-def test_no_local_signal_after_the_cloud_takes_the_lease(signal_stack: LocalStack, tabs: Browsers) -> None:
-    email, uid = signal_user(signal_stack, machine=True)
-    ctx, watch = tabs.context()
-    tab = tabs.tab(ctx, watch).open().sign_in(email)
+def test_no_local_signal_after_the_cloud_takes_the_lease(fast_stack: LocalStack, fast_tabs: Browsers) -> None:
+    email, uid = fast_user(fast_stack, machine=True)
+    ctx, watch = fast_tabs.context()
+    tab = fast_tabs.tab(ctx, watch).open().sign_in(email)
     expect(tab.badge).to_have_attribute("data-mode", "browser")
-    wait_for("local signals", lambda: len(signals_of(signal_stack, uid)) >= 2)
+    wait_until("local signals", lambda: len(signals_of(fast_stack, uid)) >= 2)
 
     # The machine starts: the browser yields on its next poll, then the machine takes the lease.
-    machine_call(signal_stack, email, "machine_heartbeat", {"p_status": "starting"})
-    claim = wait_for(
+    machine_call(fast_stack, email, "machine_heartbeat", {"p_status": "starting"})
+    claim = wait_until(
         "the cloud lease",
-        lambda: (c := machine_call(signal_stack, email, "claim_cloud_lease", {})) and c.get("granted") and c,
+        lambda: (c := machine_call(fast_stack, email, "claim_cloud_lease", {})) and c.get("granted") and c,
         timeout=15,
         every=0.5,
     )
-    machine_call(signal_stack, email, "machine_heartbeat", {"p_status": "running"})
+    machine_call(fast_stack, email, "machine_heartbeat", {"p_status": "running"})
     expect(tab.badge).to_have_attribute("data-mode", "cloud", timeout=10_000)
-    with signal_stack.connect() as conn:
+    with fast_stack.connect() as conn:
         moved = conn.execute(
             "select started_at from public.lease_epochs where user_id = %s and holder_kind = 'cloud' "
             "order by epoch desc limit 1",
@@ -341,8 +258,8 @@ def test_no_local_signal_after_the_cloud_takes_the_lease(signal_stack: LocalStac
     assert moved is not None, claim
     # Candles keep closing; the tab must not write any of them (nor anything still queued for them).
     time.sleep(4)
-    wait_for("the outbox to settle", lambda: pending(tab) == 0, timeout=10)
-    stored = signals_of(signal_stack, uid)
+    wait_until("the outbox to settle", lambda: pending(tab) == 0, timeout=10)
+    stored = signals_of(fast_stack, uid)
     local = [r for r in stored if r["source"] == "local"]
     assert local, "no local signal before the handoff"
     late = [r for r in local if r["candle_close"] > moved[0]]
@@ -358,12 +275,12 @@ def test_no_local_signal_after_the_cloud_takes_the_lease(signal_stack: LocalStac
 
 
 def test_open_signals_of_the_cloud_are_adopted_and_their_lifecycle_goes_on(
-    signal_stack: LocalStack, tabs: Browsers
+    fast_stack: LocalStack, fast_tabs: Browsers
 ) -> None:
-    email, uid = signal_user(signal_stack, machine=True)
+    email, uid = fast_user(fast_stack, machine=True)
     # The cloud machine left an active signal behind, five minutes (300 candles of 1 s) old: far past
     # the 60 candles after which a signal expires. Whoever executes next must expire it.
-    with signal_stack.connect() as conn:
+    with fast_stack.connect() as conn:
         row = conn.execute(
             "select t.id, m.id from public.traders t join public.cloud_machines m using (user_id) "
             "where t.user_id = %s",
@@ -380,18 +297,18 @@ def test_open_signals_of_the_cloud_are_adopted_and_their_lifecycle_goes_on(
         ).fetchone()
         assert key_row is not None
     key = key_row[0]
-    ctx, watch = tabs.context()
-    tab = tabs.tab(ctx, watch).open().sign_in(email)
+    ctx, watch = fast_tabs.context()
+    tab = fast_tabs.tab(ctx, watch).open().sign_in(email)
     expect(tab.badge).to_have_attribute("data-mode", "browser")
 
     def expired() -> dict[str, Any] | None:
-        with signal_stack.connect() as conn, conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
+        with fast_stack.connect() as conn, conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
             cur.execute("select status, updated_epoch from public.signals where signal_key = %s", (key,))
             found = cur.fetchone()
         return found if found and found["status"] == "expired" else None
 
-    done = wait_for("the adopted signal expired", expired, timeout=30)
-    lease = lease_of(signal_stack, uid)
+    done = wait_until("the adopted signal expired", expired, timeout=30)
+    lease = lease_of(fast_stack, uid)
     assert lease is not None and lease.holder_kind == "local"
     assert done["updated_epoch"] == lease.epoch  # moved by this tab, under its own lease
     expect(tab.page.locator(f"[data-testid='signal-row'][data-signal-key='{key}']")).to_have_attribute(
@@ -401,24 +318,24 @@ def test_open_signals_of_the_cloud_are_adopted_and_their_lifecycle_goes_on(
 
 
 def test_the_real_cloud_worker_takes_over_and_hands_back(
-    signal_stack: LocalStack, replay: ReplayServer, tabs: Browsers
+    fast_stack: LocalStack, fast_replay: ReplayServer, fast_tabs: Browsers
 ) -> None:
     """The page and ``signalguard cloud`` for the same user: Browser Mode, the worker starts and the page
     steps aside (Cloud Active, toggles off), cloud signals appear, the worker stops on SIGTERM and the
     page resumes after the grace (backdated). The database shows one executor at a time."""
-    email, uid = signal_user(signal_stack, machine=True)
-    ctx, watch = tabs.context()
-    tab = tabs.tab(ctx, watch).open().sign_in(email)
+    email, uid = fast_user(fast_stack, machine=True)
+    ctx, watch = fast_tabs.context()
+    tab = fast_tabs.tab(ctx, watch).open().sign_in(email)
     expect(tab.badge).to_have_attribute("data-mode", "browser")
-    wait_for("a local signal", lambda: any(r["source"] == "local" for r in signals_of(signal_stack, uid)))
+    wait_until("a local signal", lambda: any(r["source"] == "local" for r in signals_of(fast_stack, uid)))
 
     log_path = Path(tempfile.mkdtemp(prefix="sg-worker-")) / "worker.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("SIGNALGUARD_")}
     env.update(
-        SIGNALGUARD_SUPABASE_URL=signal_stack.url,
-        SIGNALGUARD_SUPABASE_ANON_KEY=signal_stack.config.anon_key(),
-        SIGNALGUARD_MACHINE_TOKEN=signal_stack.machine_token(email),
-        SIGNALGUARD_MARKET_DATA_URL=replay.url,
+        SIGNALGUARD_SUPABASE_URL=fast_stack.url,
+        SIGNALGUARD_SUPABASE_ANON_KEY=fast_stack.config.anon_key(),
+        SIGNALGUARD_MACHINE_TOKEN=fast_stack.machine_token(email),
+        SIGNALGUARD_MARKET_DATA_URL=fast_replay.url,
     )
     with open(log_path, "wb") as log:
         worker = subprocess.Popen(
@@ -433,9 +350,9 @@ def test_the_real_cloud_worker_takes_over_and_hands_back(
         expect(toast).to_be_attached()
         for toggle in tab.toggles().all():
             expect(toggle).to_be_disabled()
-        cloud_rows = wait_for(
+        cloud_rows = wait_until(
             "stored cloud signals",
-            lambda: [r for r in signals_of(signal_stack, uid) if r["source"] == "cloud"],
+            lambda: [r for r in signals_of(fast_stack, uid) if r["source"] == "cloud"],
             timeout=40,
         )
         key = cloud_rows[0]["signal_key"]
@@ -451,14 +368,14 @@ def test_the_real_cloud_worker_takes_over_and_hands_back(
 
     expect(tab.badge).to_have_attribute("data-mode", "grace", timeout=10_000)
     expect(tab.badge).to_contain_text("Resuming in")
-    with signal_stack.connect() as conn:
+    with fast_stack.connect() as conn:
         conn.execute(
             "update public.cloud_machines set stopped_at = stopped_at - interval '30 seconds', "
             "last_health_check = last_health_check - interval '30 seconds' where user_id = %s",
             (uid,),
         )
     expect(tab.badge).to_have_attribute("data-mode", "browser", timeout=15_000)
-    with signal_stack.connect() as conn, conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
+    with fast_stack.connect() as conn, conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
         cur.execute(
             "select epoch, holder_kind, started_at, valid_until from public.lease_epochs "
             "where user_id = %s order by epoch",
@@ -469,17 +386,17 @@ def test_the_real_cloud_worker_takes_over_and_hands_back(
     # One executor at a time, by the database clock: each window ends before the next begins.
     for a, b in itertools.pairwise(epochs):
         assert a["valid_until"] is not None and a["valid_until"] <= b["started_at"]
-    with signal_stack.connect() as conn:
+    with fast_stack.connect() as conn:
         machine = conn.execute(
             "select id, status from public.cloud_machines where user_id = %s", (uid,)
         ).fetchone()
     assert machine is not None and machine[1] == "stopped"
-    wait_for(
+    wait_until(
         "a local signal under the new epoch",
-        lambda: any(r["epoch"] == epochs[2]["epoch"] for r in signals_of(signal_stack, uid)),
+        lambda: any(r["epoch"] == epochs[2]["epoch"] for r in signals_of(fast_stack, uid)),
     )
     by_epoch = {e["epoch"]: e for e in epochs}
-    for row in signals_of(signal_stack, uid):
+    for row in signals_of(fast_stack, uid):
         window = by_epoch[row["epoch"]]
         expected_source = "cloud" if window["holder_kind"] == "cloud" else "local"
         assert row["source"] == expected_source
@@ -490,32 +407,24 @@ def test_the_real_cloud_worker_takes_over_and_hands_back(
     watch.assert_clean()
 
 
-def test_after_a_confirmed_takeover_the_browser_generates(signal_stack: LocalStack, tabs: Browsers) -> None:
+def test_after_a_confirmed_takeover_the_browser_generates(
+    fast_stack: LocalStack, fast_tabs: Browsers
+) -> None:
     """The cloud machine has been in error for 3 minutes (backdated): the takeover is offered; once
     confirmed, this tab holds the lease and writes local signals under it."""
-    email, uid = signal_user(signal_stack, machine=True)
-    with signal_stack.connect() as conn:
-        conn.execute(
-            "update public.cloud_machines set status = 'error', error_message = 'out of memory' "
-            "where user_id = %s",
-            (uid,),
-        )
-        conn.execute(
-            "update public.cloud_machines set status_changed_at = now() - interval '3 minutes' "
-            "where user_id = %s",
-            (uid,),
-        )
-    ctx, watch = tabs.context()
-    tab = tabs.tab(ctx, watch).open().sign_in(email)
+    email, uid = fast_user(fast_stack, machine=True)
+    machine_in_error(fast_stack, uid, "out of memory", minutes=3)
+    ctx, watch = fast_tabs.context()
+    tab = fast_tabs.tab(ctx, watch).open().sign_in(email)
     expect(tab.badge).to_have_attribute("data-mode", "error")
     tab.page.wait_for_timeout(3_000)
-    assert signals_of(signal_stack, uid) == [] and watch.rpc_calls("write_signals") == []
+    assert signals_of(fast_stack, uid) == [] and watch.rpc_calls("write_signals") == []
     tab.page.get_by_test_id("takeover-button").click()
     tab.page.get_by_test_id("takeover-confirm").click()
     expect(tab.badge).to_have_attribute("data-mode", "browser", timeout=10_000)
-    lease = lease_of(signal_stack, uid)
+    lease = lease_of(fast_stack, uid)
     assert lease is not None and lease.live and lease.holder_kind == "local"
-    rows = wait_for("local signals after the takeover", lambda: signals_of(signal_stack, uid))
+    rows = wait_until("local signals after the takeover", lambda: signals_of(fast_stack, uid))
     assert all(r["source"] == "local" and r["machine_id"] is None and r["epoch"] == lease.epoch for r in rows)
     expect(tab.page.locator("[data-testid='signal-row'][data-source='local']").first).to_be_attached(
         timeout=15_000

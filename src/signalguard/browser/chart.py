@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Final
 
 from signalguard.core.candles import parse_rest_klines
-from signalguard.core.engine import TraderRecord
+from signalguard.core.engine import TraderRecord, timestamp_us
 from signalguard.core.traders import TraderDefinitionError, parse_trader
 
 #: Candles drawn (one REST page).
@@ -70,15 +70,8 @@ def chart_candles(rows: object, symbol: str, interval: str, now_ms: int) -> list
 def _open_ms(value: object) -> int | None:
     if isinstance(value, int) and not isinstance(value, bool):
         return value
-    if not isinstance(value, str):
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    if moment.tzinfo is None:
-        return None
-    return round(moment.timestamp() * 1000)
+    us = timestamp_us(value)  # as the engine reads stored signals (an offset-less time is UTC)
+    return None if us is None else us // 1000
 
 
 @dataclass(frozen=True, slots=True)

@@ -212,6 +212,15 @@ class DomView:
             rows.append(li)
         ul.replaceChildren(*rows)
 
+    def _cells(self, tr: Any, cells: Sequence[tuple[str, bool]]) -> None:
+        """Append a ``<td>`` per (text, numeric) to ``tr``; the text as text, never as HTML."""
+        for text, numeric in cells:
+            td = self._doc.createElement("td")
+            td.textContent = text
+            if numeric:
+                td.className = "num"
+            tr.append(td)
+
     def show_history(self, items: Sequence[HistoryItem]) -> None:
         """Redraw the signals table (``signal-row`` rows carrying their source and key)."""
         doc = self._doc
@@ -223,15 +232,10 @@ class DomView:
             tr.setAttribute("data-source", it.source)
             tr.setAttribute("data-signal-key", it.key)
             tr.setAttribute("data-status", it.status)
-            for text, numeric in (
+            self._cells(tr, (
                 (it.candle, False), (it.symbol, False), (it.interval, False), (it.price, True),
                 (it.status, False), (it.source, False),
-            ):  # fmt: skip
-                td = doc.createElement("td")
-                td.textContent = text
-                if numeric:
-                    td.className = "num"
-                tr.append(td)
+            ))  # fmt: skip
             rows.append(tr)
         body.replaceChildren(*rows)
         self._el["history"].hidden = not items
@@ -311,14 +315,9 @@ class DomView:
             tr.setAttribute("data-testid", "summary-row")
             tr.setAttribute("data-machine" if line.machine else "data-source", line.key)
             tr.setAttribute("data-signals", str(line.signals))
-            for text, numeric in (
+            self._cells(tr, (
                 (line.label, False), (str(line.signals), True), (str(line.traders), True), (line.last, False),
-            ):  # fmt: skip
-                td = doc.createElement("td")
-                td.textContent = text
-                if numeric:
-                    td.className = "num"
-                tr.append(td)
+            ))  # fmt: skip
             rows.append(tr)
         table = self._el["summary"]
         table.querySelector("tbody").replaceChildren(*rows)
