@@ -22,9 +22,9 @@ Written against :mod:`~signalguard.browser.ports` only. What it does for a signe
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from datetime import UTC, datetime
-from typing import Final
+from typing import Any, Final
 
 from signalguard.browser.chart import (
     CHART_CANDLES,
@@ -187,6 +187,42 @@ def merge_history(stored: list[HistoryItem], pending: list[HistoryItem], limit: 
     return rows[:limit]
 
 
+class Coalesced:
+    """An async read-and-draw that runs one at a time.
+
+    Asked again while it runs, it runs once more after, however often it was asked: a burst of
+    writes must not become a burst of reads.
+    """
+
+    def __init__(self, step: Callable[[], Coroutine[Any, Any, bool]], spawn: Spawn) -> None:
+        """``step`` reads and draws once; it returns False to stop (the user signed out meanwhile)."""
+        self._step = step
+        self._spawn = spawn
+        self._running = False
+        self._again = False
+
+    def request(self) -> None:
+        """Run soon, in the background."""
+        if self._running:
+            self._again = True
+        else:
+            self._spawn(self.run())
+
+    async def run(self) -> None:
+        """Run now (or once more after the run in progress)."""
+        if self._running:
+            self._again = True
+            return
+        self._running = True
+        try:
+            while True:
+                self._again = False
+                if not await self._step() or not self._again:
+                    return
+        finally:
+            self._running = False
+
+
 class App:
     """The app of one tab; see the module documentation."""
 
@@ -234,11 +270,9 @@ class App:
         self._noted: Mode | None = None
         self._source = "all"
         self._stored: list[HistoryItem] = []
-        self._reloading = False
-        self._reload_again = False
+        self._history = Coalesced(self._history_step, spawn)
         self._chart: tuple[str, str] | None = None
-        self._charting = False
-        self._chart_again = False
+        self._charting = Coalesced(self._chart_step, spawn)
 
     # -- start ----------------------------------------------------------------------------------
 
@@ -384,44 +418,33 @@ class App:
 
     def refresh_history(self) -> None:
         """Re-read the signals table soon (coalesced: one read at a time, one more if asked meanwhile)."""
-        if self.user is None:
-            return
-        if self._reloading:
-            self._reload_again = True
-            return
-        self.spawn(self.reload_history())
+        if self.user is not None:
+            self._history.request()
 
     async def reload_history(self) -> None:
         """Read the most recent signals (of the chosen source) and draw them with the pending ones."""
-        if self._reloading:
-            self._reload_again = True
-            return
-        self._reloading = True
-        try:
-            while True:
-                self._reload_again = False
-                source = self._source
-                result = await self.backend.select(
-                    "signals",
-                    HISTORY_COLUMNS,
-                    order="candle_open_time",
-                    descending=True,
-                    limit=HISTORY_LIMIT,
-                    match=None if source == "all" else {"source": source},
-                )
-                if self.user is None:
-                    return
-                if result.error is not None:
-                    # Keep what is shown (an outage must not empty the table); the count says why.
-                    if not self._drawn:
-                        self.view.toast(f"Could not load the signals: {result.error}")
-                elif source == self._source:
-                    self._stored = history_items(result.data)
-                self._draw_history()
-                if not self._reload_again:
-                    return
-        finally:
-            self._reloading = False
+        await self._history.run()
+
+    async def _history_step(self) -> bool:
+        source = self._source
+        result = await self.backend.select(
+            "signals",
+            HISTORY_COLUMNS,
+            order="candle_open_time",
+            descending=True,
+            limit=HISTORY_LIMIT,
+            match=None if source == "all" else {"source": source},
+        )
+        if self.user is None:
+            return False
+        if result.error is not None:
+            # Keep what is shown (an outage must not empty the table); the count says why.
+            if not self._drawn:
+                self.view.toast(f"Could not load the signals: {result.error}")
+        elif source == self._source:
+            self._stored = history_items(result.data)
+        self._draw_history()
+        return True
 
     def _draw_history(self) -> None:
         pending: list[HistoryItem] = []
@@ -436,30 +459,19 @@ class App:
 
     def refresh_chart(self) -> None:
         """Redraw the chart soon (coalesced like the signals table)."""
-        if self.user is None:
-            return
-        if self._charting:
-            self._chart_again = True
-            return
-        self.spawn(self.reload_chart())
+        if self.user is not None:
+            self._charting.request()
 
     async def reload_chart(self) -> None:
         """Read the selected stream's candles and signals; draw them with this tab's pending ones."""
-        if self._charting:
-            self._chart_again = True
-            return
-        self._charting = True
-        try:
-            while True:
-                self._chart_again = False
-                data = await self._chart_data()
-                if self.user is None:
-                    return
-                self.view.show_chart(data)
-                if not self._chart_again:
-                    return
-        finally:
-            self._charting = False
+        await self._charting.run()
+
+    async def _chart_step(self) -> bool:
+        data = await self._chart_data()
+        if self.user is None:
+            return False
+        self.view.show_chart(data)
+        return True
 
     async def _chart_data(self) -> ChartData:
         streams = chart_streams(self.traders)
