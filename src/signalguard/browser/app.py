@@ -54,7 +54,14 @@ from signalguard.browser.ports import (
 from signalguard.browser.sync import SignalSync
 from signalguard.core.candles import MarketDataError
 from signalguard.core.codes import OPTIONAL_SCHEMA, GuardError, has_component
-from signalguard.core.engine import SIGNAL_COLUMNS, Signal, TraderRecord, signal_from_row
+from signalguard.core.engine import (
+    DEFAULT_MAX_TRACKED,
+    OPEN_STATUSES,
+    SIGNAL_COLUMNS,
+    Signal,
+    TraderRecord,
+    open_signals,
+)
 from signalguard.core.guard import Effects, Mode, WriteRefused
 from signalguard.core.outbox import JsonValue
 from signalguard.core.traders import TraderDefinitionError, parse_trader
@@ -86,8 +93,6 @@ CHART_COLUMNS: Final = "signal_key,symbol,interval,candle_open_time,source"
 SUMMARY_SECONDS: Final = 30.0
 SUMMARY_TIMER: Final = "summary"
 SUMMARY_RETRY_TIMER: Final = "summary-retry"
-#: Open signals adopted at a new lease at most (as many as the engine tracks).
-OPEN_SIGNALS_LIMIT: Final = 5_000
 SUMMARY_COMPONENT: Final = next(c for c in OPTIONAL_SCHEMA if c.name == "signal_summary")
 SUMMARY_NEEDS: Final = f"This summary needs supabase/migrations/{SUMMARY_COMPONENT.migration}."
 
@@ -350,13 +355,12 @@ class App:
             SIGNAL_COLUMNS,
             order="candle_open_time",
             descending=True,
-            limit=OPEN_SIGNALS_LIMIT,
-            among={"status": ["new", "active"]},
+            limit=DEFAULT_MAX_TRACKED,
+            among={"status": OPEN_STATUSES},
         )
         if result.error is not None or not isinstance(result.data, list):
             return None
-        signals = [signal_from_row(r) for r in result.data if isinstance(r, dict)]
-        return [s for s in reversed(signals) if s is not None]
+        return open_signals(result.data)
 
     # -- the guard ------------------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ from typing import Any, Final
 
 from signalguard.browser.ports import ApiResult, User
 from signalguard.core import safejson
-from signalguard.market.klines import MarketUnavailable
+from signalguard.market.klines import MarketUnavailable, klines_params
 
 #: ``create_proxy`` from ``pyodide.ffi``.
 CreateProxy = Callable[[Callable[..., Any]], Any]
@@ -261,11 +261,7 @@ class WebMarketData:
         end_time: int | None = None,
     ) -> object:
         """One ``GET /api/v3/klines`` answer, decoded."""
-        params: dict[str, str | int] = {"symbol": symbol, "interval": interval, "limit": limit}
-        if start_time is not None:
-            params["startTime"] = start_time
-        if end_time is not None:
-            params["endTime"] = end_time
+        params = klines_params(symbol, interval, limit, start_time, end_time)
         answer = json.loads(str(await self._facade.marketGet(f"{self._rest}/api/v3/klines?{_query(params)}")))
         where = f"klines {symbol} {interval}"
         status, body = answer.get("status"), answer.get("body")

@@ -31,7 +31,16 @@ from supabase import AsyncClient, AsyncClientOptions, acreate_client
 
 from signalguard.cloud.config import WorkerConfig
 from signalguard.core.codes import GuardError, missing_schema
-from signalguard.core.engine import SIGNAL_COLUMNS, Signal, TraderRecord, signal_from_row, timestamp_us
+from signalguard.core.engine import (
+    DEFAULT_MAX_TRACKED,
+    OPEN_STATUSES,
+    SIGNAL_COLUMNS,
+    Signal,
+    TraderRecord,
+    open_signals,
+    signal_from_row,
+    timestamp_us,
+)
 from signalguard.core.outbox import JsonValue
 
 __all__ = [
@@ -46,8 +55,6 @@ __all__ = [
     "timestamp_us",
 ]
 
-#: Open signals adopted at a new lease at most (the engine tracks 5,000).
-OPEN_SIGNALS_LIMIT: Final = 5_000
 
 # Codes that are verdicts: the guard's, permission denied, and PostgREST's JWT errors (PGRST3xx).
 _VERDICT = re.compile(r"SG\d{3}|42501|PGRST3\d\d")
@@ -268,13 +275,12 @@ class SupabaseDatabase:
             self._client.table("signals")
             .select(SIGNAL_COLUMNS)
             .eq("user_id", self._owner_id)
-            .in_("status", ["new", "active"])
+            .in_("status", list(OPEN_STATUSES))
             .order("candle_open_time", desc=True)
-            .limit(OPEN_SIGNALS_LIMIT)
+            .limit(DEFAULT_MAX_TRACKED)
         )
         rows = await self._run(query.execute())
-        signals = [signal_from_row(r) for r in rows or () if isinstance(r, Mapping)]
-        return [s for s in reversed(signals) if s is not None]
+        return open_signals(rows)
 
     async def write_signals(self, rows: Sequence[Mapping[str, JsonValue]]) -> list[Mapping[str, object]]:
         """See :meth:`Database.write_signals`."""

@@ -25,6 +25,7 @@ from signalguard.market.klines import (
     MarketUnavailable,
     fetch_history,
     fetch_range,
+    klines_params,
     stream_name,
 )
 
@@ -98,11 +99,7 @@ class BinanceMarketData:
         end_time: int | None = None,
     ) -> Any:
         """See :meth:`MarketData.klines`."""
-        params: dict[str, str | int] = {"symbol": symbol, "interval": interval, "limit": limit}
-        if start_time is not None:
-            params["startTime"] = start_time
-        if end_time is not None:
-            params["endTime"] = end_time
+        params = klines_params(symbol, interval, limit, start_time, end_time)
         try:
             response = await self._rest.get("/api/v3/klines", params=params)
         except httpx.HTTPError as exc:

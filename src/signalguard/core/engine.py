@@ -159,6 +159,19 @@ def timestamp_us(value: object) -> int | None:
     return (moment - _UNIX) // timedelta(microseconds=1)
 
 
+#: The statuses of the signals an executor adopts at a new lease (and how many at most: all it tracks).
+OPEN_STATUSES: Final = ("new", "active")
+
+
+def open_signals(rows: object) -> list[Signal]:
+    """Stored rows (newest first, as read) as signals to :meth:`SignalManager.adopt`, oldest first.
+
+    Rows that are not signals the engine can track are skipped.
+    """
+    found = [signal_from_row(r) for r in rows if isinstance(r, Mapping)] if isinstance(rows, list) else []
+    return [s for s in reversed(found) if s is not None]
+
+
 def signal_from_row(row: Mapping[str, object]) -> Signal | None:
     """A stored signal (a row with :data:`SIGNAL_COLUMNS`) as a :class:`Signal` to :meth:`adopt`.
 

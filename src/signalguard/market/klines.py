@@ -14,7 +14,15 @@ from typing import Final, Protocol
 
 from signalguard.core.candles import Candle, MarketDataError, parse_rest_klines
 
-__all__ = ["MAX_LIMIT", "KlineSource", "MarketUnavailable", "fetch_history", "fetch_range", "stream_name"]
+__all__ = [
+    "MAX_LIMIT",
+    "KlineSource",
+    "MarketUnavailable",
+    "fetch_history",
+    "fetch_range",
+    "klines_params",
+    "stream_name",
+]
 
 #: Binance's largest page of klines.
 MAX_LIMIT: Final = 1000
@@ -43,6 +51,18 @@ class KlineSource(Protocol):
     ) -> object:
         """The decoded answer (a list of rows); raise :class:`MarketUnavailable`."""
         ...
+
+
+def klines_params(
+    symbol: str, interval: str, limit: int, start_time: int | None, end_time: int | None
+) -> dict[str, str | int]:
+    """The query of one ``GET /api/v3/klines`` (Binance's parameter names; unset bounds left out)."""
+    params: dict[str, str | int] = {"symbol": symbol, "interval": interval, "limit": limit}
+    if start_time is not None:
+        params["startTime"] = start_time
+    if end_time is not None:
+        params["endTime"] = end_time
+    return params
 
 
 def _parse(rows: object, symbol: str, interval: str, now_ms: int) -> list[Candle]:
