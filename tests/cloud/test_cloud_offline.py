@@ -29,6 +29,8 @@ from signalguard.core.engine import (
     SignalManager,
     SignalStatus,
     StatusChanged,
+    TradeClosed,
+    TradeOpened,
     TraderRecord,
 )
 from signalguard.replay.reference import candles_of, run_reference
@@ -458,3 +460,96 @@ async def test_worker_follows_trader_changes() -> None:
     await eventually(lambda: len(rig.market.subscriptions) == 3, what="resubscribed")
     assert rig.market.subscriptions[-1] == ["ethusdt@kline_1s"]
     assert await rig.stop() == 0
+
+
+TRADING = TraderRecord(
+    TRADER.id,
+    "close above SMA(2), traded",
+    {
+        **TRADER.definition,  # type: ignore[dict-item]
+        "trade": {
+            "side": "long",
+            "notional": 100,
+            "take_profit_pct": 0.05,
+            "stop_loss_pct": 0.05,
+            "max_hold_candles": 3,
+        },
+    },
+)
+
+
+def reference_trades(fed_to: int) -> tuple[set[str], dict[str, tuple[str, float, int]]]:
+    """Keys of the trades an executor holding the lease throughout opens, and the exits it makes."""
+    m = SignalManager(OWNER)
+    m.set_traders([TRADING])
+    for c in HISTORY_CANDLES:
+        m.prime(c)
+    m.drain()
+    m.authorize(True, 1)
+    opened: set[str] = set()
+    exits: dict[str, tuple[str, float, int]] = {}
+    for c in LIVE[:fed_to]:
+        m.feed(c)
+        for e in m.drain():
+            if isinstance(e, TradeOpened):
+                opened.add(e.trade.key)
+            elif isinstance(e, TradeClosed):
+                exits[e.trade.key] = (str(e.exit.reason), e.exit.price, e.exit.time)
+    return opened, exits
+
+
+async def test_worker_opens_and_closes_the_reference_trades_once_each() -> None:
+    rig = await Rig(traders=[TRADING]).start()
+    await eventually(lambda: rig.worker.manager.may_generate, what="generating")
+    for _ in range(6):  # in steps, so that the lease is renewed as the fake clock moves
+        await rig.candles(10)
+        await asyncio.sleep(0.3)
+    opened, exits = reference_trades(60)
+    assert opened and exits
+    await eventually(
+        lambda: sum(t["status"] == "closed" for t in rig.db.trades.values()) == len(exits),
+        what="trades closed",
+    )
+    assert await rig.stop() == 0
+    assert set(rig.db.trades) == opened <= set(rig.db.signals)
+    for key, (reason, price, _time) in exits.items():
+        t = rig.db.trades[key]
+        assert (t["status"], t["exit_reason"], t["exit_price"], t["closes"]) == ("closed", reason, price, 1)
+        assert rig.db.signals[key]["status"] == "closed"  # the trade's close closes its signal
+    assert "write_trades" in rig.db.calls
+
+
+async def test_worker_adopts_an_open_trade_the_browser_opened_and_closes_it_once() -> None:
+    rig = Rig(traders=[TRADING])
+    opened, exits = reference_trades(60)
+    key = next(k for k in sorted(exits) if k in opened)
+    signal = next(s for s in run_reference(OWNER, [TRADING], HISTORY_CANDLES + LIVE[:60]) if s["key"] == key)
+    rig.db.signals[key] = {
+        "key": key,
+        "trader_id": TRADING.id,
+        "symbol": signal["symbol"],
+        "interval": "1s",
+        "candle_open_time": signal["open_time"],
+        "price": signal["price"],
+        "matched_conditions": [],
+        "epoch": 0,
+        "status": "new",
+    }
+    price = float(signal["price"])
+    rig.db.trades[key] = {
+        "side": "long", "size": 100 / price, "take_profit_price": price * 1.0005,
+        "stop_loss_price": price * 0.9995, "expires_at": signal["open_time"] + 4000, "epoch": 0,
+        "status": "open", "close_epoch": None, "exit_reason": None, "exit_price": None, "closes": 0,
+    }  # fmt: skip
+    await rig.start()
+    await eventually(lambda: rig.worker.manager.may_generate, what="generating")
+    assert rig.worker.stats.trades_adopted == 1
+    for _ in range(6):
+        await rig.candles(10)
+        await asyncio.sleep(0.3)
+    await eventually(lambda: rig.db.trades[key]["status"] == "closed", what="the adopted trade closed")
+    assert await rig.stop() == 0
+    t = rig.db.trades[key]
+    assert (t["exit_reason"], t["exit_price"], t["closes"], t["epoch"], t["close_epoch"]) == (
+        exits[key][0], exits[key][1], 1, 0, 1,
+    )  # fmt: skip

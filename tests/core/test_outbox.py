@@ -150,8 +150,8 @@ def test_round_trip_through_json() -> None:
             r"entries\[0\]\.key",
         ),
         (
-            '{"version": 1, "entries": [{"key": "k", "kind": "trade", "payload": {}, "created_at": 0}]}',
-            "kind 'trade' is unknown",
+            '{"version": 1, "entries": [{"key": "k", "kind": "order", "payload": {}, "created_at": 0}]}',
+            "kind 'order' is unknown",
         ),
         (
             '{"version": 1, "entries": [{"key": "k", "kind": "signal", "payload": [], "created_at": 0}]}',

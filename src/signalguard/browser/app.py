@@ -52,6 +52,13 @@ from signalguard.browser.ports import (
     View,
 )
 from signalguard.browser.sync import SignalSync
+from signalguard.browser.trades import (
+    TRADE_VIEW_COLUMNS,
+    TRADED_SIGNALS,
+    TRADES_SHOWN,
+    profit_lines,
+    trade_items,
+)
 from signalguard.core.candles import MarketDataError
 from signalguard.core.codes import OPTIONAL_SCHEMA, GuardError, has_component
 from signalguard.core.engine import (
@@ -64,6 +71,7 @@ from signalguard.core.engine import (
 )
 from signalguard.core.guard import Effects, Mode, WriteRefused
 from signalguard.core.outbox import JsonValue
+from signalguard.core.positions import TRADE_COLUMNS, TradeBook, trade_book
 from signalguard.core.traders import TraderDefinitionError, parse_trader
 from signalguard.market.klines import MarketUnavailable
 
@@ -88,6 +96,9 @@ READ_ONLY_NOTES: Final[Mapping[Mode, str]] = {
 #: The chart's candles and markers are re-read this often (a 1m candle moves within the minute).
 CHART_SECONDS: Final = 10.0
 CHART_TIMER: Final = "chart"
+#: The positions panel is re-read this often (mirror tabs, unrealised P&L at the newest price).
+TRADES_SECONDS: Final = 10.0
+TRADES_TIMER: Final = "trades"
 CHART_COLUMNS: Final = "signal_key,symbol,interval,candle_open_time,source"
 #: The summary is re-read this often.
 SUMMARY_SECONDS: Final = 30.0
@@ -278,6 +289,7 @@ class App:
         self._history = Coalesced(self._history_step, spawn)
         self._chart: tuple[str, str] | None = None
         self._charting = Coalesced(self._chart_step, spawn)
+        self._trading = Coalesced(self._trades_step, spawn)
 
     # -- start ----------------------------------------------------------------------------------
 
@@ -334,7 +346,7 @@ class App:
             self.spawn,
             on_count=self.view.show_pending,
             on_verdict=verdict,
-            on_written=self.refresh_history,
+            on_written=self._written,
             on_problem=self.view.toast,
         )
         return Generation(
@@ -346,7 +358,32 @@ class App:
             on_market=self.view.show_market,
             on_trader_failed=self.view.toast,
             load_open=self._open_signals,
+            load_trades=self._trade_book,
+            on_trades=self.refresh_trades,
         )
+
+    def _written(self) -> None:
+        self.refresh_history()
+        self.refresh_trades()
+
+    async def _trade_book(self) -> TradeBook | None:
+        """The user's open trades and which open signals have a trade (None: a read failed)."""
+        open_rows, traded_rows = await asyncio.gather(
+            self.backend.select(
+                "trades",
+                TRADE_COLUMNS,
+                order="entry_time",
+                limit=DEFAULT_MAX_TRACKED,
+                match={"status": "open"},
+            ),
+            self.backend.select(
+                "signals", TRADED_SIGNALS, limit=DEFAULT_MAX_TRACKED, among={"status": OPEN_STATUSES}
+            ),
+        )
+        for result in (open_rows, traded_rows):
+            if result.error is not None or not isinstance(result.data, list):
+                return None
+        return trade_book(open_rows.data, traded_rows.data)
 
     async def _open_signals(self) -> list[Signal] | None:
         """The user's ``new``/``active`` signals, oldest first (None: the read failed)."""
@@ -389,6 +426,8 @@ class App:
             self.generation.go()
         self.refresh_chart()
         self.refresh_summary()
+        self.refresh_trades()
+        self.timers.every(TRADES_TIMER, TRADES_SECONDS, self.refresh_trades)
         self.timers.every(CHART_TIMER, CHART_SECONDS, self.refresh_chart)
         self.timers.every(SUMMARY_TIMER, SUMMARY_SECONDS, self.refresh_summary)
 
@@ -548,6 +587,47 @@ class App:
             )
         else:
             self.view.show_summary(None, f"Could not load the summary: {result.error}")
+
+    # -- paper trades -----------------------------------------------------------------------------
+
+    def refresh_trades(self) -> None:
+        """Re-read the positions panel soon (coalesced like the signals table)."""
+        if self.user is not None and self._ready:
+            self._trading.request()
+
+    async def _trades_step(self) -> bool:
+        trades, profit = await asyncio.gather(
+            self.backend.select(
+                "trades", TRADE_VIEW_COLUMNS, order="created_at", descending=True, limit=TRADES_SHOWN
+            ),
+            self.backend.rpc("trade_summary", {"p_days": SUMMARY_DAYS}),
+        )
+        if self.user is None:
+            return False
+        generation = self.generation
+        closable = generation is not None and generation.manager.may_generate
+        if trades.error is not None:
+            note = f"Could not load the trades: {trades.error}"
+            self.view.show_trades([], closable=False, note=note)
+        else:
+            last = generation.manager.last_price if generation is not None else (lambda _s, _i: None)
+            note = (
+                "This tab manages the open trades: their exit rules run here."
+                if closable
+                else "Read-only: open trades are managed by the executor. "
+                + READ_ONLY_NOTES.get(self.driver.effects.mode if self.driver else Mode.UNKNOWN, "")
+            )
+            self.view.show_trades(trade_items(trades.data, last), closable=closable, note=note.strip())
+        if profit.error is None:
+            self.view.show_profit(profit_lines(profit.data))
+        return True
+
+    def close_trade(self, key: str) -> None:
+        """The user closes an open trade by hand (only this tab's executor can)."""
+        generation = self.generation
+        if generation is None or not generation.close_trade(key):
+            self.view.toast("This trade cannot be closed from this tab now: it is not managed here.")
+        self.refresh_trades()
 
     def select_chart(self, value: str) -> None:
         """The chart's selector changed (``SYMBOL|interval``)."""

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Final
 
-from signalguard.core.candles import parse_rest_klines
-from signalguard.core.engine import TraderRecord, timestamp_us
+from signalguard.core.candles import parse_rest_klines, timestamp_us
+from signalguard.core.engine import TraderRecord
 from signalguard.core.traders import TraderDefinitionError, parse_trader
 
 #: Candles drawn (one REST page).

@@ -12,6 +12,7 @@ from typing import Any, Final
 
 from signalguard.browser.chart import ChartData, SummaryLine, stream_label
 from signalguard.browser.ports import HistoryItem, Intents, TraderItem, User
+from signalguard.browser.trades import ProfitLine, TradeItem, source_name
 from signalguard.core.guard import Effects, Mode
 
 #: How long a toast stays, and how many are shown at most.
@@ -23,7 +24,7 @@ _IDS: Final = (
     "mode-badge", "user-email", "sign-out", "schema-message", "guard-detail", "takeover-button",
     "takeover-dialog", "traders", "traders-note", "history", "history-empty", "toasts",
     "source-filter", "pending-count", "pending-detail", "market-status", "chart-symbol", "chart",
-    "chart-note", "summary", "summary-note",
+    "chart-note", "summary", "summary-note", "trades", "trades-note", "trades-empty", "profit",
 )  # fmt: skip
 
 
@@ -90,6 +91,15 @@ class DomView:
         self._listen(
             el["chart-symbol"], "change", lambda _e: intents.select_chart(str(el["chart-symbol"].value))
         )
+
+        def close_clicked(event: Any) -> None:
+            target = event.target
+            key = target.getAttribute("data-signal-key") if target.tagName == "BUTTON" else None
+            if key is not None and self._window.confirm("Close this paper trade at the last price?"):
+                target.disabled = True
+                intents.close_trade(str(key))
+
+        self._listen(el["trades"], "click", close_clicked)
 
     # -- states of the page ---------------------------------------------------------------------
 
@@ -302,6 +312,60 @@ class DomView:
         note = data.problem or ("" if drawn or not data.candles else "The chart library did not load.")
         self._el["chart-note"].textContent = note
         self._el["chart-note"].hidden = not note
+
+    def show_trades(self, items: Sequence[TradeItem], *, closable: bool, note: str) -> None:
+        """The positions panel (``trade-row`` rows with ``data-status``, ``data-source``, the key).
+
+        An open trade has a Close button (``close-trade``) only while this tab is the executor.
+        """
+        doc = self._doc
+        self._el["trades-note"].textContent = note
+        rows = []
+        for it in items:
+            tr = doc.createElement("tr")
+            tr.setAttribute("data-testid", "trade-row")
+            tr.setAttribute("data-signal-key", it.key)
+            tr.setAttribute("data-status", it.status)
+            tr.setAttribute("data-source", it.source)
+            tr.setAttribute("data-close-source", it.close_source)
+            tr.setAttribute("data-pnl-sign", it.sign)
+            self._cells(tr, (
+                (it.symbol, False), (it.side, False), (it.entry, True), (it.price, True), (it.pnl, True),
+                (it.status, False), (source_name(it.source), False), (source_name(it.close_source), False),
+                (it.detail, False),
+            ))  # fmt: skip
+            td = doc.createElement("td")
+            if closable and it.status == "open":
+                button = doc.createElement("button")
+                button.type = "button"
+                button.textContent = "Close"
+                button.setAttribute("data-testid", "close-trade")
+                button.setAttribute("data-signal-key", it.key)
+                button.setAttribute("aria-label", f"Close the {it.side} {it.symbol} trade")
+                td.append(button)
+            tr.append(td)
+            rows.append(tr)
+        self._el["trades"].querySelector("tbody").replaceChildren(*rows)
+        self._el["trades"].hidden = not items
+        self._el["trades-empty"].hidden = bool(items)
+
+    def show_profit(self, lines: Sequence[ProfitLine]) -> None:
+        """Profitability by source (``profit-row`` rows with ``data-source`` and ``data-trades``)."""
+        doc = self._doc
+        rows = []
+        for line in lines:
+            tr = doc.createElement("tr")
+            tr.setAttribute("data-testid", "profit-row")
+            tr.setAttribute("data-source", line.source)
+            tr.setAttribute("data-trades", str(line.trades))
+            self._cells(tr, (
+                (line.label, False), (str(line.signals), True), (str(line.trades), True),
+                (str(line.open), True), (f"{line.wins} / {line.losses}", True), (line.avg, True),
+                (line.realised, True),
+            ))  # fmt: skip
+            rows.append(tr)
+        self._el["profit"].querySelector("tbody").replaceChildren(*rows)
+        self._el["profit"].hidden = not rows
 
     def show_summary(self, lines: Sequence[SummaryLine] | None, note: str) -> None:
         """The "by source" table (``summary-row`` rows with ``data-source`` or ``data-machine``)."""

@@ -10,7 +10,9 @@
   :class:`~.sync.SignalSync` outbox, a failed trader is shown to the user;
 - at every new epoch this tab holds, the user's open signals (``new``/``active``, written by the cloud,
   another device, or this tab before a reload) are loaded and adopted, so that their lifecycle goes on
-  here: nobody else moves them while this tab holds the lease.
+  here: nobody else moves them while this tab holds the lease. With them come the open paper trades,
+  which this tab manages from then on, and every :data:`TRADES_RECHECK` seconds the open trades are read
+  again, so that one whose open landed after the last read is not left without a manager.
 
 The feed runs only in the tab holding the tab lock (the one tab of the browser that may generate);
 other tabs mirror the database's table.
@@ -30,16 +32,23 @@ from signalguard.core.engine import (
     SignalCreated,
     SignalManager,
     StatusChanged,
+    TradeClosed,
+    TradeOpened,
     TraderFailed,
     TraderRecord,
 )
 from signalguard.core.guard import Effects
 from signalguard.core.outbox import OutboxFull
+from signalguard.core.positions import TradeBook
 
 #: ``start_task(coroutine)`` runs it on the page's loop and returns its task (so it can be cancelled).
 StartTask = Callable[[Coroutine[Any, Any, None]], "asyncio.Future[None]"]
 #: Reads the user's open signals, oldest first; None when the read failed (it is tried again).
 LoadOpen = Callable[[], Coroutine[Any, Any, "list[Signal] | None"]]
+#: Reads the user's open trades and which open signals are traded; None when the read failed.
+LoadTrades = Callable[[], Coroutine[Any, Any, "TradeBook | None"]]
+#: Seconds between re-reads of the open trades while this tab is the executor.
+TRADES_RECHECK = 30.0
 
 
 class Generation:
@@ -56,6 +65,8 @@ class Generation:
         on_market: Callable[[str, str], None],
         on_trader_failed: Callable[[str], None],
         load_open: LoadOpen | None = None,
+        load_trades: LoadTrades | None = None,
+        on_trades: Callable[[], None] | None = None,
     ) -> None:
         """Prepare; the feed starts with :meth:`set_active`."""
         self.manager = SignalManager(user_id)
@@ -74,6 +85,11 @@ class Generation:
         self._streams: list[tuple[str, str]] = []
         self._paused = False
         self._load_open = load_open
+        self._load_trades = load_trades
+        self._on_trades = on_trades
+        self._wall = wall
+        self._trades_read_at: float | None = None
+        self._rechecking = False
         self._epoch: int | None = None
         #: The epoch whose open signals were adopted (or are being loaded).
         self._adopted: int | None = None
@@ -99,6 +115,16 @@ class Generation:
         if self._epoch is not None and self._epoch != self._adopted and self._load_open is not None:
             self._adopted = self._epoch
             self._start_task(self._adopt(self._epoch))
+        elif (
+            self._epoch is not None
+            and self._trades_read_at is not None
+            and self._wall() - self._trades_read_at >= TRADES_RECHECK
+            and not self._rechecking
+        ):
+            self._rechecking = True
+            self._start_task(self._recheck_trades(self._epoch))
+        if self._epoch is None and self._on_trades is not None:
+            self._on_trades()  # the book was just forgotten (the lease moved): redraw from the database
 
     async def _adopt(self, epoch: int) -> None:
         assert self._load_open is not None
@@ -111,6 +137,30 @@ class Generation:
         before = len(self.manager.tracked())
         self.manager.adopt(signals)
         self.adopted += len(self.manager.tracked()) - before
+        await self._recheck_trades(epoch)
+
+    async def _recheck_trades(self, epoch: int) -> None:
+        try:
+            book = await self._load_trades() if self._load_trades is not None else None
+        finally:
+            self._rechecking = False
+        if self._epoch != epoch or book is None:
+            return
+        self._trades_read_at = self._wall()
+        before = self.manager.streams()
+        self.manager.adopt_trades(book.open, book.traded)
+        self.drain()
+        if self.manager.streams() != before:
+            self._streams = [(n.symbol, n.interval) for n in self.manager.streams()]
+            self._restart()  # a trade on a stream no trader watches still needs its candles
+        if self._on_trades is not None:
+            self._on_trades()
+
+    def close_trade(self, key: str) -> bool:
+        """Close an open trade by hand (the user asked); False if this tab cannot now."""
+        done = self.manager.close_trade(key)
+        self.drain()
+        return done
 
     def set_active(self, active: bool) -> None:
         """Stream market data and send the outbox (True: this tab holds the tab lock)."""
@@ -150,8 +200,10 @@ class Generation:
 
     def drain(self) -> None:
         """Take the engine's effects: signals and status changes to the outbox, failures to the user."""
+        traded = False
         for effect in self.manager.drain():
-            if isinstance(effect, SignalCreated | StatusChanged):
+            traded = traded or isinstance(effect, TradeOpened | TradeClosed)
+            if isinstance(effect, SignalCreated | StatusChanged | TradeOpened | TradeClosed):
                 try:
                     self.sync.add(effect)
                 except OutboxFull as exc:
@@ -163,3 +215,5 @@ class Generation:
                 self._on_trader_failed(f"Trader {effect.name} stopped ({effect.code}): {effect.message}")
         if self._paused and len(self.sync) < self.sync.outbox.max_entries // 2:
             self._paused = False  # resumes with the guard's next effects
+        if traded and self._on_trades is not None:
+            self._on_trades()

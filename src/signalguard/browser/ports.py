@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from signalguard.browser.chart import ChartData, SummaryLine
+from signalguard.browser.trades import ProfitLine, TradeItem
 from signalguard.core.guard import Effects
 
 #: Run a coroutine in the background (the page's event loop); errors are reported, not raised.
@@ -241,6 +242,10 @@ class Intents(Protocol):
         """Chart another watched stream (``SYMBOL|interval``)."""
         ...
 
+    def close_trade(self, key: str) -> None:
+        """Close the open paper trade of signal ``key`` by hand, at the last price."""
+        ...
+
 
 class View(Protocol):
     """The page. Everything from the database is shown as text, never as HTML."""
@@ -291,6 +296,14 @@ class View(Protocol):
 
     def show_chart(self, data: ChartData) -> None:
         """The candlestick chart of the selected stream, its signals marked by source."""
+        ...
+
+    def show_trades(self, items: Sequence[TradeItem], *, closable: bool, note: str) -> None:
+        """The positions panel; open trades closable only while this tab is the executor."""
+        ...
+
+    def show_profit(self, lines: Sequence[ProfitLine]) -> None:
+        """Profitability by source."""
         ...
 
     def show_summary(self, lines: Sequence[SummaryLine] | None, note: str) -> None:

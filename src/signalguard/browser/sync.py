@@ -11,6 +11,9 @@ harmless: ``write_signals`` upserts on the signal key and answers ``duplicate``.
   grouped by target status. They need the *live* lease when written, so they are sent under the current
   epoch. A tab that is not the executor any more answers them itself (``not_executor``) instead of
   sending requests the database must refuse: moving statuses is the new executor's job.
+- Paper trades' opens and closes go to ``write_trades``; like status changes they need the live lease
+  when written, are sent under the current epoch, and are answered ``not_executor`` by a tab that is not
+  the executor. A close of a closed trade is answered ``already_closed``: nothing is closed twice.
 - A whole call that fails in transit (network, 5xx) stays at the head and is retried after the outbox's
   back-off, cut to :data:`RETRY_CEILING` here (an open tab should drain soon after the network is back).
 - A refusal whose code says this tab is not (or no longer) the executor goes to ``on_verdict`` at once:
@@ -28,7 +31,7 @@ from typing import Final, cast
 
 from signalguard.browser.ports import ApiResult, Backend, Clock, KeyValueStore, Spawn, Timers
 from signalguard.core.codes import GuardError
-from signalguard.core.engine import SignalCreated, StatusChanged
+from signalguard.core.engine import SignalCreated, StatusChanged, TradeClosed, TradeOpened
 from signalguard.core.outbox import Batch, Entry, EntryKind, JsonValue, Outbox, OutboxFormatError, Rejection
 
 #: Entries per call (``write_signals`` takes at most 500).
@@ -38,6 +41,7 @@ RETRY_CEILING: Final = 8.0
 #: How often the outbox is looked at (retries fall due between writes).
 PUMP_SECONDS: Final = 1.0
 PUMP_TIMER: Final = "outbox-pump"
+NOT_EXECUTOR_MESSAGE: Final = "this tab is not the executor"
 #: Local answer to a status change this tab can no longer make.
 NOT_EXECUTOR: Final = "not_executor"
 #: Codes that are verdicts (retrying gives the same answer). Unlike the cloud worker, an expired or
@@ -141,13 +145,19 @@ class SignalSync:
 
     # -- intake -------------------------------------------------------------------------------
 
-    def add(self, effect: SignalCreated | StatusChanged) -> None:
-        """Queue a new signal or a status change; it is stored before it is sent."""
+    def add(self, effect: SignalCreated | StatusChanged | TradeOpened | TradeClosed) -> None:
+        """Queue a new signal, a status change or a trade's open or close; stored before it is sent."""
         now = self._clock()
         if isinstance(effect, SignalCreated):
             s = effect.signal
             row = cast("dict[str, JsonValue]", s.row(source="local"))
             entry = Entry(s.key, EntryKind.SIGNAL, row, now)
+        elif isinstance(effect, TradeOpened):
+            op = cast("dict[str, JsonValue]", effect.trade.open_op())
+            entry = Entry(f"{effect.trade.key}#open", EntryKind.TRADE, op, now)
+        elif isinstance(effect, TradeClosed):
+            op = cast("dict[str, JsonValue]", effect.exit.close_op(effect.trade.key, effect.epoch))
+            entry = Entry(f"{effect.trade.key}#close", EntryKind.TRADE, op, now)
         else:
             payload: dict[str, JsonValue] = {
                 "signal_key": effect.key,
@@ -249,7 +259,8 @@ class SignalSync:
                 outcomes = [o for o in result.data if isinstance(o, dict)]
                 return self._settled(batch, self.outbox.settle(batch, outcomes, self._clock()))
         else:
-            outcomes_or_failure = await self._send_statuses(batch)
+            send = self._send_statuses if batch.kind is EntryKind.STATUS else self._send_trades
+            outcomes_or_failure = await send(batch)
             if isinstance(outcomes_or_failure, list):
                 return self._settled(batch, self.outbox.settle(batch, outcomes_or_failure, self._clock()))
             result = outcomes_or_failure
@@ -273,15 +284,7 @@ class SignalSync:
         """
         epoch = self._live_epoch
         if epoch is None:
-            return [
-                {
-                    "index": i,
-                    "outcome": "rejected",
-                    "code": NOT_EXECUTOR,
-                    "message": "this tab is not the executor",
-                }
-                for i in range(len(batch.entries))
-            ]
+            return self._not_executor(batch)
         changes = [
             {
                 "signal_key": entry.payload.get("signal_key"),
@@ -294,6 +297,29 @@ class SignalSync:
         if result.error is not None or not isinstance(result.data, list):
             return result
         return [o for o in result.data if isinstance(o, dict)]
+
+    async def _send_trades(self, batch: Batch) -> list[Mapping[str, object]] | ApiResult:
+        """``write_trades`` under the live epoch: the outcomes, or the failure of the call."""
+        epoch = self._live_epoch
+        if epoch is None:
+            return self._not_executor(batch)
+        ops = [{**entry.payload, "epoch": epoch} for entry in batch.entries]
+        result = await self._backend.rpc("write_trades", {"p_ops": ops})
+        if result.error is not None or not isinstance(result.data, list):
+            return result
+        return [o for o in result.data if isinstance(o, dict)]
+
+    @staticmethod
+    def _not_executor(batch: Batch) -> list[Mapping[str, object]]:
+        return [
+            {
+                "index": i,
+                "outcome": "rejected",
+                "code": NOT_EXECUTOR,
+                "message": "this tab is not the executor",
+            }
+            for i in range(len(batch.entries))
+        ]
 
     def _settled(self, batch: Batch, rejections: Sequence[Rejection]) -> bool:
         self._dirty = True
@@ -308,7 +334,7 @@ class SignalSync:
             self._on_problem(
                 f"The database refused {r.entry.kind.value} {r.entry.key}: {r.code} {r.message}{more}"
             )
-        if batch.kind is EntryKind.SIGNAL:
+        if batch.kind is not EntryKind.STATUS:
             self._on_written()
         return True
 

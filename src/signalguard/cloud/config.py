@@ -83,6 +83,9 @@ class Timings:
     reconnect_first: float = 1.0
     reconnect_max: float = 30.0
     stream_stall: float = 60.0
+    #: How often the executor re-reads the open trades, so that one whose open landed after its last
+    #: read (an outbox replayed late) is managed within this bound rather than left open.
+    trades_recheck: float = 30.0
 
 
 @dataclass(frozen=True, slots=True)

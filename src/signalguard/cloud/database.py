@@ -30,6 +30,7 @@ from postgrest.exceptions import APIError
 from supabase import AsyncClient, AsyncClientOptions, acreate_client
 
 from signalguard.cloud.config import WorkerConfig
+from signalguard.core.candles import timestamp_us
 from signalguard.core.codes import GuardError, missing_schema
 from signalguard.core.engine import (
     DEFAULT_MAX_TRACKED,
@@ -39,9 +40,9 @@ from signalguard.core.engine import (
     TraderRecord,
     open_signals,
     signal_from_row,
-    timestamp_us,
 )
 from signalguard.core.outbox import JsonValue
+from signalguard.core.positions import TRADE_COLUMNS, TradeBook, trade_book
 
 __all__ = [
     "Database",
@@ -167,8 +168,16 @@ class Database(Protocol):
         """The owner's signals that are still ``new`` or ``active`` (to adopt at a new lease)."""
         ...
 
+    async def load_trades(self) -> TradeBook:
+        """The owner's open trades, and which open signals have a trade at all (to adopt them)."""
+        ...
+
     async def write_signals(self, rows: Sequence[Mapping[str, JsonValue]]) -> list[Mapping[str, object]]:
         """``write_signals``: one outcome per row (``inserted``/``duplicate``/``rejected``)."""
+        ...
+
+    async def write_trades(self, ops: Sequence[Mapping[str, JsonValue]]) -> list[Mapping[str, object]]:
+        """``write_trades``: opens and closes, one outcome each (``opened``/``closed``/…/``rejected``)."""
         ...
 
     async def update_statuses(self, changes: Sequence[Mapping[str, JsonValue]]) -> list[Mapping[str, object]]:
@@ -281,6 +290,34 @@ class SupabaseDatabase:
         )
         rows = await self._run(query.execute())
         return open_signals(rows)
+
+    async def load_trades(self) -> TradeBook:
+        """See :meth:`Database.load_trades`."""
+        open_query = (
+            self._client.table("trades")
+            .select(TRADE_COLUMNS)
+            .eq("user_id", self._owner_id)
+            .eq("status", "open")
+            .order("entry_time")
+            .limit(DEFAULT_MAX_TRACKED)
+        )
+        traded_query = (
+            self._client.table("signals")
+            .select("signal_key,trades!inner(status)")
+            .eq("user_id", self._owner_id)
+            .in_("status", list(OPEN_STATUSES))
+            .limit(DEFAULT_MAX_TRACKED)
+        )
+        open_rows = await self._run(open_query.execute())
+        traded_rows = await self._run(traded_query.execute())
+        return trade_book(open_rows, traded_rows)
+
+    async def write_trades(self, ops: Sequence[Mapping[str, JsonValue]]) -> list[Mapping[str, object]]:
+        """See :meth:`Database.write_trades`."""
+        data = await self._run(self._client.rpc("write_trades", {"p_ops": [dict(o) for o in ops]}).execute())
+        if not isinstance(data, list):
+            raise DatabaseUnavailable(f"write_trades answered {type(data).__name__}, not a list")
+        return [o for o in data if isinstance(o, Mapping)]
 
     async def write_signals(self, rows: Sequence[Mapping[str, JsonValue]]) -> list[Mapping[str, object]]:
         """See :meth:`Database.write_signals`."""

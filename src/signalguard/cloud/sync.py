@@ -2,9 +2,10 @@
 
 The worker flushes every 10 s; :class:`~signalguard.core.outbox.Outbox` keeps the order and the answers.
 
-Between flushes, effects wait in two lists: new signals, and status changes by signal key (a later change
-of the same signal replaces the earlier one: every lifecycle path from ``new`` or ``active`` to the later
-status is itself a valid transition). A flush queues the new signals first, then the status changes, so
+Between flushes, effects wait in three lists: new signals, trade opens and closes (in the engine's order),
+and status changes by signal key (a later change of the same signal replaces the earlier one: every
+lifecycle path from ``new`` or ``active`` to the later status is itself a valid transition). A flush queues
+the new signals first, then the trades (an open needs its signal's row), then the status changes, so
 that a whole period's signals go in one ``write_signals`` call instead of alternating with the status
 changes of the previous candle; a status change never overtakes its signal's insert, because that insert
 is either queued earlier or in the same flush. From there the outbox's rules hold: entries leave in order,
@@ -28,7 +29,14 @@ from typing import cast
 
 from signalguard.cloud.database import Database, DatabaseRefused, DatabaseUnavailable
 from signalguard.core.codes import GuardError
-from signalguard.core.engine import TERMINAL, SignalCreated, SignalStatus, StatusChanged
+from signalguard.core.engine import (
+    TERMINAL,
+    SignalCreated,
+    SignalStatus,
+    StatusChanged,
+    TradeClosed,
+    TradeOpened,
+)
 from signalguard.core.outbox import Batch, Entry, EntryKind, JsonValue, Outbox, Rejection
 
 __all__ = ["FlushReport", "StateSynchronizer", "SyncCounters"]
@@ -53,6 +61,9 @@ class SyncCounters:
     signals_created: int = 0
     #: Status changes queued (after coalescing).
     status_changes: int = 0
+    #: Paper trades opened and closed (queued).
+    trades_opened: int = 0
+    trades_closed: int = 0
     #: Calls answered by the database (``write_signals`` or a status batch).
     batches_written: int = 0
     #: Batches that failed in transit and stayed queued.
@@ -68,6 +79,7 @@ class SyncCounters:
         """One line for the log."""
         return (
             f"signals created {self.signals_created}, status changes {self.status_changes}, "
+            f"trades opened {self.trades_opened}, closed {self.trades_closed}, "
             f"batches written {self.batches_written}, retries {self.retries}, rejected {self.rejected}"
             + (f", status changes dropped {self.dropped_statuses}" if self.dropped_statuses else "")
         )
@@ -113,6 +125,7 @@ class StateSynchronizer:
         self.outbox = Outbox(max_entries=max_entries)
         self.counters = SyncCounters()
         self._signals: list[Entry] = []
+        self._trades: list[Entry] = []
         self._statuses: dict[str, tuple[SignalStatus, int]] = {}
         # Keys of signals the database refused (oldest first), whose status changes are not sent.
         self._refused: dict[str, None] = {}
@@ -120,9 +133,9 @@ class StateSynchronizer:
 
     def __len__(self) -> int:
         """Writes not yet answered: waiting for the next flush, or in the outbox."""
-        return len(self._signals) + len(self._statuses) + len(self.outbox)
+        return len(self._signals) + len(self._trades) + len(self._statuses) + len(self.outbox)
 
-    def add(self, effect: SignalCreated | StatusChanged) -> None:
+    def add(self, effect: SignalCreated | StatusChanged | TradeOpened | TradeClosed) -> None:
         """Queue an effect for the next flush."""
         now = self._clock()
         if isinstance(effect, SignalCreated):
@@ -130,6 +143,14 @@ class StateSynchronizer:
             row = cast("dict[str, JsonValue]", s.row(source="cloud", machine_id=self._machine_id))
             self._signals.append(Entry(s.key, EntryKind.SIGNAL, row, now))
             self.counters.signals_created += 1
+        elif isinstance(effect, TradeOpened):
+            op = cast("dict[str, JsonValue]", effect.trade.open_op())
+            self._trades.append(Entry(f"{effect.trade.key}#open", EntryKind.TRADE, op, now))
+            self.counters.trades_opened += 1
+        elif isinstance(effect, TradeClosed):
+            op = cast("dict[str, JsonValue]", effect.exit.close_op(effect.trade.key, effect.epoch))
+            self._trades.append(Entry(f"{effect.trade.key}#close", EntryKind.TRADE, op, now))
+            self.counters.trades_closed += 1
         else:
             if effect.key in self._refused:  # its signal was refused: there is no row to change
                 self.counters.dropped_statuses += 1
@@ -146,9 +167,10 @@ class StateSynchronizer:
         Each effect leaves its list only once the outbox took it, so :class:`OutboxFull` loses nothing.
         """
         now = self._clock()
-        while self._signals:
-            self.outbox.add(self._signals[0])
-            del self._signals[0]
+        for queue in (self._signals, self._trades):
+            while queue:
+                self.outbox.add(queue[0])
+                del queue[0]
         while self._statuses:
             key, (status, epoch) = next(iter(self._statuses.items()))
             payload = {"signal_key": key, "status": status.value, "updated_epoch": epoch}
@@ -180,7 +202,7 @@ class StateSynchronizer:
         unwritable = [
             i
             for i, e in enumerate(batch.entries)
-            if batch.kind is EntryKind.STATUS and e.payload.get("signal_key") in self._refused
+            if batch.kind is not EntryKind.SIGNAL and e.payload.get("signal_key") in self._refused
         ]
         send = [i for i in range(len(batch.entries)) if i not in set(unwritable)]
         settled = False
@@ -190,6 +212,12 @@ class StateSynchronizer:
                 payloads = [batch.entries[i].payload for i in send]
                 if batch.kind is EntryKind.SIGNAL:
                     answered = await self._db.write_signals(payloads)
+                elif batch.kind is EntryKind.TRADE:
+                    # Like a status change, a trade's open or close needs the live lease when written.
+                    live = self._live_epoch() if self._live_epoch is not None else None
+                    if live is not None:
+                        payloads = [{**p, "epoch": live} for p in payloads]
+                    answered = await self._db.write_trades(payloads)
                 else:
                     live = self._live_epoch() if self._live_epoch is not None else None
                     if live is not None:
@@ -273,7 +301,9 @@ class StateSynchronizer:
     def unsent(self) -> str:
         """Every write not yet answered, as JSON (logged when the worker must exit with some unsent)."""
         entries = json.loads(self.outbox.to_json())["entries"]
-        entries += [{"key": e.key, "kind": e.kind.value, "payload": e.payload} for e in self._signals]
+        entries += [
+            {"key": e.key, "kind": e.kind.value, "payload": e.payload} for e in self._signals + self._trades
+        ]
         entries += [
             {
                 "key": f"{k}#{st.value}",

@@ -4,7 +4,8 @@
   heartbeats and machine status, the cloud lease with its epochs and windows (and a browser lease a
   test can hold), the write guard's verdicts (``SG001`` for an epoch not held or a status change
   without the live lease, ``SG002`` for a candle outside the epoch's window, ``SG006`` for a bad
-  transition), signal keys as uniqueness, and outages (:attr:`FakeDatabase.down`).
+  transition), signal keys as uniqueness, paper trades (an open or a close needs the live lease, a
+  close of a closed trade changes nothing), and outages (:attr:`FakeDatabase.down`).
 - :class:`FakeMarketData` implements :class:`~.market.MarketData`: REST klines answered from candles the
   test gives, and one stream at a time whose messages the test pushes.
 
@@ -28,6 +29,7 @@ from signalguard.cloud.market import MarketUnavailable
 from signalguard.core.candles import Candle, next_open_time
 from signalguard.core.engine import Signal, SignalStatus, TraderRecord, signal_key
 from signalguard.core.outbox import JsonValue
+from signalguard.core.positions import Side, Trade, TradeBook
 
 __all__ = ["FakeDatabase", "FakeMarketData", "kline_event", "kline_row"]
 
@@ -74,6 +76,8 @@ class FakeDatabase:
         self.expires_ms = 0
         self.epochs: dict[int, _Epoch] = {}
         self.signals: dict[str, dict[str, Any]] = {}
+        #: Trades by signal key: the open op's fields plus status, exit and closer's epoch.
+        self.trades: dict[str, dict[str, Any]] = {}
         self.calls: list[str] = []
         self.write_calls: list[int] = []
         self.schema_missing: list[str] = []
@@ -268,6 +272,79 @@ class FakeDatabase:
                 row["status"] = target
                 row["updated_epoch"] = change.get("updated_epoch")
                 out.append({"index": i, "outcome": "updated"})
+        return out
+
+    async def load_trades(self) -> TradeBook:
+        """See :meth:`~.database.Database.load_trades`."""
+        self._enter("load_trades")
+        open_trades = []
+        for key, t in self.trades.items():
+            if t["status"] != "open":
+                continue
+            sig = self.signals[key]
+            entry_time = next_open_time(sig["interval"], sig["candle_open_time"])
+            open_trades.append(
+                Trade(
+                    key,
+                    sig["trader_id"],
+                    sig["symbol"],
+                    sig["interval"],
+                    Side(t["side"]),
+                    t["size"],
+                    sig["price"],
+                    entry_time,
+                    t["take_profit_price"],
+                    t["stop_loss_price"],
+                    t["expires_at"],
+                    t["epoch"],
+                )
+            )
+        traded = {k for k in self.trades if self.signals[k]["status"] in ("new", "active")}
+        open_trades.sort(key=lambda t: t.entry_time)
+        return TradeBook(tuple(open_trades), frozenset(traded | {t.key for t in open_trades}))
+
+    async def write_trades(self, ops: Sequence[Mapping[str, JsonValue]]) -> list[Mapping[str, object]]:
+        """See :meth:`~.database.Database.write_trades`."""
+        now = self._enter("write_trades")
+        if self.fail_writes > 0:
+            self.fail_writes -= 1
+            raise DatabaseUnavailable("HTTP 503: the fake database failed this write")
+        self.write_calls.append(len(ops))
+        out: list[Mapping[str, object]] = []
+        for i, op in enumerate(ops):
+            key = str(op.get("signal_key"))
+            trade = self.trades.get(key)
+            if op.get("op") == "close" and trade is not None and trade["status"] != "open":
+                out.append({"index": i, "signal_key": key, "outcome": "already_closed"})
+            elif not (self.holder == "cloud" and self._live(now) and op.get("epoch") == self.epoch):
+                out.append({"index": i, "outcome": "rejected", "code": "SG001", "message": "lease_not_held"})
+            elif key not in self.signals or (op.get("op") == "close" and trade is None):
+                out.append({"index": i, "outcome": "rejected", "code": "not_found", "message": "no such row"})
+            elif op.get("op") == "open":
+                if trade is not None:
+                    out.append({"index": i, "signal_key": key, "outcome": "duplicate"})
+                    continue
+                self.trades[key] = {
+                    **{k: op.get(k) for k in ("side", "size", "take_profit_price", "stop_loss_price")},
+                    "expires_at": op.get("expires_at"),
+                    "epoch": op.get("epoch"),
+                    "status": "open",
+                    "close_epoch": None,
+                    "exit_reason": None,
+                    "exit_price": None,
+                    "closes": 0,
+                }
+                out.append({"index": i, "signal_key": key, "outcome": "opened"})
+            else:
+                assert trade is not None
+                trade.update(
+                    status="closed",
+                    close_epoch=op.get("epoch"),
+                    exit_reason=op.get("exit_reason"),
+                    exit_price=op.get("exit_price"),
+                    closes=trade["closes"] + 1,
+                )
+                out.append({"index": i, "signal_key": key, "outcome": "closed"})
         return out
 
     async def aclose(self) -> None:

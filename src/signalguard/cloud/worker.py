@@ -51,10 +51,13 @@ from signalguard.core.engine import (
     SignalCreated,
     SignalManager,
     StatusChanged,
+    TradeClosed,
+    TradeOpened,
     TraderFailed,
     TraderRecord,
 )
 from signalguard.core.outbox import Rejection
+from signalguard.core.positions import TradeBook
 
 __all__ = ["CloudWorker", "SchemaMismatch", "WorkerStats", "run_worker"]
 
@@ -79,6 +82,8 @@ class WorkerStats:
     outside_window: int = 0
     #: Open signals adopted from the database at new leases.
     adopted: int = 0
+    #: Open trades taken over from the database (at new leases and re-checks).
+    trades_adopted: int = 0
     #: Seconds the stop took (SIGTERM to 'stopped').
     stop_took: float | None = None
 
@@ -131,6 +136,7 @@ class CloudWorker:
         self._deadline_timer: asyncio.TimerHandle | None = None
         self._failing_since: float | None = None
         self._unqueued: set[str] = set()
+        self._trades_checked = clock()
         self._started = clock()
 
     # -- running ----------------------------------------------------------------------------------
@@ -275,14 +281,20 @@ class CloudWorker:
         self._authorize()
         if new_epoch:
             await self._adopt()  # after authorizing: the candles arriving meanwhile are the lease's
+        elif answer.granted and self._clock() - self._trades_checked >= self.timings.trades_recheck:
+            await self._adopt_trades()
         return answer.granted
 
     async def _adopt(self) -> None:
-        """Track the user's open signals (another executor's, or a previous run's) under the new lease."""
+        """Track the user's open signals and manage their open trades under the new lease.
+
+        They are another executor's, or a previous run's.
+        """
         try:
             signals = await self.db.load_open_signals()
+            book = await self.db.load_trades()
         except DatabaseUnavailable as exc:
-            log.warning("could not load open signals to adopt: %s", exc)
+            log.warning("could not load open signals and trades to adopt: %s", exc)
             return
         before = len(self.manager.tracked())
         self.manager.adopt(signals)
@@ -290,6 +302,31 @@ class CloudWorker:
         self.stats.adopted += adopted
         if adopted:
             log.info("adopted %d open signal%s", adopted, "" if adopted == 1 else "s")
+        await self._adopt_trades(book)
+
+    async def _adopt_trades(self, book: TradeBook | None = None) -> None:
+        """Manage the open trades the database holds that this worker does not.
+
+        At a new lease, and every ``trades_recheck`` seconds: an open that landed after the last read
+        (an outbox replayed late) is then not orphaned.
+        """
+        if book is None:
+            try:
+                book = await self.db.load_trades()
+            except DatabaseUnavailable as exc:
+                log.warning("could not re-read the open trades: %s", exc)
+                return
+        held = {t.key for t in self.manager.open_trades()}
+        before = {(n.symbol, n.interval) for n in self.manager.streams()}
+        self.manager.adopt_trades(book.open, book.traded)
+        new = [t for t in book.open if t.key not in held]
+        self.stats.trades_adopted += len(new)
+        if new:
+            log.info("managing %d open trade%s from the database", len(new), "" if len(new) == 1 else "s")
+        self._trades_checked = self._clock()
+        self._route_effects()
+        if {(n.symbol, n.interval) for n in self.manager.streams()} != before:
+            self._streams_changed.set()  # a trade on a stream no trader watches still needs its candles
 
     def _authorize(self) -> None:
         """Tell the engine what the keeper says now, and wake up again at the keeper's deadline."""
@@ -392,6 +429,9 @@ class CloudWorker:
                         self._unqueued.discard(effect.key)
                     continue
                 self.sync.add(effect)
+            elif isinstance(effect, TradeOpened | TradeClosed):
+                if effect.trade.key not in self._unqueued:  # no signal row: no trade either
+                    self.sync.add(effect)
             elif isinstance(effect, TraderFailed):
                 log.warning(
                     "trader %s (%s) taken out of service: %s: %s",

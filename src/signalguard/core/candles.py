@@ -29,7 +29,7 @@ import re
 from collections import deque
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from types import MappingProxyType
 from typing import Final
 
@@ -233,6 +233,25 @@ def candle_index(interval: str, open_time: int) -> int:
     if interval == "1w":
         return (open_time - _WEEK_OFFSET) // INTERVALS["1w"]
     return open_time // INTERVALS[interval]
+
+
+_UNIX: Final = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def timestamp_us(value: object) -> int | None:
+    """A JSON timestamp (ISO 8601, as PostgREST prints ``timestamptz``) as epoch microseconds.
+
+    None if ``value`` is not such a string; an offset-less time is read as UTC.
+    """
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return (moment - _UNIX) // timedelta(microseconds=1)
 
 
 def normalize_symbol(symbol: object) -> str:

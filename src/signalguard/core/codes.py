@@ -92,6 +92,7 @@ REQUIRED_SCHEMA: tuple[Component, ...] = (
     Component("signal_key", 1, "20251003060200_signal_key.sql"),
     Component("execution_lease", 1, "20251003060300_execution_lease.sql"),
     Component("status_updates", 1, "20251003060500_update_signal_statuses.sql"),
+    Component("trades", 1, "20251003060600_trades.sql"),
 )
 #: What only a view needs: without it the app still generates, and that view names the migration.
 OPTIONAL_SCHEMA: tuple[Component, ...] = (

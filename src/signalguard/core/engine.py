@@ -28,18 +28,27 @@ Signal lifecycle (the same transitions the database's write guard enforces)::
 A signal is *new* on the candle that triggered it, *active* from the next closed candle of its
 symbol, *expired* ``expire_after_candles`` candles after it was created, and *closed* when the user
 or the trade it opened closes it. Only the executor moves statuses (the database refuses anyone else).
+
+Paper trades (:mod:`signalguard.core.positions`): a trader with a ``trade`` plan opens one trade per
+signal it creates (:class:`TradeOpened`); the executor checks each open trade's exit rules on every
+closed candle of its stream and closes it (:class:`TradeClosed`), which closes its signal. A signal
+with a trade does not expire by age: its trade's rules end it. The manager manages trades only while
+it may generate; when it stops, it forgets its book at once, and at its next lease the adapter loads
+the open trades from the database (:meth:`SignalManager.adopt_trades`), which the new executor
+manages from then on. The last :data:`RECENT_CANDLES` closed candles of each stream are kept, so an
+adopted trade is checked against the candles it missed while nobody held the lease.
 """
 
 from __future__ import annotations
 
 import enum
-from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections import OrderedDict, deque
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from typing import Final
 
-from signalguard.core.candles import Candle, candle_index
+from signalguard.core.candles import Candle, candle_index, next_open_time, timestamp_us
+from signalguard.core.positions import Exit, ExitReason, Trade, exit_on, open_trade
 from signalguard.core.traders import (
     IndicatorPool,
     TraderDefinition,
@@ -53,6 +62,8 @@ from signalguard.core.traders import (
 DEFAULT_EXPIRE_AFTER: Final = 60
 #: Signals tracked at most (new or active); past it the oldest expire early, so memory is bounded.
 DEFAULT_MAX_TRACKED: Final = 5_000
+#: Closed candles kept per stream to check an adopted trade against what it missed (2 h of 1m).
+RECENT_CANDLES: Final = 120
 
 
 class SignalStatus(enum.Enum):
@@ -143,22 +154,6 @@ class Signal:
 SIGNAL_COLUMNS: Final = (
     "signal_key,trader_id,symbol,interval,candle_open_time,price,matched_conditions,epoch,status"
 )
-_UNIX: Final = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def timestamp_us(value: object) -> int | None:
-    """A JSON timestamp (ISO 8601, as PostgREST prints ``timestamptz``) as epoch microseconds."""
-    if not isinstance(value, str):
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return (moment - _UNIX) // timedelta(microseconds=1)
-
-
 #: The statuses of the signals an executor adopts at a new lease (and how many at most: all it tracks).
 OPEN_STATUSES: Final = ("new", "active")
 
@@ -230,7 +225,28 @@ class TraderFailed:
     message: str
 
 
-Effect = SignalCreated | StatusChanged | TraderFailed
+@dataclass(frozen=True, slots=True)
+class TradeOpened:
+    """Persist this new paper trade (opened under ``trade.epoch``, the live lease)."""
+
+    trade: Trade
+
+
+@dataclass(frozen=True, slots=True)
+class TradeClosed:
+    """Persist this trade's exit (decided under ``epoch``, the live lease)."""
+
+    trade: Trade
+    exit: Exit
+    epoch: int
+
+    @property
+    def profit_loss(self) -> float:
+        """Realised P&L in the quote currency (the database computes the stored figure alike)."""
+        return self.trade.unrealised(self.exit.price)
+
+
+Effect = SignalCreated | StatusChanged | TradeOpened | TradeClosed | TraderFailed
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,6 +290,9 @@ class SignalManager:
     _by_age: dict[tuple[str, str], OrderedDict[str, _Tracked]] = field(default_factory=dict)
     _fresh: dict[tuple[str, str], dict[str, _Tracked]] = field(default_factory=dict)
     _effects: list[Effect] = field(default_factory=list)
+    # Open trades by stream (the executor's book), and recent closed candles by stream.
+    _book: dict[tuple[str, str], dict[str, Trade]] = field(default_factory=dict)
+    _recent: dict[tuple[str, str], deque[Candle]] = field(default_factory=dict)
     _may_generate: bool = False
     _epoch: int | None = None
     #: Signals the traders matched, emitted or not (the reference count for determinism checks).
@@ -334,15 +353,21 @@ class SignalManager:
 
     def streams(self) -> list[HistoryNeed]:
         """Every (symbol, interval) the running traders watch, with the history each needs."""
-        needs: dict[tuple[str, str], int] = {}
+        needs: dict[tuple[str, str], int] = dict.fromkeys(self._book, 1)  # open trades need candles too
         for stream, pairs in self._by_stream.items():
             needs[stream] = max(r.definition.history for r, _ in pairs)
         return [HistoryNeed(s, i, n) for (s, i), n in sorted(needs.items())]
 
     def authorize(self, may_generate: bool, epoch: int | None) -> None:
-        """Apply the guard's decision: generate (under ``epoch``) or not."""
+        """Apply the guard's decision: generate (under ``epoch``) or not.
+
+        Losing the right to generate forgets the trade book at once: another executor may manage
+        those trades from now on, and this side reloads them (:meth:`adopt_trades`) at its next lease.
+        """
         self._may_generate = bool(may_generate and epoch is not None)
         self._epoch = epoch if self._may_generate else None
+        if not self._may_generate:
+            self._book.clear()
 
     @property
     def may_generate(self) -> bool:
@@ -354,6 +379,7 @@ class SignalManager:
     def prime(self, candle: Candle) -> None:
         """Feed a historical closed candle to every trader on its stream (nothing is signalled)."""
         stream = (candle.symbol, candle.interval)
+        self._remember(stream, candle)
         pool = self._pools.get(stream)
         if pool is None:
             return
@@ -370,6 +396,9 @@ class SignalManager:
         if not candle.closed:
             return
         stream = (candle.symbol, candle.interval)
+        self._remember(stream, candle)
+        if self._may_generate and stream in self._book:
+            self._manage_trades(stream, (candle,))
         pool = self._pools.get(stream)
         if pool is None:
             return
@@ -397,6 +426,8 @@ class SignalManager:
             )
             self._track(signal, candle_index(candle.interval, candle.open_time))
             self._effects.append(SignalCreated(signal))
+            if running.definition.trade is not None:
+                self._open_trade(signal, running)
 
     def _fail_stream(self, stream: tuple[str, str], exc: TraderEvaluationError) -> None:
         # The candle itself was refused (wrong stream, out of step): nothing on the stream took it.
@@ -440,10 +471,11 @@ class SignalManager:
     def _untrack(self, key: str) -> None:
         t = self._tracked.pop(key)
         stream = (t.signal.symbol, t.signal.interval)
-        aged = self._by_age[stream]
-        del aged[key]
-        if not aged:
-            del self._by_age[stream]
+        aged = self._by_age.get(stream)
+        if aged is not None:
+            aged.pop(key, None)  # a traded signal left it when its trade opened
+            if not aged:
+                del self._by_age[stream]
         fresh = self._fresh.get(stream)
         if fresh is not None:
             fresh.pop(key, None)
@@ -468,7 +500,8 @@ class SignalManager:
             return
         stream = (candle.symbol, candle.interval)
         aged = self._by_age.get(stream)
-        if not aged:
+        fresh = self._fresh.get(stream)
+        if not aged and not fresh:
             return
         index = candle_index(candle.interval, candle.open_time)
         oldest_alive = index - self.expire_after_candles
@@ -498,6 +531,127 @@ class SignalManager:
         if new in TERMINAL:
             self._untrack(key)
         return True
+
+    # -- trades -----------------------------------------------------------------------------------
+
+    def _remember(self, stream: tuple[str, str], candle: Candle) -> None:
+        recent = self._recent.get(stream)
+        if recent is None:
+            recent = self._recent[stream] = deque(maxlen=RECENT_CANDLES)
+        if not recent or candle.open_time > recent[-1].open_time:
+            recent.append(candle)
+
+    def _open_trade(self, signal: Signal, running: _Running) -> None:
+        plan = running.definition.trade
+        assert plan is not None and self._epoch is not None
+        trade = open_trade(
+            plan,
+            key=signal.key,
+            trader_id=signal.trader_id,
+            symbol=signal.symbol,
+            interval=signal.interval,
+            open_time=signal.open_time,
+            price=signal.price,
+            epoch=self._epoch,
+        )
+        self._effects.append(TradeOpened(trade))
+        self._hold(trade)
+
+    def _hold(self, trade: Trade) -> None:
+        stream = (trade.symbol, trade.interval)
+        self._book.setdefault(stream, {})[trade.key] = trade
+        # Its trade's rules end the signal, not its age (the trade may outlive the expiry).
+        aged = self._by_age.get(stream)
+        if aged is not None:
+            aged.pop(trade.key, None)
+            if not aged:
+                del self._by_age[stream]
+        # Candles it missed (an adopted trade, a signal adopted late): check them now, in order.
+        missed = [c for c in self._recent.get(stream, ()) if c.open_time >= trade.entry_time]
+        if missed:
+            self._manage_trades(stream, missed, only=trade.key)
+
+    def _manage_trades(
+        self, stream: tuple[str, str], candles: Iterable[Candle], only: str | None = None
+    ) -> None:
+        book = self._book[stream]
+        for candle in candles:
+            for key, trade in list(book.items()):
+                if only is not None and key != only:
+                    continue
+                done = exit_on(trade, candle)
+                if done is not None:
+                    self._close_trade(trade, done)
+            if not book:
+                break
+        if not book:
+            self._book.pop(stream, None)
+
+    def _close_trade(self, trade: Trade, done: Exit) -> None:
+        assert self._epoch is not None
+        stream = (trade.symbol, trade.interval)
+        book = self._book.get(stream, {})
+        book.pop(trade.key, None)
+        self._effects.append(TradeClosed(trade, done, self._epoch))
+        if trade.key in self._tracked:
+            self._move(trade.key, Lifecycle.CLOSE)
+
+    def adopt_trades(self, trades: Iterable[Trade], traded: Collection[str] = ()) -> None:
+        """Manage the open trades loaded from the database (at a new lease, or to re-check).
+
+        ``trades`` are the user's open trades; ``traded`` the keys of every signal that has a trade
+        in any status. A tracked signal of a trader with a plan and no trade at all gets its trade
+        now (its opener's write was refused, say because the lease moved before it landed): an open
+        signal always has its trade. A tracked signal whose trade is already over is closed. Each
+        adopted trade is checked at once against the recent candles it missed. Does nothing unless
+        this side may generate.
+        """
+        if not self._may_generate:
+            return
+        held = {k for book in self._book.values() for k in book}
+        open_keys: set[str] = set()
+        for trade in trades:
+            open_keys.add(trade.key)
+            if trade.key not in held:
+                self._hold(trade)
+                held.add(trade.key)
+        for key, t in list(self._tracked.items()):
+            if key in held or key in open_keys or not self._may_generate:
+                continue
+            if key in traded:
+                self._move(key, Lifecycle.CLOSE)  # its trade closed; the signal's close did not land
+                continue
+            running = self._traders.get(t.signal.trader_id)
+            if running is not None and running.definition.trade is not None:
+                self._open_trade(t.signal, running)
+
+    def close_trade(self, key: str) -> bool:
+        """Close an open trade by hand at its stream's last closed price; False if it cannot be now."""
+        if not self._may_generate:
+            return False
+        for stream, book in self._book.items():
+            trade = book.get(key)
+            if trade is None:
+                continue
+            recent = self._recent.get(stream)
+            if not recent:
+                return False
+            last = recent[-1]
+            closed_at = next_open_time(last.interval, last.open_time)
+            self._close_trade(trade, Exit(ExitReason.MANUAL, last.close, max(closed_at, trade.entry_time)))
+            if not book:
+                self._book.pop(stream, None)
+            return True
+        return False
+
+    def open_trades(self) -> list[Trade]:
+        """The trades this executor manages, oldest entry first (empty unless it may generate)."""
+        return sorted((t for book in self._book.values() for t in book.values()), key=lambda t: t.entry_time)
+
+    def last_price(self, symbol: str, interval: str) -> float | None:
+        """The close of the newest closed candle seen on a stream (for unrealised P&L)."""
+        recent = self._recent.get((symbol, interval))
+        return recent[-1].close if recent else None
 
     def tracked(self) -> list[tuple[Signal, SignalStatus]]:
         """Signals being tracked (new or active), oldest first, with their current status."""

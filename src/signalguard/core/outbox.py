@@ -33,6 +33,10 @@ FORMAT_VERSION: Final = 1
 #: Back-off after a failed batch: 1 s, doubling, at most 60 s.
 BACKOFF_FIRST: Final = 1.0
 BACKOFF_MAX: Final = 60.0
+#: Outcomes that say the row is as the entry wanted it (whoever wrote it): the entry is done.
+ACKNOWLEDGED: Final = frozenset(
+    {"inserted", "duplicate", "updated", "opened", "closed", "already_closed", "cancelled"}
+)
 #: Rejected entries kept for display; older ones are summarised by :attr:`Outbox.rejected_total`.
 REJECTED_KEPT: Final = 200
 
@@ -44,6 +48,8 @@ class EntryKind(enum.Enum):
     SIGNAL = "signal"
     #: Change a signal's status (needs the live lease when it is written).
     STATUS = "status"
+    #: Open or close a paper trade (``write_trades``; needs the live lease when it is written).
+    TRADE = "trade"
 
 
 class OutboxFull(RuntimeError):
@@ -58,7 +64,8 @@ class OutboxFormatError(ValueError):
 class Entry:
     """One pending write."""
 
-    #: Idempotency key: the signal key for a signal, ``<signal key>#<status>`` for a status change.
+    #: Idempotency key: the signal key for a signal, ``<signal key>#<status>`` for a status change,
+    #: ``<signal key>#open`` / ``<signal key>#close`` for a trade's open and close.
     key: str
     kind: EntryKind
     #: The JSON object sent to the database.
@@ -149,7 +156,8 @@ class Outbox:
         """Apply the database's per-entry answers to ``batch``; return the new rejections.
 
         ``outcomes[i]`` answers ``batch.entries[i]`` (``write_signals`` returns them with an ``index``):
-        ``{"outcome": "inserted" | "duplicate" | "updated"}`` acknowledges, ``{"outcome": "rejected",
+        ``{"outcome": "inserted" | "duplicate" | "updated"}`` acknowledges (and, from
+        ``write_trades``, ``"opened" | "closed" | "already_closed" | "cancelled"``), ``{"outcome": "rejected",
         "code": ..., "message": ...}`` rejects. Entries the answer leaves out stay at the head, and
         the outbox backs off as after a failed batch.
         """
@@ -164,7 +172,7 @@ class Outbox:
         for i, entry in enumerate(batch.entries):
             out = by_index.get(i)
             verdict = out.get("outcome") if out is not None else None
-            if verdict in ("inserted", "duplicate", "updated"):
+            if verdict in ACKNOWLEDGED:
                 self._pending.pop(entry.key, None)
                 self.acknowledged_total += 1
             elif verdict == "rejected" and out is not None:

@@ -10,8 +10,21 @@ as code. Schema (version 1; every key below is the full set — unknown keys are
       "interval": "1m",                   # required, a Binance kline interval
       "match": "all",                     # optional, "all" (default) or "any"
       "cooldown_candles": 5,              # optional, 0..10000 (default 0)
-      "conditions": [ ... ]               # required, 1..10 distinct conditions
+      "conditions": [ ... ],              # required, 1..10 distinct conditions
+      "trade": { ... }                    # optional: paper-trade every signal (below)
     }
+
+A ``trade`` plan opens one paper trade per signal (see :mod:`signalguard.core.positions`)::
+
+    {
+      "side": "long",                     # required, "long" or "short"
+      "notional": 100,                    # required, quote amount per trade, 0 < v <= 1e9
+      "take_profit_pct": 2.5,             # optional, 0 < v <= 1000 (<= 99.99 for a short)
+      "stop_loss_pct": 1.0,               # optional, 0 < v <= 99.99 (<= 1000 for a short)
+      "max_hold_candles": 240             # optional, 1..10000
+    }
+
+At least one exit rule is required, so that no trade stays open for ever by its plan alone.
 
 Conditions (``op`` is one of ``<``, ``<=``, ``>``, ``>=``; periods are integers 2..500 unless
 noted; ``direction`` is ``"up"`` or ``"down"``; numbers are JSON numbers, never booleans):
@@ -95,6 +108,7 @@ from signalguard.core.indicators import (
     PriceChangePct,
     VolumeSpike,
 )
+from signalguard.core.positions import Side, TradePlan
 
 __all__ = [
     "MAX_CONDITIONS",
@@ -463,6 +477,8 @@ class TraderDefinition:
     match: Match = Match.ALL
     cooldown_candles: int = 0
     version: int = SCHEMA_VERSION
+    #: How signals are paper-traded (None: signals only).
+    trade: TradePlan | None = None
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -488,7 +504,7 @@ class TraderDefinition:
             "match": str(self.match),
             "cooldown_candles": self.cooldown_candles,
             "conditions": [c.to_json() for c in self.conditions],
-        }
+        } | ({"trade": self.trade.to_json()} if self.trade is not None else {})
 
 
 # --- validation ---------------------------------------------------------------------------------
@@ -668,7 +684,7 @@ def parse_trader(definition: object) -> TraderDefinition:
         definition,
         _ROOT,
         ("version", "symbols", "interval", "conditions"),
-        ("match", "cooldown_candles"),
+        ("match", "cooldown_candles", "trade"),
     )
     version = obj["version"]
     if type(version) is not int or version != SCHEMA_VERSION:
@@ -711,7 +727,33 @@ def parse_trader(definition: object) -> TraderDefinition:
         match=match,
         cooldown_candles=cooldown,
         version=version,
+        trade=_parse_trade_plan(obj["trade"], "trade") if "trade" in obj else None,
     )
+
+
+#: Largest quote amount per paper trade.
+MAX_NOTIONAL: Final = 1e9
+#: Longest holding time, in candles (the cooldown's bound).
+MAX_HOLD_CANDLES: Final = 10_000
+
+
+def _parse_trade_plan(raw: object, path: str) -> TradePlan:
+    obj = _fields(raw, path, ("side", "notional"), ("take_profit_pct", "stop_loss_pct", "max_hold_candles"))
+    side = Side(_choice(obj, "side", path, Side))
+    notional = _number_in(obj, "notional", path, 0.0, MAX_NOTIONAL, above=True)
+    # A short's target and a long's stop cannot pass zero: the price would have to be negative.
+    tp_high = 1000.0 if side is Side.LONG else 99.99
+    sl_high = 99.99 if side is Side.LONG else 1000.0
+    take = stop = hold = None
+    if "take_profit_pct" in obj:
+        take = _number_in(obj, "take_profit_pct", path, 0.0, tp_high, above=True)
+    if "stop_loss_pct" in obj:
+        stop = _number_in(obj, "stop_loss_pct", path, 0.0, sl_high, above=True)
+    if "max_hold_candles" in obj:
+        hold = _int_in(obj, "max_hold_candles", path, 1, MAX_HOLD_CANDLES)
+    if take is None and stop is None and hold is None:
+        _fail(path, "needs at least one exit rule: take_profit_pct, stop_loss_pct or max_hold_candles")
+    return TradePlan(side, notional, take, stop, hold)
 
 
 # --- evaluation ---------------------------------------------------------------------------------
