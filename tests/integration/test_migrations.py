@@ -56,7 +56,7 @@ def test_migrations_apply_to_an_empty_database(empty_db: psycopg.Connection[Any]
         r[0]
         for r in empty_db.execute("select tablename from pg_tables where schemaname = 'public'").fetchall()
     }
-    assert tables == {"traders", "cloud_machines", "signals", "execution_leases", "lease_epochs"}
+    assert tables == {"traders", "cloud_machines", "signals", "execution_leases", "lease_epochs", "trades"}
     # Row level security is on for every table of the API.
     no_rls = empty_db.execute(
         "select relname from pg_class c join pg_namespace n on n.oid = c.relnamespace "
@@ -73,6 +73,7 @@ def test_database_missing_the_lease_migration_names_it(empty_db: psycopg.Connect
         "supabase/migrations/20251003060300_execution_lease.sql.",
         "The database lacks the 'status_updates' schema: apply "
         "supabase/migrations/20251003060500_update_signal_statuses.sql.",
+        "The database lacks the 'trades' schema: apply supabase/migrations/20251003060600_trades.sql.",
     ]
 
 
@@ -186,8 +187,8 @@ SEED_QUERIES = {
         WHERE machine_id = (SELECT id FROM cloud_machines WHERE machine_id = %(name)s)
           AND created_at > NOW() - INTERVAL '1 hour'
         ORDER BY created_at DESC""",
-    # 4. Profitability by source: as written. The trades table arrives with trade management; until
-    # then the test supplies a temporary stand-in with the two columns the query reads.
+    # 4. Profitability by source: as written. Here a temporary stand-in with the two columns the query
+    # reads shadows public.trades; test_trades runs the query against the real table.
     "profit_by_source": """
         SELECT
           s.source,

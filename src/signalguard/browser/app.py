@@ -121,6 +121,18 @@ def trader_item(record: TraderRecord) -> TraderItem:
         return TraderItem(record.id, record.name, record.enabled, f"invalid definition — {exc}", False)
     joiner = " and " if str(d.match) == "all" else " or "
     summary = f"{', '.join(d.symbols)} · {d.interval} · {joiner.join(d.labels)}"
+    if d.trade is not None:
+        t = d.trade
+        rules = [
+            f"{label} {value:g}{unit}"
+            for label, value, unit in (
+                ("target", t.take_profit_pct, "%"),
+                ("stop", t.stop_loss_pct, "%"),
+                ("hold ≤", t.max_hold_candles, f" × {d.interval}"),
+            )
+            if value is not None
+        ]
+        summary += f" · paper {t.side} {t.notional:g} ({', '.join(rules)})"
     return TraderItem(record.id, record.name, record.enabled, summary, True)
 
 
