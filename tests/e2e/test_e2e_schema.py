@@ -15,6 +15,7 @@ from signalguard.replay.server import ReplayServer
 MIGRATIONS = REPO_ROOT / "supabase" / "migrations"
 LEASE_MIGRATION = "20251003060300_execution_lease.sql"
 STATUS_MIGRATION = "20251003060500_update_signal_statuses.sql"
+TRADES_MIGRATION = "20251003060600_trades.sql"
 
 pytestmark = pytest.mark.stack
 
@@ -41,12 +42,14 @@ def test_missing_lease_migration_is_named_and_nothing_is_generated(
         expect(message).to_be_visible()
         expect(message).to_contain_text(LEASE_MIGRATION)
         expect(message).to_contain_text(STATUS_MIGRATION)
+        expect(message).to_contain_text(TRADES_MIGRATION)
         # One message, naming the missing migrations and nothing else.
-        assert message.inner_text().count("supabase/migrations/") == 2
+        assert message.inner_text().count("supabase/migrations/") == 3
         # The summary's function is missing too: it says which migration brings it, without calling it.
         expect(tab.page.get_by_test_id("summary-note")).to_contain_text(
             "20251003060400_signal_summary.sql", timeout=20_000
         )
+        expect(tab.page.get_by_test_id("trades-note")).to_contain_text(TRADES_MIGRATION)
         expect(tab.page.get_by_test_id("trader-row")).to_have_count(2)
         for toggle in tab.toggles().all():
             expect(toggle).to_be_disabled()
@@ -55,6 +58,7 @@ def test_missing_lease_migration_is_named_and_nothing_is_generated(
         tab.page.wait_for_timeout(6_000)
         for rpc in (
             "execution_status", "claim_local_lease", "release_local_lease", "write_signals", "signal_summary",
+            "trade_summary", "write_trades",
         ):  # fmt: skip
             assert watch.rpc_calls(rpc) == [], rpc
         assert len(watch.rpc_calls("schema_version")) == 1

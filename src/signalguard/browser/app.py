@@ -60,7 +60,7 @@ from signalguard.browser.trades import (
     trade_items,
 )
 from signalguard.core.candles import MarketDataError
-from signalguard.core.codes import OPTIONAL_SCHEMA, GuardError, has_component
+from signalguard.core.codes import OPTIONAL_SCHEMA, REQUIRED_SCHEMA, GuardError, has_component
 from signalguard.core.engine import (
     DEFAULT_MAX_TRACKED,
     OPEN_STATUSES,
@@ -106,6 +106,8 @@ SUMMARY_TIMER: Final = "summary"
 SUMMARY_RETRY_TIMER: Final = "summary-retry"
 SUMMARY_COMPONENT: Final = next(c for c in OPTIONAL_SCHEMA if c.name == "signal_summary")
 SUMMARY_NEEDS: Final = f"This summary needs supabase/migrations/{SUMMARY_COMPONENT.migration}."
+TRADES_COMPONENT: Final = next(c for c in REQUIRED_SCHEMA if c.name == "trades")
+TRADES_NEEDS: Final = f"Paper trades need supabase/migrations/{TRADES_COMPONENT.migration}."
 
 
 def lock_name(user_id: str) -> str:
@@ -608,6 +610,12 @@ class App:
             self._trading.request()
 
     async def _trades_step(self) -> bool:
+        components = self.driver.components if self.driver is not None else None
+        if components is None or not has_component(components, TRADES_COMPONENT):
+            # Not called at all on a database without the table: a 404 is logged as a console error.
+            if components is not None:
+                self.view.show_trades([], closable=False, note=TRADES_NEEDS)
+            return True
         trades, profit = await asyncio.gather(
             self.backend.select(
                 "trades", TRADE_VIEW_COLUMNS, order="created_at", descending=True, limit=TRADES_SHOWN
