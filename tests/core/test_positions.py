@@ -55,7 +55,7 @@ def flat(i: int, price: float) -> Candle:
 
 
 def long_trade(**levels: float | int | None) -> Trade:
-    plan = TradePlan(Side.LONG, 100.0, levels.get("tp"), levels.get("sl"), levels.get("hold"))  # type: ignore[arg-type]
+    plan = TradePlan(Side.LONG, 100.0, levels.get("tp"), levels.get("sl"), levels.get("hold"))
     return open_trade(
         plan, key="k", trader_id=TID, symbol="BTCUSDT", interval="1m", open_time=START, price=100.0, epoch=3
     )
@@ -218,7 +218,7 @@ def test_a_signal_opens_its_trade_and_an_exit_closes_both() -> None:
     assert kinds == ["SignalCreated", "TradeOpened", "StatusChanged", "TradeClosed", "StatusChanged"]
     opened = effects[1]
     assert isinstance(opened, TradeOpened)
-    assert opened.trade.key == effects[0].signal.key  # type: ignore[attr-defined]
+    assert opened.trade.key == effects[0].signal.key
     assert (opened.trade.entry_price, opened.trade.epoch) == (97.0, 5)
     closed = effects[3]
     assert isinstance(closed, TradeClosed)
@@ -238,7 +238,7 @@ def test_a_traded_signal_outlives_its_age_and_closes_with_its_trade() -> None:
     assert [s.status for s, _ in m.tracked()] == [SignalStatus.NEW]  # tracked, not expired
     effects = feed(m, [flat(91, 96.0)])
     assert [type(e).__name__ for e in effects] == ["TradeClosed", "StatusChanged"]
-    assert effects[0].exit.reason is ExitReason.EXPIRY  # type: ignore[attr-defined]
+    assert effects[0].exit.reason is ExitReason.EXPIRY
     # A signal without a trade still expires by age.
     plain = manager(DROP)
     plain.expire_after_candles = 5
@@ -297,7 +297,7 @@ def test_an_open_signal_without_its_trade_gets_one_and_one_whose_trade_ended_is_
     m.adopt_trades([], traded=())
     effects = m.drain()
     assert [type(e).__name__ for e in effects] == ["TradeOpened"]
-    assert effects[0].trade.epoch == 9 and effects[0].trade.entry_price == 97.0  # type: ignore[attr-defined]
+    assert effects[0].trade.epoch == 9 and effects[0].trade.entry_price == 97.0
     other = manager(with_plan(stop_loss_pct=50), epoch=None)
     other.authorize(True, 9)
     other.adopt(signals)

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import json
+import os
 import re
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -325,3 +329,39 @@ def wait_until(what: str, probe: Callable[[], T | None], timeout: float = 30.0, 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
         time.sleep(every)
+
+
+@contextlib.contextmanager
+def cloud_worker(
+    stack: LocalStack, market_url: str, email: str
+) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
+    """``python -m signalguard cloud`` for ``email``'s machine, its output in a log file; killed on exit if
+    the test has not stopped it."""
+    log_path = Path(tempfile.mkdtemp(prefix="sg-worker-")) / "worker.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SIGNALGUARD_")}
+    env.update(
+        SIGNALGUARD_SUPABASE_URL=stack.url,
+        SIGNALGUARD_SUPABASE_ANON_KEY=stack.config.anon_key(),
+        SIGNALGUARD_MACHINE_TOKEN=stack.machine_token(email),
+        SIGNALGUARD_MARKET_DATA_URL=market_url,
+    )
+    with open(log_path, "wb") as log:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "signalguard", "cloud"], env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+    try:
+        yield worker, log_path
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait(10)
+
+
+def end_cloud_grace(stack: LocalStack, user_id: str) -> None:
+    """Move the stopped machine's last signs of life 30 s into the past: the grace is over."""
+    with stack.connect() as conn:
+        conn.execute(
+            "update public.cloud_machines set stopped_at = stopped_at - interval '30 seconds', "
+            "last_health_check = last_health_check - interval '30 seconds' where user_id = %s",
+            (user_id,),
+        )

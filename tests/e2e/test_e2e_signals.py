@@ -10,19 +10,24 @@ up. Every test checks the database as well as the page.
 from __future__ import annotations
 
 import itertools
-import os
 import signal
-import subprocess
-import sys
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import httpx
 import psycopg
 import pytest
-from e2ekit import FAST_TRADER, Browsers, fast_user, lease_of, machine_in_error, signals_of, wait_until
+from e2ekit import (
+    FAST_TRADER,
+    Browsers,
+    cloud_worker,
+    end_cloud_grace,
+    fast_user,
+    lease_of,
+    machine_in_error,
+    signals_of,
+    wait_until,
+)
 from playwright.sync_api import expect
 
 from signalguard.devstack.stack import LocalStack
@@ -329,19 +334,7 @@ def test_the_real_cloud_worker_takes_over_and_hands_back(
     expect(tab.badge).to_have_attribute("data-mode", "browser")
     wait_until("a local signal", lambda: any(r["source"] == "local" for r in signals_of(fast_stack, uid)))
 
-    log_path = Path(tempfile.mkdtemp(prefix="sg-worker-")) / "worker.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SIGNALGUARD_")}
-    env.update(
-        SIGNALGUARD_SUPABASE_URL=fast_stack.url,
-        SIGNALGUARD_SUPABASE_ANON_KEY=fast_stack.config.anon_key(),
-        SIGNALGUARD_MACHINE_TOKEN=fast_stack.machine_token(email),
-        SIGNALGUARD_MARKET_DATA_URL=fast_replay.url,
-    )
-    with open(log_path, "wb") as log:
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "signalguard", "cloud"], env=env, stdout=log, stderr=subprocess.STDOUT
-        )
-    try:
+    with cloud_worker(fast_stack, fast_replay.url, email) as (worker, log_path):
         started = time.monotonic()
         expect(tab.badge).to_have_attribute("data-mode", "cloud", timeout=30_000)
         print(f"\nworker started -> page Cloud Active: {time.monotonic() - started:.2f} s")
@@ -361,19 +354,10 @@ def test_the_real_cloud_worker_takes_over_and_hands_back(
         )
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(30) == 0, log_path.read_text()
-    finally:
-        if worker.poll() is None:
-            worker.kill()
-            worker.wait(10)
 
     expect(tab.badge).to_have_attribute("data-mode", "grace", timeout=10_000)
     expect(tab.badge).to_contain_text("Resuming in")
-    with fast_stack.connect() as conn:
-        conn.execute(
-            "update public.cloud_machines set stopped_at = stopped_at - interval '30 seconds', "
-            "last_health_check = last_health_check - interval '30 seconds' where user_id = %s",
-            (uid,),
-        )
+    end_cloud_grace(fast_stack, uid)
     expect(tab.badge).to_have_attribute("data-mode", "browser", timeout=15_000)
     with fast_stack.connect() as conn, conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
         cur.execute(

@@ -7,18 +7,13 @@ trade's exit is fully determined: it closes at ``entry_time + 12 s`` whoever man
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
-import tempfile
 import time
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import psycopg
-from e2ekit import FAST_TRADER, Browsers, fresh_user, wait_until
+from e2ekit import FAST_TRADER, Browsers, cloud_worker, end_cloud_grace, fresh_user, wait_until
 from playwright.sync_api import expect
 
 from signalguard.devstack.stack import LocalStack
@@ -61,13 +56,21 @@ def check_trade_rows(rows: list[dict[str, Any]]) -> None:
 
 
 def test_the_page_opens_shows_and_closes_paper_trades(fast_stack: LocalStack, fast_tabs: Browsers) -> None:
-    email, uid = fresh_user(fast_stack, definition=TRADING, name="Fast RSI, traded")
+    # BTCUSDT trades are held for 10 minutes (to be closed by hand), ETHUSDT ones for 12 s (expiry).
+    held = {**TRADING, "symbols": ["BTCUSDT"], "trade": {**TRADING["trade"], "max_hold_candles": 600}}
+    email, uid = fresh_user(fast_stack, definition=held, name="Fast RSI, held")
+    with fast_stack.connect() as conn:
+        conn.execute(
+            "insert into public.traders (user_id, name, definition) values (%s, %s, %s)",
+            (uid, "Fast RSI, expiring", psycopg.types.json.Jsonb({**TRADING, "symbols": ["ETHUSDT"]})),
+        )
     ctx, watch = fast_tabs.context()
     tab = fast_tabs.tab(ctx, watch).open().sign_in(email)
     expect(tab.badge).to_have_attribute("data-mode", "browser")
     page = tab.page
     page.on("dialog", lambda d: d.accept())
-    open_row = page.locator("[data-testid='trade-row'][data-status='open'][data-source='local']").first
+    rows = page.locator("[data-testid='trade-row'][data-status='open'][data-source='local']")
+    open_row = rows.filter(has_text="BTCUSDT").first
     expect(open_row).to_be_visible(timeout=20_000)
     key = str(open_row.get_attribute("data-signal-key"))
     open_row.get_by_test_id("close-trade").click()
@@ -106,19 +109,7 @@ def test_a_handoff_mid_position_moves_each_trade_to_the_new_executor_which_close
     expect(tab.badge).to_have_attribute("data-mode", "browser")
     wait_until("local open trades", lambda: any(r["status"] == "open" for r in trades_of(fast_stack, uid)))
 
-    log_path = Path(tempfile.mkdtemp(prefix="sg-worker-")) / "worker.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SIGNALGUARD_")}
-    env.update(
-        SIGNALGUARD_SUPABASE_URL=fast_stack.url,
-        SIGNALGUARD_SUPABASE_ANON_KEY=fast_stack.config.anon_key(),
-        SIGNALGUARD_MACHINE_TOKEN=fast_stack.machine_token(email),
-        SIGNALGUARD_MARKET_DATA_URL=fast_replay.url,
-    )
-    with open(log_path, "wb") as log:
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "signalguard", "cloud"], env=env, stdout=log, stderr=subprocess.STDOUT
-        )
-    try:
+    with cloud_worker(fast_stack, fast_replay.url, email) as (worker, log_path):
         expect(tab.badge).to_have_attribute("data-mode", "cloud", timeout=30_000)
         # The page is read-only: no Close button while the cloud manages the trades.
         expect(tab.page.get_by_test_id("close-trade")).to_have_count(0, timeout=15_000)
@@ -138,17 +129,8 @@ def test_a_handoff_mid_position_moves_each_trade_to_the_new_executor_which_close
         )
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(30) == 0, log_path.read_text()
-    finally:
-        if worker.poll() is None:
-            worker.kill()
-            worker.wait(10)
     stopped_at = time.monotonic()
-    with fast_stack.connect() as conn:
-        conn.execute(
-            "update public.cloud_machines set stopped_at = stopped_at - interval '30 seconds', "
-            "last_health_check = last_health_check - interval '30 seconds' where user_id = %s",
-            (uid,),
-        )
+    end_cloud_grace(fast_stack, uid)
     expect(tab.badge).to_have_attribute("data-mode", "browser", timeout=15_000)
     taken_back = wait_until(
         "a cloud-opened trade closed by the browser",
