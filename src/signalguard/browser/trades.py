@@ -10,12 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Final
+
+from signalguard.core.candles import timestamp_us
 
 #: Columns the panel reads.
 TRADE_VIEW_COLUMNS: Final = (
     "signal_key,symbol,interval,side,size,entry_price,entry_time,take_profit_price,stop_loss_price,"
-    "status,exit_price,exit_reason,profit_loss,source,close_source,created_at"
+    "expires_at,status,exit_price,exit_reason,profit_loss,source,close_source,created_at"
 )
 #: Trades shown at most.
 TRADES_SHOWN: Final = 50
@@ -68,6 +71,14 @@ def _price(value: float | None) -> str:
     return "—" if value is None else f"{value:.8g}"
 
 
+def _clock_time(value: object) -> str:
+    """A stored timestamp as ``HH:MM:SS`` UTC ("" if absent or unreadable)."""
+    us = timestamp_us(value)
+    if us is None:
+        return ""
+    return datetime.fromtimestamp(us / 1e6, tz=UTC).strftime("%H:%M:%S")
+
+
 def _pnl(value: float | None) -> tuple[str, str]:
     if value is None:
         return "—", ""
@@ -103,6 +114,9 @@ def trade_items(rows: object, last_price: Callable[[str, str], float | None]) ->
                 )
                 if v is not None
             ]
+            until = _clock_time(row.get("expires_at"))
+            if until:
+                levels.append(f"until {until}")
             detail = ", ".join(levels)
         else:
             price = _num(row.get("exit_price"))
