@@ -16,20 +16,30 @@ and the app's Python are. Keys not listed here are ignored, so a newer server ca
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from typing import Final
 
+from signalguard.core import safejson
+
 #: Where the page reads its settings (relative to the page).
 CONFIG_PATH: Final = "./config.json"
 
-# scheme://authority[path][?query][#fragment]; a regular expression rather than urllib.parse, whose
-# import (with ipaddress) costs the page tens of milliseconds at start.
+# scheme://[userinfo@]host[:port][path][?query][#fragment], printable ASCII only (a control character
+# or a space in a URL is a broken setting, not something to pass on to fetch); a regular expression
+# rather than urllib.parse, whose import (with ipaddress) costs the page tens of milliseconds at start.
 _URL: Final = re.compile(
-    r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://(?P<netloc>[^/?#\s]*)[^?#\s]*(?P<query>\?[^#]*)?(?P<fragment>#.*)?$"
+    r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://(?:[^/?#@\s]*@)?"
+    r"(?P<host>\[[0-9A-Fa-f:.]+\]|[^/?#:@\[\]\s]+)(?::(?P<port>[0-9]{1,5}))?"
+    r"(?:/[^?#\s]*)?(?P<query>\?[^#\s]*)?(?P<fragment>#\S*)?"
 )
-_JWT: Final = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$")
+_JWT: Final = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
+#: The longest value quoted back in an error message.
+_SHOWN: Final = 80
+
+
+def _shown(value: str) -> str:
+    return repr(value if len(value) <= _SHOWN else value[: _SHOWN - 3] + "...")
 
 
 class ConfigError(ValueError):
@@ -39,10 +49,17 @@ class ConfigError(ValueError):
 def _url(value: object, key: str, schemes: tuple[str, ...]) -> str:
     if not isinstance(value, str) or not value:
         raise ConfigError(f"{CONFIG_PATH}: {key} must be a URL string")
-    parts = _URL.match(value)
-    if parts is None or parts["scheme"].lower() not in schemes or not parts["netloc"]:
+    parts = _URL.fullmatch(value) if value.isascii() and value.isprintable() else None
+    port = parts["port"] if parts is not None else None
+    if (
+        parts is None
+        or parts["scheme"].lower() not in schemes
+        or (port is not None and not 1 <= int(port) <= 65535)
+    ):
         kinds = " or ".join(schemes)
-        raise ConfigError(f"{CONFIG_PATH}: {key} must be an absolute {kinds} URL, not {value!r}")
+        raise ConfigError(
+            f"{CONFIG_PATH}: {key} must be an absolute {kinds} URL with a host, not {_shown(value)}"
+        )
     if parts["query"] or parts["fragment"]:
         raise ConfigError(f"{CONFIG_PATH}: {key} must not carry a query or fragment")
     return value.rstrip("/")
@@ -63,17 +80,20 @@ class AppConfig:
     def from_json(cls, text: str, *, origin: str) -> AppConfig:
         """Parse ``config.json``; ``origin`` (the page's) stands in for a missing ``supabase_url``."""
         try:
-            data = json.loads(text)
-        except ValueError as exc:
-            raise ConfigError(f"{CONFIG_PATH} is not JSON ({exc})") from None
+            # Bounded nesting: absurdly deep JSON would exhaust the interpreter's stack in Pyodide.
+            data = safejson.loads(text)
+        except (ValueError, RecursionError) as exc:
+            raise ConfigError(f"{CONFIG_PATH} is not JSON ({str(exc)[:200]})") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{CONFIG_PATH} must hold a JSON object")
         key = data.get("supabase_anon_key")
-        if not isinstance(key, str) or not _JWT.match(key):
+        if not isinstance(key, str) or not _JWT.fullmatch(key):
             raise ConfigError(f"{CONFIG_PATH}: supabase_anon_key must be the project's anon key (a JWT)")
         market = data.get("market_data_url")
+        # Only an absent or empty value means "this origin"; a wrong type is an error, not a default.
+        url = data.get("supabase_url")
         return cls(
-            supabase_url=_url(data.get("supabase_url") or origin, "supabase_url", ("http", "https")),
+            supabase_url=_url(origin if url is None or url == "" else url, "supabase_url", ("http", "https")),
             supabase_anon_key=key,
             market_data_url=(
                 _url(market, "market_data_url", ("http", "https")) if market is not None else None

@@ -114,11 +114,24 @@ def _required(env: Mapping[str, str], name: str) -> str:
     return value
 
 
+def _shown(value: object) -> str:
+    text = str(value)
+    return repr(text if len(text) <= 80 else text[:77] + "...")
+
+
 def _http_url(name: str, value: str, schemes: tuple[str, ...] = ("http", "https")) -> str:
-    parts = urlsplit(value)
-    if parts.scheme not in schemes or not parts.hostname:
-        shown = value if len(value) <= 80 else value[:77] + "..."
-        raise ConfigError(name, f"must be a {' or '.join(schemes)} URL with a host, got {shown!r}")
+    problem = f"must be a {' or '.join(schemes)} URL with a host, got {_shown(value)}"
+    # urlsplit drops tabs and newlines silently and raises on some malformed hosts and ports: check
+    # the characters first, and make its errors this one.
+    if not value.isascii() or not value.isprintable() or any(c.isspace() for c in value):
+        raise ConfigError(name, problem)
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError:
+        raise ConfigError(name, problem) from None
+    if parts.scheme not in schemes or not parts.hostname or port == 0:
+        raise ConfigError(name, problem)
     if parts.query or parts.fragment:
         raise ConfigError(name, "must not have a query or fragment")
     return value.rstrip("/")
@@ -144,12 +157,12 @@ def read_machine_token(token: str, variable: str = "SIGNALGUARD_MACHINE_TOKEN") 
         raise ConfigError(variable, "is not a JWT (expected three dot-separated base64url parts)")
     try:
         claims = json.loads(_b64url(parts[1]))
-    except (binascii.Error, ValueError):
+    except (binascii.Error, ValueError, RecursionError):
         raise ConfigError(variable, "has a payload that is not base64url-encoded JSON") from None
     if not isinstance(claims, dict):
         raise ConfigError(variable, "has a payload that is not a JSON object")
     if claims.get("role") != "authenticated":
-        raise ConfigError(variable, f"must have role 'authenticated', not {claims.get('role')!r}")
+        raise ConfigError(variable, f"must have role 'authenticated', not {_shown(claims.get('role'))}")
     ids: list[str] = []
     for claim, what in (("sub", "the owner's user id"), ("machine_id", "the cloud_machines.id")):
         value = claims.get(claim)
@@ -184,7 +197,9 @@ def load_config(env: Mapping[str, str]) -> WorkerConfig:
     if level == "WARN":
         level = "WARNING"
     if level not in _LOG_LEVELS:
-        raise ConfigError("SIGNALGUARD_LOG_LEVEL", f"must be one of {', '.join(_LOG_LEVELS)}, got {level!r}")
+        raise ConfigError(
+            "SIGNALGUARD_LOG_LEVEL", f"must be one of {', '.join(_LOG_LEVELS)}, got {_shown(level)}"
+        )
     return WorkerConfig(
         supabase_url=url,
         anon_key=anon_key,
