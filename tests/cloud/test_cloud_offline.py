@@ -131,10 +131,13 @@ class Rig:
 
 
 def reference_keys(emit_from: int, fed_to: int) -> list[str]:
-    """Keys the reference run signals on live candles [emit_from, fed_to), all candles before fed."""
+    """Keys the reference run signals on the candles fed up to live candle ``fed_to`` that closed at or
+    after live candle ``emit_from`` opened: the lease's window when the grant came at that time (the
+    rig's clock stands at the close of the last candle fed). A candle closing exactly at the grant is
+    the window's (the database's rule), so the worker catches it up."""
     ref = run_reference(OWNER, [TRADER], HISTORY_CANDLES + LIVE[:fed_to])
-    first = LIVE[emit_from].open_time
-    return [s["key"] for s in ref if s["open_time"] >= first]
+    window = LIVE[emit_from].open_time
+    return [s["key"] for s in ref if s["open_time"] + 1000 >= window]
 
 
 # -- the lease keeper ----------------------------------------------------------------------------
@@ -148,7 +151,7 @@ def test_keeper_deadline_counts_from_the_renewals_send_time() -> None:
     assert keeper.may_generate(128.9) and not keeper.may_generate(129.0)
     assert keeper.granted(answer, sent_at=110.0) is False  # a renewal: same epoch
     assert keeper.deadline == 139.0
-    assert keeper.admits(7, 5_000) and not keeper.admits(7, 4_999) and not keeper.admits(6, 9_999)
+    assert keeper.window_start_us(7) == 5_000_000 and keeper.window_start_us(6) is None
     keeper.drop("guard verdict SG001")
     assert keeper.epoch is None and not keeper.may_generate(111.0) and keeper.reason == "guard verdict SG001"
 
@@ -353,8 +356,13 @@ async def test_worker_stops_generating_when_renewals_fail_for_the_lease_length()
     await eventually(lambda: rig.worker.manager.may_generate, what="generating again")
     assert rig.db.epoch == 2
     await rig.candles(20)
-    await eventually(lambda: len(rig.db.signals) == len(reference_keys(20, 40)), what="signals written")
-    assert {r["epoch"] for r in rig.db.signals.values()} == {2}
+    # The first epoch's signals (the last warm-up candle closed as it was granted), then the second's.
+    expected = reference_keys(0, 0) + reference_keys(20, 40)
+    await eventually(lambda: len(rig.db.signals) == len(expected), what="signals written")
+    assert list(rig.db.signals) == expected
+    assert [r["epoch"] for r in rig.db.signals.values()] == [1] * len(reference_keys(0, 0)) + [2] * len(
+        reference_keys(20, 40)
+    )
     assert await rig.stop() == 0
 
 
@@ -429,7 +437,8 @@ async def test_worker_adopts_open_signals_at_a_new_lease() -> None:
     await rig.start()
     await eventually(lambda: rig.worker.manager.may_generate, what="generating")
     assert rig.worker.stats.adopted == 1
-    assert [s.key for s, _ in rig.worker.manager.tracked()] == [old.key]
+    # With it, the window's own signal: the last warm-up candle closed as the lease was granted.
+    assert {s.key for s, _ in rig.worker.manager.tracked()} == {old.key, *reference_keys(0, 0)}
     assert await rig.stop() == 0
 
 
@@ -479,21 +488,21 @@ TRADING = TraderRecord(
 
 
 def reference_trades(fed_to: int) -> tuple[set[str], dict[str, tuple[str, float, int]]]:
-    """Keys of the trades an executor holding the lease throughout opens, and the exits it makes."""
+    """Keys of the trades an executor holding the lease from the rig's first grant opens, and the exits
+    it makes: the reference run over every candle, keeping the trades of signals whose candle closed
+    inside the window (from the first live candle's open, where the rig's clock stands at the grant)."""
     m = SignalManager(OWNER)
     m.set_traders([TRADING])
-    for c in HISTORY_CANDLES:
-        m.prime(c)
-    m.drain()
     m.authorize(True, 1)
+    window = LIVE[0].open_time
     opened: set[str] = set()
     exits: dict[str, tuple[str, float, int]] = {}
-    for c in LIVE[:fed_to]:
+    for c in HISTORY_CANDLES + LIVE[:fed_to]:
         m.feed(c)
         for e in m.drain():
-            if isinstance(e, TradeOpened):
+            if isinstance(e, TradeOpened) and e.trade.entry_time >= window:
                 opened.add(e.trade.key)
-            elif isinstance(e, TradeClosed):
+            elif isinstance(e, TradeClosed) and e.trade.key in opened:
                 exits[e.trade.key] = (str(e.exit.reason), e.exit.price, e.exit.time)
     return opened, exits
 
@@ -553,3 +562,44 @@ async def test_worker_adopts_an_open_trade_the_browser_opened_and_closes_it_once
     assert (t["exit_reason"], t["exit_price"], t["closes"], t["epoch"], t["close_epoch"]) == (
         exits[key][0], exits[key][1], 1, 0, 1,
     )  # fmt: skip
+
+
+async def test_an_adopted_trade_older_than_the_warm_up_waits_for_its_candles() -> None:
+    """A trade opened long before the worker started (nobody managed it since) exits where its rule
+    says on the candles it missed, fetched by REST, not at the first candle the worker has."""
+    m = SignalManager(OWNER)
+    m.set_traders([TRADING])
+    m.authorize(True, 1)
+    exits: dict[str, TradeClosed] = {}
+    opened: dict[str, TradeOpened] = {}
+    for c in HISTORY_CANDLES:
+        m.feed(c)
+        for e in m.drain():
+            if isinstance(e, TradeOpened):
+                opened[e.trade.key] = e
+            elif isinstance(e, TradeClosed):
+                exits[e.trade.key] = e
+    # Within the first minute of a 300 s history: far older than the worker's warm-up (62 candles).
+    key = next(k for k, e in opened.items() if k in exits and e.trade.entry_time < BASE_MS + 60_000)
+    trade = opened[key].trade
+    rig = Rig(traders=[TRADING])
+    rig.db.signals[key] = {
+        "key": key, "trader_id": TRADING.id, "symbol": trade.symbol, "interval": "1s",
+        "candle_open_time": trade.entry_time - 1000, "price": trade.entry_price, "matched_conditions": [],
+        "epoch": 0, "status": "new",
+    }  # fmt: skip
+    rig.db.trades[key] = {
+        "side": "long", "size": trade.size, "take_profit_price": trade.take_profit_price,
+        "stop_loss_price": trade.stop_loss_price, "expires_at": trade.expires_at, "epoch": 0,
+        "status": "open", "close_epoch": None, "exit_reason": None, "exit_price": None, "closes": 0,
+    }  # fmt: skip
+    await rig.start()
+    await eventually(lambda: rig.worker.manager.may_generate, what="generating")
+    await eventually(lambda: rig.db.trades[key]["status"] == "closed", what="the adopted trade closed")
+    assert await rig.stop() == 0
+    t, want = rig.db.trades[key], exits[key].exit
+    assert (t["exit_reason"], t["exit_price"], t["exit_time"], t["closes"], t["close_epoch"]) == (
+        str(want.reason), want.price, want.time, 1, 1,
+    )  # fmt: skip
+    # It was decided on candles fetched for it: a range request from its entry.
+    assert any(r["start"] == trade.entry_time for r in rig.market.requests)

@@ -9,6 +9,7 @@ import pytest
 
 from signalguard.core.candles import INTERVALS, Candle
 from signalguard.core.engine import (
+    CATCH_UP_CANDLES,
     LIFECYCLE,
     HistoryNeed,
     Signal,
@@ -204,7 +205,8 @@ def test_invalid_trader_is_reported_and_others_run() -> None:
     assert run(m, interleaved(300))
 
 
-RSI_LOW_HISTORY = 202
+#: The warm-up rule's history of RSI(14), plus the candles evaluated to catch a window up.
+RSI_LOW_HISTORY = 202 + CATCH_UP_CANDLES
 
 
 def test_a_trader_that_raises_is_isolated(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -258,7 +260,7 @@ def test_changed_definition_restarts_only_that_trader() -> None:
     changed = {**VOLUME, "conditions": [{"indicator": "volume_spike", "period": 10, "op": ">", "value": 4}]}
     needs = m.set_traders([TraderRecord(T_RSI, "RSI low", RSI_LOW), TraderRecord(T_VOL, "Volume", changed)])
     assert m._traders[T_RSI].states["BTCUSDT"] is rsi_state
-    assert needs == [HistoryNeed("BTCUSDT", "1m", 11)]
+    assert needs == [HistoryNeed("BTCUSDT", "1m", 11 + CATCH_UP_CANDLES)]
     m.set_traders([TraderRecord(T_RSI, "RSI low", RSI_LOW, enabled=False)])
     assert m.streams() == []
 
@@ -328,3 +330,113 @@ def test_stored_rows_become_signals_to_adopt() -> None:
         {k: v for k, v in row.items() if k != "symbol"},
     ):
         assert signal_from_row(broken) is None, broken
+
+
+def close_us(c: Candle) -> int:
+    return (c.open_time + MINUTE) * 1000
+
+
+def test_a_grant_catches_up_the_candles_that_closed_in_its_window() -> None:
+    """A window can open before the engine may emit (the claim's round trip, a restarted executor
+    renewing its machine's lease): the matches it kept meanwhile are the window's signals."""
+    candles = interleaved(400)
+    reference = SignalManager(USER)
+    reference.set_traders(records())
+    full = run(reference, candles)
+    m = SignalManager(USER)
+    m.set_traders(records())
+    assert run(m, candles[:600], authorized=set()) == []
+    since = close_us(candles[560])  # the window opened 20 candles (of each symbol) ago
+    m.authorize(True, 7, since_us=since)
+    caught = [e.signal for e in m.drain() if isinstance(e, SignalCreated)]
+    expected = [
+        s for s in full if since <= (s.open_time + MINUTE) * 1000 and s.open_time <= candles[599].open_time
+    ]
+    assert caught
+    assert {s.epoch for s in caught} == {7} and m.caught_up == len(caught)
+    assert [(s.key, s.price, s.matched_conditions) for s in sorted(caught, key=lambda s: s.key)] == [
+        (s.key, s.price, s.matched_conditions) for s in sorted(expected, key=lambda s: s.key)
+    ]
+    # The same decision again emits nothing more; live candles go on as the reference.
+    m.authorize(True, 7, since_us=since)
+    assert not [e for e in m.drain() if isinstance(e, SignalCreated)]
+    rest = []
+    for c in candles[600:]:
+        m.feed(c)
+        rest += [e.signal.key for e in m.drain() if isinstance(e, SignalCreated)]
+    assert rest == [s.key for s in full if s.open_time > candles[599].open_time]
+
+
+def test_nothing_is_emitted_for_a_candle_that_closed_before_the_window() -> None:
+    candles = interleaved(300)
+    m = SignalManager(USER)
+    m.set_traders(records())
+    run(m, candles[:400], authorized=set())
+    m.authorize(True, 7)  # no window start known: what was kept is dropped, not guessed
+    assert not [e for e in m.drain() if isinstance(e, SignalCreated)] and m.caught_up == 0
+    # A window that opens in the future: the candles closing before it are matched, never emitted.
+    later = SignalManager(USER)
+    later.set_traders(records())
+    later.authorize(True, 8, since_us=close_us(candles[500]))
+    created = run_authorized(later, candles)
+    assert created and min(close_us(c) for c in created) >= close_us(candles[500])
+    assert later.before_window > 0 and later.matches == later.before_window + len(created)
+
+
+def run_authorized(m: SignalManager, candles: list[Candle]) -> list[Candle]:
+    """Feed without touching the authorization; the candles whose signals were created."""
+    by_key = {signal_key(USER, T_RSI, c.symbol, "1m", c.open_time): c for c in candles}
+    by_key |= {signal_key(USER, T_VOL, c.symbol, "1m", c.open_time): c for c in candles}
+    out = []
+    for c in candles:
+        m.feed(c)
+        out += [by_key[e.signal.key] for e in m.drain() if isinstance(e, SignalCreated)]
+    return out
+
+
+def test_warm_up_evaluates_its_newest_candles_inside_a_known_window() -> None:
+    """A restarted executor's warm-up: the oldest candles prime, the newest are evaluated, and those
+    that closed inside the held window give the reference's signals."""
+    plain = {**RSI_LOW, "cooldown_candles": 0}  # a cooldown would reach back before the warm-up
+    traders = [TraderRecord(T_RSI, "RSI low", plain), TraderRecord(T_VOL, "Volume", VOLUME)]
+    candles = series("BTCUSDT", 700, 1)
+    reference = SignalManager(USER)
+    reference.set_traders(traders)
+    full = run(reference, candles)
+    m = SignalManager(USER)
+    (need,) = [n for n in m.set_traders(traders) if n.symbol == "BTCUSDT"]
+    assert need.candles == 202 + CATCH_UP_CANDLES
+    since = close_us(candles[640])
+    m.authorize(True, 7, since_us=since)
+    m.warm_up(candles[660 - need.candles : 660])  # the newest closed candles when it starts
+    created = [e.signal for e in m.drain() if isinstance(e, SignalCreated)]
+    expected = [
+        s for s in full if since <= (s.open_time + MINUTE) * 1000 and s.open_time < candles[660].open_time
+    ]
+    assert expected and [s.key for s in created] == [s.key for s in expected]
+    assert [s.price for s in created] == [s.price for s in expected]
+    # The rest of the warm-up was evaluated, not emitted: before the window.
+    assert m.before_window == len(
+        [
+            s
+            for s in full
+            if candles[660 - CATCH_UP_CANDLES].open_time <= s.open_time
+            and (s.open_time + MINUTE) * 1000 < since
+        ]
+    )
+    # Warming up a running stream again changes nothing.
+    m.warm_up(candles[660 - need.candles : 660])
+    assert m.drain() == []
+
+
+def test_warm_up_without_a_window_start_emits_nothing_and_keeps_it_for_the_grant() -> None:
+    plain = {**RSI_LOW, "cooldown_candles": 0}
+    traders = [TraderRecord(T_RSI, "RSI low", plain), TraderRecord(T_VOL, "Volume", VOLUME)]
+    candles = series("BTCUSDT", 700, 1)
+    m = SignalManager(USER)
+    m.set_traders(traders)
+    m.authorize(True, 7)  # a tab that learned no window start: historical candles emit nothing
+    m.warm_up(candles[660 - 202 - CATCH_UP_CANDLES : 660])
+    assert not [e for e in m.drain() if isinstance(e, SignalCreated)]
+    m.authorize(True, 8, since_us=close_us(candles[600]))  # the next grant knows its window
+    assert [e for e in m.drain() if isinstance(e, SignalCreated)]

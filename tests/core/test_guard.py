@@ -74,6 +74,17 @@ def test_start_free_claim_then_generate() -> None:
     assert fx.call is Call.CLAIM and fx.call_in == 5.0
 
 
+def test_the_windows_start_goes_with_the_epoch_while_generating() -> None:
+    g = started()
+    held = LeaseAnswer(True, 7, 30.0, None, None, False, "stopped", None, acquired_at_us=123_000_000)
+    _, fx = g.process(Answered(held, sent_at=0.0), 0.1)
+    assert (fx.may_generate, fx.epoch, fx.since_us) == (True, 7, 123_000_000)
+    _, fx = g.process(Tick(), 31.0)  # past the deadline, unrenewed: neither epoch nor window
+    assert (fx.may_generate, fx.epoch, fx.since_us) == (False, None, None)
+    _, fx = g.process(Answered(answer(reason="cloud_healthy", machine_status="running"), sent_at=31), 31.1)
+    assert fx.mode is Mode.CLOUD and fx.since_us is None
+
+
 def test_deadline_counts_from_when_the_request_was_sent() -> None:
     g = started()
     g.process(Answered(answer(you_hold=True, epoch=1, expires_in=30), sent_at=10.0), 12.5)
@@ -249,7 +260,9 @@ SERVER_ANSWER: dict[str, Any] = {
 
 def test_parse_server_answer() -> None:
     a = LeaseAnswer.from_json(SERVER_ANSWER)
-    assert a == LeaseAnswer(True, 4, 29.5, None, None, False, "stopped", None)
+    window = 1_795_252_771_000_000  # 2026-11-21T09:19:31Z: the epoch's window opened then
+    assert a == LeaseAnswer(True, 4, 29.5, None, None, False, "stopped", None, acquired_at_us=window)
+    assert LeaseAnswer.from_json({**SERVER_ANSWER, "lease": {"epoch": 0}}).acquired_at_us is None
     no_machine = LeaseAnswer.from_json({**SERVER_ANSWER, "machine": None})
     assert no_machine.machine_status is None
 

@@ -333,3 +333,57 @@ def test_signals_without_a_plan_open_nothing() -> None:
     effects = feed(m, drop_then([50.0, 10.0]))
     assert [type(e) for e in effects if isinstance(e, TradeOpened | TradeClosed)] == []
     assert any(isinstance(e, SignalCreated) for e in effects)
+
+
+def test_an_adopted_trade_older_than_the_recent_candles_waits_for_the_candles_it_missed() -> None:
+    cloud = manager(with_plan(take_profit_pct=3, stop_loss_pct=2))
+    (trade,) = [e.trade for e in feed(cloud, drop_then([97.5])) if isinstance(e, TradeOpened)]
+    # Nobody held the lease from candle 3 on; the target (99.91) was hit at candle 5. A new executor
+    # starts at candle 20: its first candles are far past the exit, and say nothing of it.
+    later = manager(with_plan(take_profit_pct=3, stop_loss_pct=2), epoch=None)
+    missed = [flat(2, 97.5), flat(3, 98.0), flat(4, 99.0), flat(5, 100.5)]
+    missed += [flat(i, 96.0) for i in range(6, 20)]
+    feed(later, [flat(i, 96.0) for i in range(20, 23)])
+    later.authorize(True, 8)
+    later.adopt_trades([trade], traded={trade.key})
+    assert later.drain() == []  # not closed at candle 22's price: its candles since entry are unknown
+    assert later.open_trades() == [trade]
+    assert feed(later, [candle(23, 96, 96, 94, 95.5)]) == []  # nor does a live candle (stop at 95.06)
+    (need,) = later.trade_history_needs()
+    assert (need.symbol, need.interval, need.start, need.end) == (
+        "BTCUSDT", "1m", trade.entry_time, START + 20 * MINUTE,
+    )  # fmt: skip
+    later.fill_trade_history("BTCUSDT", "1m", missed[2:])  # does not reach back to the entry: waits
+    assert later.drain() == [] and later.trade_history_needs() == [need]
+    later.fill_trade_history("BTCUSDT", "1m", [c for c in missed if c.open_time != START + 10 * MINUTE])
+    assert later.drain() == [] and later.trade_history_needs() == [need]  # a hole: waits
+    later.fill_trade_history("BTCUSDT", "1m", missed)
+    (closed,) = later.drain()
+    assert isinstance(closed, TradeClosed)
+    assert (closed.exit.reason, closed.exit.time, closed.exit.price, closed.epoch) == (
+        ExitReason.TAKE_PROFIT,
+        START + 6 * MINUTE,
+        100.5,
+        8,
+    )  # fmt: skip  (candle 5 closes at minute 6)
+    assert later.open_trades() == [] and later.trade_history_needs() == []
+    # Without the lease, nothing waits: the book is forgotten.
+    again = manager(with_plan(take_profit_pct=3), epoch=None)
+    again.authorize(True, 9)
+    again.adopt_trades([trade], traded={trade.key})
+    assert again.open_trades() == [trade]  # no candles at all yet: it waits for the warm-up
+    again.authorize(False, None)
+    assert again.open_trades() == [] and again.trade_history_needs() == []
+
+
+def test_a_waiting_trade_is_managed_once_the_warm_up_covers_its_entry() -> None:
+    cloud = manager(with_plan(stop_loss_pct=2))
+    (trade,) = [e.trade for e in feed(cloud, drop_then([])) if isinstance(e, TradeOpened)]
+    m = manager(with_plan(stop_loss_pct=2))
+    m.adopt_trades([trade], traded={trade.key})  # adopted before the stream's warm-up
+    assert m.trade_history_needs()[0].end is None
+    # Primed candles 0 and 1 cover its entry (candle 2); candle 3 reaches its stop (95.06).
+    m.warm_up([flat(0, 100.0), candle(1, 100, 100, 97, 97), flat(2, 96.0), candle(3, 96, 96, 95, 95.5)])
+    closed = [e for e in m.drain() if isinstance(e, TradeClosed)]
+    assert [(c.exit.reason, c.exit.time) for c in closed] == [(ExitReason.STOP_LOSS, START + 4 * MINUTE)]
+    assert m.open_trades() == [] and m.trade_history_needs() == []

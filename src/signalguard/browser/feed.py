@@ -26,7 +26,13 @@ from typing import Final
 from signalguard.browser.ports import MarketData
 from signalguard.core.candles import Candle, KlineParser, next_open_time
 from signalguard.core.engine import HistoryNeed, SignalManager
-from signalguard.market.klines import MarketUnavailable, fetch_history, fetch_range, stream_name
+from signalguard.market.klines import (
+    MarketUnavailable,
+    fetch_history,
+    fetch_range,
+    fill_trade_history,
+    stream_name,
+)
 
 #: Streams per WebSocket connection (Binance allows 1024; URLs stay short).
 STREAMS_PER_CONNECTION: Final = 200
@@ -148,13 +154,27 @@ class MarketFeed:
                 self._feed(candle)
             self.gap_candles += len(missed)
             if history is not None:
-                for candle in history:
-                    self._manager.prime(candle)
+                self._manager.warm_up(history)
                 if history:
                     self._last[key] = max(self._last.get(key, -1), history[-1].open_time)
                 del self._needs[key]
+        await self.fill_trades()
         if todo:
             self._on_fed()
+
+    async def fill_trades(self) -> None:
+        """Fetch the candles the engine's waiting trades missed, as the cloud worker does.
+
+        Those are adopted trades older than the engine's recent candles; a failure leaves them waiting
+        for the next attempt.
+        """
+        if not self._manager.trade_history_needs():
+            return
+        try:
+            await fill_trade_history(self._market, self._manager, self._now_ms())
+        except MarketUnavailable:
+            return  # the next connection or re-read of the open trades asks again
+        self._on_fed()
 
     async def _live(self, candle: Candle) -> None:
         key = (candle.symbol, candle.interval)

@@ -4,8 +4,10 @@
 
 - the enabled traders go to ``SignalManager.set_traders``;
   the streams they need are warmed up by the :class:`~.feed.MarketFeed` (restarted when they change);
-- every guard effect calls ``authorize(may_generate, epoch)``: the engine evaluates every closed candle
-  either way (so cooldowns advance as on the cloud), but emits only while the tab may generate;
+- every guard effect calls ``authorize(may_generate, epoch, since_us)``: the engine evaluates every
+  closed candle either way (so cooldowns advance as on the cloud), but emits only while the tab may
+  generate, and only for candles that closed inside the lease's window (those that closed during the
+  claim's round trip are caught up at the grant);
 - after candles are fed, ``drain()``: new signals and status changes go to the
   :class:`~.sync.SignalSync` outbox, a failed trader is shown to the user;
 - at every new epoch this tab holds, the user's open signals (``new``/``active``, written by the cloud,
@@ -109,7 +111,7 @@ class Generation:
 
     def on_effects(self, effects: Effects) -> None:
         """The guard decided: generate (under its epoch) or not."""
-        self.manager.authorize(effects.may_generate and not self._paused, effects.epoch)
+        self.manager.authorize(effects.may_generate and not self._paused, effects.epoch, effects.since_us)
         self.sync.set_live_epoch(effects.epoch if effects.may_generate else None)
         self._epoch = effects.epoch if effects.may_generate else None
         if self._epoch is not None and self._epoch != self._adopted and self._load_open is not None:
@@ -150,6 +152,8 @@ class Generation:
         before = self.manager.streams()
         self.manager.adopt_trades(book.open, book.traded)
         self.drain()
+        if self.feed is not None and self._task is not None:
+            await self.feed.fill_trades()  # trades older than the engine's candles
         if self.manager.streams() != before:
             self._streams = [(n.symbol, n.interval) for n in self.manager.streams()]
             self._restart()  # a trade on a stream no trader watches still needs its candles

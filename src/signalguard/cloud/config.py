@@ -73,6 +73,9 @@ class Timings:
     lease: float = 30.0
     lease_margin: float = 1.0
     flush: float = 10.0
+    #: New signals and trades are written this long after the candle that made them (the rest of its
+    #: burst joins the same batch), not at the next ``flush``: a crash loses none of them.
+    signal_write: float = 0.2
     traders_poll: float = 30.0
     stop_flush: float = 10.0
     error_flush: float = 5.0

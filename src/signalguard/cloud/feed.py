@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable, Sequence
 from signalguard.cloud.market import MarketData, MarketUnavailable, fetch_history, fetch_range, stream_name
 from signalguard.core.candles import Candle, KlineParser, next_open_time
 from signalguard.core.engine import HistoryNeed, SignalManager
+from signalguard.market.klines import fill_trade_history
 
 __all__ = ["STREAMS_PER_CONNECTION", "MarketFeed"]
 
@@ -159,12 +160,12 @@ class MarketFeed:
                 self._feed(candle)
             self.gap_candles += len(missed)
             if history is not None:
-                for candle in history:
-                    self._manager.prime(candle)
+                self._manager.warm_up(history)
                 if history:
                     self._last[key] = max(self._last.get(key, -1), history[-1].open_time)
                 del self._needs[key]
                 primed += 1
+        await self.fill_trades()
         self._on_fed()
         log.info(
             "caught up %d stream%s by REST in %.2f s (%d warmed up, %d missed candles fed)",
@@ -174,6 +175,22 @@ class MarketFeed:
             primed,
             sum(len(m) for _, m, _ in results),
         )
+
+    async def fill_trades(self) -> None:
+        """Fetch the candles the engine's waiting trades missed, so they exit where their rules say.
+
+        Those are adopted trades older than the engine's recent candles; a failure is logged and tried
+        again at the next connection or re-read of the open trades.
+        """
+        if not self._manager.trade_history_needs():
+            return
+        try:
+            fetched = await fill_trade_history(self._market, self._manager, self._now_ms())
+        except MarketUnavailable as exc:
+            log.warning("the candles of adopted trades could not be fetched (tried again later): %s", exc)
+            return
+        log.info("fetched %d candles that adopted trades missed", fetched)
+        self._on_fed()
 
     async def _live(self, candle: Candle) -> None:
         key = (candle.symbol, candle.interval)

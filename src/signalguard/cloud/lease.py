@@ -9,9 +9,9 @@ The database is the judge; this only remembers its last answer and how old it is
   the database's), whether or not the renewals that should have extended it are still in flight;
 - a refused claim, a verdict on a write (the lease moved) or a stop ends generation at once; only a
   new grant starts it again, always under the epoch that grant returned;
-- :meth:`LeaseKeeper.admits` tells whether a signal's candle closed inside the held epoch's window.
-  The first candles after a grant may have closed just before it (they reach the engine after the
-  claim's answer); the database would refuse them (``SG002``), so the worker never sends them.
+- :meth:`LeaseKeeper.window_start_us` is when the held epoch's window opened, which the engine takes
+  with its authorization: it never emits for a candle that closed before (the database would refuse
+  it, ``SG002``), and catches up the candles that closed inside it before it could emit.
 
 Times: ``now`` and ``sent_at`` are the worker's monotonic clock (seconds); window times are the
 database's (epoch microseconds), compared with candle close times (exchange epoch milliseconds).
@@ -76,8 +76,3 @@ class LeaseKeeper:
     def window_start_us(self, epoch: int) -> int | None:
         """When ``epoch``'s window opened (database clock, epoch µs), if this worker was granted it."""
         return self._windows.get(epoch)
-
-    def admits(self, epoch: int, close_ms: int) -> bool:
-        """Whether a candle closing at ``close_ms`` is inside ``epoch``'s window as far as known here."""
-        start = self._windows.get(epoch)
-        return start is not None and close_ms * 1000 >= start

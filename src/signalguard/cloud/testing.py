@@ -332,6 +332,7 @@ class FakeDatabase:
                     "close_epoch": None,
                     "exit_reason": None,
                     "exit_price": None,
+                    "exit_time": None,
                     "closes": 0,
                 }
                 out.append({"index": i, "signal_key": key, "outcome": "opened"})
@@ -342,6 +343,7 @@ class FakeDatabase:
                     close_epoch=op.get("epoch"),
                     exit_reason=op.get("exit_reason"),
                     exit_price=op.get("exit_price"),
+                    exit_time=op.get("exit_time"),
                     closes=trade["closes"] + 1,
                 )
                 out.append({"index": i, "signal_key": key, "outcome": "closed"})

@@ -7,7 +7,8 @@ Life of a worker (:meth:`CloudWorker.run`)::
     └▶ claim the cloud lease every 2 s while a browser holds it ('local_lease_live': the browser sees
        'starting' within 5 s and yields, or its lease runs out within 30 s)
        ─▶ granted: heartbeat 'running', generate under the epoch the database returned
-       ─▶ every 10 s: heartbeat + claim again (the renewal); every 10 s: write the queued signals;
+       ─▶ every 10 s: heartbeat + claim again (the renewal); a candle's new signals and trades are
+          written as soon as its burst is drained, status changes every 10 s (one batch each);
           every 30 s: reload the traders
     SIGTERM/SIGINT ─▶ stop generating, heartbeat 'stopping', write what is queued (at most 10 s),
                       release the lease, heartbeat 'stopped' (sets stopped_at), exit 0
@@ -16,8 +17,16 @@ Life of a worker (:meth:`CloudWorker.run`)::
 
 The worker writes nothing before it holds the lease: the engine is fed from the start (so its
 indicators and cooldowns match the browser's), but emits only while :class:`~.lease.LeaseKeeper` says
-so. Generation stops at once on a refused claim, on a guard verdict about a write, and when renewals
-have failed for the lease's length counted from the last successful renewal's send time.
+so, and only for candles that closed inside the held window. Generation stops at once on a refused
+claim, on a guard verdict about a write, and when renewals have failed for the lease's length counted
+from the last successful renewal's send time.
+
+Nothing generated under the lease is lost to a crash. New signals are written within a fraction of a
+second (not at the next 10 s flush), so a SIGKILL loses at most the batch in flight; and a worker
+restarted while its machine's lease still runs renews the same epoch, whose window opened under the
+previous process: the engine's warm-up evaluates its newest candles, and the signals of those that
+closed inside the window are written at the grant (the signal key absorbs the ones already there). See
+:mod:`signalguard.core.engine`, "Catching up with a window".
 """
 
 from __future__ import annotations
@@ -44,10 +53,8 @@ from signalguard.cloud.feed import MarketFeed
 from signalguard.cloud.lease import LeaseKeeper
 from signalguard.cloud.market import BinanceMarketData, MarketData
 from signalguard.cloud.sync import FlushReport, StateSynchronizer
-from signalguard.core.candles import next_open_time
 from signalguard.core.codes import GuardError
 from signalguard.core.engine import (
-    TERMINAL,
     SignalCreated,
     SignalManager,
     StatusChanged,
@@ -78,8 +85,6 @@ class WorkerStats:
     lease_after: float | None = None
     #: Refusal reasons seen before the first grant, in order, without repeats.
     waited_for: tuple[str, ...] = ()
-    #: Signals the engine created that were not queued: their candle closed before the lease's window.
-    outside_window: int = 0
     #: Open signals adopted from the database at new leases.
     adopted: int = 0
     #: Open trades taken over from the database (at new leases and re-checks).
@@ -130,12 +135,12 @@ class CloudWorker:
         self._stop = asyncio.Event()
         self._reclaim = asyncio.Event()
         self._flush_now = asyncio.Event()
+        self._write_soon = asyncio.Event()
         self._streams_changed = asyncio.Event()
         self._traders_key: list[tuple[str, str, str, bool]] | None = None
         self._authorized: tuple[bool, int | None] = (False, None)
         self._deadline_timer: asyncio.TimerHandle | None = None
         self._failing_since: float | None = None
-        self._unqueued: set[str] = set()
         self._trades_checked = clock()
         self._started = clock()
 
@@ -327,6 +332,8 @@ class CloudWorker:
         self._route_effects()
         if {(n.symbol, n.interval) for n in self.manager.streams()} != before:
             self._streams_changed.set()  # a trade on a stream no trader watches still needs its candles
+        else:
+            await self.feed.fill_trades()  # trades older than the engine's candles (a new feed does it)
 
     def _authorize(self) -> None:
         """Tell the engine what the keeper says now, and wake up again at the keeper's deadline."""
@@ -334,10 +341,21 @@ class CloudWorker:
         may = self.keeper.may_generate(now)
         decision = (may, self.keeper.epoch if may else None)
         if decision != self._authorized:
-            self.manager.authorize(*decision)
+            epoch = decision[1]
+            caught_up = self.manager.caught_up
+            since = self.keeper.window_start_us(epoch) if epoch is not None else None
+            self.manager.authorize(may, epoch, since)
             self._authorized = decision
             if may:
-                log.info("generating under epoch %s", decision[1])
+                log.info("generating under epoch %s", epoch)
+                if self.manager.caught_up > caught_up:
+                    log.info(
+                        "caught up %d signal%s of candles that closed in the window before this process "
+                        "could generate",
+                        self.manager.caught_up - caught_up,
+                        "" if self.manager.caught_up - caught_up == 1 else "s",
+                    )
+                self._route_effects()
             elif self.keeper.renewed_sent_at is not None:
                 log.warning("not generating: no lease renewal for %.1f s", now - self.keeper.renewed_sent_at)
             else:
@@ -412,26 +430,11 @@ class CloudWorker:
     def _route_effects(self) -> None:
         """Move the engine's effects to the synchronizer (or the log)."""
         for effect in self.manager.drain():
-            if isinstance(effect, SignalCreated):
-                s = effect.signal
-                if not self.keeper.admits(s.epoch, next_open_time(s.interval, s.open_time)):
-                    # Closed before this epoch's window opened: the database would refuse it (SG002).
-                    self.stats.outside_window += 1
-                    if len(self._unqueued) >= 10_000:  # the engine forgets old signals too
-                        self._unqueued.clear()
-                    self._unqueued.add(s.key)
-                    log.info("not writing %s: its candle closed before the lease was granted", s.key)
-                    continue
+            if isinstance(effect, SignalCreated | TradeOpened | TradeClosed):
                 self.sync.add(effect)
+                self._write_soon.set()
             elif isinstance(effect, StatusChanged):
-                if effect.key in self._unqueued:
-                    if effect.new in TERMINAL:
-                        self._unqueued.discard(effect.key)
-                    continue
                 self.sync.add(effect)
-            elif isinstance(effect, TradeOpened | TradeClosed):
-                if effect.trade.key not in self._unqueued:  # no signal row: no trade either
-                    self.sync.add(effect)
             elif isinstance(effect, TraderFailed):
                 log.warning(
                     "trader %s (%s) taken out of service: %s: %s",
@@ -445,10 +448,30 @@ class CloudWorker:
 
     async def _flush_loop(self) -> None:
         while True:
-            # Woken early when the database answers again after failing: retry the head right away.
-            woken = await self._pause(self.timings.flush, self._flush_now)
-            report = await self.sync.flush(force=woken)
-            self._log_flush(report)
+            # Woken early when the database answers again after failing (retry the head right away,
+            # whatever its back-off), and when a candle brought new signals or trades: those are
+            # written within ``signal_write`` seconds, one batch for the whole candle burst, so that a
+            # crash loses none that the database would have accepted. Status changes ride along, or
+            # wait for the 10 s rhythm.
+            waits = {
+                asyncio.create_task(self._flush_now.wait()): True,
+                asyncio.create_task(self._write_soon.wait()): False,
+            }
+            try:
+                done, _ = await asyncio.wait(
+                    waits, timeout=self.timings.flush, return_when=asyncio.FIRST_COMPLETED
+                )
+            finally:
+                for task in waits:
+                    task.cancel()
+            force = self._flush_now.is_set()
+            if self._write_soon.is_set() and not force:
+                await asyncio.sleep(self.timings.signal_write)  # the rest of the burst
+            self._flush_now.clear()
+            self._write_soon.clear()
+            report = await self.sync.flush(force=force)
+            if report.batches or report.failed or not done:
+                self._log_flush(report)
 
     def _log_flush(self, report: FlushReport) -> None:
         outcomes = ", ".join(f"{k} {v}" for k, v in sorted(report.outcomes.items()))

@@ -36,14 +36,30 @@ with a trade does not expire by age: its trade's rules end it. The manager manag
 it may generate; when it stops, it forgets its book at once, and at its next lease the adapter loads
 the open trades from the database (:meth:`SignalManager.adopt_trades`), which the new executor
 manages from then on. The last :data:`RECENT_CANDLES` closed candles of each stream are kept, so an
-adopted trade is checked against the candles it missed while nobody held the lease.
+adopted trade is checked against the candles it missed while nobody held the lease; a trade older than
+those waits, unmanaged, until the adapter supplies the candles since its entry
+(:meth:`SignalManager.trade_history_needs`, :meth:`SignalManager.fill_trade_history`), so that it exits
+where its rule says and not at the first candle this executor happens to have.
+
+Catching up with a window. A lease's window can open before the engine may emit: the claim's answer
+arrives a round trip after the database opened the window, and a restarted executor renews the window
+its previous process held (a cloud machine's lease outlives a killed worker by up to 30 s). The candles
+that closed in between belong to the window, so their signals must still be written. So the warm-up
+history is :data:`CATCH_UP_CANDLES` longer than the traders' own rule asks: the oldest candles prime
+the indicators, the newest are *evaluated* like live candles (:meth:`SignalManager.warm_up`); and
+while the engine may not emit, the matches of evaluated candles are kept (the last
+:data:`CATCH_UP_CANDLES` candles with matches per stream). :meth:`SignalManager.authorize` takes the
+window's start: at a grant, the kept matches whose candle closed inside the window are emitted under
+its epoch, and no signal is ever emitted for a candle that closed before it (the database would refuse
+it). Without a window start, kept matches are dropped and historical candles emit nothing.
 """
 
 from __future__ import annotations
 
 import enum
+import itertools
 from collections import OrderedDict, deque
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -64,6 +80,10 @@ DEFAULT_EXPIRE_AFTER: Final = 60
 DEFAULT_MAX_TRACKED: Final = 5_000
 #: Closed candles kept per stream to check an adopted trade against what it missed (2 h of 1m).
 RECENT_CANDLES: Final = 120
+#: Candles of each stream evaluated (not just primed) at warm-up, and candles with matches kept while the
+#: engine may not emit: a window that opened up to this many candles ago is caught up. 60 covers the
+#: 30 s lease twice over at the shortest interval (1s), and an hour at 1m.
+CATCH_UP_CANDLES: Final = 60
 
 
 class SignalStatus(enum.Enum):
@@ -100,6 +120,11 @@ LIFECYCLE: Final[Mapping[tuple[SignalStatus, Lifecycle], SignalStatus]] = {
 }
 
 TERMINAL: Final = frozenset({SignalStatus.EXPIRED, SignalStatus.CLOSED})
+
+
+def _close_us(candle: Candle) -> int:
+    """When a candle closed, epoch microseconds (the database's unit for a window's start)."""
+    return next_open_time(candle.interval, candle.open_time) * 1000
 
 
 def signal_key(user_id: str, trader_id: str, symbol: str, interval: str, open_time: int) -> str:
@@ -251,11 +276,24 @@ Effect = SignalCreated | StatusChanged | TradeOpened | TradeClosed | TraderFaile
 
 @dataclass(frozen=True, slots=True)
 class HistoryNeed:
-    """Closed candles a stream needs before live candles (the warm-up rule)."""
+    """Closed candles a stream needs before live candles: the warm-up rule's, plus the catch-up.
+
+    Fetch the newest ``candles`` closed candles and give them to :meth:`SignalManager.warm_up`.
+    """
 
     symbol: str
     interval: str
     candles: int
+
+
+@dataclass(frozen=True, slots=True)
+class CandleRange:
+    """Closed candles of a stream opening in ``[start, end)`` (epoch ms; ``end`` None: until now)."""
+
+    symbol: str
+    interval: str
+    start: int
+    end: int | None
 
 
 @dataclass(slots=True)
@@ -292,11 +330,25 @@ class SignalManager:
     _effects: list[Effect] = field(default_factory=list)
     # Open trades by stream (the executor's book), and recent closed candles by stream.
     _book: dict[tuple[str, str], dict[str, Trade]] = field(default_factory=dict)
+    # Adopted trades older than the stream's recent candles: unmanaged until fill_trade_history.
+    _waiting: dict[tuple[str, str], dict[str, Trade]] = field(default_factory=dict)
     _recent: dict[tuple[str, str], deque[Candle]] = field(default_factory=dict)
+    # Matches of evaluated candles that were not emitted (not allowed to, or no window start known),
+    # by stream: (candle, ((trader id, labels), ...)). Emitted at a grant whose window holds them.
+    _kept: dict[tuple[str, str], deque[tuple[Candle, tuple[tuple[str, tuple[str, ...]], ...]]]] = field(
+        default_factory=dict
+    )
     _may_generate: bool = False
     _epoch: int | None = None
+    _since_us: int | None = None
+    # While evaluating warm-up candles: emit only if the window's start is known.
+    _historical: bool = False
     #: Signals the traders matched, emitted or not (the reference count for determinism checks).
     matches: int = 0
+    #: Matches not emitted because their candle closed before the held window opened.
+    before_window: int = 0
+    #: Signals emitted at a grant for candles that closed before the engine was allowed to emit.
+    caught_up: int = 0
 
     def __post_init__(self) -> None:
         """Normalise the user id as the database prints uuids."""
@@ -336,7 +388,7 @@ class SignalManager:
                 self._owner[state] = running
                 running.states[symbol] = state
                 self._by_stream.setdefault(stream, []).append((running, state))
-                needs[stream] = max(needs.get(stream, 0), definition.history)
+                needs[stream] = max(needs.get(stream, 0), definition.history + CATCH_UP_CANDLES)
             self._traders[tid] = running
         return [HistoryNeed(s, i, n) for (s, i), n in sorted(needs.items())]
 
@@ -353,21 +405,50 @@ class SignalManager:
 
     def streams(self) -> list[HistoryNeed]:
         """Every (symbol, interval) the running traders watch, with the history each needs."""
-        needs: dict[tuple[str, str], int] = dict.fromkeys(self._book, 1)  # open trades need candles too
-        for stream, pairs in self._by_stream.items():
-            needs[stream] = max(r.definition.history for r, _ in pairs)
+        # Open trades need candles too, on a stream no trader watches as well.
+        needs: dict[tuple[str, str], int] = dict.fromkeys([*self._book, *self._waiting], 1)
+        for stream in self._by_stream:
+            needs[stream] = self._settle(stream) + CATCH_UP_CANDLES
         return [HistoryNeed(s, i, n) for (s, i), n in sorted(needs.items())]
 
-    def authorize(self, may_generate: bool, epoch: int | None) -> None:
-        """Apply the guard's decision: generate (under ``epoch``) or not.
+    def _settle(self, stream: tuple[str, str]) -> int:
+        """The warm-up rule's history of a stream: the most any of its traders needs."""
+        return max((r.definition.history for r, _ in self._by_stream.get(stream, ())), default=0)
 
-        Losing the right to generate forgets the trade book at once: another executor may manage
-        those trades from now on, and this side reloads them (:meth:`adopt_trades`) at its next lease.
+    def authorize(self, may_generate: bool, epoch: int | None, since_us: int | None = None) -> None:
+        """Apply the guard's decision: generate (under ``epoch``, whose window opened at ``since_us``) or not.
+
+        ``since_us`` is the window's start by the database clock (epoch microseconds, the lease's
+        ``acquired_at``). At a grant (a new epoch, or allowed again), the kept matches of candles that
+        closed inside the window are emitted; from then on nothing is emitted for a candle that closed
+        before it. Losing the right to generate forgets the trade book at once: another executor may
+        manage those trades from now on, and this side reloads them (:meth:`adopt_trades`) at its next
+        lease.
         """
+        before = (self._may_generate, self._epoch)
         self._may_generate = bool(may_generate and epoch is not None)
         self._epoch = epoch if self._may_generate else None
+        self._since_us = since_us if self._may_generate else None
         if not self._may_generate:
             self._book.clear()
+            self._waiting.clear()
+            return
+        if before != (True, self._epoch):
+            self._emit_kept()
+
+    def _emit_kept(self) -> None:
+        kept, self._kept = self._kept, {}
+        since = self._since_us
+        if since is None:
+            return  # no window start: which of them the window holds is unknown
+        for entries in kept.values():
+            for candle, matched in entries:
+                if _close_us(candle) < since:
+                    continue
+                for tid, labels in matched:
+                    running = self._traders.get(tid)
+                    if running is not None and self._emit(candle, running, labels):
+                        self.caught_up += 1
 
     @property
     def may_generate(self) -> bool:
@@ -391,12 +472,38 @@ class SignalManager:
         if pool.broken:
             self._fail_broken(stream)
 
+    def warm_up(self, candles: Sequence[Candle]) -> None:
+        """Feed a stream's warm-up history, oldest first (the newest closed candles a HistoryNeed asked for).
+
+        The oldest candles, as many as the warm-up rule asks, prime the traders (nothing is evaluated:
+        their indicators have not settled yet); the rest (at most :data:`CATCH_UP_CANDLES`) are
+        evaluated like live candles. Their signals are emitted only inside a known window (see
+        :meth:`authorize`), otherwise kept for the next grant. Candles a running stream has already
+        taken are skipped, so warming up a stream again is harmless.
+        """
+        if not candles:
+            return
+        stream = (candles[0].symbol, candles[0].interval)
+        split = max(min(len(candles), self._settle(stream)), len(candles) - CATCH_UP_CANDLES)
+        for candle in candles[:split]:
+            self.prime(candle)
+        if stream in self._waiting:
+            self._release_covered(stream)
+        self._historical = True
+        try:
+            for candle in candles[split:]:
+                self.feed(candle)
+        finally:
+            self._historical = False
+
     def feed(self, candle: Candle) -> None:
         """Feed a live candle. Unclosed candles are ignored: traders decide on closed candles only."""
         if not candle.closed:
             return
         stream = (candle.symbol, candle.interval)
         self._remember(stream, candle)
+        if stream in self._waiting:
+            self._release_covered(stream)
         if self._may_generate and stream in self._book:
             self._manage_trades(stream, (candle,))
         pool = self._pools.get(stream)
@@ -411,23 +518,42 @@ class SignalManager:
             return
         if pool.broken:
             self._fail_broken(stream)
-        self.matches += len(signalling)
-        if not self._may_generate:
+        if not signalling:
             return
-        assert self._epoch is not None
+        self.matches += len(signalling)
+        since = self._since_us
+        if not self._may_generate or (self._historical and since is None):
+            self._keep(stream, candle, signalling)
+            return
+        if since is not None and _close_us(candle) < since:
+            self.before_window += len(signalling)  # the database would refuse it (SG002)
+            return
         for state, labels in signalling:
-            running = self._owner[state]
-            tid = running.record.id.lower()
-            key = signal_key(self.user_id, tid, candle.symbol, candle.interval, candle.open_time)
-            if key in self._tracked:
-                continue
-            signal = Signal(
-                key, tid, candle.symbol, candle.interval, candle.open_time, candle.close, labels, self._epoch
-            )
-            self._track(signal, candle_index(candle.interval, candle.open_time))
-            self._effects.append(SignalCreated(signal))
-            if running.definition.trade is not None:
-                self._open_trade(signal, running)
+            self._emit(candle, self._owner[state], labels)
+
+    def _keep(
+        self, stream: tuple[str, str], candle: Candle, signalling: list[tuple[TraderState, tuple[str, ...]]]
+    ) -> None:
+        kept = self._kept.get(stream)
+        if kept is None:
+            kept = self._kept[stream] = deque(maxlen=CATCH_UP_CANDLES)
+        kept.append((candle, tuple((self._owner[s].record.id.lower(), labels) for s, labels in signalling)))
+
+    def _emit(self, candle: Candle, running: _Running, labels: tuple[str, ...]) -> bool:
+        """Create the signal of ``running`` on ``candle`` (and its trade); False if it exists."""
+        assert self._epoch is not None
+        tid = running.record.id.lower()
+        key = signal_key(self.user_id, tid, candle.symbol, candle.interval, candle.open_time)
+        if key in self._tracked:
+            return False
+        signal = Signal(
+            key, tid, candle.symbol, candle.interval, candle.open_time, candle.close, labels, self._epoch
+        )
+        self._track(signal, candle_index(candle.interval, candle.open_time))
+        self._effects.append(SignalCreated(signal))
+        if running.definition.trade is not None:
+            self._open_trade(signal, running)
+        return True
 
     def _fail_stream(self, stream: tuple[str, str], exc: TraderEvaluationError) -> None:
         # The candle itself was refused (wrong stream, out of step): nothing on the stream took it.
@@ -566,15 +692,77 @@ class SignalManager:
             aged.pop(trade.key, None)
             if not aged:
                 del self._by_age[stream]
-        # Candles it missed (an adopted trade, a signal adopted late): check them now, in order.
-        missed = [c for c in self._recent.get(stream, ()) if c.open_time >= trade.entry_time]
+        # Candles it missed (an adopted trade, a signal adopted late): check them now, in order. If the
+        # recent candles begin after its entry, it waits for the candles since (trade_history_needs).
+        # (No candles yet, before the stream's warm-up: it waits for the warm-up.)
+        recent = self._recent.get(stream)
+        if not recent or recent[0].open_time > trade.entry_time:
+            del self._book[stream][trade.key]
+            if not self._book[stream]:
+                del self._book[stream]
+            self._waiting.setdefault(stream, {})[trade.key] = trade
+            return
+        missed = [c for c in recent if c.open_time >= trade.entry_time]
         if missed:
             self._manage_trades(stream, missed, only=trade.key)
+
+    def _release_covered(self, stream: tuple[str, str]) -> None:
+        """Manage the waiting trades of ``stream`` that its recent candles now cover (after a warm-up)."""
+        waiting = self._waiting.get(stream)
+        recent = self._recent.get(stream)
+        if not waiting or not recent:
+            return
+        for trade in [t for t in waiting.values() if recent[0].open_time <= t.entry_time]:
+            del waiting[trade.key]
+            self._hold(trade)
+        if not waiting:
+            del self._waiting[stream]
+
+    def trade_history_needs(self) -> list[CandleRange]:
+        """The candles the waiting trades need: from the oldest entry to the stream's recent candles.
+
+        Fetch each range (closed candles only) and give it to :meth:`fill_trade_history`.
+        """
+        out = []
+        for (symbol, interval), waiting in sorted(self._waiting.items()):
+            recent = self._recent.get((symbol, interval))
+            start = min(t.entry_time for t in waiting.values())
+            out.append(CandleRange(symbol, interval, start, recent[0].open_time if recent else None))
+        return out
+
+    def fill_trade_history(self, symbol: str, interval: str, candles: Sequence[Candle]) -> None:
+        """Check the stream's waiting trades against ``candles`` and the recent candles after them.
+
+        ``candles`` are a range of :meth:`trade_history_needs`, oldest first; the trades still open
+        after them are managed from then on. If the candles do not reach back to a trade's entry, or
+        leave a hole before the recent candles, the trades stay waiting (the range is asked again).
+        """
+        stream = (symbol, interval)
+        waiting = self._waiting.get(stream)
+        if not waiting or not self._may_generate:
+            return
+        series = [c for c in candles if c.closed and (c.symbol, c.interval) == stream]
+        last = series[-1].open_time if series else None
+        series += [c for c in self._recent.get(stream, ()) if last is None or c.open_time > last]
+        if not series or any(
+            next_open_time(interval, a.open_time) != b.open_time for a, b in itertools.pairwise(series)
+        ):
+            return  # a hole (or disorder): deciding on it could miss the exit candle
+        ready = [t for t in waiting.values() if series[0].open_time <= t.entry_time]
+        for trade in ready:
+            del waiting[trade.key]
+            self._book.setdefault(stream, {})[trade.key] = trade
+            missed = [c for c in series if c.open_time >= trade.entry_time]
+            self._manage_trades(stream, missed, only=trade.key)
+        if not waiting:
+            del self._waiting[stream]
 
     def _manage_trades(
         self, stream: tuple[str, str], candles: Iterable[Candle], only: str | None = None
     ) -> None:
-        book = self._book[stream]
+        book = self._book.get(stream)
+        if book is None:
+            return
         for candle in candles:
             for key, trade in list(book.items()):
                 if only is not None and key != only:
@@ -608,7 +796,7 @@ class SignalManager:
         """
         if not self._may_generate:
             return
-        held = {k for book in self._book.values() for k in book}
+        held = {k for books in (self._book, self._waiting) for book in books.values() for k in book}
         open_keys: set[str] = set()
         for trade in trades:
             open_keys.add(trade.key)
@@ -645,8 +833,9 @@ class SignalManager:
         return False
 
     def open_trades(self) -> list[Trade]:
-        """The trades this executor manages, oldest entry first (empty unless it may generate)."""
-        return sorted((t for book in self._book.values() for t in book.values()), key=lambda t: t.entry_time)
+        """The trades this executor manages or waits to, oldest entry first (none unless it may generate)."""
+        books = (*self._book.values(), *self._waiting.values())
+        return sorted((t for book in books for t in book.values()), key=lambda t: t.entry_time)
 
     def last_price(self, symbol: str, interval: str) -> float | None:
         """The close of the newest closed candle seen on a stream (for unrealised P&L)."""

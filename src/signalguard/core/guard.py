@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
+from signalguard.core.candles import timestamp_us
 from signalguard.core.codes import ClaimRefusal, GuardError
 
 #: Seconds between polls (the product's rhythm: every 5 s, renewing the lease while holding it).
@@ -208,6 +209,8 @@ class LeaseAnswer:
     takeover_available: bool
     machine_status: str | None
     error_message: str | None
+    #: When the lease's current epoch began (its window's start, database clock, epoch µs), if told.
+    acquired_at_us: int | None = None
 
     @classmethod
     def from_json(cls, data: object) -> LeaseAnswer:
@@ -232,6 +235,7 @@ class LeaseAnswer:
             takeover_available=_bool(data, "takeover_available"),
             machine_status=_str(machine, "status") if machine else None,
             error_message=_str(machine, "error_message") if machine else None,
+            acquired_at_us=timestamp_us(lease.get("acquired_at")),
         )
 
 
@@ -350,12 +354,17 @@ class Effects:
     takeover_offered: bool
     #: A longer explanation (an error message, what migration is missing), or None.
     detail: str | None
+    #: When the epoch's window opened (database clock, epoch µs), while it may generate and if known:
+    #: the engine catches up the candles that closed in it before it could emit, and emits nothing
+    #: for a candle that closed before it.
+    since_us: int | None = None
 
 
 @dataclass(slots=True)
 class _Context:
     mode: Mode = Mode.UNKNOWN
     epoch: int | None = None
+    since_us: int | None = None
     deadline: float | None = None
     tab_lock: bool = False
     failures: int = 0
@@ -403,6 +412,7 @@ class ExecutionGuard:
             c.mode = target
         if c.mode is not Mode.BROWSER:
             c.epoch = None
+            c.since_us = None
             c.deadline = None
         call, call_in = self._next_call(obs, event, now)
         toast = self._toast(now) if c.mode is not before else None
@@ -416,6 +426,7 @@ class ExecutionGuard:
             call_in=call_in,
             takeover_offered=c.mode is Mode.ERROR and c.takeover,
             detail=c.detail,
+            since_us=c.since_us if self.may_generate(now) else None,
         )
 
     # -- classification ---------------------------------------------------------------------------
@@ -434,6 +445,7 @@ class ExecutionGuard:
                     # on it rather than generate from two tabs.
                     return Observation.OTHER_TAB
                 c.epoch = a.epoch
+                c.since_us = a.acquired_at_us
                 c.deadline = event.sent_at + a.expires_in_seconds
                 return Observation.HOLDING
             if a.reason is None:

@@ -3,16 +3,17 @@
 Both executors must feed their engines the same candles, so the requests of the warm-up rule (see
 :mod:`signalguard.core.traders`) are built here once: the newest closed candles, paging backwards past
 Binance's 1000-row limit and dropping the still-open last row, and the closed candles between two
-open times, to fill a gap. The I/O itself stays with each side behind :class:`KlineSource` (httpx in
-the worker, the page's ``fetch`` in the tab); nothing here imports a platform module, so the page
-ships it with the core.
+open times, to fill a gap, and the candles an adopted paper trade missed. The I/O itself stays with
+each side behind :class:`KlineSource` (httpx in the worker, the page's ``fetch`` in the tab); nothing
+here imports a platform module, so the page ships it with the core.
 """
 
 from __future__ import annotations
 
 from typing import Final, Protocol
 
-from signalguard.core.candles import Candle, MarketDataError, parse_rest_klines
+from signalguard.core.candles import Candle, MarketDataError, next_open_time, parse_rest_klines
+from signalguard.core.engine import SignalManager
 
 __all__ = [
     "MAX_LIMIT",
@@ -20,12 +21,15 @@ __all__ = [
     "MarketUnavailable",
     "fetch_history",
     "fetch_range",
+    "fill_trade_history",
     "klines_params",
     "stream_name",
 ]
 
 #: Binance's largest page of klines.
 MAX_LIMIT: Final = 1000
+#: Pages fetched at most for one stream's adopted trades (20,000 candles: two weeks of 1m).
+MAX_TRADE_PAGES: Final = 20
 
 
 class MarketUnavailable(Exception):
@@ -120,3 +124,28 @@ async def fetch_range(
         for c in _parse(rows, symbol, interval, now_ms)
         if c.closed and first_open <= c.open_time < before_open
     ]
+
+
+async def fill_trade_history(market: KlineSource, manager: SignalManager, now_ms: int) -> int:
+    """Fetch the candles the manager's waiting trades missed and give them to it; how many were fetched.
+
+    An adopted trade older than the engine's recent candles waits for them (see
+    :meth:`SignalManager.trade_history_needs`); this pages forward through each range. Raises
+    :class:`MarketUnavailable` (the trades keep waiting, and are asked for again).
+    """
+    fetched = 0
+    for need in manager.trade_history_needs():
+        before = need.end if need.end is not None else now_ms + 1
+        first = need.start
+        candles: list[Candle] = []
+        for _ in range(MAX_TRADE_PAGES):
+            page = await fetch_range(market, need.symbol, need.interval, first, before, now_ms)
+            if not page:
+                break
+            candles += page
+            first = next_open_time(need.interval, page[-1].open_time)
+            if first >= before:
+                break
+        manager.fill_trade_history(need.symbol, need.interval, candles)
+        fetched += len(candles)
+    return fetched
