@@ -9,10 +9,11 @@ from typing import Any
 
 import pytest
 from cloudkit import make_cloud_user
+from stackkit import backdate_lease
 
 from signalguard.cloud.config import WorkerConfig
 from signalguard.cloud.database import DatabaseRefused, SupabaseDatabase
-from signalguard.core.engine import Signal
+from signalguard.core.engine import LeaseWindow, Signal
 from signalguard.devstack import tokens
 from signalguard.devstack.stack import LocalStack
 
@@ -79,6 +80,48 @@ async def test_machine_calls_reads_and_writes(stack: LocalStack, actors: Any, db
             "select signal_key, status from signals where user_id = %s", (user.user_id,)
         ).fetchall()
         assert sorted(stored) == sorted([(a.key, "expired"), (b.key, "active")])
+    finally:
+        await sdb.aclose()
+
+
+async def test_a_new_epoch_reads_the_machines_earlier_windows_and_fills_their_tails(
+    stack: LocalStack, actors: Any, db: Any
+) -> None:
+    """The machine's lease ran out (it was killed) and it came back: epoch 2. Epoch 1's window is read
+    back by the machine token, and a candle that closed in it is accepted under epoch 1 (not epoch 2)."""
+    user = make_cloud_user(actors, db)
+    machine = user.actor.machine_uuid
+    assert machine is not None and user.actor.machine_token is not None
+    sdb = await SupabaseDatabase.connect(
+        worker_config(stack, user.user_id, machine, user.actor.machine_token)
+    )
+    try:
+        await sdb.heartbeat("starting")
+        assert (await sdb.claim_lease()).epoch == 1
+        assert await sdb.earlier_windows(1) == []
+        backdate_lease(db, user.user_id, 40)  # granted 40 s ago, expired 10 s ago
+        await sdb.heartbeat("starting")
+        second = await sdb.claim_lease()
+        assert second.granted and second.epoch == 2
+        row = db.execute(
+            "select (extract(epoch from started_at) * 1e6)::bigint,"
+            " (extract(epoch from valid_until) * 1e6)::bigint"
+            " from lease_epochs where user_id = %s and epoch = 1",
+            (user.user_id,),
+        ).fetchone()
+        assert row is not None
+        assert await sdb.earlier_windows(2) == [LeaseWindow(1, row[0], row[1])]
+        # A 1s candle that closed 5 s before epoch 1's window ended.
+        open_ms = (row[1] // 1_000_000 - 6) * 1000
+        trader = user.traders[0].id
+        tail = Signal(
+            f"{user.user_id}:{trader}:S00USDT:1s:{open_ms}", trader, "S00USDT", "1s", open_ms, 1.5, ("X",), 1
+        )
+        late = dataclasses.replace(tail, epoch=2)
+        refused = await sdb.write_signals([late.row(source="cloud", machine_id=machine)])
+        assert [(o["outcome"], o.get("code")) for o in refused] == [("rejected", "SG002")]
+        accepted = await sdb.write_signals([tail.row(source="cloud", machine_id=machine)])
+        assert [o["outcome"] for o in accepted] == ["inserted"]
     finally:
         await sdb.aclose()
 

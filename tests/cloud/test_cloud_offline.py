@@ -7,6 +7,7 @@ that the tests move as candles close.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import Callable
@@ -356,14 +357,56 @@ async def test_worker_stops_generating_when_renewals_fail_for_the_lease_length()
     await eventually(lambda: rig.worker.manager.may_generate, what="generating again")
     assert rig.db.epoch == 2
     await rig.candles(20)
-    # The first epoch's signals (the last warm-up candle closed as it was granted), then the second's.
-    expected = reference_keys(0, 0) + reference_keys(20, 40)
+    # The candles of the outage closed inside epoch 1's window (the database held it for this machine
+    # until it ran out): at epoch 2's grant they are signalled under epoch 1, then epoch 2's own.
+    first = reference_keys(0, 20)
+    expected = first + reference_keys(20, 40)
+    assert len(first) > len(reference_keys(0, 0)), "the outage's candles have signals"
     await eventually(lambda: len(rig.db.signals) == len(expected), what="signals written")
     assert list(rig.db.signals) == expected
-    assert [r["epoch"] for r in rig.db.signals.values()] == [1] * len(reference_keys(0, 0)) + [2] * len(
+    assert [r["epoch"] for r in rig.db.signals.values()] == [1] * len(first) + [2] * len(
         reference_keys(20, 40)
     )
+    assert rig.worker.manager.caught_up_earlier == len(first) - len(reference_keys(0, 0))
     assert await rig.stop() == 0
+
+
+async def test_a_killed_worker_back_after_its_lease_ran_out_fills_its_windows_tail() -> None:
+    """The soak's seed-1 finding: a worker SIGKILLed under epoch 1 came back only after the lease had
+    expired, was granted epoch 2, and the candles that closed in epoch 1's tail were nobody's. The new
+    process reads its machine's earlier windows and signals them under epoch 1."""
+    rig = await Rig().start()
+    await eventually(lambda: rig.worker.manager.may_generate, what="generating")
+    for c in await rig.candles(10):
+        rig.market.add(c)
+    await eventually(lambda: len(rig.db.signals) == len(reference_keys(0, 10)), what="signals written")
+    # The kill: the process goes away without a word to the database (every call of its fails).
+    rig.db.down = True
+    assert rig.task is not None
+    rig.task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await rig.task
+    rig.db.down = False
+    for c in LIVE[10:50]:  # the market goes on; the lease is still epoch 1's
+        rig.clock.t = (c.open_time + 1000) / 1000
+        rig.market.add(c)
+    rig.db.expire_lease()  # ... until it runs out, now: epoch 1's window is [grant, now)
+    restarted = CloudWorker(config(), rig.db, rig.market, timings=FAST, wall=rig.clock)
+    task = asyncio.create_task(restarted.run(handle_signals=False))
+    await eventually(lambda: restarted.manager.may_generate, what="generating again")
+    assert rig.db.epoch == 2 and "earlier_windows" in rig.db.calls
+    expected = reference_keys(0, 50)
+    await eventually(lambda: len(rig.db.signals) == len(expected), what="the tail written")
+    assert sorted(rig.db.signals) == sorted(expected)
+    # Epoch 1's up to its end; a candle closing as epoch 2 was granted is epoch 2's (the window's rule).
+    end_ms = rig.db.epochs[1].end_ms
+    epochs = {k: r["epoch"] for k, r in rig.db.signals.items()}
+    tail = [k for k, r in rig.db.signals.items() if r["candle_open_time"] + 1000 < end_ms]
+    assert len(tail) > len(reference_keys(0, 10)), "the tail has signals"
+    assert epochs == {k: 1 if k in tail else 2 for k in epochs}
+    assert restarted.manager.caught_up_earlier == len(tail) - len(reference_keys(0, 10))
+    restarted.request_stop("test")
+    assert await asyncio.wait_for(task, 10) == 0
 
 
 async def test_worker_stops_at_once_on_a_guard_verdict_and_reclaims() -> None:

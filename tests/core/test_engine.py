@@ -12,11 +12,14 @@ from signalguard.core.engine import (
     CATCH_UP_CANDLES,
     LIFECYCLE,
     HistoryNeed,
+    LeaseWindow,
     Signal,
     SignalCreated,
     SignalManager,
     SignalStatus,
     StatusChanged,
+    TradeClosed,
+    TradeOpened,
     TraderFailed,
     TraderRecord,
     signal_key,
@@ -427,6 +430,71 @@ def test_warm_up_evaluates_its_newest_candles_inside_a_known_window() -> None:
     # Warming up a running stream again changes nothing.
     m.warm_up(candles[660 - need.candles : 660])
     assert m.drain() == []
+
+
+def test_a_grant_fills_the_tail_of_an_earlier_window_of_the_same_holder() -> None:
+    """A machine killed under epoch 5 is back after its lease ran out, and granted epoch 9: the candles
+    that closed in epoch 5's tail were its own to signal, under epoch 5; those of epoch 6 (another
+    holder's) and those between the windows are not."""
+    plain = {**RSI_LOW, "cooldown_candles": 0}
+    traders = [TraderRecord(T_RSI, "RSI low", plain), TraderRecord(T_VOL, "Volume", VOLUME)]
+    candles = series("BTCUSDT", 700, 1)
+    reference = SignalManager(USER)
+    reference.set_traders(traders)
+    full = run(reference, candles)
+    m = SignalManager(USER)
+    m.set_traders(traders)
+    m.warm_up(candles[660 - 202 - CATCH_UP_CANDLES : 660])  # not generating yet: matches are kept
+    own = LeaseWindow(5, close_us(candles[605]), close_us(candles[625]))
+    other_from = close_us(candles[630])  # epoch 6 was another holder's: not passed as earlier
+    since = close_us(candles[650])
+    m.authorize(True, 9, since_us=since, earlier=[own])
+    created = [e.signal for e in m.drain() if isinstance(e, SignalCreated)]
+
+    def closes(s: Signal) -> int:
+        return (s.open_time + MINUTE) * 1000
+
+    in_own = [s.key for s in full if own.start_us <= closes(s) < own.end_us]
+    in_live = [s.key for s in full if since <= closes(s) and s.open_time < candles[660].open_time]
+    assert in_own and in_live, "the series has matches in both windows"
+    assert sorted(s.key for s in created) == sorted(in_own + in_live)
+    assert {s.key: s.epoch for s in created} == {k: 5 for k in in_own} | {k: 9 for k in in_live}
+    assert not [s for s in created if own.end_us <= closes(s) < since or other_from <= closes(s) < since]
+    assert m.caught_up_earlier == len(in_own)
+    # A historical candle fed after the grant (a warm-up again) finds the same window.
+    again = SignalManager(USER)
+    again.set_traders(traders)
+    again.authorize(True, 9, since_us=since, earlier=[own])
+    again.warm_up(candles[660 - 202 - CATCH_UP_CANDLES : 660])
+    assert sorted(e.signal.key for e in again.drain() if isinstance(e, SignalCreated)) == sorted(
+        in_own + in_live
+    )
+    # Without a window start, earlier windows are not used either.
+    blind = SignalManager(USER)
+    blind.set_traders(traders)
+    blind.authorize(True, 9, earlier=[own])
+    blind.warm_up(candles[660 - 202 - CATCH_UP_CANDLES : 660])
+    assert not [e for e in blind.drain() if isinstance(e, SignalCreated)]
+
+
+def test_a_trade_of_an_earlier_window_opens_under_the_live_epoch_and_takes_its_missed_exits() -> None:
+    plan = {"side": "long", "notional": 100, "max_hold_candles": 3}
+    traders = [TraderRecord(T_RSI, "RSI low", {**RSI_LOW, "cooldown_candles": 0, "trade": plan})]
+    candles = series("BTCUSDT", 700, 1)
+    m = SignalManager(USER)
+    m.set_traders(traders)
+    m.warm_up(candles[660 - 202 - CATCH_UP_CANDLES : 660])
+    late = close_us(candles[659]) + 1  # granted after the newest candle closed
+    m.authorize(True, 9, since_us=late, earlier=[LeaseWindow(5, 0, close_us(candles[655]))])
+    effects = m.drain()
+    signals = [e.signal for e in effects if isinstance(e, SignalCreated)]
+    opened = [e.trade for e in effects if isinstance(e, TradeOpened)]
+    assert signals and {s.epoch for s in signals} == {5}
+    assert opened and {t.epoch for t in opened} == {9}
+    assert {t.key for t in opened} == {s.key for s in signals}
+    # Each was checked against the candles since its entry: those held 3 candles before now are closed.
+    assert any(isinstance(e, TradeClosed) for e in effects)
+    assert not [t for t in m.open_trades() if t.entry_time + 3 * MINUTE <= candles[659].open_time]
 
 
 def test_warm_up_without_a_window_start_emits_nothing_and_keeps_it_for_the_grant() -> None:

@@ -76,6 +76,8 @@ class Timings:
     #: New signals and trades are written this long after the candle that made them (the rest of its
     #: burst joins the same batch), not at the next ``flush``: a crash loses none of them.
     signal_write: float = 0.2
+    #: How long a new epoch waits for this machine's earlier windows before generating without them.
+    earlier_windows: float = 2.0
     traders_poll: float = 30.0
     stop_flush: float = 10.0
     error_flush: float = 5.0

@@ -36,6 +36,7 @@ from signalguard.core.engine import (
     DEFAULT_MAX_TRACKED,
     OPEN_STATUSES,
     SIGNAL_COLUMNS,
+    LeaseWindow,
     Signal,
     TraderRecord,
     open_signals,
@@ -52,6 +53,7 @@ __all__ = [
     "LeaseAnswer",
     "SupabaseDatabase",
     "classify_api_error",
+    "lease_windows",
     "signal_from_row",
     "timestamp_us",
 ]
@@ -141,6 +143,29 @@ class LeaseAnswer:
         )
 
 
+#: How many of the machine's earlier windows a new lease looks back on (the engine's catch-up reaches
+#: 60 candles back; a machine granted more often than that in an hour has bigger problems).
+EARLIER_WINDOWS: Final = 8
+
+
+def lease_windows(rows: object, *, before: int) -> list[LeaseWindow]:
+    """Read the closed windows of epochs below ``before`` from ``lease_epochs`` rows.
+
+    Rows carry ``epoch``, ``started_at`` and ``valid_until``; a row that does not parse is skipped (a
+    window not known is a window not filled, never a window guessed).
+    """
+    out: list[LeaseWindow] = []
+    for row in rows if isinstance(rows, list) else ():
+        if not isinstance(row, Mapping):
+            continue
+        epoch = row.get("epoch")
+        start = timestamp_us(row.get("started_at"))
+        end = timestamp_us(row.get("valid_until"))
+        if isinstance(epoch, int) and not isinstance(epoch, bool) and epoch < before and start and end:
+            out.append(LeaseWindow(epoch, start, end))
+    return out
+
+
 class Database(Protocol):
     """Everything the worker asks of the database. Methods raise :class:`DatabaseError` subclasses."""
 
@@ -158,6 +183,10 @@ class Database(Protocol):
 
     async def release_lease(self) -> LeaseAnswer:
         """``release_cloud_lease``: end the machine's lease now."""
+        ...
+
+    async def earlier_windows(self, epoch: int) -> list[LeaseWindow]:
+        """The machine's own windows of epochs before ``epoch`` (the newest :data:`EARLIER_WINDOWS`)."""
         ...
 
     async def load_traders(self) -> list[TraderRecord]:
@@ -195,10 +224,13 @@ class Database(Protocol):
 class SupabaseDatabase:
     """:class:`Database` over supabase-py's async client, authenticated with the machine token."""
 
-    def __init__(self, client: AsyncClient, *, owner_id: str, timeout: float = 8.0) -> None:
+    def __init__(
+        self, client: AsyncClient, *, owner_id: str, machine_id: str = "", timeout: float = 8.0
+    ) -> None:
         """Wrap an async client whose headers carry the API key and the machine token."""
         self._client = client
         self._owner_id = owner_id
+        self._machine_id = machine_id
         # A bound on each call as a whole: httpx's timeouts are per phase, and a call that outlives the
         # lease would stall the heartbeat behind it.
         self._deadline = timeout * 1.5
@@ -216,7 +248,7 @@ class SupabaseDatabase:
             postgrest_client_retry=False,
         )
         client = await acreate_client(config.supabase_url, config.anon_key, options=options)
-        return cls(client, owner_id=config.owner_id, timeout=timeout)
+        return cls(client, owner_id=config.owner_id, machine_id=config.machine_id, timeout=timeout)
 
     async def _run(self, call: Awaitable[Any]) -> Any:
         try:
@@ -261,6 +293,22 @@ class SupabaseDatabase:
             acquired_at_us=answer.acquired_at_us,
             expires_at_us=answer.expires_at_us,
         )
+
+    async def earlier_windows(self, epoch: int) -> list[LeaseWindow]:
+        """See :meth:`Database.earlier_windows`."""
+        if not self._machine_id:
+            return []
+        query = (
+            self._client.table("lease_epochs")
+            .select("epoch,started_at,valid_until")
+            .eq("user_id", self._owner_id)
+            .eq("holder_kind", "cloud")
+            .eq("machine_id", self._machine_id)
+            .lt("epoch", epoch)
+            .order("epoch", desc=True)
+            .limit(EARLIER_WINDOWS)
+        )
+        return lease_windows(await self._run(query.execute()), before=epoch)
 
     async def load_traders(self) -> list[TraderRecord]:
         """See :meth:`Database.load_traders`."""

@@ -27,7 +27,7 @@ from typing import Any
 from signalguard.cloud.database import DatabaseUnavailable, LeaseAnswer
 from signalguard.cloud.market import MarketUnavailable
 from signalguard.core.candles import Candle, next_open_time
-from signalguard.core.engine import Signal, SignalStatus, TraderRecord, signal_key
+from signalguard.core.engine import LeaseWindow, Signal, SignalStatus, TraderRecord, signal_key
 from signalguard.core.outbox import JsonValue
 from signalguard.core.positions import Side, Trade, TradeBook
 
@@ -179,6 +179,15 @@ class FakeDatabase:
         if self.holder == "cloud":
             self._end(now)
         return self._answer(True, None, now)
+
+    async def earlier_windows(self, epoch: int) -> list[LeaseWindow]:
+        """See :meth:`~.database.Database.earlier_windows`: the cloud's windows before ``epoch``."""
+        self._enter("earlier_windows")
+        return [
+            LeaseWindow(e, w.start_ms * 1000, w.end_ms * 1000)
+            for e, w in sorted(self.epochs.items(), reverse=True)
+            if e < epoch and w.kind == "cloud"
+        ][:8]
 
     async def load_traders(self) -> list[TraderRecord]:
         """See :meth:`~.database.Database.load_traders`."""

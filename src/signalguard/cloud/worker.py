@@ -55,6 +55,7 @@ from signalguard.cloud.market import BinanceMarketData, MarketData
 from signalguard.cloud.sync import FlushReport, StateSynchronizer
 from signalguard.core.codes import GuardError
 from signalguard.core.engine import (
+    LeaseWindow,
     SignalCreated,
     SignalManager,
     StatusChanged,
@@ -139,6 +140,9 @@ class CloudWorker:
         self._streams_changed = asyncio.Event()
         self._traders_key: list[tuple[str, str, str, bool]] | None = None
         self._authorized: tuple[bool, int | None] = (False, None)
+        # This machine's windows before the held epoch (read at each new epoch): the engine signals the
+        # candles that closed in their tails under them (a killed worker back after its lease expired).
+        self._earlier: list[LeaseWindow] = []
         self._deadline_timer: asyncio.TimerHandle | None = None
         self._failing_since: float | None = None
         self._trades_checked = clock()
@@ -270,6 +274,8 @@ class CloudWorker:
             new_epoch = self.keeper.granted(answer, sent_at)
             if new_epoch and self.stats.lease_after is not None:  # the first grant: see the lease loop
                 log.info("holding the lease again, under epoch %d", answer.epoch)
+            if new_epoch:
+                self._earlier = await self._earlier_windows(answer.epoch)
         else:
             reason = answer.reason or "refused"
             if self.keeper.epoch is not None:
@@ -289,6 +295,20 @@ class CloudWorker:
         elif answer.granted and self._clock() - self._trades_checked >= self.timings.trades_recheck:
             await self._adopt_trades()
         return answer.granted
+
+    async def _earlier_windows(self, epoch: int) -> list[LeaseWindow]:
+        """The machine's own windows before ``epoch``; none if they cannot be read promptly.
+
+        Bounded: generation under the new epoch waits for this answer (the candles arriving meanwhile
+        are kept, not lost), and without it only the tails of earlier windows go unfilled.
+        """
+        try:
+            async with asyncio.timeout(self.timings.earlier_windows):
+                return await self.db.earlier_windows(epoch)
+        except (DatabaseError, TimeoutError) as exc:
+            why = str(exc) or "no answer"
+            log.warning("earlier lease windows not read (%s): their tails are not caught up", why)
+            return []
 
     async def _adopt(self) -> None:
         """Track the user's open signals and manage their open trades under the new lease.
@@ -343,17 +363,20 @@ class CloudWorker:
         if decision != self._authorized:
             epoch = decision[1]
             caught_up = self.manager.caught_up
+            earlier = self.manager.caught_up_earlier
             since = self.keeper.window_start_us(epoch) if epoch is not None else None
-            self.manager.authorize(may, epoch, since)
+            self.manager.authorize(may, epoch, since, self._earlier if may else ())
             self._authorized = decision
             if may:
                 log.info("generating under epoch %s", epoch)
                 if self.manager.caught_up > caught_up:
+                    n = self.manager.caught_up - caught_up
                     log.info(
-                        "caught up %d signal%s of candles that closed in the window before this process "
-                        "could generate",
-                        self.manager.caught_up - caught_up,
-                        "" if self.manager.caught_up - caught_up == 1 else "s",
+                        "caught up %d signal%s of candles that closed before this process could generate "
+                        "(%d in earlier windows of this machine)",
+                        n,
+                        "" if n == 1 else "s",
+                        self.manager.caught_up_earlier - earlier,
                     )
                 self._route_effects()
             elif self.keeper.renewed_sent_at is not None:

@@ -50,8 +50,18 @@ the indicators, the newest are *evaluated* like live candles (:meth:`SignalManag
 while the engine may not emit, the matches of evaluated candles are kept (the last
 :data:`CATCH_UP_CANDLES` candles with matches per stream). :meth:`SignalManager.authorize` takes the
 window's start: at a grant, the kept matches whose candle closed inside the window are emitted under
-its epoch, and no signal is ever emitted for a candle that closed before it (the database would refuse
-it). Without a window start, kept matches are dropped and historical candles emit nothing.
+its epoch, and no signal is ever emitted for a candle that closed before it under that epoch (the
+database would refuse it). Without a window start, kept matches are dropped and historical candles emit
+nothing.
+
+Earlier windows of the same holder. A cloud machine killed while holding the lease keeps its window
+open until the lease expires (30 s); if it comes back after that, it is granted a new epoch, and the
+candles that closed in the tail of the old window were nobody else's to signal: the database accepts a
+signal only under an epoch its writer held, with its candle inside that epoch's window. So
+``authorize`` also takes the earlier windows this holder held (:class:`LeaseWindow`, read from the
+database's epoch history), and a kept or historical match whose candle closed inside one of them is
+emitted under *that* epoch (its trade, if any, opens under the live one). Only the holder whose window
+it was can write it, and only while it holds the live lease, so this never makes two executors.
 """
 
 from __future__ import annotations
@@ -287,6 +297,15 @@ class HistoryNeed:
 
 
 @dataclass(frozen=True, slots=True)
+class LeaseWindow:
+    """An earlier epoch's window held by the same holder: ``[start_us, end_us)``, database clock (µs)."""
+
+    epoch: int
+    start_us: int
+    end_us: int
+
+
+@dataclass(frozen=True, slots=True)
 class CandleRange:
     """Closed candles of a stream opening in ``[start, end)`` (epoch ms; ``end`` None: until now)."""
 
@@ -341,6 +360,8 @@ class SignalManager:
     _may_generate: bool = False
     _epoch: int | None = None
     _since_us: int | None = None
+    # Earlier windows of this holder (see authorize), newest first.
+    _earlier: tuple[LeaseWindow, ...] = ()
     # While evaluating warm-up candles: emit only if the window's start is known.
     _historical: bool = False
     #: Signals the traders matched, emitted or not (the reference count for determinism checks).
@@ -349,6 +370,8 @@ class SignalManager:
     before_window: int = 0
     #: Signals emitted at a grant for candles that closed before the engine was allowed to emit.
     caught_up: int = 0
+    #: Of those, and of historical candles, signals emitted under an earlier window of this holder.
+    caught_up_earlier: int = 0
 
     def __post_init__(self) -> None:
         """Normalise the user id as the database prints uuids."""
@@ -415,20 +438,40 @@ class SignalManager:
         """The warm-up rule's history of a stream: the most any of its traders needs."""
         return max((r.definition.history for r, _ in self._by_stream.get(stream, ())), default=0)
 
-    def authorize(self, may_generate: bool, epoch: int | None, since_us: int | None = None) -> None:
+    def authorize(
+        self,
+        may_generate: bool,
+        epoch: int | None,
+        since_us: int | None = None,
+        earlier: Iterable[LeaseWindow] = (),
+    ) -> None:
         """Apply the guard's decision: generate (under ``epoch``, whose window opened at ``since_us``) or not.
 
         ``since_us`` is the window's start by the database clock (epoch microseconds, the lease's
         ``acquired_at``). At a grant (a new epoch, or allowed again), the kept matches of candles that
-        closed inside the window are emitted; from then on nothing is emitted for a candle that closed
-        before it. Losing the right to generate forgets the trade book at once: another executor may
-        manage those trades from now on, and this side reloads them (:meth:`adopt_trades`) at its next
-        lease.
+        closed inside the window are emitted; from then on nothing is emitted under ``epoch`` for a
+        candle that closed before it. ``earlier`` are windows of earlier epochs that the same holder
+        held (the database's epoch history): a match whose candle closed inside one of them, and before
+        ``since_us``, is emitted under that earlier epoch.
+
+        Losing the right to generate forgets the trade book at once: another executor may manage those
+        trades from now on, and this side reloads them (:meth:`adopt_trades`) at its next lease.
         """
         before = (self._may_generate, self._epoch)
         self._may_generate = bool(may_generate and epoch is not None)
         self._epoch = epoch if self._may_generate else None
         self._since_us = since_us if self._may_generate else None
+        self._earlier = (
+            tuple(
+                sorted(
+                    (w for w in earlier if w.epoch != epoch and w.start_us < w.end_us),
+                    key=lambda w: w.end_us,
+                    reverse=True,
+                )
+            )
+            if self._may_generate and since_us is not None
+            else ()
+        )
         if not self._may_generate:
             self._book.clear()
             self._waiting.clear()
@@ -441,14 +484,29 @@ class SignalManager:
         since = self._since_us
         if since is None:
             return  # no window start: which of them the window holds is unknown
-        for entries in kept.values():
-            for candle, matched in entries:
-                if _close_us(candle) < since:
-                    continue
-                for tid, labels in matched:
-                    running = self._traders.get(tid)
-                    if running is not None and self._emit(candle, running, labels):
-                        self.caught_up += 1
+        # In candle order across streams, as they would have been emitted live.
+        entries = sorted(
+            itertools.chain.from_iterable(kept.values()), key=lambda e: (_close_us(e[0]), e[0].symbol)
+        )
+        for candle, matched in entries:
+            epoch = self._window_epoch(_close_us(candle), since)
+            if epoch is None:
+                continue
+            for tid, labels in matched:
+                running = self._traders.get(tid)
+                if running is not None and self._emit(candle, running, labels, epoch):
+                    self.caught_up += 1
+                    if epoch != self._epoch:
+                        self.caught_up_earlier += 1
+
+    def _window_epoch(self, close_us: int, since: int) -> int | None:
+        """The epoch a candle closing at ``close_us`` is signalled under, or None if no held window has it."""
+        if close_us >= since:
+            return self._epoch
+        for window in self._earlier:
+            if window.start_us <= close_us < window.end_us:
+                return window.epoch
+        return None
 
     @property
     def may_generate(self) -> bool:
@@ -526,7 +584,13 @@ class SignalManager:
             self._keep(stream, candle, signalling)
             return
         if since is not None and _close_us(candle) < since:
-            self.before_window += len(signalling)  # the database would refuse it (SG002)
+            epoch = self._window_epoch(_close_us(candle), since)
+            if epoch is None:
+                self.before_window += len(signalling)  # the database would refuse it (SG002)
+                return
+            for state, labels in signalling:
+                if self._emit(candle, self._owner[state], labels, epoch):
+                    self.caught_up_earlier += 1
             return
         for state, labels in signalling:
             self._emit(candle, self._owner[state], labels)
@@ -539,15 +603,28 @@ class SignalManager:
             kept = self._kept[stream] = deque(maxlen=CATCH_UP_CANDLES)
         kept.append((candle, tuple((self._owner[s].record.id.lower(), labels) for s, labels in signalling)))
 
-    def _emit(self, candle: Candle, running: _Running, labels: tuple[str, ...]) -> bool:
-        """Create the signal of ``running`` on ``candle`` (and its trade); False if it exists."""
+    def _emit(
+        self, candle: Candle, running: _Running, labels: tuple[str, ...], epoch: int | None = None
+    ) -> bool:
+        """Create the signal of ``running`` on ``candle`` (and its trade); False if it exists.
+
+        The signal carries ``epoch`` (an earlier window's, see :meth:`authorize`) or the live epoch; a
+        trade always opens under the live epoch, which the database checks when it is written.
+        """
         assert self._epoch is not None
         tid = running.record.id.lower()
         key = signal_key(self.user_id, tid, candle.symbol, candle.interval, candle.open_time)
         if key in self._tracked:
             return False
         signal = Signal(
-            key, tid, candle.symbol, candle.interval, candle.open_time, candle.close, labels, self._epoch
+            key,
+            tid,
+            candle.symbol,
+            candle.interval,
+            candle.open_time,
+            candle.close,
+            labels,
+            self._epoch if epoch is None else epoch,
         )
         self._track(signal, candle_index(candle.interval, candle.open_time))
         self._effects.append(SignalCreated(signal))
