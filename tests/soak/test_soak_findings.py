@@ -10,10 +10,15 @@ lease), reads the rows and judges them with the soak's checker. Each failed befo
   generated (the engine's warm-up now evaluates its newest candles, and the grant catches up those
   that closed inside the window: ``SignalManager.authorize``, "Catching up with a window");
 - an adopted trade whose exit candle closed before the new executor's first candle was closed at that
-  candle instead (it now waits for the candles since its entry: ``SignalManager.trade_history_needs``).
+  candle instead (it now waits for the candles since its entry: ``SignalManager.trade_history_needs``);
+- a worker SIGKILLed under a lease that then ran out, and restarted after that, was granted a new
+  epoch; the candles that closed in the old window's tail (up to 30 s) were nobody's to signal, since
+  the database accepts a signal only under an epoch its writer held with its candle in that epoch's
+  window (the new epoch now reads its machine's earlier windows and signals their tails under them:
+  ``Database.earlier_windows``, "Earlier windows of the same holder").
 
-First seen with ``python -m bench.soak --events 40 --seed 2`` (the two lost-signal findings) and
-``--events 50 --seed 3`` (the late exit of an adopted trade).
+First seen with ``python -m bench.soak --events 40 --seed 2`` (the first two lost-signal findings),
+``--events 50 --seed 3`` (the late exit of an adopted trade) and ``--events 200 --seed 1`` (the tail).
 """
 
 from __future__ import annotations
@@ -182,6 +187,46 @@ def test_a_restarted_worker_generates_for_its_renewed_window(
     verdict = check(history)
     show(verdict)
     assert [e.epoch for e in history.epochs] == [epoch]
+    assert verdict.count("lost_signal") == 0, verdict.report()
+
+
+def test_a_worker_back_after_its_lease_ran_out_signals_its_windows_tail(
+    stack: LocalStack, market: ReplayServer, worker_log: Path
+) -> None:
+    email, uid = fresh_user(stack, machine=True, definition=FAST_TRADER, name="Fast RSI")
+    worker = Worker(stack, market.url, email, worker_log)
+    worker.start()
+    try:
+        epoch = wait_until("the cloud lease", lambda: holding(stack, uid), timeout=40)
+        wait_for_a_flush(worker_log)
+        killed = now_us()
+        worker.send(signal.SIGKILL)
+        worker.wait(10)
+        # Nobody renews: the lease runs out (30 s after the last renewal, at most 10 s before the kill).
+        wait_until("the dead worker's lease to run out", lambda: holding(stack, uid) is None, timeout=40)
+        expired = now_us()
+        assert certain_between(stack, market, uid, killed + 500_000, expired) >= 3, "a tail to judge"
+        worker.start()
+        wait_until("the next lease", lambda: holding(stack, uid), timeout=40)
+        wait_for_a_flush(worker_log)
+    finally:
+        worker.stop()
+    back = next(t for t in worker_generating_times(worker_log) if t > killed)
+    history = read_history(
+        stack,
+        market,
+        uid,
+        events=[
+            NemesisEvent(1, "worker_sigkill", killed, killed),
+            NemesisEvent(2, "worker_start", back, back),
+        ],
+        downtime=[Downtime("cloud", killed, back, "killed")],
+    )
+    verdict = check(history)
+    show(verdict)
+    assert [e.epoch for e in history.epochs] == [epoch, epoch + 1]
+    tail = [s for s in history.signals if s.epoch == epoch and s.close_time > killed + 1_000_000]
+    assert len(tail) >= 3, "the tail was signalled under the dead worker's epoch"
     assert verdict.count("lost_signal") == 0, verdict.report()
 
 
