@@ -144,6 +144,9 @@ importlib.invalidate_caches()
 <link rel="stylesheet" href="./vendor/pyscript/core.css">
 <script type="module" src="./vendor/pyscript/core.js"></script></head>
 <body>
+<mpy-config hidden>
+plugins = ["!py-editor", "!py-game", "!py-terminal", "!donkey", "!deprecations-manager"]
+</mpy-config>
 <script type="py" config="./bench-pyscript.toml">
 import js
 js.document.body.dataset.ready = "1"
@@ -151,7 +154,11 @@ js.document.body.dataset.ready = "1"
 </body>
 </html>
 """,
-    "web/bench-pyscript.toml": 'interpreter = "./vendor/pyodide/pyodide.mjs"\n',
+    # The app's plugin list too: the plugins it switches off are not vendored (see pyscript.toml).
+    "web/bench-pyscript.toml": (
+        'interpreter = "./vendor/pyodide/pyodide.mjs"\n'
+        'plugins = ["!py-editor", "!py-game", "!py-terminal", "!donkey", "!deprecations-manager"]\n'
+    ),
 }
 
 # In every page, before its own scripts: PyScript's progress steps and events, the page's state

@@ -17,7 +17,8 @@
 //
 //   configFetch()                       the Response of /config.json, requested when this script ran
 //   init(url, anonKey)                  create the one client (session kept in localStorage)
-//   from(table) / rpc(name, argsJson)   wrapped builders (rpc arguments as a JSON string)
+//   from(table) / rpc(name, argsJson)   wrapped builders (rpc arguments as a JSON string); the first
+//                                       schema_version() is answered by the early start (below)
 //   signIn(email, password)             Promise<JSON {user: {id, email} | null, error: string | null}>
 //   currentUser()                       Promise<JSON {id, email} | null> from the stored session
 //   signOut()                           Promise<JSON {error: string | null}>
@@ -101,13 +102,25 @@
 
   function init(url, anonKey) {
     if (typeof supabase === "undefined") throw new Error("supabase-js is not loaded");
-    config = { url: url.replace(/\/+$/, ""), anonKey };
-    client = supabase.createClient(config.url, anonKey, {
+    const wanted = { url: url.replace(/\/+$/, ""), anonKey };
+    if (early && early.config.url === wanted.url && early.config.anonKey === anonKey) {
+      // The early start's client (see below) is the one: its session and its answers are kept.
+      ({ config, client } = early);
+      return;
+    }
+    early = null;
+    config = wanted;
+    client = makeClient(config.url, anonKey);
+  }
+
+  function makeClient(url, anonKey) {
+    const made = supabase.createClient(url, anonKey, {
       auth: { persistSession: true, autoRefreshToken: true, detectSessionInUrl: false },
     });
-    client.auth.onAuthStateChange((_event, session) => {
+    made.auth.onAuthStateChange((_event, session) => {
       accessToken = session?.access_token ?? null;
     });
+    return made;
   }
 
   async function signIn(email, password) {
@@ -118,7 +131,9 @@
 
   async function currentUser() {
     // The stored session (refreshed by supabase-js if it expired); no request when it is fresh.
-    const { data } = await need().auth.getSession();
+    const first = early?.session;
+    if (early) early.session = null;
+    const { data } = await (first ?? need().auth.getSession());
     accessToken = data?.session?.access_token ?? null;
     return JSON.stringify(userOf(data?.session?.user));
   }
@@ -268,11 +283,44 @@
   const configResponse = fetch("./config.json", { cache: "no-store" });
   configResponse.catch(() => { /* reported when Python asks */ });
 
+  // The early start. Loading the Python runtime keeps the main thread busy for seconds while the
+  // network sits idle, so the requests whose answers do not depend on when they are made go out now:
+  // the client is created, the stored session read, and schema_version() asked. Python validates
+  // config.json itself and calls init(); if its URL and key are these, it takes this client and these
+  // answers (each used once) as if it had asked; otherwise they are dropped. Nothing here decides
+  // anything: the lease is never asked about early (its answers are only good when fresh).
+  let early = null;
+  configResponse
+    .then((r) => (r.ok ? r.clone().json() : null))
+    .then((settings) => {
+      const url = settings?.supabase_url;
+      const anonKey = settings?.supabase_anon_key;
+      if (client || typeof supabase === "undefined" || typeof url !== "string"
+          || !/^https?:\/\/[^\s]+$/.test(url) || typeof anonKey !== "string" || !anonKey) return;
+      const made = makeClient(url.replace(/\/+$/, ""), anonKey);
+      const session = made.auth.getSession();
+      const schema = session.then(({ data }) => (data?.session ? run(made.rpc("schema_version", {})) : null));
+      early = { config: { url: url.replace(/\/+$/, ""), anonKey }, client: made, session, schema };
+    })
+    .catch(() => { early = null; /* Python reads config.json and reports what is wrong */ });
+
+  // rpc(), with the early start's schema_version() answer the first time it is asked for (if any).
+  function rpc(name, argsJson) {
+    if (name === "schema_version" && early?.schema && client === early.client) {
+      const answer = early.schema;
+      early.schema = null;
+      const fresh = () => run(need().rpc(name, argsJson ? JSON.parse(argsJson) : {}));
+      const result = () => answer.then((a) => a ?? fresh());  // no session then: ask now
+      return { execute: result, executeJson: async () => JSON.stringify(await result()) };
+    }
+    return wrap(need().rpc(name, argsJson ? JSON.parse(argsJson) : {}));
+  }
+
   globalThis.signalguard = Object.freeze({
     init,
     configFetch: () => configResponse.then((r) => r.clone()),
     from: (table) => wrap(need().from(table)),
-    rpc: (name, argsJson) => wrap(need().rpc(name, argsJson ? JSON.parse(argsJson) : {})),
+    rpc,
     signIn,
     currentUser,
     signOut,

@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import threading
 from collections.abc import Iterator
+from html.parser import HTMLParser
 from typing import Any
 
 import httpx
@@ -234,3 +235,27 @@ def test_pages_carry_a_content_security_policy(app_gateway: str) -> None:
     assert "default-src 'self'" in csp and "object-src 'none'" in csp
     assert "connect-src 'self' http://127.0.0.1:9443 ws://127.0.0.1:9443" in csp
     assert "content-security-policy" not in httpx.get(app_gateway + "/web/app.zip").headers
+
+
+def test_every_file_the_page_names_is_served(stack: LocalStack) -> None:
+    """index.html's scripts, styles and preloads (PyScript's chunks by their pinned names) all exist:
+    a preload of a file that is not there would cost a request and log an error on every start."""
+    class Refs(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.refs: list[str] = []
+
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            named = dict(attrs)
+            ref = named.get("src") if tag == "script" else named.get("href") if tag == "link" else None
+            if ref and ref.startswith("./"):
+                self.refs.append(ref[2:])
+
+    page = httpx.get(stack.url + "/index.html")
+    assert page.status_code == 200
+    refs = Refs()
+    refs.feed(page.text)
+    preloads = [r for r in refs.refs if "vendor/pyscript/" in r and r.endswith(".js") and "-" in r]
+    assert len(preloads) >= 3, "PyScript's chunks are preloaded"
+    missing = [r for r in refs.refs if httpx.get(f"{stack.url}/{r}").status_code != 200]
+    assert missing == []

@@ -106,9 +106,28 @@ def _timer_worker() -> Any:
         return None
 
 
+async def parsed() -> None:
+    """Return once the page is parsed and its deferred scripts (supabase-js, the facade) have run.
+
+    PyScript's module is async (it starts the interpreter without waiting for them), so in principle
+    the interpreter could be up first.
+    """
+    if str(js.document.readyState) != "loading":
+        return
+    done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def loaded(_event: Any) -> None:
+        if not done.done():
+            done.set_result(None)
+
+    js.document.addEventListener("DOMContentLoaded", create_proxy(loaded), js.JSON.parse('{"once": true}'))
+    await done
+
+
 async def run() -> None:
     """Build the app from the page and start it."""
     global _app
+    await parsed()
     view = DomView(js.document, js.window, create_proxy)
     try:
         config = await load_config()
