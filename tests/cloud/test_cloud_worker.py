@@ -3,7 +3,8 @@
 Each test runs the worker as a subprocess for its own user and reads the outcome from the database:
 the signals, ``lease_epochs`` and the machine row. Time rules are exercised by backdating with the
 superuser connection, never by sleeping 30 s. The worker runs with the product's timings (heartbeat and
-flush every 10 s), so a test that needs a periodic flush waits for one.
+batch flush every 10 s, a new signal written within 0.2 s), so a test that needs a periodic flush waits
+for one.
 """
 
 from __future__ import annotations
@@ -91,7 +92,7 @@ class PlainRun:
     epochs: list[dict[str, Any]]
     machine: dict[str, Any]
     spawned_db_ms: int
-    last_periodic_flush_rows: int
+    rows_before_last_signal: int
 
 
 @pytest.fixture(scope="module")
@@ -105,11 +106,15 @@ def plain_run(
             stack, user, market.url, tmp_path_factory.mktemp("plain") / "worker.log"
         ).start()
         try:
-            # The first periodic flush (10 s after start), then a signal that only the stop can write:
-            # its candle closes within 7 s, well before the next periodic flush.
+            # Signals are written within 0.2 s of their candle, so the run lasts until five are stored
+            # (how soon depends on the replay's candles, not on a flush period), then one more signal
+            # closes before the SIGTERM.
             worker.wait_for_log(r"flush: [1-9]\d* batch", timeout=30)
+            wait_until(
+                lambda: len(signals(db, user.user_id)) >= 5, timeout=60, what="five stored cloud signals"
+            )
             flushed_at = time.time()
-            periodic = len(signals(db, user.user_id))
+            counted = len(signals(db, user.user_id))
             close = market.wait_for_signal_after(user, int((flushed_at + 0.5) * 1000))
             assert close < (flushed_at + 7) * 1000, "the replay has no signal soon enough after the flush"
             code = worker.terminate()
@@ -123,7 +128,7 @@ def plain_run(
             epochs(db, user.user_id),
             machine(db, user.actor.machine_uuid or ""),
             spawned,
-            periodic,
+            counted,
         )
 
 
@@ -161,8 +166,9 @@ def test_sigterm_flushes_releases_and_reports_stopped(plain_run: PlainRun, api: 
     run = plain_run
     assert run.exit_code == 0
     counters = run.worker.final_counters()
-    # Everything created was written: the rows after the last periodic flush came with the stop's flush.
-    assert counters["signals_created"] == len(run.signals) > run.last_periodic_flush_rows
+    # Everything created was written, the signal that closed after the count included (a prompt write or
+    # the stop's flush, whichever came first).
+    assert counters["signals_created"] == len(run.signals) > run.rows_before_last_signal
     assert counters["unsent"] == 0 and counters["rejected"] == 0
     [window] = run.epochs
     assert window["ended_reason"] == "released"
