@@ -46,6 +46,8 @@ CHROMIUM_ARGS = [
 ]
 #: Loading Pyodide and signing in takes a few seconds; nothing in these tests should take longer.
 READY_TIMEOUT_MS = 30_000
+#: A folder to save a screenshot of each mode the tests reach (``AppPage.snapshot``); unset, none is taken.
+SCREENSHOTS_VARIABLE = "SIGNALGUARD_SCREENSHOTS"
 LOCAL_HOST = "127.0.0.1"
 _NOT_LOCAL = re.compile(r"^(?!(?:https?|wss?)://127\.0\.0\.1[:/])[a-z][a-z0-9+.-]*://.*", re.IGNORECASE)
 _counter = itertools.count(1)
@@ -165,6 +167,14 @@ class AppPage:
 
     def toggles(self) -> Any:
         return self.page.get_by_test_id("trader-toggle")
+
+    def snapshot(self, name: str) -> None:
+        """Save the whole page as ``<name>.png`` in ``$SIGNALGUARD_SCREENSHOTS``, if that is set: a look at
+        each mode as the tests reach it, for whoever reviews the page. Without the variable, nothing."""
+        folder = os.environ.get(SCREENSHOTS_VARIABLE)
+        if folder:
+            Path(folder).mkdir(parents=True, exist_ok=True)
+            self.page.screenshot(path=str(Path(folder) / f"{name}.png"), full_page=True)
 
 
 class Browsers:

@@ -50,6 +50,7 @@ def test_missing_lease_migration_is_named_and_nothing_is_generated(
             "20251003060400_signal_summary.sql", timeout=20_000
         )
         expect(tab.page.get_by_test_id("trades-note")).to_contain_text(TRADES_MIGRATION)
+        tab.snapshot("incompatible")
         expect(tab.page.get_by_test_id("trader-row")).to_have_count(2)
         for toggle in tab.toggles().all():
             expect(toggle).to_be_disabled()

@@ -54,6 +54,7 @@ def test_one_generating_tab_and_takeover_when_it_closes(stack: LocalStack, brows
     second = browsers.tab(ctx, watch).open().wait_ready()
     expect(second.badge).to_have_attribute("data-mode", "standby")
     expect(second.badge).to_have_text("Another tab is generating")
+    second.snapshot("standby")
     for toggle in second.toggles().all():
         expect(toggle).to_be_disabled()
     assert second.holder_id() != first.holder_id()
@@ -84,6 +85,7 @@ def test_takeover_after_two_minutes_of_cloud_error(stack: LocalStack, browsers: 
     expect(tab.page.get_by_test_id("guard-detail")).to_contain_text("disk full")
     button = tab.page.get_by_test_id("takeover-button")
     expect(button).to_be_visible()
+    tab.snapshot("error")
     lease = lease_of(stack, uid)
     assert lease is None or not lease.live
 

@@ -99,6 +99,10 @@ def test_browser_mode_generates_and_persists_local_signals(
     )
     keys = page_keys(tab)
     assert len(keys) == len(set(keys))
+    # The "by source" summary follows the stored signals within seconds, not at its 30 s period.
+    expect(tab.page.locator("[data-testid='summary-row'][data-source='local']")).not_to_have_attribute(
+        "data-signals", "0", timeout=8_000
+    )
     # Status changes go through the same outbox: a signal becomes active on its symbol's next candle.
     wait_until(
         "a signal moved to active",
@@ -197,6 +201,7 @@ def test_outage_of_the_api_is_buffered_then_drained(fast_stack: LocalStack, fast
             time.sleep(0.5)
         assert peak >= 3, f"the pending count did not rise during the outage (peak {peak})"
         assert made, "no signal was shown as pending during the outage"
+        tab.snapshot("outage")
     finally:
         fast_stack.postgrest.start()
     up = time.monotonic()
@@ -333,6 +338,7 @@ def test_the_real_cloud_worker_takes_over_and_hands_back(
     tab = fast_tabs.tab(ctx, watch).open().sign_in(email)
     expect(tab.badge).to_have_attribute("data-mode", "browser")
     wait_until("a local signal", lambda: any(r["source"] == "local" for r in signals_of(fast_stack, uid)))
+    tab.snapshot("browser")
 
     with cloud_worker(fast_stack, fast_replay.url, email) as (worker, log_path):
         started = time.monotonic()
@@ -343,6 +349,7 @@ def test_the_real_cloud_worker_takes_over_and_hands_back(
         expect(toast).to_be_attached()
         for toggle in tab.toggles().all():
             expect(toggle).to_be_disabled()
+        tab.snapshot("cloud")
         cloud_rows = wait_until(
             "stored cloud signals",
             lambda: [r for r in signals_of(fast_stack, uid) if r["source"] == "cloud"],
@@ -357,6 +364,7 @@ def test_the_real_cloud_worker_takes_over_and_hands_back(
 
     expect(tab.badge).to_have_attribute("data-mode", "grace", timeout=10_000)
     expect(tab.badge).to_contain_text("Resuming in")
+    tab.snapshot("grace")
     end_cloud_grace(fast_stack, uid)
     expect(tab.badge).to_have_attribute("data-mode", "browser", timeout=15_000)
     with fast_stack.connect() as conn, conn.cursor(row_factory=psycopg.rows.dict_row) as cur:

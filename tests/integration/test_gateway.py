@@ -240,6 +240,7 @@ def test_pages_carry_a_content_security_policy(app_gateway: str) -> None:
 def test_every_file_the_page_names_is_served(stack: LocalStack) -> None:
     """index.html's scripts, styles and preloads (PyScript's chunks by their pinned names) all exist:
     a preload of a file that is not there would cost a request and log an error on every start."""
+
     class Refs(HTMLParser):
         def __init__(self) -> None:
             super().__init__()

@@ -93,6 +93,16 @@ READ_ONLY_NOTES: Final[Mapping[Mode, str]] = {
     Mode.OFFLINE: "Read-only while the database cannot be reached.",
     Mode.INCOMPATIBLE: "Read-only until the database is updated.",
 }
+#: What the positions panel says while this tab does not manage the trades, by mode: who does.
+TRADES_READ_ONLY_NOTES: Final[Mapping[Mode, str]] = {
+    Mode.CLOUD: "Read-only: your cloud machine manages the open trades.",
+    Mode.STARTING: "Read-only: your cloud machine is starting and takes over the open trades.",
+    Mode.GRACE: "Read-only until this browser resumes after the cloud machine's grace period.",
+    Mode.ERROR: "Read-only: your cloud machine reports an error; take over to manage the trades here.",
+    Mode.STANDBY: "Read-only: another tab or device manages the open trades.",
+    Mode.OFFLINE: "Read-only while the database cannot be reached.",
+    Mode.INCOMPATIBLE: "Read-only until the database is updated.",
+}
 #: The chart's candles and markers are re-read this often (a 1m candle moves within the minute).
 CHART_SECONDS: Final = 10.0
 CHART_TIMER: Final = "chart"
@@ -104,6 +114,10 @@ CHART_COLUMNS: Final = "signal_key,symbol,interval,candle_open_time,source"
 SUMMARY_SECONDS: Final = 30.0
 SUMMARY_TIMER: Final = "summary"
 SUMMARY_RETRY_TIMER: Final = "summary-retry"
+SUMMARY_SOON_TIMER: Final = "summary-soon"
+#: After the stored signals change, the summary is read again this much later: soon enough that its
+#: counts agree with the table, and at most one aggregate read per this many seconds under 1s candles.
+SUMMARY_AFTER_CHANGE_SECONDS: Final = 3.0
 SUMMARY_COMPONENT: Final = next(c for c in OPTIONAL_SCHEMA if c.name == "signal_summary")
 SUMMARY_NEEDS: Final = f"This summary needs supabase/migrations/{SUMMARY_COMPONENT.migration}."
 TRADES_COMPONENT: Final = next(c for c in REQUIRED_SCHEMA if c.name == "trades")
@@ -301,6 +315,9 @@ class App:
         self._source = "all"
         self._stored: list[HistoryItem] = []
         self._history = Coalesced(self._history_step, spawn)
+        self._summary_soon = False
+        #: The trades last read (the API's rows), redrawn as they were while a read fails.
+        self._trade_rows: object = []
         self._chart: tuple[str, str] | None = None
         self._charting = Coalesced(self._chart_step, spawn)
         self._trading = Coalesced(self._trades_step, spawn)
@@ -499,9 +516,28 @@ class App:
             if not self._drawn:
                 self.view.toast(f"Could not load the signals: {result.error}")
         elif source == self._source:
-            self._stored = history_items(result.data)
+            stored = history_items(result.data)
+            changed = stored != self._stored
+            self._stored = stored
+            if changed and self._ready:
+                self._summary_after_change()
         self._draw_history()
         return True
+
+    def _summary_after_change(self) -> None:
+        """Read the summary again a little later, once however many changes come meanwhile.
+
+        Its counts would otherwise lag the signals table by up to the summary's 30 s period.
+        """
+        if self._summary_soon:
+            return
+        self._summary_soon = True
+
+        def due() -> None:
+            self._summary_soon = False
+            self.refresh_summary()
+
+        self.timers.set(SUMMARY_SOON_TIMER, SUMMARY_AFTER_CHANGE_SECONDS, due)
 
     def _draw_history(self) -> None:
         pending: list[HistoryItem] = []
@@ -626,18 +662,23 @@ class App:
             return False
         generation = self.generation
         closable = generation is not None and generation.manager.may_generate
+        last = generation.manager.last_price if generation is not None else (lambda _s, _i: None)
         if trades.error is not None:
+            # Keep the positions last read (an outage must not empty the panel), without Close buttons:
+            # what they would close is not known to be current.
             note = f"Could not load the trades: {trades.error}"
-            self.view.show_trades([], closable=False, note=note)
+            self.view.show_trades(trade_items(self._trade_rows, last), closable=False, note=note)
         else:
-            last = generation.manager.last_price if generation is not None else (lambda _s, _i: None)
+            self._trade_rows = trades.data
             note = (
                 "This tab manages the open trades: their exit rules run here."
                 if closable
-                else "Read-only: open trades are managed by the executor. "
-                + READ_ONLY_NOTES.get(self.driver.effects.mode if self.driver else Mode.UNKNOWN, "")
+                else TRADES_READ_ONLY_NOTES.get(
+                    self.driver.effects.mode if self.driver else Mode.UNKNOWN,
+                    "Read-only: open trades are managed by whoever generates signals.",
+                )
             )
-            self.view.show_trades(trade_items(trades.data, last), closable=closable, note=note.strip())
+            self.view.show_trades(trade_items(trades.data, last), closable=closable, note=note)
         if profit.error is None:
             self.view.show_profit(profit_lines(profit.data))
         return True
@@ -692,8 +733,17 @@ class App:
         if generation is not None:
             generation.stop()
             self.effect_listeners.remove(generation.on_effects)
-        for timer in (HISTORY_TIMER, CHART_TIMER, SUMMARY_TIMER, SUMMARY_RETRY_TIMER):
+        for timer in (
+            HISTORY_TIMER,
+            CHART_TIMER,
+            TRADES_TIMER,
+            SUMMARY_TIMER,
+            SUMMARY_RETRY_TIMER,
+            SUMMARY_SOON_TIMER,
+        ):
             self.timers.clear(timer)
+        self._summary_soon = False
+        self._trade_rows = []
         self._stored = []
         self._chart = None
         self.user = None

@@ -273,7 +273,8 @@ class SignalSync:
         self._failed_at = self._clock()
         self._dirty = True
         reason = str(result.error) if result.error is not None else "unreadable answer"
-        self._problem = f"The database is not reachable ({reason}); retrying."
+        # The reason names the failure already (e.g. "The database API is not reachable (...)").
+        self._problem = f"Not saved yet: {reason.rstrip('.')}. Retrying."
         return False
 
     async def _send_statuses(self, batch: Batch) -> list[Mapping[str, object]] | ApiResult:
