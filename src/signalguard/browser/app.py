@@ -93,15 +93,14 @@ READ_ONLY_NOTES: Final[Mapping[Mode, str]] = {
     Mode.OFFLINE: "Read-only while the database cannot be reached.",
     Mode.INCOMPATIBLE: "Read-only until the database is updated.",
 }
-#: What the positions panel says while this tab does not manage the trades, by mode: who does.
+#: What the positions panel says while this tab does not manage the trades: the traders' note, except
+#: where that one speaks of generating signals and the panel names who manages the trades instead.
 TRADES_READ_ONLY_NOTES: Final[Mapping[Mode, str]] = {
+    **READ_ONLY_NOTES,
     Mode.CLOUD: "Read-only: your cloud machine manages the open trades.",
     Mode.STARTING: "Read-only: your cloud machine is starting and takes over the open trades.",
-    Mode.GRACE: "Read-only until this browser resumes after the cloud machine's grace period.",
     Mode.ERROR: "Read-only: your cloud machine reports an error; take over to manage the trades here.",
     Mode.STANDBY: "Read-only: another tab or device manages the open trades.",
-    Mode.OFFLINE: "Read-only while the database cannot be reached.",
-    Mode.INCOMPATIBLE: "Read-only until the database is updated.",
 }
 #: The chart's candles and markers are re-read this often (a 1m candle moves within the minute).
 CHART_SECONDS: Final = 10.0
