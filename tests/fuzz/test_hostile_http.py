@@ -143,20 +143,25 @@ def test_an_oversized_body_is_refused_quickly(
 def test_a_body_under_the_limit_is_served(
     stack: LocalStack, api: Api, actors: Actors, http: httpx.Client
 ) -> None:
-    # The other side of the limit: a large but legal batch (7 MiB) reaches the database and is judged there.
+    # The other side of the limit: a large batch (7 MiB) reaches the database and is judged there, item by
+    # item: the oversized label is refused with its field named, the good signal beside it is kept.
     actor = actors.make()
     epoch = held_lease(api, stack, actor)
-    item = a_signal(actor, epoch) | {"matched_conditions": ["y" * (7 * MB)]}
+    good = a_signal(actor, epoch)
+    big = good | {"candle_open_time": good["candle_open_time"] - 60_000, "matched_conditions": ["y" * (7 * MB)]}
     headers = {
         "apikey": api.anon,
         "Authorization": f"Bearer {actor.token}",
         "Content-Type": "application/json",
     }
     r = http.post(
-        f"{stack.url}/rest/v1/rpc/write_signals", content=json.dumps({"p_signals": [item]}), headers=headers
+        f"{stack.url}/rest/v1/rpc/write_signals", content=json.dumps({"p_signals": [big, good]}), headers=headers
     )
     assert r.status_code == 200, r.text[:300]
-    assert r.json()[0]["outcome"] == "inserted"
+    refused, kept = r.json()
+    assert refused["outcome"] == "rejected" and refused["code"] == "SG009", refused
+    assert "matched_conditions" in refused["message"] and len(refused["message"]) < 200
+    assert kept["outcome"] == "inserted", kept
 
 
 def test_an_oversized_header_is_refused_and_the_server_still_answers(

@@ -74,6 +74,8 @@ def test_database_missing_the_lease_migration_names_it(empty_db: psycopg.Connect
         "The database lacks the 'status_updates' schema: apply "
         "supabase/migrations/20251003060500_update_signal_statuses.sql.",
         "The database lacks the 'trades' schema: apply supabase/migrations/20251003060600_trades.sql.",
+        "The database lacks the 'write_hardening' schema: apply "
+        "supabase/migrations/20251003060800_write_hardening.sql.",
     ]
 
 

@@ -250,7 +250,8 @@ def test_signals_are_never_deleted_through_the_api(api: Api, actors: Actors, db:
     epoch = local_lease_backdated(api, a, db)
     key = write(api, a, [signal(a, epoch, seconds_ago(db, 60))])[0]["signal_key"]
     r = api.delete("signals", f"signal_key=eq.{key}", a.token)
-    assert r.status == 200 and r.body == []
+    # No privilege to delete at all: refused plainly, not silently filtered to no rows.
+    assert r.status == 403 and r.code == "42501", r.body
     assert count(db, a) == 1
 
 

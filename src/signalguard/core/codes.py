@@ -93,6 +93,7 @@ REQUIRED_SCHEMA: tuple[Component, ...] = (
     Component("execution_lease", 1, "20251003060300_execution_lease.sql"),
     Component("status_updates", 1, "20251003060500_update_signal_statuses.sql"),
     Component("trades", 1, "20251003060600_trades.sql"),
+    Component("write_hardening", 1, "20251003060800_write_hardening.sql"),
 )
 #: What only a view needs: without it the app still generates, and that view names the migration.
 OPTIONAL_SCHEMA: tuple[Component, ...] = (
