@@ -243,6 +243,12 @@ revoke delete on public.signals, public.trades from authenticated;
 -- through the lease functions.
 revoke insert, update, delete on public.cloud_machines, public.execution_leases, public.lease_epochs
   from authenticated;
+-- Functions: PostgreSQL grants EXECUTE to PUBLIC on every new function, and a per-schema default
+-- cannot take a global default back (the first migration's attempt for `private` had no effect), so
+-- every API role could call every helper here. Only those granted by name stay callable: the ones
+-- row level security, check constraints and the security-invoker RPCs call as the requesting role.
+-- Trigger functions need no grant, and security-definer RPCs call the rest as their owner.
+revoke execute on all functions in schema private from public;
 -- The anonymous key reaches no table (as since the first migration); said again for completeness.
 revoke all on public.traders, public.cloud_machines, public.signals, public.execution_leases,
   public.lease_epochs, public.trades from anon;
