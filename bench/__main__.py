@@ -3,7 +3,7 @@
 Each prints its figures beside a baseline measured in the same run.
 """
 
-from bench import burst, indicators, lease_and_writes, startup
+from bench import burst, guard_cost, indicators, lease_and_writes, startup
 
 if __name__ == "__main__":
     print("== indicators: update throughput vs talipp, accuracy vs TA-Lib")
@@ -12,5 +12,7 @@ if __name__ == "__main__":
     burst.main()
     print("\n== the database guard: stack start, claim latency, fenced writes")
     lease_and_writes.main()
+    print("\n== the write guard per signal, before and after the write hardening")
+    guard_cost.main()
     print("\n== start-up: navigation to ready, the app vs a bare loadPyodide() page, in Chromium")
     startup.main([])
