@@ -30,13 +30,15 @@ class GuardError(enum.StrEnum):
     SOURCE_MISMATCH = "SG004"
     #: An update tried to change a field other than the status.
     IMMUTABLE_FIELD = "SG005"
-    #: A status change the signal lifecycle does not allow.
+    #: A status change the signal lifecycle does not allow (or a signal created with a status other
+    #: than new).
     INVALID_TRANSITION = "SG006"
     #: A machine-only call without a machine token for one of the caller's machines.
     NOT_A_MACHINE = "SG007"
     #: A browser-only call made with a machine token.
     NOT_A_BROWSER = "SG008"
-    #: A malformed argument (holder id, status, payload shape or size).
+    #: A malformed argument (holder id, status, payload shape or size), or a value out of bounds: a
+    #: price or quantity, a matched-condition label, a trade's exit time after the database clock.
     INVALID_ARGUMENT = "SG009"
     #: The call needs a signed-in user.
     NOT_AUTHENTICATED = "SG010"
