@@ -320,9 +320,11 @@ create trigger trades_api_input before insert or update on public.trades
   for each row execute function private.check_trade_input();
 
 -- ---------------------------------------------------------------------------------------------
--- traders: created_at is the database's, and stays
+-- traders: created_at is the database's, and stays; name and definition within their bounds
 -- ---------------------------------------------------------------------------------------------
 
+-- The table's CHECK constraints bound the name and the definition; refused here first, a too-large
+-- value gets a one-line answer naming the field instead of PostgreSQL's, which echoes the whole row.
 create or replace function private.check_trader_input() returns trigger
 language plpgsql
 set search_path = ''
@@ -330,6 +332,14 @@ as $$
 begin
   if not private.is_api_session() then
     return new;
+  end if;
+  if new.name is null or char_length(new.name) not between 1 and 100 then
+    perform private.raise_guard('SG009', 'invalid_argument: a trader''s name is 1 to 100 characters');
+  end if;
+  if new.definition is null or jsonb_typeof(new.definition) <> 'object'
+     or pg_column_size(new.definition) > 65536 then
+    perform private.raise_guard('SG009',
+      'invalid_argument: a trader''s definition is a JSON object of at most 64 kB');
   end if;
   if tg_op = 'INSERT' then
     new.created_at := now();

@@ -214,3 +214,26 @@ def test_the_largest_amount_allowed_reads_back_as_json_python_parses(
     )
     assert r.text == f'[{{"price":{largest}}}]'
     assert json.loads(r.text)[0]["price"] == 1e15
+
+
+@pytest.mark.parametrize(
+    ("row", "field"),
+    [
+        ({"name": "n" * 101}, "name"),
+        ({"name": ""}, "name"),
+        ({"name": "big", "definition": {"x": "y" * 70_000}}, "definition"),
+        ({"name": "list", "definition": [1, 2]}, "definition"),
+    ],
+    ids=["a 101-character name", "an empty name", "a 70 kB definition", "a definition that is no object"],
+)
+def test_a_trader_too_big_is_refused_in_one_line(
+    api: Api, actors: Actors, db: Any, row: Any, field: str
+) -> None:
+    a = actors.make()
+    r = api.insert("traders", [row], a.token)
+    assert r.status == 400 and r.code == GuardError.INVALID_ARGUMENT, str(r.body)[:300]
+    assert field in r.body["message"] and len(json.dumps(r.body)) < 300
+    assert db.execute("select count(*) from traders where user_id = %s", (a.user_id,)).fetchone() == (1,)
+    tid = a.trader_id
+    r = api.update("traders", f"id=eq.{tid}", row, a.token)
+    assert r.status == 400 and r.code == GuardError.INVALID_ARGUMENT, str(r.body)[:300]
