@@ -4,12 +4,16 @@ DEVELOPMENT ONLY. It listens on 127.0.0.1, marks every response with ``X-Signalg
 and signs tokens with the local secret. It stands in for what Supabase's API gateway does in front of a
 hosted project:
 
-- ``/rest/v1/*`` is forwarded to PostgREST with the prefix stripped and nothing else changed. As with
-  Supabase, every API request must carry an ``apikey`` (the anon or service key); a request without an
-  ``Authorization`` header is made with the API key as its bearer token.
+- ``/rest/v1/*`` is forwarded to PostgREST with the prefix stripped. As with Supabase, every API request
+  must carry an ``apikey`` (the anon or service key); a request without an ``Authorization`` header is made
+  with the API key as its bearer token.
 - ``/auth/v1/*`` answers the few endpoints supabase-js calls to sign in with a password, refresh the
   session, read the user and sign out, for the users in ``auth.users``.
 - Everything else is the app's static files, from an allow-list, with correct MIME types.
+
+Input is judged at the edge: a path or query that is not UTF-8 or carries control characters, a body
+that cannot be read or parsed, fields too long or holding NUL are refused with a 400 and a JSON body
+before anything reaches the database.
 """
 
 from __future__ import annotations
@@ -18,16 +22,19 @@ import json
 import mimetypes
 import secrets
 import time
+import unicodedata
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, unquote_to_bytes
 
 import aiohttp
 import jwt
 import psycopg
 from aiohttp import web
 from psycopg.rows import dict_row
+from yarl import URL
 
 from signalguard.devstack import tokens
 from signalguard.devstack.config import HOST, StackConfig
@@ -76,20 +83,101 @@ _HOP_HEADERS = frozenset(
 
 STACK_HEADER = ("X-Signalguard-Stack", "local-dev")
 API_VERSION_HEADER = ("X-Supabase-Api-Version", "2024-01-01")
+API_PREFIXES = ("/rest/v1/", "/auth/v1/")
 REFRESH_TOKEN_BYTES = 24
+
+#: The answer to a body whose chunked framing breaks off.
+_UNREADABLE_BODY = "The request body could not be read: its framing is broken"
+#: The longest e-mail address accepted (RFC 5321's limit on a forward path).
+EMAIL_MAX_CHARS = 254
+#: The longest password accepted, in UTF-8 bytes: bcrypt reads no further, so a longer one would sign in
+#: on its first 72 bytes alone (Supabase Auth refuses longer ones too).
+PASSWORD_MAX_BYTES = 72
+#: Refresh tokens are ``secrets.token_urlsafe`` strings; anything else longer or outside that alphabet
+#: cannot be one and is answered without a database round trip.
+REFRESH_TOKEN_MAX_CHARS = 128
+#: Characters a path segment may carry unescaped (RFC 3986 ``pchar`` less ``%``) and ``/``.
+_PATH_SAFE = "/:@!$&'()*+,;=~"
+_URLSAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
 
 
 def _json(status: int, body: Any, **headers: str) -> web.Response:
     return web.json_response(body, status=status, headers=headers or None)
 
 
-def _auth_error(status: int, code: str, message: str) -> web.Response:
+def _auth_error(status: int, code: str, message: str, **headers: str) -> web.Response:
     """An error in Supabase Auth's format, which supabase-js turns into an ``AuthApiError``."""
     return web.json_response(
         {"code": status, "error_code": code, "msg": message},
         status=status,
-        headers=dict([API_VERSION_HEADER]),
+        headers={**dict([API_VERSION_HEADER]), **headers},
     )
+
+
+def _refusal(request: web.Request, status: int, message: str) -> web.Response:
+    """A refusal made by the gateway itself, in the JSON shape of the part of the origin asked."""
+    if request.path.startswith("/auth/v1/"):
+        return _auth_error(status, "not_found" if status == 404 else "validation_failed", message)
+    # Supabase's API gateway (Kong) answers with a bare message; the static app uses the same shape.
+    return _json(status, {"message": message})
+
+
+def _request_problem(request: web.Request) -> str | None:
+    """Why the request's path or query cannot be served as sent, or ``None``.
+
+    Both must percent-decode to UTF-8 (PostgREST answers a 500 to a query that does not), the path must
+    hold no control characters (no file or API name has one; a NUL breaks file-system calls) and the
+    query no NUL (PostgreSQL's text cannot hold one).
+    """
+    url = request.rel_url
+    try:
+        path = unquote_to_bytes(url.raw_path.encode("utf-8", "surrogateescape")).decode("utf-8")
+        query = unquote_to_bytes(url.raw_query_string.encode("utf-8", "surrogateescape")).decode("utf-8")
+    except UnicodeError:
+        return "The request's URL is not valid percent-encoded UTF-8"
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in path):
+        return "The request's path holds a control character"
+    if "\0" in query:
+        return "The request's query holds a NUL character"
+    return None
+
+
+def _is_uuid(value: object) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
+
+
+def email_problem(email: object) -> str | None:
+    """Why ``email`` cannot be an account's e-mail address, or ``None``."""
+    if not isinstance(email, str) or not email:
+        return "Email and password are required"
+    if len(email) > EMAIL_MAX_CHARS:
+        return f"Email cannot be longer than {EMAIL_MAX_CHARS} characters"
+    # Control characters (NUL among them) and lone surrogates: never part of an address, and PostgreSQL
+    # refuses both.
+    if any(unicodedata.category(c) in ("Cc", "Cs") for c in email):
+        return "Email holds a control character"
+    return None
+
+
+def password_problem(password: object) -> str | None:
+    """Why ``password`` cannot be checked, or ``None``."""
+    if not isinstance(password, str) or not password:
+        return "Email and password are required"
+    try:
+        encoded = password.encode("utf-8")
+    except UnicodeEncodeError:
+        return "Password is not valid Unicode text"
+    if len(encoded) > PASSWORD_MAX_BYTES:
+        return f"Password cannot be longer than {PASSWORD_MAX_BYTES} bytes"
+    if "\0" in password:
+        return "Password holds a NUL character"
+    return None
 
 
 class Gateway:
@@ -99,7 +187,7 @@ class Gateway:
         """Build the gateway for ``config`` (nothing listens until :meth:`start`)."""
         self.config = config
         self.secret = config.secrets().jwt_secret
-        self.app = web.Application(middlewares=[self._mark_and_cors], client_max_size=8 * 2**20)
+        self.app = web.Application(middlewares=[self._edge], client_max_size=8 * 2**20)
         self.app.router.add_route("*", "/rest/v1/{tail:.*}", self._rest)
         self.app.router.add_route("*", "/auth/v1/{tail:.*}", self._auth)
         self.app.router.add_get("/_stack/health", self._health)
@@ -124,7 +212,9 @@ class Gateway:
 
     async def start(self) -> None:
         """Listen on 127.0.0.1 at the configured port."""
-        self._runner = web.AppRunner(self.app, access_log=None)
+        # Request bodies are taken as sent: a compressed one is refused by the handlers (415, in the API's
+        # JSON shape) rather than failing inside aiohttp's parser with a bare text answer.
+        self._runner = web.AppRunner(self.app, access_log=None, auto_decompress=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, HOST, self.config.gateway_port, reuse_address=True)
         await site.start()
@@ -138,18 +228,27 @@ class Gateway:
     # -- middleware ------------------------------------------------------------------------------
 
     @web.middleware
-    async def _mark_and_cors(
+    async def _edge(
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
-        api = request.path.startswith(("/rest/v1/", "/auth/v1/"))
-        if api and request.method == "OPTIONS":
-            response: web.StreamResponse = web.Response(status=204)
+        api = request.path.startswith(API_PREFIXES)
+        problem = _request_problem(request)
+        if problem is not None:
+            response: web.StreamResponse = _refusal(request, 400, problem)
+        elif api and request.method == "OPTIONS":
+            response = web.Response(status=204)
         else:
             try:
                 response = await handler(request)
             except web.HTTPException as exc:
-                # Answer with an ordinary response so the marks below apply to errors too.
-                response = web.Response(status=exc.status, text=exc.text, content_type=exc.content_type)
+                # Answer with an ordinary response so the marks below apply to errors too; the gateway's
+                # own refusals (404, 405, 413, an unreadable body) carry a JSON body like the rest.
+                if exc.status >= 400:
+                    text = exc.text or ""
+                    message = exc.reason if not text or text.startswith(f"{exc.status}:") else text
+                    response = _refusal(request, exc.status, message)
+                else:
+                    response = web.Response(status=exc.status, headers=exc.headers)
         response.headers[STACK_HEADER[0]] = STACK_HEADER[1]
         if api:
             # Supabase answers any origin; the local stack does the same so tools on other local
@@ -164,6 +263,23 @@ class Gateway:
             response.headers["Access-Control-Expose-Headers"] = "Content-Range, X-Supabase-Api-Version"
             response.headers["Vary"] = "Origin"
         return response
+
+    @staticmethod
+    async def _read_body(request: web.Request) -> bytes:
+        """The request's body: a 400 if it cannot be read, a 415 if it is compressed.
+
+        No Supabase client compresses what it sends, and PostgREST would not read it.
+        """
+        try:
+            body = await request.read()
+        except web.RequestPayloadError:
+            raise web.HTTPBadRequest(text=_UNREADABLE_BODY) from None
+        encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+        if body and encoding not in ("", "identity"):
+            raise web.HTTPUnsupportedMediaType(
+                text=f"A request body with Content-Encoding {encoding[:20]!r} is not accepted"
+            )
+        return body
 
     # -- API keys --------------------------------------------------------------------------------
 
@@ -186,14 +302,17 @@ class Gateway:
         key = self._api_key(request)
         if isinstance(key, web.Response):
             return key
+        tail = request.match_info["tail"]
         assert self._client is not None
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_HEADERS}
         if "Authorization" not in request.headers:
             headers["Authorization"] = f"Bearer {key}"
-        url = f"{self.config.rest_url}/{request.match_info['tail']}"
-        if request.query_string:
-            url += "?" + request.query_string
-        body = await request.read()
+        # The decoded tail is quoted again, so an encoded "?" or "#" stays part of the path upstream; the
+        # query goes on as sent.
+        query = request.rel_url.raw_query_string
+        path = quote(tail, safe=_PATH_SAFE)
+        url = URL(f"{self.config.rest_url}/{path}" + (f"?{query}" if query else ""), encoded=True)
+        body = await self._read_body(request)
         try:
             async with self._client.request(
                 request.method, url, headers=headers, data=body or None, allow_redirects=False
@@ -226,11 +345,14 @@ class Gateway:
             if tail == "token" and request.method == "POST":
                 grant = request.query.get("grant_type")
                 body = await self._json_body(request)
+                if isinstance(body, web.Response):
+                    return body
                 if grant == "password":
                     return await self._password_grant(body)
                 if grant == "refresh_token":
                     return await self._refresh_grant(body)
-                return _auth_error(400, "unsupported_grant_type", f"Unsupported grant type {grant!r}")
+                shown = grant if grant is None or len(grant) <= 40 else grant[:40] + "…"
+                return _auth_error(400, "unsupported_grant_type", f"Unsupported grant type {shown!r}")
             if tail == "user" and request.method == "GET":
                 return await self._user(request)
             if tail == "logout" and request.method == "POST":
@@ -252,17 +374,23 @@ class Gateway:
         return _auth_error(
             404,
             "not_found",
-            f"/auth/v1/{tail} is not provided by the local development stack "
+            f"/auth/v1/{tail[:80]} is not provided by the local development stack "
             "(it answers password sign-in, refresh, user and logout)",
         )
 
-    @staticmethod
-    async def _json_body(request: web.Request) -> dict[str, Any]:
-        try:
-            body = await request.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
+    async def _json_body(self, request: web.Request) -> dict[str, Any] | web.Response:
+        """The body as a JSON object (an empty body is an empty object), or Supabase Auth's ``bad_json``."""
+        raw = await self._read_body(request)
+        if not raw:
             return {}
-        return body if isinstance(body, dict) else {}
+        try:
+            # JSON is UTF-8 (RFC 8259), whatever charset the Content-Type names.
+            body = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            return _auth_error(400, "bad_json", "Could not parse request body as JSON")
+        if not isinstance(body, dict):
+            return _auth_error(400, "bad_json", "The request body must be a JSON object")
+        return body
 
     async def _db(self) -> psycopg.AsyncConnection[dict[str, Any]]:
         return await psycopg.AsyncConnection.connect(
@@ -270,7 +398,10 @@ class Gateway:
         )
 
     async def _session_response(
-        self, conn: psycopg.AsyncConnection[dict[str, Any]], user: dict[str, Any], session_id: str
+        self,
+        conn: psycopg.AsyncConnection[dict[str, Any]],
+        user: dict[str, Any],
+        session_id: str,
     ) -> web.Response:
         refresh = secrets.token_urlsafe(REFRESH_TOKEN_BYTES)
         await conn.execute(
@@ -296,8 +427,9 @@ class Gateway:
 
     async def _password_grant(self, body: dict[str, Any]) -> web.Response:
         email, password = body.get("email"), body.get("password")
-        if not isinstance(email, str) or not isinstance(password, str) or not email or not password:
-            return _auth_error(400, "validation_failed", "Email and password are required")
+        problem = email_problem(email) or password_problem(password)
+        if problem is not None:
+            return _auth_error(400, "validation_failed", problem)
         async with await self._db() as conn:
             cur = await conn.execute(
                 "select * from auth.users where lower(email) = lower(%s) "
@@ -314,6 +446,9 @@ class Gateway:
         token = body.get("refresh_token")
         if not isinstance(token, str) or not token:
             return _auth_error(400, "validation_failed", "refresh_token is required")
+        not_found = "Invalid Refresh Token: Refresh Token Not Found"
+        if len(token) > REFRESH_TOKEN_MAX_CHARS or not set(token) <= _URLSAFE:
+            return _auth_error(400, "refresh_token_not_found", not_found)
         async with await self._db() as conn:
             # Rotation, as Supabase Auth does: a refresh token is good for one use.
             cur = await conn.execute(
@@ -323,28 +458,35 @@ class Gateway:
             )
             row = await cur.fetchone()
             if row is None:
-                return _auth_error(400, "refresh_token_not_found", "Invalid Refresh Token")
+                return _auth_error(400, "refresh_token_not_found", not_found)
             cur = await conn.execute("select * from auth.users where id = %s", (row["user_id"],))
             user = await cur.fetchone()
             if user is None:
                 return _auth_error(400, "user_not_found", "User from refresh token not found")
             return await self._session_response(conn, user, str(row["session_id"]))
 
-    def _bearer_claims(self, request: web.Request) -> dict[str, Any] | None:
+    def _user_claims(self, request: web.Request) -> dict[str, Any] | web.Response:
+        """The claims of a signed-in user's access token, or Supabase Auth's refusal."""
         header = request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token:
-            return None
+        if scheme.lower() != "bearer" or not token.strip():
+            return _auth_error(401, "no_authorization", "This endpoint requires a Bearer token")
         try:
-            claims = tokens.decode(self.secret, token)
+            claims = tokens.decode(self.secret, token.strip())
         except jwt.InvalidTokenError:
-            return None
-        return claims if claims.get("role") == "authenticated" and claims.get("sub") else None
+            return _auth_error(401, "bad_jwt", "invalid JWT: unable to parse or verify signature")
+        if claims.get("role") != "authenticated" or not claims.get("sub"):
+            return _auth_error(401, "bad_jwt", "invalid JWT: not a signed-in user's token")
+        if not _is_uuid(claims["sub"]):
+            return _auth_error(403, "bad_jwt", "invalid claim: sub claim must be a UUID")
+        if "session_id" in claims and not _is_uuid(claims["session_id"]):
+            return _auth_error(403, "bad_jwt", "invalid claim: session_id claim must be a UUID")
+        return claims
 
     async def _user(self, request: web.Request) -> web.Response:
-        claims = self._bearer_claims(request)
-        if claims is None:
-            return _auth_error(401, "bad_jwt", "invalid JWT: unable to parse or verify signature")
+        claims = self._user_claims(request)
+        if isinstance(claims, web.Response):
+            return claims
         async with await self._db() as conn:
             cur = await conn.execute("select * from auth.users where id = %s", (claims["sub"],))
             user = await cur.fetchone()
@@ -353,25 +495,19 @@ class Gateway:
         return _json(200, _user_json(user), **dict([API_VERSION_HEADER]))
 
     async def _logout(self, request: web.Request) -> web.Response:
-        claims = self._bearer_claims(request)
-        if claims is None:
-            return _auth_error(401, "bad_jwt", "invalid JWT: unable to parse or verify signature")
+        claims = self._user_claims(request)
+        if isinstance(claims, web.Response):
+            return claims
         scope = request.query.get("scope", "global")
+        revoke = "update auth.refresh_tokens set revoked = true where not revoked and "
         async with await self._db() as conn:
             if scope == "global":
-                await conn.execute(
-                    "update auth.refresh_tokens set revoked = true where user_id = %s",
-                    (claims["sub"],),
-                )
+                await conn.execute(revoke + "user_id = %s", (claims["sub"],))
             elif scope == "local":
+                await conn.execute(revoke + "session_id = %s", (claims.get("session_id"),))
+            else:
                 await conn.execute(
-                    "update auth.refresh_tokens set revoked = true where session_id = %s",
-                    (claims.get("session_id"),),
-                )
-            else:  # "others"
-                await conn.execute(
-                    "update auth.refresh_tokens set revoked = true "
-                    "where user_id = %s and session_id is distinct from %s",
+                    revoke + "user_id = %s and session_id is distinct from %s",
                     (claims["sub"], claims.get("session_id")),
                 )
         return web.Response(status=204)
@@ -429,8 +565,13 @@ class Gateway:
         ):
             raise web.HTTPNotFound()
         root = self.config.app_root.resolve()
-        path = (root / rel).resolve()
-        if not path.is_relative_to(root) or not path.is_file():
+        try:
+            path = (root / rel).resolve()
+            found = path.is_relative_to(root) and path.is_file()
+        except OSError:
+            # A name the file system refuses (too long, too deep) names no file of the app.
+            found = False
+        if not found:
             raise web.HTTPNotFound()
         return self._page(path) if path.suffix == ".html" else self._file(path)
 

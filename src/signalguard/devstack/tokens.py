@@ -31,9 +31,27 @@ def _encode(secret: str, claims: dict[str, Any]) -> str:
     return jwt.encode(claims, secret, algorithm="HS256")
 
 
+#: The longest token :func:`decode` reads; the ones minted here are under 1 KB.
+TOKEN_MAX_CHARS = 16 * 1024
+#: A JWT's alphabet: base64url and the dots between its parts.
+_JWT_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.=")
+
+
 def decode(secret: str, token: str) -> dict[str, Any]:
-    """Verify a token's signature and expiry; raise :class:`jwt.InvalidTokenError` if it fails."""
-    claims: dict[str, Any] = jwt.decode(token, secret, algorithms=["HS256"], options={"verify_aud": False})
+    """Verify a token's signature and expiry; raise :class:`jwt.InvalidTokenError` if it fails.
+
+    Whatever the string (a header's garbage, undecodable bytes, a number claim no clock can hold), the
+    only error is :class:`jwt.InvalidTokenError`.
+    """
+    if len(token) > TOKEN_MAX_CHARS or not set(token) <= _JWT_CHARS:
+        raise jwt.DecodeError("not a compact JWT")
+    try:
+        claims: dict[str, Any] = jwt.decode(
+            token, secret, algorithms=["HS256"], options={"verify_aud": False}
+        )
+    except (OverflowError, TypeError) as exc:
+        # PyJWT converts exp/nbf/iat with int(): infinity overflows, and a list or object is a TypeError.
+        raise jwt.DecodeError(f"unusable time claim: {exc}") from None
     return claims
 
 
