@@ -4,6 +4,10 @@ Ports default to the gateway on 8000, PostgreSQL on 54322 and PostgREST on 54330
 environment moves them: ``SIGNALGUARD_PORT``, ``SIGNALGUARD_PG_PORT``, ``SIGNALGUARD_REST_PORT``,
 ``SIGNALGUARD_REST_ADMIN_PORT``.
 
+The gateway's guards are settings too, each with a variable: ``SIGNALGUARD_SIGNIN_ACCOUNT_FAILURES`` and
+``SIGNALGUARD_SIGNIN_ADDRESS_FAILURES`` (failed sign-ins allowed per account and per client address before
+further attempts wait), and ``SIGNALGUARD_SIGNIN_WINDOW`` (seconds over which that allowance refills).
+
 Everything the stack keeps lives in one state folder (``.devstack/`` at the top of the checkout by
 default, ignored by git; ``SIGNALGUARD_STATE_DIR`` moves it): the PostgreSQL cluster, its logs, and
 ``secrets.json`` with the JWT secret and database passwords, made at first start. Deleting the folder
@@ -42,6 +46,21 @@ def _env_port(name: str, default: int) -> int:
     if not raw.isdigit() or not 0 < int(raw) < 65536:
         raise ValueError(f"SIGNALGUARD_{name} must be a TCP port number, not {raw!r}")
     return int(raw)
+
+
+def _env_number(name: str, default: float, *, integer: bool = False) -> float:
+    """A number of at least 0 from the environment (``SIGNALGUARD_<NAME>``), or the default."""
+    raw = os.environ.get(f"SIGNALGUARD_{name}")
+    if raw is None:
+        return default
+    try:
+        value = int(raw) if integer else float(raw)
+    except ValueError:
+        value = -1
+    if not 0 <= value < 10**9 or value != value:
+        kind = "a whole number" if integer else "a number of seconds"
+        raise ValueError(f"SIGNALGUARD_{name} must be {kind} of at least 0, not {raw!r}")
+    return value
 
 
 def free_port() -> int:
@@ -102,6 +121,24 @@ class StackConfig:
     seed: bool = True
     #: Trade durability for speed (fsync off): for throwaway test clusters only.
     ephemeral: bool = False
+    #: Failed password sign-ins allowed per account (the lower-cased e-mail, known or not) before further
+    #: attempts at it are answered 429; the allowance refills evenly over ``signin_window_seconds``.
+    signin_account_failures: int = field(
+        default_factory=lambda: int(_env_number("SIGNIN_ACCOUNT_FAILURES", 5, integer=True))
+    )
+    #: The same, per client address (the connection's peer, whatever the request's headers claim).
+    signin_address_failures: int = field(
+        default_factory=lambda: int(_env_number("SIGNIN_ADDRESS_FAILURES", 30, integer=True))
+    )
+    #: Seconds over which a sign-in failure allowance refills from empty to full.
+    signin_window_seconds: float = field(default_factory=lambda: _env_number("SIGNIN_WINDOW", 300.0))
+
+    def __post_init__(self) -> None:
+        """Refuse guard settings that would switch a guard off by accident."""
+        if self.signin_account_failures < 1 or self.signin_address_failures < 1:
+            raise ValueError("sign-in failure allowances must be at least 1")
+        if not self.signin_window_seconds > 0:
+            raise ValueError("signin_window_seconds must be above 0")
 
     @classmethod
     def for_tests(cls, state_dir: Path) -> StackConfig:

@@ -8,7 +8,8 @@ hosted project:
   must carry an ``apikey`` (the anon or service key); a request without an ``Authorization`` header is made
   with the API key as its bearer token.
 - ``/auth/v1/*`` answers the few endpoints supabase-js calls to sign in with a password, refresh the
-  session, read the user and sign out, for the users in ``auth.users``.
+  session, read the user and sign out, for the users in ``auth.users``. Failed sign-ins are throttled per
+  account and per client address (429 with ``Retry-After``).
 - Everything else is the app's static files, from an allow-list, with correct MIME types.
 
 Input is judged at the edge: a path or query that is not UTF-8 or carries control characters, a body
@@ -18,7 +19,9 @@ before anything reaches the database.
 
 from __future__ import annotations
 
+import hmac
 import json
+import math
 import mimetypes
 import secrets
 import time
@@ -100,6 +103,31 @@ REFRESH_TOKEN_MAX_CHARS = 128
 _PATH_SAFE = "/:@!$&'()*+,;=~"
 _URLSAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
 
+#: A bcrypt hash of a random secret nobody knows, at the cost the stack hashes passwords with
+#: (``gen_salt('bf', 8)`` in ``sql/seed.sql``). A sign-in for an e-mail without a usable hash is checked
+#: against it, so a wrong password costs one bcrypt whether or not the account exists.
+DUMMY_BCRYPT = "$2a$08$tDkZR0XMK8gyQgpfnu6bvuphHyI0WQuoaB9SZbDUf6KAH/eLqY5De"
+BCRYPT_COST = 8
+
+#: The password check: the account (by lower-cased e-mail, the exact spelling first) and one bcrypt of
+#: the given password against its hash, or against the dummy hash when there is no account or no bcrypt
+#: hash. ``attempt`` is a selected column, so the bcrypt runs on every path; the comparison is made by the
+#: caller in constant time.
+_PASSWORD_CHECK = """
+select u.*, c.usable, c.attempt
+from (values (1)) as one (x)
+left join lateral (
+  select * from auth.users where lower(email) = lower(%(email)s)
+  order by email = %(email)s desc limit 1
+) u on true
+cross join lateral (
+  select h.usable, extensions.crypt(%(password)s, case when h.usable then u.encrypted_password
+                                                       else %(dummy)s end) as attempt
+  from (select coalesce(u.encrypted_password ~ '^\\$2[abxy]\\$[0-9]{2}\\$[./A-Za-z0-9]{53}$', false)
+        as usable) h
+) c
+"""
+
 
 def _json(status: int, body: Any, **headers: str) -> web.Response:
     return web.json_response(body, status=status, headers=headers or None)
@@ -180,13 +208,98 @@ def password_problem(password: object) -> str | None:
     return None
 
 
+class FailureBuckets:
+    """Token buckets of allowed failures, one per key, on an injectable clock.
+
+    A key starts with ``capacity`` tokens; each failure spends one; tokens come back evenly, all of them
+    in ``window`` seconds. A key without a token must wait: :meth:`wait` says how long. Keys whose bucket
+    is full again are forgotten, so the table holds only keys that failed recently.
+    """
+
+    def __init__(self, capacity: int, window: float, clock: Callable[[], float]) -> None:
+        """Allow ``capacity`` failures, refilled over ``window`` seconds of ``clock``."""
+        self.capacity = float(capacity)
+        self.rate = capacity / window
+        self.clock = clock
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._sweep_at = 1024
+
+    def level(self, key: str) -> float:
+        """Tokens ``key`` has now (``capacity`` for a key never seen)."""
+        held = self._buckets.get(key)
+        if held is None:
+            return self.capacity
+        tokens, at = held
+        return min(self.capacity, tokens + max(0.0, self.clock() - at) * self.rate)
+
+    def wait(self, key: str) -> float:
+        """Seconds until ``key`` may make an attempt; 0 if it may now."""
+        tokens = self.level(key)
+        return 0.0 if tokens >= 1 else (1 - tokens) / self.rate
+
+    def spend(self, key: str) -> None:
+        """Take one token from ``key`` (an attempt that may fail)."""
+        self._set(key, self.level(key) - 1)
+
+    def refund(self, key: str) -> None:
+        """Give ``key`` back the token of an attempt that did not fail."""
+        self._set(key, self.level(key) + 1)
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+    def _set(self, key: str, tokens: float) -> None:
+        if tokens >= self.capacity:
+            self._buckets.pop(key, None)
+            return
+        self._buckets[key] = (tokens, self.clock())
+        if len(self._buckets) > self._sweep_at:
+            for old in [k for k in self._buckets if self.level(k) >= self.capacity]:
+                del self._buckets[old]
+            self._sweep_at = max(1024, 2 * len(self._buckets))
+
+
+class SignInThrottle:
+    """Failed password sign-ins, per account and per client address, as hosted Supabase Auth limits them.
+
+    An attempt is allowed only while both its account's and its address's buckets hold a token. It takes
+    one from each before the password is checked (so a burst of concurrent attempts cannot all pass), and
+    a sign-in that did not fail gives them back: only failures count.
+    """
+
+    def __init__(self, config: StackConfig, clock: Callable[[], float] = time.monotonic) -> None:
+        """Use ``config``'s allowances and window, on ``clock`` (monotonic seconds)."""
+        window = config.signin_window_seconds
+        self.accounts = FailureBuckets(config.signin_account_failures, window, clock)
+        self.addresses = FailureBuckets(config.signin_address_failures, window, clock)
+
+    def retry_after(self, account: str, address: str) -> int:
+        """Whole seconds to wait before this account may be tried from this address; 0 if it may now."""
+        wait = max(self.accounts.wait(account), self.addresses.wait(address))
+        return max(1, math.ceil(wait)) if wait > 0 else 0
+
+    def spend(self, account: str, address: str) -> None:
+        """Take a token from both buckets (an attempt is being checked)."""
+        self.accounts.spend(account)
+        self.addresses.spend(address)
+
+    def refund(self, account: str, address: str) -> None:
+        """Give both tokens back (the attempt signed in, or could not be judged)."""
+        self.accounts.refund(account)
+        self.addresses.refund(address)
+
+
 class Gateway:
     """The aiohttp application behind the local origin."""
 
-    def __init__(self, config: StackConfig) -> None:
-        """Build the gateway for ``config`` (nothing listens until :meth:`start`)."""
+    def __init__(self, config: StackConfig, *, clock: Callable[[], float] = time.monotonic) -> None:
+        """Build the gateway for ``config`` (nothing listens until :meth:`start`).
+
+        ``clock`` (monotonic seconds) drives the sign-in throttle; tests pass their own.
+        """
         self.config = config
         self.secret = config.secrets().jwt_secret
+        self.throttle = SignInThrottle(config, clock)
         self.app = web.Application(middlewares=[self._edge], client_max_size=8 * 2**20)
         self.app.router.add_route("*", "/rest/v1/{tail:.*}", self._rest)
         self.app.router.add_route("*", "/auth/v1/{tail:.*}", self._auth)
@@ -348,7 +461,7 @@ class Gateway:
                 if isinstance(body, web.Response):
                     return body
                 if grant == "password":
-                    return await self._password_grant(body)
+                    return await self._password_grant(request, body)
                 if grant == "refresh_token":
                     return await self._refresh_grant(body)
                 shown = grant if grant is None or len(grant) <= 40 else grant[:40] + "…"
@@ -425,22 +538,45 @@ class Gateway:
             **dict([API_VERSION_HEADER]),
         )
 
-    async def _password_grant(self, body: dict[str, Any]) -> web.Response:
+    async def _password_grant(self, request: web.Request, body: dict[str, Any]) -> web.Response:
         email, password = body.get("email"), body.get("password")
         problem = email_problem(email) or password_problem(password)
         if problem is not None:
             return _auth_error(400, "validation_failed", problem)
-        async with await self._db() as conn:
-            cur = await conn.execute(
-                "select * from auth.users where lower(email) = lower(%s) "
-                "and encrypted_password = extensions.crypt(%s, encrypted_password)",
-                (email, password),
+        assert isinstance(email, str) and isinstance(password, str)
+        # Judged before the password is: a throttled attempt learns nothing, and the account's key is
+        # the same whether it exists or not. The address is the connection's peer; the gateway is the
+        # edge, so a forwarding header would only be the client's claim.
+        account, address = email.lower(), request.remote or "unknown"
+        wait = self.throttle.retry_after(account, address)
+        if wait:
+            return _auth_error(
+                429, "over_request_rate_limit", "Request rate limit reached", **{"Retry-After": str(wait)}
             )
-            user = await cur.fetchone()
-            if user is None:
-                return _auth_error(400, "invalid_credentials", "Invalid login credentials")
-            await conn.execute("update auth.users set last_sign_in_at = now() where id = %s", (user["id"],))
-            return await self._session_response(conn, user, str(uuid.uuid4()))
+        self.throttle.spend(account, address)
+        failed = False
+        try:
+            async with await self._db() as conn:
+                cur = await conn.execute(
+                    _PASSWORD_CHECK, {"email": email, "password": password, "dummy": DUMMY_BCRYPT}
+                )
+                row = await cur.fetchone()
+                assert row is not None  # the left join always yields its one row
+                if not (
+                    row["id"] is not None
+                    and row["usable"]
+                    and hmac.compare_digest(row["attempt"], row["encrypted_password"])
+                ):
+                    failed = True
+                    return _auth_error(400, "invalid_credentials", "Invalid login credentials")
+                await conn.execute(
+                    "update auth.users set last_sign_in_at = now() where id = %s", (row["id"],)
+                )
+                return await self._session_response(conn, row, str(uuid.uuid4()))
+        finally:
+            # Only a wrong password counts; a sign-in, or a database that could not judge, gives back.
+            if not failed:
+                self.throttle.refund(account, address)
 
     async def _refresh_grant(self, body: dict[str, Any]) -> web.Response:
         token = body.get("refresh_token")
