@@ -6,7 +6,9 @@ environment moves them: ``SIGNALGUARD_PORT``, ``SIGNALGUARD_PG_PORT``, ``SIGNALG
 
 The gateway's guards are settings too, each with a variable: ``SIGNALGUARD_SIGNIN_ACCOUNT_FAILURES`` and
 ``SIGNALGUARD_SIGNIN_ADDRESS_FAILURES`` (failed sign-ins allowed per account and per client address before
-further attempts wait), and ``SIGNALGUARD_SIGNIN_WINDOW`` (seconds over which that allowance refills).
+further attempts wait), ``SIGNALGUARD_SIGNIN_WINDOW`` (seconds over which that allowance refills) and
+``SIGNALGUARD_REFRESH_REUSE_INTERVAL`` (seconds in which a just-rotated refresh token may be presented
+again).
 
 Everything the stack keeps lives in one state folder (``.devstack/`` at the top of the checkout by
 default, ignored by git; ``SIGNALGUARD_STATE_DIR`` moves it): the PostgreSQL cluster, its logs, and
@@ -132,6 +134,10 @@ class StackConfig:
     )
     #: Seconds over which a sign-in failure allowance refills from empty to full.
     signin_window_seconds: float = field(default_factory=lambda: _env_number("SIGNIN_WINDOW", 300.0))
+    #: Seconds after its rotation in which a refresh token presented again answers with its session's
+    #: current token instead of revoking the session (a client that lost the answer, a second tab), as
+    #: Supabase Auth's ``GOTRUE_SECURITY_REFRESH_TOKEN_REUSE_INTERVAL``.
+    refresh_reuse_seconds: float = field(default_factory=lambda: _env_number("REFRESH_REUSE_INTERVAL", 10.0))
 
     def __post_init__(self) -> None:
         """Refuse guard settings that would switch a guard off by accident."""
@@ -139,6 +145,8 @@ class StackConfig:
             raise ValueError("sign-in failure allowances must be at least 1")
         if not self.signin_window_seconds > 0:
             raise ValueError("signin_window_seconds must be above 0")
+        if not self.refresh_reuse_seconds >= 0:
+            raise ValueError("refresh_reuse_seconds must be at least 0")
 
     @classmethod
     def for_tests(cls, state_dir: Path) -> StackConfig:

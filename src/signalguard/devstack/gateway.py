@@ -9,7 +9,8 @@ hosted project:
   with the API key as its bearer token.
 - ``/auth/v1/*`` answers the few endpoints supabase-js calls to sign in with a password, refresh the
   session, read the user and sign out, for the users in ``auth.users``. Failed sign-ins are throttled per
-  account and per client address (429 with ``Retry-After``).
+  account and per client address (429 with ``Retry-After``); a refresh token is good for one use, and one
+  presented again after :attr:`StackConfig.refresh_reuse_seconds` revokes its whole session.
 - Everything else is the app's static files, from an allow-list, with correct MIME types.
 
 Input is judged at the edge: a path or query that is not UTF-8 or carries control characters, a body
@@ -515,12 +516,21 @@ class Gateway:
         conn: psycopg.AsyncConnection[dict[str, Any]],
         user: dict[str, Any],
         session_id: str,
+        *,
+        parent: str | None = None,
+        refresh: str | None = None,
     ) -> web.Response:
-        refresh = secrets.token_urlsafe(REFRESH_TOKEN_BYTES)
-        await conn.execute(
-            "insert into auth.refresh_tokens (token, user_id, session_id) values (%s, %s, %s)",
-            (refresh, user["id"], session_id),
-        )
+        """A new access token for ``user``'s session, with ``refresh`` or else a new refresh token.
+
+        A new refresh token records ``parent``, the token it was rotated from.
+        """
+        if refresh is None:
+            refresh = secrets.token_urlsafe(REFRESH_TOKEN_BYTES)
+            await conn.execute(
+                "insert into auth.refresh_tokens (token, user_id, session_id, parent) "
+                "values (%s, %s, %s, %s)",
+                (refresh, user["id"], session_id, parent),
+            )
         now = int(time.time())
         access = tokens.user_token(
             self.secret, str(user["id"]), user["email"], session_id=session_id, now=now
@@ -585,21 +595,54 @@ class Gateway:
         not_found = "Invalid Refresh Token: Refresh Token Not Found"
         if len(token) > REFRESH_TOKEN_MAX_CHARS or not set(token) <= _URLSAFE:
             return _auth_error(400, "refresh_token_not_found", not_found)
-        async with await self._db() as conn:
-            # Rotation, as Supabase Auth does: a refresh token is good for one use.
+        async with await self._db() as conn, conn.transaction():
+            # Rotation with reuse detection, as Supabase Auth does: a refresh token is good for one use.
+            # Its row is locked, so two refreshes with one token are judged one after the other.
             cur = await conn.execute(
-                "update auth.refresh_tokens set revoked = true "
-                "where token = %s and not revoked returning user_id, session_id",
-                (token,),
+                "select user_id, session_id, revoked, coalesce(revoked and revoked_at > "
+                "now() - make_interval(secs => %s), false) as reusable "
+                "from auth.refresh_tokens where token = %s for update",
+                (self.config.refresh_reuse_seconds, token),
             )
             row = await cur.fetchone()
             if row is None:
                 return _auth_error(400, "refresh_token_not_found", not_found)
+            session_id = str(row["session_id"])
+            current: str | None = None
+            if row["revoked"]:
+                if row["reusable"]:
+                    # Presented again soon after its rotation (the answer was lost, two tabs refreshed at
+                    # once): the session's current token, not a new one, so the family stays one line.
+                    cur = await conn.execute(
+                        "select token from auth.refresh_tokens where session_id = %s and not revoked "
+                        "order by created_at desc limit 1",
+                        (session_id,),
+                    )
+                    active = await cur.fetchone()
+                    current = None if active is None else str(active["token"])
+                if current is None:
+                    # A spent token from an older rotation, or of a session already ended: whoever holds
+                    # it may have stolen it, so the whole session (its token family) is revoked.
+                    await conn.execute(
+                        "update auth.refresh_tokens set revoked = true, revoked_at = now() "
+                        "where session_id = %s and not revoked",
+                        (session_id,),
+                    )
+                    return _auth_error(
+                        400, "refresh_token_already_used", "Invalid Refresh Token: Already Used"
+                    )
+            else:
+                await conn.execute(
+                    "update auth.refresh_tokens set revoked = true, revoked_at = now() where token = %s",
+                    (token,),
+                )
             cur = await conn.execute("select * from auth.users where id = %s", (row["user_id"],))
             user = await cur.fetchone()
             if user is None:
                 return _auth_error(400, "user_not_found", "User from refresh token not found")
-            return await self._session_response(conn, user, str(row["session_id"]))
+            if current is not None:
+                return await self._session_response(conn, user, session_id, refresh=current)
+            return await self._session_response(conn, user, session_id, parent=token)
 
     def _user_claims(self, request: web.Request) -> dict[str, Any] | web.Response:
         """The claims of a signed-in user's access token, or Supabase Auth's refusal."""
@@ -635,7 +678,7 @@ class Gateway:
         if isinstance(claims, web.Response):
             return claims
         scope = request.query.get("scope", "global")
-        revoke = "update auth.refresh_tokens set revoked = true where not revoked and "
+        revoke = "update auth.refresh_tokens set revoked = true, revoked_at = now() where not revoked and "
         async with await self._db() as conn:
             if scope == "global":
                 await conn.execute(revoke + "user_id = %s", (claims["sub"],))

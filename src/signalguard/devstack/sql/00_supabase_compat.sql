@@ -61,6 +61,12 @@ create table if not exists auth.refresh_tokens (
   created_at timestamptz not null default now()
 );
 create index if not exists refresh_tokens_user_id_idx on auth.refresh_tokens (user_id);
+-- Reuse detection, as Supabase Auth's own table has it: the token each one was rotated from (its
+-- `parent`), and when it was revoked, which opens the short interval in which it may be presented again.
+-- Added to the table of state folders made before these columns existed, hence `if not exists`.
+alter table auth.refresh_tokens add column if not exists parent text;
+alter table auth.refresh_tokens add column if not exists revoked_at timestamptz;
+create index if not exists refresh_tokens_session_id_idx on auth.refresh_tokens (session_id);
 
 -- The claim helpers, as Supabase defines them: they read the claims PostgREST puts into the
 -- transaction's settings. Both the whole-object and the legacy per-claim settings are honoured.
