@@ -645,7 +645,11 @@ class Gateway:
             return await self._session_response(conn, user, session_id, parent=token)
 
     def _user_claims(self, request: web.Request) -> dict[str, Any] | web.Response:
-        """The claims of a signed-in user's access token, or Supabase Auth's refusal."""
+        """The claims of a signed-in user's access token, or Supabase Auth's refusal.
+
+        A machine token is signed by the same secret with the owner's ``sub``, but it is no user session:
+        it may not read the account or end its sessions.
+        """
         header = request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
@@ -656,6 +660,8 @@ class Gateway:
             return _auth_error(401, "bad_jwt", "invalid JWT: unable to parse or verify signature")
         if claims.get("role") != "authenticated" or not claims.get("sub"):
             return _auth_error(401, "bad_jwt", "invalid JWT: not a signed-in user's token")
+        if "machine_id" in claims:
+            return _auth_error(403, "bad_jwt", "A machine token is not a user session")
         if not _is_uuid(claims["sub"]):
             return _auth_error(403, "bad_jwt", "invalid claim: sub claim must be a UUID")
         if "session_id" in claims and not _is_uuid(claims["session_id"]):
@@ -678,6 +684,8 @@ class Gateway:
         if isinstance(claims, web.Response):
             return claims
         scope = request.query.get("scope", "global")
+        if scope not in ("global", "local", "others"):
+            return _auth_error(400, "validation_failed", "scope must be global, local or others")
         revoke = "update auth.refresh_tokens set revoked = true, revoked_at = now() where not revoked and "
         async with await self._db() as conn:
             if scope == "global":
