@@ -123,17 +123,25 @@ def test_api_key_is_required_and_checked(api: Api, stack: LocalStack) -> None:
     assert httpx.get(f"{api.base}/rest/v1/traders", headers={"apikey": user}).status_code == 401
 
 
-def test_cors_preflight(api: Api) -> None:
-    r = httpx.options(
-        f"{api.base}/rest/v1/traders",
-        headers={
-            "Origin": "http://127.0.0.1:9999",
-            "Access-Control-Request-Method": "POST",
-            "Access-Control-Request-Headers": "apikey, authorization, content-type",
-        },
-    )
+def test_cors_preflight(api: Api, stack: LocalStack) -> None:
+    def preflight(origin: str) -> httpx.Response:
+        return httpx.options(
+            f"{api.base}/rest/v1/traders",
+            headers={
+                "Origin": origin,
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "apikey, authorization, content-type",
+            },
+        )
+
+    own = f"http://localhost:{stack.config.gateway_port}"
+    r = preflight(own)
     assert r.status_code == 204
-    assert r.headers["access-control-allow-origin"] == "http://127.0.0.1:9999"
+    assert r.headers["access-control-allow-origin"] == own
+    assert "access-control-allow-credentials" not in r.headers
+    # Another origin (here another local port) is not one of the configured ones: no CORS answer.
+    r = preflight("http://127.0.0.1:9999")
+    assert r.status_code == 204 and "access-control-allow-origin" not in r.headers
 
 
 def test_password_sign_in_refresh_user_logout(api: Api) -> None:

@@ -4,11 +4,12 @@ Ports default to the gateway on 8000, PostgreSQL on 54322 and PostgREST on 54330
 environment moves them: ``SIGNALGUARD_PORT``, ``SIGNALGUARD_PG_PORT``, ``SIGNALGUARD_REST_PORT``,
 ``SIGNALGUARD_REST_ADMIN_PORT``.
 
-The gateway's guards are settings too, each with a variable: ``SIGNALGUARD_SIGNIN_ACCOUNT_FAILURES`` and
-``SIGNALGUARD_SIGNIN_ADDRESS_FAILURES`` (failed sign-ins allowed per account and per client address before
-further attempts wait), ``SIGNALGUARD_SIGNIN_WINDOW`` (seconds over which that allowance refills) and
-``SIGNALGUARD_REFRESH_REUSE_INTERVAL`` (seconds in which a just-rotated refresh token may be presented
-again).
+The gateway's guards are settings too, each with a variable: ``SIGNALGUARD_CORS_ORIGINS``
+(comma-separated origins allowed to call the API from a browser besides the gateway's own),
+``SIGNALGUARD_SIGNIN_ACCOUNT_FAILURES`` and ``SIGNALGUARD_SIGNIN_ADDRESS_FAILURES`` (failed sign-ins
+allowed per account and per client address before further attempts wait), ``SIGNALGUARD_SIGNIN_WINDOW``
+(seconds over which that allowance refills) and ``SIGNALGUARD_REFRESH_REUSE_INTERVAL`` (seconds in which a
+just-rotated refresh token may be presented again).
 
 Everything the stack keeps lives in one state folder (``.devstack/`` at the top of the checkout by
 default, ignored by git; ``SIGNALGUARD_STATE_DIR`` moves it): the PostgreSQL cluster, its logs, and
@@ -63,6 +64,44 @@ def _env_number(name: str, default: float, *, integer: bool = False) -> float:
         kind = "a whole number" if integer else "a number of seconds"
         raise ValueError(f"SIGNALGUARD_{name} must be {kind} of at least 0, not {raw!r}")
     return value
+
+
+def parse_origin(text: str) -> str:
+    """One browser origin (``scheme://host[:port]``) in the form browsers send it; ``ValueError`` if not one.
+
+    A trailing slash and a default port are dropped and the scheme and host are lower-cased, so
+    ``HTTP://Example.test:80/`` and ``http://example.test`` name the same origin.
+    """
+    value = text.strip().rstrip("/")
+    scheme, sep, rest = value.partition("://")
+    if rest.startswith("["):  # an IPv6 literal: its colons are not the port's
+        inside, bracket, after = rest.partition("]")
+        host, port = inside + bracket, after.removeprefix(":")
+        if after and not after.startswith(":"):
+            port = "invalid"
+    else:
+        host, _, port = rest.partition(":")
+    if (
+        not sep
+        or scheme.lower() not in ("http", "https")
+        or not host
+        or any(c in rest for c in "/?#@ \t")
+        or (port and (not port.isdigit() or not 0 < int(port) < 65536))
+    ):
+        raise ValueError(f"{text!r} is not an origin such as http://127.0.0.1:5173")
+    scheme = scheme.lower()
+    # Browsers leave a scheme's default port out of the Origin they send.
+    shown = "" if not port or int(port) == {"http": 80, "https": 443}[scheme] else f":{int(port)}"
+    return f"{scheme}://{host.lower()}{shown}"
+
+
+def _env_origins() -> tuple[str, ...]:
+    """``SIGNALGUARD_CORS_ORIGINS``: comma-separated origins, or none."""
+    raw = os.environ.get("SIGNALGUARD_CORS_ORIGINS", "")
+    try:
+        return tuple(parse_origin(part) for part in raw.split(",") if part.strip())
+    except ValueError as exc:
+        raise ValueError(f"SIGNALGUARD_CORS_ORIGINS: {exc}") from None
 
 
 def free_port() -> int:
@@ -123,6 +162,10 @@ class StackConfig:
     seed: bool = True
     #: Trade durability for speed (fsync off): for throwaway test clusters only.
     ephemeral: bool = False
+    #: Browser origins besides the gateway's own (``http://127.0.0.1:PORT``, ``http://localhost:PORT``)
+    #: that may call ``/rest/v1`` and ``/auth/v1`` (CORS). Any other origin's page gets no
+    #: ``Access-Control-Allow-Origin``, so its scripts cannot read the answers.
+    cors_origins: tuple[str, ...] = field(default_factory=_env_origins)
     #: Failed password sign-ins allowed per account (the lower-cased e-mail, known or not) before further
     #: attempts at it are answered 429; the allowance refills evenly over ``signin_window_seconds``.
     signin_account_failures: int = field(
@@ -147,6 +190,8 @@ class StackConfig:
             raise ValueError("signin_window_seconds must be above 0")
         if not self.refresh_reuse_seconds >= 0:
             raise ValueError("refresh_reuse_seconds must be at least 0")
+        # Stored in the form browsers send, so the gateway compares them with ``==``.
+        object.__setattr__(self, "cors_origins", tuple(parse_origin(o) for o in self.cors_origins))
 
     @classmethod
     def for_tests(cls, state_dir: Path) -> StackConfig:
@@ -174,6 +219,12 @@ class StackConfig:
     def gateway_url(self) -> str:
         """The one origin of the app, the REST API (``/rest/v1``) and sign-in (``/auth/v1``)."""
         return f"http://{HOST}:{self.gateway_port}"
+
+    @property
+    def allowed_origins(self) -> frozenset[str]:
+        """Browser origins whose pages may read the API's answers: the gateway's own and ``cors_origins``."""
+        own = {f"http://{HOST}:{self.gateway_port}", f"http://localhost:{self.gateway_port}"}
+        return frozenset(own | set(self.cors_origins))
 
     @property
     def rest_url(self) -> str:

@@ -5,8 +5,10 @@ and signs tokens with the local secret. It stands in for what Supabase's API gat
 hosted project:
 
 - ``/rest/v1/*`` is forwarded to PostgREST with the prefix stripped. As with Supabase, every API request
-  must carry an ``apikey`` (the anon or service key); a request without an ``Authorization`` header is made
-  with the API key as its bearer token.
+  must carry an ``apikey`` (the anon or service key; a header, or an ``apikey`` query parameter, which is
+  not forwarded); a request without an ``Authorization`` header is made with the API key as its bearer
+  token. The root (PostgREST's OpenAPI description of everything exposed) answers only the service key,
+  as hosted Supabase does since 2026.
 - ``/auth/v1/*`` answers the few endpoints supabase-js calls to sign in with a password, refresh the
   session, read the user and sign out, for the users in ``auth.users``. Failed sign-ins are throttled per
   account and per client address (429 with ``Retry-After``); a refresh token is good for one use, and one
@@ -15,7 +17,8 @@ hosted project:
 
 Input is judged at the edge: a path or query that is not UTF-8 or carries control characters, a body
 that cannot be read or parsed, fields too long or holding NUL are refused with a 400 and a JSON body
-before anything reaches the database.
+before anything reaches the database. Only the gateway's own origins and ``cors_origins`` get CORS
+headers.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, unquote_to_bytes
+from urllib.parse import quote, unquote_plus, unquote_to_bytes
 
 import aiohttp
 import jwt
@@ -110,6 +113,12 @@ _URLSAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012345
 DUMMY_BCRYPT = "$2a$08$tDkZR0XMK8gyQgpfnu6bvuphHyI0WQuoaB9SZbDUf6KAH/eLqY5De"
 BCRYPT_COST = 8
 
+#: What hosted Supabase answers for its OpenAPI root without a secret key.
+SCHEMA_FORBIDDEN = {
+    "message": "Access to schema is forbidden",
+    "hint": "Accessing the schema via the Data API is only allowed using a secret API key.",
+}
+
 #: The password check: the account (by lower-cased e-mail, the exact spelling first) and one bcrypt of
 #: the given password against its hash, or against the dummy hash when there is no account or no bcrypt
 #: hash. ``attempt`` is a selected column, so the bcrypt runs on every path; the comparison is made by the
@@ -169,6 +178,12 @@ def _request_problem(request: web.Request) -> str | None:
     if "\0" in query:
         return "The request's query holds a NUL character"
     return None
+
+
+def _without_apikey(raw_query: str) -> str:
+    """The raw query string minus its ``apikey`` parameters (Supabase reads them; PostgREST must not)."""
+    kept = [p for p in raw_query.split("&") if unquote_plus(p.partition("=")[0]) != "apikey"]
+    return "&".join(kept)
 
 
 def _is_uuid(value: object) -> bool:
@@ -301,6 +316,7 @@ class Gateway:
         self.config = config
         self.secret = config.secrets().jwt_secret
         self.throttle = SignInThrottle(config, clock)
+        self._origins = config.allowed_origins
         self.app = web.Application(middlewares=[self._edge], client_max_size=8 * 2**20)
         self.app.router.add_route("*", "/rest/v1/{tail:.*}", self._rest)
         self.app.router.add_route("*", "/auth/v1/{tail:.*}", self._auth)
@@ -365,17 +381,17 @@ class Gateway:
                     response = web.Response(status=exc.status, headers=exc.headers)
         response.headers[STACK_HEADER[0]] = STACK_HEADER[1]
         if api:
-            # Supabase answers any origin; the local stack does the same so tools on other local
-            # ports (the replay server's pages, notebooks) can call it.
-            origin = request.headers.get("Origin", "*")
-            response.headers["Access-Control-Allow-Origin"] = origin
-            response.headers["Access-Control-Allow-Credentials"] = "true"
-            response.headers["Access-Control-Allow-Methods"] = "GET, POST, PATCH, PUT, DELETE, OPTIONS"
-            response.headers["Access-Control-Allow-Headers"] = request.headers.get(
-                "Access-Control-Request-Headers", "authorization, apikey, content-type, prefer"
-            )
-            response.headers["Access-Control-Expose-Headers"] = "Content-Range, X-Supabase-Api-Version"
             response.headers["Vary"] = "Origin"
+            origin = request.headers.get("Origin")
+            # Only the configured origins' pages may read the answers. No credentials are allowed: the API
+            # authenticates by headers, never by cookies.
+            if origin is not None and origin in self._origins:
+                response.headers["Access-Control-Allow-Origin"] = origin
+                response.headers["Access-Control-Allow-Methods"] = "GET, POST, PATCH, PUT, DELETE, OPTIONS"
+                response.headers["Access-Control-Allow-Headers"] = request.headers.get(
+                    "Access-Control-Request-Headers", "authorization, apikey, content-type, prefer"
+                )
+                response.headers["Access-Control-Expose-Headers"] = "Content-Range, X-Supabase-Api-Version"
         return response
 
     @staticmethod
@@ -397,8 +413,8 @@ class Gateway:
 
     # -- API keys --------------------------------------------------------------------------------
 
-    def _api_key(self, request: web.Request) -> str | web.Response:
-        """The request's verified API key, or the error response Supabase's gateway would give."""
+    def _api_key(self, request: web.Request) -> tuple[str, str] | web.Response:
+        """The request's verified API key and its role, or the error response Supabase's gateway gives."""
         key = request.headers.get("apikey") or request.query.get("apikey")
         if not key:
             return _json(401, {"message": "No API key found in request"})
@@ -406,24 +422,30 @@ class Gateway:
             claims = tokens.decode(self.secret, key)
         except jwt.InvalidTokenError:
             return _json(401, {"message": "Invalid API key"})
-        if claims.get("role") not in ("anon", "service_role"):
+        role = claims.get("role")
+        if role not in ("anon", "service_role"):
             return _json(401, {"message": "Invalid API key"})
-        return key
+        return key, str(role)
 
     # -- /rest/v1 --------------------------------------------------------------------------------
 
     async def _rest(self, request: web.Request) -> web.StreamResponse:
-        key = self._api_key(request)
-        if isinstance(key, web.Response):
-            return key
+        verified = self._api_key(request)
+        if isinstance(verified, web.Response):
+            return verified
+        key, role = verified
         tail = request.match_info["tail"]
+        if not tail.strip("/") and role != "service_role":
+            # The root is PostgREST's description of every table, view and function exposed; hosted
+            # Supabase gives it only to a secret key, whatever the bearer.
+            return _json(403, SCHEMA_FORBIDDEN)
         assert self._client is not None
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_HEADERS}
         if "Authorization" not in request.headers:
             headers["Authorization"] = f"Bearer {key}"
         # The decoded tail is quoted again, so an encoded "?" or "#" stays part of the path upstream; the
-        # query goes on as sent.
-        query = request.rel_url.raw_query_string
+        # query goes on as sent, less the API key (a filter to PostgREST).
+        query = _without_apikey(request.rel_url.raw_query_string)
         path = quote(tail, safe=_PATH_SAFE)
         url = URL(f"{self.config.rest_url}/{path}" + (f"?{query}" if query else ""), encoded=True)
         body = await self._read_body(request)
@@ -451,9 +473,9 @@ class Gateway:
     # -- /auth/v1 --------------------------------------------------------------------------------
 
     async def _auth(self, request: web.Request) -> web.StreamResponse:
-        key = self._api_key(request)
-        if isinstance(key, web.Response):
-            return key
+        verified = self._api_key(request)
+        if isinstance(verified, web.Response):
+            return verified
         tail = request.match_info["tail"]
         try:
             if tail == "token" and request.method == "POST":

@@ -51,7 +51,9 @@ def environment(config: StackConfig) -> dict[str, str]:
         # The local stack's paging limit protects the browser from unbounded reads.
         "PGRST_DB_MAX_ROWS": "1000",
         "PGRST_LOG_LEVEL": "error",
-        "PGRST_OPENAPI_MODE": "ignore-privileges",
+        # The OpenAPI description (the root, which the gateway gives only to the service key) lists only
+        # what the request's role may use.
+        "PGRST_OPENAPI_MODE": "follow-privileges",
     }
 
 
