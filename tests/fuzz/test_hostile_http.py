@@ -148,14 +148,19 @@ def test_a_body_under_the_limit_is_served(
     actor = actors.make()
     epoch = held_lease(api, stack, actor)
     good = a_signal(actor, epoch)
-    big = good | {"candle_open_time": good["candle_open_time"] - 60_000, "matched_conditions": ["y" * (7 * MB)]}
+    big = good | {
+        "candle_open_time": good["candle_open_time"] - 60_000,
+        "matched_conditions": ["y" * (7 * MB)],
+    }
     headers = {
         "apikey": api.anon,
         "Authorization": f"Bearer {actor.token}",
         "Content-Type": "application/json",
     }
     r = http.post(
-        f"{stack.url}/rest/v1/rpc/write_signals", content=json.dumps({"p_signals": [big, good]}), headers=headers
+        f"{stack.url}/rest/v1/rpc/write_signals",
+        content=json.dumps({"p_signals": [big, good]}),
+        headers=headers,
     )
     assert r.status_code == 200, r.text[:300]
     refused, kept = r.json()
