@@ -11,21 +11,16 @@ from __future__ import annotations
 import asyncio
 import inspect
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import psycopg
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 
 from cloudkit import Market
-from stackkit import Actors, Api
+from stackkit import actors, api, db, stack_fixture
 
-from signalguard.devstack.config import StackConfig
-from signalguard.devstack.stack import LocalStack
 from signalguard.replay.server import running_replay
 
 ASYNC_TEST_TIMEOUT = 60.0
@@ -40,29 +35,9 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     return True
 
 
-@pytest.fixture(scope="session")
-def stack() -> Iterator[LocalStack]:
-    # A state folder the cluster's system user can reach (pytest's own tmp folders are 0700).
-    s = LocalStack(StackConfig.for_tests(Path(tempfile.mkdtemp(prefix="signalguard-cloud-"))))
-    s.start()
-    yield s
-    s.reset()
+stack = stack_fixture("signalguard-cloud-")
 
-
-@pytest.fixture()
-def db(stack: LocalStack) -> Iterator[psycopg.Connection[Any]]:
-    with stack.connect() as conn:
-        yield conn
-
-
-@pytest.fixture(scope="session")
-def api(stack: LocalStack) -> Api:
-    return Api(stack)
-
-
-@pytest.fixture()
-def actors(stack: LocalStack) -> Actors:
-    return Actors(stack)
+__all__ = ["actors", "api", "db", "market", "stack"]
 
 
 @pytest.fixture(scope="session")

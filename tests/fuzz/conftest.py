@@ -12,42 +12,12 @@ than 10,000; the RPC family runs 2,000 unless told otherwise, see ``test_fuzz_rp
 from __future__ import annotations
 
 import sys
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
-
-import psycopg
-import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 
-from stackkit import Actors, Api
+from stackkit import actors, api, db, stack_fixture
 
-from signalguard.devstack.config import StackConfig
-from signalguard.devstack.stack import LocalStack
+stack = stack_fixture("signalguard-fuzz-")
 
-
-@pytest.fixture(scope="session")
-def stack() -> Iterator[LocalStack]:
-    # A state folder the cluster's system user can reach (pytest's own tmp folders are 0700).
-    s = LocalStack(StackConfig.for_tests(Path(tempfile.mkdtemp(prefix="signalguard-fuzz-"))))
-    s.start()
-    yield s
-    s.reset()
-
-
-@pytest.fixture()
-def db(stack: LocalStack) -> Iterator[psycopg.Connection[Any]]:
-    with stack.connect() as conn:
-        yield conn
-
-
-@pytest.fixture(scope="session")
-def api(stack: LocalStack) -> Api:
-    return Api(stack)
-
-
-@pytest.fixture()
-def actors(stack: LocalStack) -> Actors:
-    return Actors(stack)
+__all__ = ["actors", "api", "db", "stack"]

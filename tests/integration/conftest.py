@@ -7,43 +7,8 @@ rules are exercised by backdating timestamps with the superuser connection, neve
 
 from __future__ import annotations
 
-import tempfile
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
+from stackkit import actors, api, db, stack_fixture
 
-import psycopg
-import pytest
-from stackkit import Actors, Api
+stack = stack_fixture("signalguard-stack-")
 
-from signalguard.devstack.config import StackConfig
-from signalguard.devstack.stack import LocalStack
-
-
-def make_state_dir() -> Path:
-    """A state folder the cluster's system user can reach (pytest's own tmp folders are 0700)."""
-    return Path(tempfile.mkdtemp(prefix="signalguard-stack-"))
-
-
-@pytest.fixture(scope="session")
-def stack() -> Iterator[LocalStack]:
-    s = LocalStack(StackConfig.for_tests(make_state_dir()))
-    s.start()
-    yield s
-    s.reset()
-
-
-@pytest.fixture()
-def db(stack: LocalStack) -> Iterator[psycopg.Connection[Any]]:
-    with stack.connect() as conn:
-        yield conn
-
-
-@pytest.fixture(scope="session")
-def api(stack: LocalStack) -> Api:
-    return Api(stack)
-
-
-@pytest.fixture()
-def actors(stack: LocalStack) -> Actors:
-    return Actors(stack)
+__all__ = ["actors", "api", "db", "stack"]

@@ -1,18 +1,92 @@
-"""Helpers for integration tests: raw HTTP to the gateway, per-test users, time travel."""
+"""Helpers for tests against the real stack: its fixtures, raw HTTP to the gateway, per-test users,
+a gateway of a test's own, time travel.
+
+The suites that need a stack (integration, fuzz, cloud, security) take its fixtures from here, each
+with a state folder of its own: ``stack = stack_fixture("signalguard-fuzz-")`` in their conftest, and
+``db``, ``api``, ``actors`` imported as they are.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import tempfile
+import threading
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
 import psycopg
+import pytest
 
 from signalguard.devstack import tokens
+from signalguard.devstack.config import StackConfig
+from signalguard.devstack.gateway import Gateway
 from signalguard.devstack.stack import LocalStack
+
+# -- fixtures ----------------------------------------------------------------------------------
+
+
+def stack_fixture(prefix: str) -> Callable[[], Iterator[LocalStack]]:
+    """A session-wide stack fixture, in a throwaway state folder named ``prefix…``, on free ports."""
+
+    @pytest.fixture(scope="session")
+    def stack() -> Iterator[LocalStack]:
+        # A state folder the cluster's system user can reach (pytest's own tmp folders are 0700).
+        s = LocalStack(StackConfig.for_tests(Path(tempfile.mkdtemp(prefix=prefix))))
+        s.start()
+        yield s
+        s.reset()
+
+    return stack
+
+
+@pytest.fixture()
+def db(stack: LocalStack) -> Iterator[psycopg.Connection[Any]]:
+    """A superuser connection to the stack's database (autocommit)."""
+    with stack.connect() as conn:
+        yield conn
+
+
+@pytest.fixture(scope="session")
+def api(stack: LocalStack) -> Api:
+    """Raw HTTP to the stack's gateway."""
+    return Api(stack)
+
+
+@pytest.fixture()
+def actors(stack: LocalStack) -> Actors:
+    """Makes users of the test's own."""
+    return Actors(stack)
+
+
+@contextmanager
+def serving(gateway: Gateway) -> Iterator[Gateway]:
+    """Run ``gateway`` (a test's own, over the session's database) on its own event loop in a thread."""
+    loop = asyncio.new_event_loop()
+    started = threading.Event()
+
+    def run() -> None:
+        loop.run_until_complete(gateway.start())
+        started.set()
+        loop.run_forever()
+        loop.run_until_complete(gateway.stop())
+        loop.close()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    assert started.wait(10)
+    try:
+        yield gateway
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+
 
 DEFINITION = {
     "version": 1,
@@ -156,6 +230,21 @@ class Actors:
             machine_token=tokens.machine_token(self.secret, uid, machine_uuid) if machine_uuid else None,
             holder=f"tab-{uid[:8]}-1",
         )
+
+
+def password_account(
+    stack: LocalStack, password: str, *, prefix: str = "user", cost: int = 8
+) -> tuple[str, str]:
+    """A new account that signs in with ``password`` (bcrypt at ``cost``, as the seed's): e-mail, id."""
+    uid = str(uuid.uuid4())
+    email = f"{prefix}-{uid[:8]}@signalguard.test"
+    with stack.connect() as conn:
+        conn.execute(
+            "insert into auth.users (id, email, encrypted_password) "
+            "values (%s, %s, extensions.crypt(%s, extensions.gen_salt('bf', %s)))",
+            (uid, email, password, cost),
+        )
+    return email, uid
 
 
 # -- time travel -------------------------------------------------------------------------------

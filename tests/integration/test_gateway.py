@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-import threading
 from collections.abc import Iterator
 from html.parser import HTMLParser
 from typing import Any
 
 import httpx
 import pytest
-from stackkit import Actors, Api
+from stackkit import Actors, Api, serving
 
 from signalguard.devstack import tokens
 from signalguard.devstack.config import free_port
@@ -39,22 +37,8 @@ def app_gateway(stack: LocalStack, tmp_path_factory: pytest.TempPathFactory) -> 
     (root / ".devstack").mkdir()
     (root / ".devstack" / "secrets.json").write_text("{}")
     config = dataclasses.replace(stack.config, app_root=root, gateway_port=free_port())
-    gateway = Gateway(config)
-    loop = asyncio.new_event_loop()
-    started = threading.Event()
-
-    def run() -> None:
-        loop.run_until_complete(gateway.start())
-        started.set()
-        loop.run_forever()
-        loop.run_until_complete(gateway.stop())
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    assert started.wait(10)
-    yield config.gateway_url
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(10)
+    with serving(Gateway(config)):
+        yield config.gateway_url
 
 
 @pytest.mark.parametrize(

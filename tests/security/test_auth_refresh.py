@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import jwt
 import pytest
-from test_gateway_hostile import serving
+from stackkit import password_account, serving
 
 from signalguard.devstack import schema
 from signalguard.devstack.config import free_port
@@ -71,14 +70,7 @@ class Auth:
 
 
 def new_account(stack: LocalStack, http: httpx.Client, base: str | None = None) -> Auth:
-    uid = str(uuid.uuid4())
-    email = f"refresh-{uid[:8]}@signalguard.test"
-    with stack.connect() as conn:
-        conn.execute(
-            "insert into auth.users (id, email, encrypted_password) "
-            "values (%s, %s, extensions.crypt(%s, extensions.gen_salt('bf', %s)))",
-            (uid, email, PASSWORD, BCRYPT_COST),
-        )
+    email, uid = password_account(stack, PASSWORD, prefix="refresh", cost=BCRYPT_COST)
     return Auth(http, base or stack.url, stack.config.anon_key(), email, uid)
 
 

@@ -18,9 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
-
-# The gateway runner is shared with the hostile-input sweep.
-from test_gateway_hostile import serving
+from stackkit import password_account, serving
 
 from signalguard.devstack.config import StackConfig, free_port
 from signalguard.devstack.gateway import (
@@ -125,15 +123,7 @@ def own_gateway(stack: LocalStack, clock: Clock | None = None, **settings: Any) 
 
 def user_with_password(stack: LocalStack, password: str = PASSWORD) -> tuple[str, str]:
     """A new account with ``password``, hashed as the seed hashes the demo users'; its e-mail and id."""
-    uid = str(uuid.uuid4())
-    email = f"signin-{uid[:8]}@signalguard.test"
-    with stack.connect() as conn:
-        conn.execute(
-            "insert into auth.users (id, email, encrypted_password) "
-            "values (%s, %s, extensions.crypt(%s, extensions.gen_salt('bf', %s)))",
-            (uid, email, password, BCRYPT_COST),
-        )
-    return email, uid
+    return password_account(stack, password, prefix="signin", cost=BCRYPT_COST)
 
 
 def client(source: str = "127.0.0.1") -> httpx.Client:

@@ -15,8 +15,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from stackkit import Actors, Api
-from test_gateway_hostile import serving
+from stackkit import Actors, Api, serving
 
 from signalguard.devstack import postgrest
 from signalguard.devstack.config import StackConfig, free_port, parse_origin

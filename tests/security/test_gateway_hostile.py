@@ -9,46 +9,20 @@ raised, so every case reaches as deep as it can. Nothing may change in the datab
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import http.client
 import json
-import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from stackkit import Actors
+from stackkit import Actors, serving
 
 from signalguard.devstack.config import free_port
 from signalguard.devstack.gateway import Gateway
 from signalguard.devstack.stack import LocalStack
 
 pytestmark = pytest.mark.stack
-
-
-@contextmanager
-def serving(gateway: Gateway) -> Iterator[Gateway]:
-    """Run ``gateway`` on its own event loop in a thread while the block runs."""
-    loop = asyncio.new_event_loop()
-    started = threading.Event()
-
-    def run() -> None:
-        loop.run_until_complete(gateway.start())
-        started.set()
-        loop.run_forever()
-        loop.run_until_complete(gateway.stop())
-        loop.close()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    assert started.wait(10)
-    try:
-        yield gateway
-    finally:
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
 
 
 @pytest.fixture(scope="module")
