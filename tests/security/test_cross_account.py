@@ -26,8 +26,9 @@ from signalguard.devstack.stack import LocalStack
 pytestmark = pytest.mark.stack
 
 
-def victims(api: Api, actors: Actors, db: Any) -> tuple[Actor, Actor, Actor]:
-    """A user with a live lease and epochs behind it, one who never held a lease, one who does not exist."""
+def victims(api: Api, actors: Actors, db: Any) -> tuple[Actor, int, Actor, Actor]:
+    """A user with a live lease (and its epoch) and epochs behind it, one who never held a lease, one who
+    does not exist."""
     holder = actors.make()
     for _ in range(3):  # several epochs, each with a window an attacker must not learn
         local_lease_backdated(api, holder, db)
@@ -35,7 +36,7 @@ def victims(api: Api, actors: Actors, db: Any) -> tuple[Actor, Actor, Actor]:
             "update execution_leases set expires_at = now() - interval '1 s' where user_id = %s",
             (holder.user_id,),
         )
-    local_lease_backdated(api, holder, db)
+    holder_epoch = local_lease_backdated(api, holder, db)
     idle = actors.make(machine=False)
     ghost = Actor(
         user_id=str(uuid.uuid4()),
@@ -46,7 +47,7 @@ def victims(api: Api, actors: Actors, db: Any) -> tuple[Actor, Actor, Actor]:
         machine_token=None,
         holder="tab-nobody-1",
     )
-    return holder, idle, ghost
+    return holder, holder_epoch, idle, ghost
 
 
 def forged_row(victim: Actor, epoch: int, db: Any) -> dict[str, Any]:
@@ -73,10 +74,7 @@ def test_a_signal_naming_another_user_gets_one_answer_whoever_that_user_is(
 ) -> None:
     attacker = actors.make()
     own_epoch = local_lease_backdated(api, attacker, db)
-    holder, idle, ghost = victims(api, actors, db)
-    holder_epoch = db.execute(
-        "select epoch from execution_leases where user_id = %s", (holder.user_id,)
-    ).fetchone()[0]
+    holder, holder_epoch, idle, ghost = victims(api, actors, db)
     before = {v.user_id: stored(db, v.user_id) for v in (holder, idle)}
 
     answers = []
@@ -100,10 +98,7 @@ def test_a_signal_naming_another_user_gets_one_answer_whoever_that_user_is(
 def test_a_trade_naming_another_user_gets_the_same_kind_of_answer(api: Api, actors: Actors, db: Any) -> None:
     attacker = actors.make()
     local_lease_backdated(api, attacker, db)
-    holder, idle, ghost = victims(api, actors, db)
-    holder_epoch = db.execute(
-        "select epoch from execution_leases where user_id = %s", (holder.user_id,)
-    ).fetchone()[0]
+    holder, holder_epoch, idle, ghost = victims(api, actors, db)
     holder_key = signals(api, holder, db, holder_epoch)[0]
 
     answers = []
@@ -129,10 +124,7 @@ def test_status_changes_of_another_users_signal_are_not_found_like_unknown_keys(
 ) -> None:
     attacker = actors.make()
     own_epoch = local_lease_backdated(api, attacker, db)
-    holder, _, _ = victims(api, actors, db)
-    holder_epoch = db.execute(
-        "select epoch from execution_leases where user_id = %s", (holder.user_id,)
-    ).fetchone()[0]
+    holder, holder_epoch, _, _ = victims(api, actors, db)
     key = signals(api, holder, db, holder_epoch)[0]
     changes = [
         {"signal_key": key, "status": "closed", "updated_epoch": own_epoch},
@@ -184,10 +176,7 @@ def test_the_answer_comes_before_any_lease_logic(
     """
     attacker = actors.make()
     own_epoch = local_lease_backdated(api, attacker, db)
-    holder, _, ghost = victims(api, actors, db)
-    holder_epoch = db.execute(
-        "select epoch from execution_leases where user_id = %s", (holder.user_id,)
-    ).fetchone()[0]
+    holder, holder_epoch, _, ghost = victims(api, actors, db)
     rows = [forged_row(holder, holder_epoch, db), forged_row(ghost, own_epoch, db)]
     headers = {"apikey": api.anon, "Authorization": f"Bearer {attacker.token}"}
     with lease_tables_locked(stack), httpx.Client(timeout=5) as http:
