@@ -373,7 +373,8 @@ revoke insert, update, delete on public.cloud_machines, public.execution_leases,
   from authenticated;
 -- Functions: PostgreSQL grants EXECUTE to PUBLIC on every new function, and a per-schema default
 -- cannot take a global default back (the first migration's attempt for `private` had no effect), so
--- every API role could call every helper here. Only those granted by name stay callable: the ones
+-- any role with the schema's usage (authenticated, service_role) could call every helper here. Only
+-- those granted by name stay callable: the ones
 -- row level security, check constraints and the security-invoker RPCs call as the requesting role.
 -- Trigger functions need no grant, and security-definer RPCs call the rest as their owner.
 revoke execute on all functions in schema private from public;
