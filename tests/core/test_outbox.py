@@ -49,6 +49,38 @@ def test_batches_are_in_order_and_of_one_kind() -> None:
     assert len(box) == 0 and box.acknowledged_total == 4
 
 
+def test_entries_are_built_with_their_idempotency_keys() -> None:
+    key = "u:t:BTCUSDT:1m:60000"
+    row = {"trader_id": "t", "price": 1.5}
+    assert Entry.signal(key, row, 1.0) == Entry(key, EntryKind.SIGNAL, row, 1.0)
+    assert Entry.status(key, "active", 7, 2.0) == Entry(
+        f"{key}#active", EntryKind.STATUS, {"signal_key": key, "status": "active", "updated_epoch": 7}, 2.0
+    )
+    opened = Entry.trade(key, {"op": "open", "signal_key": key, "epoch": 7}, 3.0)
+    closed = Entry.trade(key, {"op": "close", "signal_key": key, "epoch": 8}, 4.0)
+    assert (opened.key, opened.kind, closed.key) == (f"{key}#open", EntryKind.TRADE, f"{key}#close")
+    # A status change and a close of one signal are different writes; the same one twice is one.
+    box = Outbox()
+    assert all(
+        box.add(e) for e in (Entry.signal(key, row, 0), opened, Entry.status(key, "closed", 8, 0), closed)
+    )
+    assert not box.add(Entry.status(key, "closed", 8, 9.0))
+
+
+def test_entries_are_read_in_order_by_kind_without_taking_them() -> None:
+    box = Outbox()
+    for e in [sig(1), status(1), sig(2), status(2)]:
+        box.add(e)
+    assert [e.key for e in box.entries()] == [e.key for e in [sig(1), status(1), sig(2), status(2)]]
+    assert [e.payload["n"] for e in box.entries(EntryKind.SIGNAL)] == [1, 2]
+    assert [e.payload["n"] for e in box.entries(EntryKind.STATUS)] == [1, 2]
+    assert box.entries(EntryKind.TRADE) == []
+    batch = box.take(0)
+    assert batch is not None and len(box.entries()) == 4  # in flight is still pending
+    box.settle(batch, ok(1), 0)
+    assert [e.key for e in box.entries(EntryKind.SIGNAL)] == [sig(2).key]
+
+
 def test_same_key_is_added_once() -> None:
     box = Outbox()
     assert box.add(sig(1)) is True

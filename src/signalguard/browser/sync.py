@@ -132,16 +132,13 @@ class SignalSync:
 
     def pending_signals(self) -> list[Mapping[str, JsonValue]]:
         """The payloads of signals not yet acknowledged, oldest first (shown as pending)."""
-        rows = [e.payload for e in self._early if e.kind is EntryKind.SIGNAL]
-        entries = cast("dict[str, Entry]", self.outbox._pending)
-        return rows + [e.payload for e in entries.values() if e.kind is EntryKind.SIGNAL]
+        early = [e for e in self._early if e.kind is EntryKind.SIGNAL]
+        return [e.payload for e in early + self.outbox.entries(EntryKind.SIGNAL)]
 
     def pending_keys(self) -> list[str]:
         """Idempotency keys of the signals not yet acknowledged."""
-        entries = cast("dict[str, Entry]", self.outbox._pending)
-        return [e.key for e in self._early if e.kind is EntryKind.SIGNAL] + [
-            e.key for e in entries.values() if e.kind is EntryKind.SIGNAL
-        ]
+        early = [e for e in self._early if e.kind is EntryKind.SIGNAL]
+        return [e.key for e in early + self.outbox.entries(EntryKind.SIGNAL)]
 
     # -- intake -------------------------------------------------------------------------------
 
@@ -150,21 +147,14 @@ class SignalSync:
         now = self._clock()
         if isinstance(effect, SignalCreated):
             s = effect.signal
-            row = cast("dict[str, JsonValue]", s.row(source="local"))
-            entry = Entry(s.key, EntryKind.SIGNAL, row, now)
+            entry = Entry.signal(s.key, cast("dict[str, JsonValue]", s.row(source="local")), now)
         elif isinstance(effect, TradeOpened):
-            op = cast("dict[str, JsonValue]", effect.trade.open_op())
-            entry = Entry(f"{effect.trade.key}#open", EntryKind.TRADE, op, now)
+            entry = Entry.trade(effect.trade.key, cast("dict[str, JsonValue]", effect.trade.open_op()), now)
         elif isinstance(effect, TradeClosed):
-            op = cast("dict[str, JsonValue]", effect.exit.close_op(effect.trade.key, effect.epoch))
-            entry = Entry(f"{effect.trade.key}#close", EntryKind.TRADE, op, now)
+            op = effect.exit.close_op(effect.trade.key, effect.epoch)
+            entry = Entry.trade(effect.trade.key, cast("dict[str, JsonValue]", op), now)
         else:
-            payload: dict[str, JsonValue] = {
-                "signal_key": effect.key,
-                "status": effect.new.value,
-                "updated_epoch": effect.epoch,
-            }
-            entry = Entry(f"{effect.key}#{effect.new.value}", EntryKind.STATUS, payload, now)
+            entry = Entry.status(effect.key, effect.new.value, effect.epoch, now)
         if not self._loaded:
             self._early.append(entry)
         else:
@@ -230,7 +220,7 @@ class SignalSync:
             except OutboxFormatError as exc:
                 self._on_problem(f"The stored outbox was unreadable and is ignored: {exc}")
             else:
-                for entry in self.outbox_entries(stored):
+                for entry in stored.entries():
                     self.outbox.add(entry)
                 self.outbox.acknowledged_total = stored.acknowledged_total
                 self.outbox.rejected_total = stored.rejected_total
@@ -239,11 +229,6 @@ class SignalSync:
         self._dirty = bool(self._early)
         self._early = []
         self._loaded = True
-
-    @staticmethod
-    def outbox_entries(box: Outbox) -> list[Entry]:
-        """The pending entries of ``box``, in order."""
-        return list(cast("dict[str, Entry]", box._pending).values())
 
     async def _save(self) -> None:
         self._dirty = False

@@ -141,15 +141,15 @@ class StateSynchronizer:
         if isinstance(effect, SignalCreated):
             s = effect.signal
             row = cast("dict[str, JsonValue]", s.row(source="cloud", machine_id=self._machine_id))
-            self._signals.append(Entry(s.key, EntryKind.SIGNAL, row, now))
+            self._signals.append(Entry.signal(s.key, row, now))
             self.counters.signals_created += 1
         elif isinstance(effect, TradeOpened):
             op = cast("dict[str, JsonValue]", effect.trade.open_op())
-            self._trades.append(Entry(f"{effect.trade.key}#open", EntryKind.TRADE, op, now))
+            self._trades.append(Entry.trade(effect.trade.key, op, now))
             self.counters.trades_opened += 1
         elif isinstance(effect, TradeClosed):
             op = cast("dict[str, JsonValue]", effect.exit.close_op(effect.trade.key, effect.epoch))
-            self._trades.append(Entry(f"{effect.trade.key}#close", EntryKind.TRADE, op, now))
+            self._trades.append(Entry.trade(effect.trade.key, op, now))
             self.counters.trades_closed += 1
         else:
             if effect.key in self._refused:  # its signal was refused: there is no row to change
@@ -173,8 +173,7 @@ class StateSynchronizer:
                 del queue[0]
         while self._statuses:
             key, (status, epoch) = next(iter(self._statuses.items()))
-            payload = {"signal_key": key, "status": status.value, "updated_epoch": epoch}
-            self.outbox.add(Entry(f"{key}#{status.value}", EntryKind.STATUS, payload, now))
+            self.outbox.add(Entry.status(key, status.value, epoch, now))
             del self._statuses[key]
 
     async def flush(self, *, force: bool = False) -> FlushReport:

@@ -73,6 +73,22 @@ class Entry:
     #: When it was added (seconds, the caller's clock).
     created_at: float
 
+    @classmethod
+    def signal(cls, key: str, row: Mapping[str, JsonValue], now: float) -> Entry:
+        """A new signal's insert: ``row`` is what ``write_signals`` takes, keyed by the signal key."""
+        return cls(key, EntryKind.SIGNAL, row, now)
+
+    @classmethod
+    def status(cls, key: str, status: str, epoch: int, now: float) -> Entry:
+        """Signal ``key``'s move to ``status`` under the live ``epoch`` (``update_signal_statuses``)."""
+        payload: dict[str, JsonValue] = {"signal_key": key, "status": status, "updated_epoch": epoch}
+        return cls(f"{key}#{status}", EntryKind.STATUS, payload, now)
+
+    @classmethod
+    def trade(cls, key: str, op: Mapping[str, JsonValue], now: float) -> Entry:
+        """A ``write_trades`` operation on the trade of signal ``key``, keyed by its ``op`` (open, close)."""
+        return cls(f"{key}#{op['op']}", EntryKind.TRADE, op, now)
+
 
 @dataclass(frozen=True, slots=True)
 class Rejection:
@@ -117,6 +133,10 @@ class Outbox:
     def __contains__(self, key: object) -> bool:
         """Whether an entry with this idempotency key is pending."""
         return key in self._pending
+
+    def entries(self, kind: EntryKind | None = None) -> list[Entry]:
+        """The entries not yet answered (of ``kind``, if given), oldest first."""
+        return [e for e in self._pending.values() if kind is None or e.kind is kind]
 
     @property
     def in_flight(self) -> bool:
