@@ -16,9 +16,8 @@ from typing import Any
 import pytest
 
 from signalguard.cloud.config import Timings, WorkerConfig
-from signalguard.cloud.database import DatabaseUnavailable, LeaseAnswer
+from signalguard.cloud.database import DatabaseUnavailable
 from signalguard.cloud.feed import MarketFeed
-from signalguard.cloud.lease import LeaseKeeper
 from signalguard.cloud.market import fetch_history
 from signalguard.cloud.sync import StateSynchronizer
 from signalguard.cloud.testing import FakeDatabase, FakeMarketData
@@ -34,6 +33,7 @@ from signalguard.core.engine import (
     TradeOpened,
     TraderRecord,
 )
+from signalguard.core.guard import LeaseAnswer
 from signalguard.replay.reference import candles_of, run_reference
 from signalguard.replay.synthetic import generate
 
@@ -139,22 +139,6 @@ def reference_keys(emit_from: int, fed_to: int) -> list[str]:
     ref = run_reference(OWNER, [TRADER], HISTORY_CANDLES + LIVE[:fed_to])
     window = LIVE[emit_from].open_time
     return [s["key"] for s in ref if s["open_time"] + 1000 >= window]
-
-
-# -- the lease keeper ----------------------------------------------------------------------------
-
-
-def test_keeper_deadline_counts_from_the_renewals_send_time() -> None:
-    keeper = LeaseKeeper(lease_seconds=30.0, margin=1.0)
-    assert not keeper.may_generate(0.0)
-    answer = LeaseAnswer(granted=True, reason=None, epoch=7, you_hold=True, acquired_at_us=5_000_000)
-    assert keeper.granted(answer, sent_at=100.0) is True
-    assert keeper.may_generate(128.9) and not keeper.may_generate(129.0)
-    assert keeper.granted(answer, sent_at=110.0) is False  # a renewal: same epoch
-    assert keeper.deadline == 139.0
-    assert keeper.window_start_us(7) == 5_000_000 and keeper.window_start_us(6) is None
-    keeper.drop("guard verdict SG001")
-    assert keeper.epoch is None and not keeper.may_generate(111.0) and keeper.reason == "guard verdict SG001"
 
 
 # -- the synchronizer ----------------------------------------------------------------------------

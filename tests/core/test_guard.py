@@ -261,7 +261,11 @@ SERVER_ANSWER: dict[str, Any] = {
 def test_parse_server_answer() -> None:
     a = LeaseAnswer.from_json(SERVER_ANSWER)
     window = 1_795_252_771_000_000  # 2026-11-21T09:19:31Z: the epoch's window opened then
-    assert a == LeaseAnswer(True, 4, 29.5, None, None, False, "stopped", None, acquired_at_us=window)
+    expires = window + 30_000_000
+    assert a == LeaseAnswer(
+        True, 4, 29.5, None, None, False, "stopped", None, acquired_at_us=window, expires_at_us=expires,
+        granted=True,
+    )  # fmt: skip
     assert LeaseAnswer.from_json({**SERVER_ANSWER, "lease": {"epoch": 0}}).acquired_at_us is None
     no_machine = LeaseAnswer.from_json({**SERVER_ANSWER, "machine": None})
     assert no_machine.machine_status is None
@@ -276,6 +280,7 @@ def test_parse_server_answer() -> None:
         ({"retry_in_seconds": "soon"}, "retry_in_seconds: expected a number"),
         ({"reason": 5}, "reason: expected a string or null"),
         ({"machine": []}, "machine: expected an object or null"),
+        ({"granted": 1}, "granted: expected true or false"),
     ],
 )
 def test_parse_rejects_malformed_answers(patch: dict[str, Any], message: str) -> None:

@@ -7,10 +7,10 @@
   signal writes) and its supabase-py implementation;
 - :mod:`signalguard.cloud.market`: the :class:`~.market.MarketData` interface (Binance klines over REST
   and the kline WebSocket) and its httpx + websockets implementation, with history paging;
-- :mod:`signalguard.cloud.lease`: :class:`~.lease.LeaseKeeper`, the worker's view of its lease (no I/O);
 - :mod:`signalguard.cloud.feed`: :class:`~.feed.MarketFeed`, warm-up, streaming, reconnects, gap fills;
 - :mod:`signalguard.cloud.sync`: :class:`~.sync.StateSynchronizer`, the core outbox written every 10 s;
-- :mod:`signalguard.cloud.worker`: :class:`~.worker.CloudWorker`, start-up, handoff, heartbeat, stop;
+- :mod:`signalguard.cloud.worker`: :class:`~.worker.CloudWorker`, start-up, handoff, heartbeat, stop
+  (its view of the lease is the core's :class:`~signalguard.core.lease.LeaseKeeper`);
 - :mod:`signalguard.cloud.testing`: in-memory doubles of the two interfaces, for tests;
 - :mod:`signalguard.cloud.cli`: the ``cloud`` subcommand.
 

@@ -19,9 +19,9 @@ Failures come in two kinds, and the worker treats them differently:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 from collections.abc import Awaitable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final, Protocol
 
@@ -42,6 +42,7 @@ from signalguard.core.engine import (
     open_signals,
     signal_from_row,
 )
+from signalguard.core.guard import LeaseAnswer, ProtocolError
 from signalguard.core.outbox import JsonValue
 from signalguard.core.positions import TRADE_COLUMNS, TradeBook, trade_book
 
@@ -102,45 +103,12 @@ def classify_api_error(exc: APIError) -> DatabaseError:
     return DatabaseUnavailable(f"{code or 'error'}: {message}")
 
 
-@dataclass(frozen=True, slots=True)
-class LeaseAnswer:
-    """What a claim or release returned: whether the machine holds the lease, and under which epoch."""
-
-    #: For a claim: the lease was granted or renewed. For a release: the machine no longer holds it.
-    granted: bool
-    #: The refusal reason (``signalguard.core.codes.ClaimRefusal``), when not granted.
-    reason: str | None
-    #: The user's current epoch (whoever holds it).
-    epoch: int
-    #: Whether this machine holds the live lease after the call.
-    you_hold: bool
-    #: When the held lease was granted, by the database clock (epoch µs): its epoch's window opens here.
-    acquired_at_us: int | None = None
-    #: When the lease expires, by the database clock (epoch µs).
-    expires_at_us: int | None = None
-    #: Seconds until a claim may succeed, when the database knows.
-    retry_in_seconds: float | None = None
-
-    @classmethod
-    def from_json(cls, data: object) -> LeaseAnswer:
-        """Read a ``claim_cloud_lease``/``release_cloud_lease`` result."""
-        if not isinstance(data, Mapping):
-            raise DatabaseUnavailable(f"unexpected lease answer: {type(data).__name__}")
-        lease = data.get("lease")
-        lease = lease if isinstance(lease, Mapping) else {}
-        epoch = lease.get("epoch")
-        retry = data.get("retry_in_seconds")
-        you_hold = bool(data.get("you_hold"))
-        reason = data.get("reason")
-        return cls(
-            granted=bool(data.get("granted", you_hold)),
-            reason=reason if isinstance(reason, str) else None,
-            epoch=epoch if isinstance(epoch, int) else 0,
-            you_hold=you_hold,
-            acquired_at_us=timestamp_us(lease.get("acquired_at")),
-            expires_at_us=timestamp_us(lease.get("expires_at")),
-            retry_in_seconds=float(retry) if isinstance(retry, int | float) else None,
-        )
+def _lease_answer(data: object) -> LeaseAnswer:
+    """A lease RPC's answer; one of another shape is the database being unusable, to be retried."""
+    try:
+        return LeaseAnswer.from_json(data)
+    except ProtocolError as exc:
+        raise DatabaseUnavailable(f"unexpected lease answer: {exc}") from exc
 
 
 #: How many of the machine's earlier windows a new lease looks back on (the engine's catch-up reaches
@@ -279,20 +247,13 @@ class SupabaseDatabase:
 
     async def claim_lease(self) -> LeaseAnswer:
         """See :meth:`Database.claim_lease`."""
-        return LeaseAnswer.from_json(await self._run(self._client.rpc("claim_cloud_lease", {}).execute()))
+        return _lease_answer(await self._run(self._client.rpc("claim_cloud_lease", {}).execute()))
 
     async def release_lease(self) -> LeaseAnswer:
         """See :meth:`Database.release_lease`."""
-        data = await self._run(self._client.rpc("release_cloud_lease", {}).execute())
-        answer = LeaseAnswer.from_json(data)
-        return LeaseAnswer(
-            granted=not answer.you_hold,
-            reason=None,
-            epoch=answer.epoch,
-            you_hold=answer.you_hold,
-            acquired_at_us=answer.acquired_at_us,
-            expires_at_us=answer.expires_at_us,
-        )
+        answer = _lease_answer(await self._run(self._client.rpc("release_cloud_lease", {}).execute()))
+        # A release is "granted" once the machine no longer holds the lease (it had none, or gave it up).
+        return dataclasses.replace(answer, granted=not answer.you_hold, reason=None)
 
     async def earlier_windows(self, epoch: int) -> list[LeaseWindow]:
         """See :meth:`Database.earlier_windows`."""

@@ -24,10 +24,11 @@ from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from signalguard.cloud.database import DatabaseUnavailable, LeaseAnswer
+from signalguard.cloud.database import DatabaseUnavailable
 from signalguard.cloud.market import MarketUnavailable
 from signalguard.core.candles import Candle, next_open_time
 from signalguard.core.engine import LeaseWindow, Signal, SignalStatus, TraderRecord, signal_key
+from signalguard.core.guard import LeaseAnswer
 from signalguard.core.outbox import JsonValue
 from signalguard.core.positions import Side, Trade, TradeBook
 
@@ -135,12 +136,17 @@ class FakeDatabase:
         holds = self.holder == "cloud" and self._live(now)
         start = self.epochs[self.epoch].start_ms if self.epoch in self.epochs else None
         return LeaseAnswer(
-            granted=granted,
-            reason=reason,
-            epoch=self.epoch,
             you_hold=holds,
+            epoch=self.epoch,
+            expires_in_seconds=max(0.0, (self.expires_ms - now) / 1000) if holds else 0.0,
+            reason=reason,
+            retry_in_seconds=None,
+            takeover_available=False,
+            machine_status=self.machine_status,
+            error_message=self.error_message,
             acquired_at_us=start * 1000 if start is not None and holds else None,
             expires_at_us=self.expires_ms * 1000 if holds else None,
+            granted=granted,
         )
 
     # -- Database ---------------------------------------------------------------------------------

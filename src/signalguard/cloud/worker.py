@@ -16,7 +16,7 @@ Life of a worker (:meth:`CloudWorker.run`)::
                         the message (ends the lease), exit 1
 
 The worker writes nothing before it holds the lease: the engine is fed from the start (so its
-indicators and cooldowns match the browser's), but emits only while :class:`~.lease.LeaseKeeper` says
+indicators and cooldowns match the browser's), but emits only while the core's ``LeaseKeeper`` says
 so, and only for candles that closed inside the held window. Generation stops at once on a refused
 claim, on a guard verdict about a write, and when renewals have failed for the lease's length counted
 from the last successful renewal's send time.
@@ -50,7 +50,6 @@ from signalguard.cloud.database import (
     SupabaseDatabase,
 )
 from signalguard.cloud.feed import MarketFeed
-from signalguard.cloud.lease import LeaseKeeper
 from signalguard.cloud.market import BinanceMarketData, MarketData
 from signalguard.cloud.sync import FlushReport, StateSynchronizer
 from signalguard.core.codes import GuardError
@@ -64,6 +63,7 @@ from signalguard.core.engine import (
     TraderFailed,
     TraderRecord,
 )
+from signalguard.core.lease import LeaseKeeper
 from signalguard.core.outbox import Rejection
 from signalguard.core.positions import TradeBook
 

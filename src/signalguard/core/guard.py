@@ -199,7 +199,12 @@ class ProtocolError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class LeaseAnswer:
-    """The parts of an ``execution_status``/``claim_local_lease`` answer the guard reads."""
+    """What the database says of the lease, as seen by the caller.
+
+    Any answer of ``execution_status`` and of either side's claim and release RPCs: they all return the
+    same picture. The browser's guard and the cloud's :class:`~signalguard.core.lease.LeaseKeeper` read
+    this one type.
+    """
 
     you_hold: bool
     epoch: int
@@ -211,6 +216,10 @@ class LeaseAnswer:
     error_message: str | None
     #: When the lease's current epoch began (its window's start, database clock, epoch µs), if told.
     acquired_at_us: int | None = None
+    #: When the lease expires (database clock, epoch µs), if it has a holder.
+    expires_at_us: int | None = None
+    #: A claim's verdict: granted (or renewed). False for an answer that is no claim's.
+    granted: bool = False
 
     @classmethod
     def from_json(cls, data: object) -> LeaseAnswer:
@@ -226,6 +235,9 @@ class LeaseAnswer:
         reason = data.get("reason")
         if reason is not None and not isinstance(reason, str):
             raise ProtocolError("reason: expected a string or null")
+        granted = data.get("granted", False)
+        if not isinstance(granted, bool):
+            raise ProtocolError("granted: expected true or false")
         return cls(
             you_hold=_bool(data, "you_hold"),
             epoch=_int(lease, "epoch"),
@@ -236,6 +248,8 @@ class LeaseAnswer:
             machine_status=_str(machine, "status") if machine else None,
             error_message=_str(machine, "error_message") if machine else None,
             acquired_at_us=timestamp_us(lease.get("acquired_at")),
+            expires_at_us=timestamp_us(lease.get("expires_at")),
+            granted=granted,
         )
 
 

@@ -1,4 +1,7 @@
-"""The worker's view of its lease: whether it may generate now, and under which epoch. No I/O.
+"""The cloud worker's view of its lease: whether it may generate now, and under which epoch.
+
+It sits beside the browser's :class:`~signalguard.core.guard.ExecutionGuard` and reads the same
+:class:`~signalguard.core.guard.LeaseAnswer`.
 
 The database is the judge; this only remembers its last answer and how old it is:
 
@@ -21,7 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from signalguard.cloud.database import LeaseAnswer
+from signalguard.core.guard import LeaseAnswer
 
 __all__ = ["LeaseKeeper"]
 
