@@ -22,6 +22,7 @@ from signalguard.cloud.market import fetch_history
 from signalguard.cloud.sync import StateSynchronizer
 from signalguard.cloud.testing import FakeDatabase, FakeMarketData
 from signalguard.cloud.worker import CloudWorker
+from signalguard.core.backoff import Backoff
 from signalguard.core.candles import Candle
 from signalguard.core.engine import (
     Signal,
@@ -59,8 +60,7 @@ FAST = Timings(
     stop_flush=1.0,
     error_flush=0.5,
     request_timeout=1.0,
-    reconnect_first=0.01,
-    reconnect_max=0.05,
+    backoff=Backoff(0.01, 0.05),
     stream_stall=5.0,
 )
 HISTORY = 300
@@ -256,7 +256,7 @@ async def test_history_pages_past_1000_rows_and_drops_the_open_row() -> None:
 async def test_feed_fills_the_gap_a_reconnect_left_and_counts_malformed_messages() -> None:
     manager = SignalManager(OWNER)
     market = FakeMarketData(HISTORY_CANDLES)
-    feed = MarketFeed(market, manager, lambda: None, reconnect_first=0.05)
+    feed = MarketFeed(market, manager, lambda: None, backoff=Backoff(0.05, 0.4))
     feed.need(manager.set_traders([TRADER]))
     task = asyncio.create_task(feed.run())
     await eventually(lambda: market.connected.is_set() and not feed.pending_warmups, what="warm-up")

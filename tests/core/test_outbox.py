@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from signalguard.core.backoff import Backoff
 from signalguard.core.codes import GuardError
 from signalguard.core.outbox import (
-    BACKOFF_MAX,
     REJECTED_KEPT,
     Entry,
     EntryKind,
@@ -88,6 +88,19 @@ def test_same_key_is_added_once() -> None:
     assert len(box) == 1
 
 
+def test_the_back_off_is_a_setting_of_the_outbox() -> None:
+    box = Outbox(backoff=Backoff(0.5, 1.5))
+    box.add(sig(1))
+    now, waits = 0.0, []
+    for _ in range(4):
+        b = box.take(now)
+        assert b is not None
+        retry = box.fail(b, now)
+        waits.append(retry - now)
+        now = retry
+    assert waits == [0.5, 1.0, 1.5, 1.5]
+
+
 def test_failed_batch_stays_at_head_with_backoff() -> None:
     box = Outbox()
     box.add(sig(1))
@@ -101,7 +114,7 @@ def test_failed_batch_stays_at_head_with_backoff() -> None:
         retry_times.append(retry - now)
         assert box.take(retry - 0.001) is None
         now = retry
-    assert retry_times == [1, 2, 4, 8, 16, 32, BACKOFF_MAX, BACKOFF_MAX, BACKOFF_MAX]
+    assert retry_times == [1, 2, 4, 5, 5, 5, 5, 5, 5]  # the one schedule: 1 s, doubling, at most 5 s
     b = box.take(now)
     assert b is not None
     box.settle(b, ok(2), now)

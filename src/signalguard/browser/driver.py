@@ -26,9 +26,9 @@ from collections.abc import Callable, Mapping
 from typing import Final
 
 from signalguard.browser.ports import ApiResult, Backend, Clock, Spawn, Timers
+from signalguard.core.backoff import BACKOFF
 from signalguard.core.codes import missing_schema
 from signalguard.core.guard import (
-    BACKOFF_SECONDS,
     Answered,
     Call,
     CallFailed,
@@ -170,7 +170,7 @@ class GuardDriver:
 
     def _backoff(self) -> float:
         self._retries += 1
-        return BACKOFF_SECONDS[min(self._retries, len(BACKOFF_SECONDS)) - 1]
+        return BACKOFF.delay(self._retries)
 
     # -- the one scheduled call -----------------------------------------------------------------
 

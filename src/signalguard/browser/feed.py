@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Final
 
 from signalguard.browser.ports import MarketData
+from signalguard.core.backoff import BACKOFF, Backoff
 from signalguard.core.candles import Candle, KlineParser, next_open_time
 from signalguard.core.engine import HistoryNeed, SignalManager
 from signalguard.market.klines import (
@@ -53,8 +54,7 @@ class MarketFeed:
         on_state: StateCallback,
         wall: Callable[[], float],
         *,
-        reconnect_first: float = 1.0,
-        reconnect_max: float = 30.0,
+        backoff: Backoff = BACKOFF,
     ) -> None:
         """Feed ``manager`` from ``market``; ``on_fed`` runs after candles were fed (to drain effects)."""
         self._market = market
@@ -62,8 +62,7 @@ class MarketFeed:
         self._on_fed = on_fed
         self._on_state = on_state
         self._wall = wall
-        self._first = reconnect_first
-        self._max = reconnect_max
+        self._backoff = backoff
         self.parser = KlineParser()
         self._needs: dict[Stream, int] = {}
         self._last: dict[Stream, int] = {}
@@ -108,7 +107,7 @@ class MarketFeed:
     async def _connection(self, streams: Sequence[Stream]) -> None:
         names = [stream_name(s, i) for s, i in streams]
         wanted = set(streams)
-        delay = self._first
+        failures = 0
         while True:
             self._on_state("connecting", "Connecting to market data…")
             try:
@@ -122,14 +121,15 @@ class MarketFeed:
                         if not candle.closed or (candle.symbol, candle.interval) not in wanted:
                             continue
                         await self._live(candle)
-                        delay = self._first
+                        failures = 0
                         self._on_state("live", f"Market data live: {self.describe()}.")
                 reason = "the market-data service closed the stream"
             except MarketUnavailable as exc:
                 reason = str(exc)
+            failures += 1
+            delay = self._backoff.delay(failures)
             self._on_state("error", f"Market data unreachable ({reason}); retrying in {delay:.0f} s.")
             await asyncio.sleep(delay)
-            delay = min(delay * 2, self._max)
 
     async def _catch_up(self, streams: Sequence[Stream]) -> None:
         """Prime the streams that need history; fill what a reconnect missed on the others."""

@@ -15,7 +15,8 @@ harmless: ``write_signals`` upserts on the signal key and answers ``duplicate``.
   when written, are sent under the current epoch, and are answered ``not_executor`` by a tab that is not
   the executor. A close of a closed trade is answered ``already_closed``: nothing is closed twice.
 - A whole call that fails in transit (network, 5xx) stays at the head and is retried after the outbox's
-  back-off, cut to :data:`RETRY_CEILING` here (an open tab should drain soon after the network is back).
+  back-off, the one schedule of :mod:`signalguard.core.backoff` (at most 5 s: an open tab drains soon
+  after the network is back).
 - A refusal whose code says this tab is not (or no longer) the executor goes to ``on_verdict`` at once:
   the guard stops generating and re-polls.
 
@@ -36,8 +37,6 @@ from signalguard.core.outbox import Batch, Entry, EntryKind, JsonValue, Outbox, 
 
 #: Entries per call (``write_signals`` takes at most 500).
 MAX_BATCH: Final = 200
-#: The longest wait before retrying a failed head.
-RETRY_CEILING: Final = 8.0
 #: How often the outbox is looked at (retries fall due between writes).
 PUMP_SECONDS: Final = 1.0
 PUMP_TIMER: Final = "outbox-pump"
@@ -99,7 +98,6 @@ class SignalSync:
         self._pumping = False
         self._again = False
         self._dirty = False
-        self._failed_at: float | None = None
         self._problem = ""
         self._live_epoch: int | None = None
         # Made while the stored outbox was still being read: added once it is.
@@ -184,7 +182,7 @@ class SignalSync:
                 while self._active:
                     if self._dirty:
                         await self._save()  # write-through: stored before it is sent
-                    batch = self.outbox.take(self._due_now(), MAX_BATCH)
+                    batch = self.outbox.take(self._clock(), MAX_BATCH)
                     if batch is None:
                         break
                     if not await self._send(batch):
@@ -196,17 +194,6 @@ class SignalSync:
         finally:
             self._pumping = False
             self._report()
-
-    def _due_now(self) -> float:
-        """The time to ask the outbox with: the clock, or later once RETRY_CEILING has passed.
-
-        The core's back-off doubles up to a minute; a tab that the user is looking at retries at least
-        every RETRY_CEILING after a failure, so that the pending count drains soon after an outage.
-        """
-        now = self._clock()
-        if self._failed_at is not None and now >= self._failed_at + RETRY_CEILING:
-            now = max(now, self.outbox.next_attempt_at())
-        return now
 
     async def _load(self) -> None:
         text: str | None = None
@@ -255,7 +242,6 @@ class SignalSync:
                 batch, self.outbox.reject_all(batch, code, result.error.message, self._clock())
             )
         self.outbox.fail(batch, self._clock())
-        self._failed_at = self._clock()
         self._dirty = True
         reason = str(result.error) if result.error is not None else "unreadable answer"
         # The reason names the failure already (e.g. "The database API is not reachable (...)").
@@ -309,7 +295,6 @@ class SignalSync:
 
     def _settled(self, batch: Batch, rejections: Sequence[Rejection]) -> bool:
         self._dirty = True
-        self._failed_at = None
         self._problem = ""
         for code in Outbox.guard_verdicts(rejections):
             self._on_verdict(code)

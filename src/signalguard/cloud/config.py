@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 from typing import Final
 from urllib.parse import urlsplit, urlunsplit
 
+from signalguard.core.backoff import BACKOFF, Backoff
+
 __all__ = [
     "BINANCE_REST_URL",
     "BINANCE_STREAM_URL",
@@ -85,8 +87,8 @@ class Timings:
     #: ``stop_flush + 3 * stop_call`` (22 s), inside the platform's kill timeout (fly.toml: 30 s).
     stop_call: float = 4.0
     request_timeout: float = 8.0
-    reconnect_first: float = 1.0
-    reconnect_max: float = 30.0
+    #: After a failure (a call to the database, the market stream): the one schedule; tests scale it.
+    backoff: Backoff = BACKOFF
     stream_stall: float = 60.0
     #: How often the executor re-reads the open trades, so that one whose open landed after its last
     #: read (an outbox replayed late) is managed within this bound rather than left open.

@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 
 from signalguard.cloud.market import MarketData, MarketUnavailable, fetch_history, fetch_range, stream_name
+from signalguard.core.backoff import BACKOFF, Backoff
 from signalguard.core.candles import Candle, KlineParser, next_open_time
 from signalguard.core.engine import HistoryNeed, SignalManager
 from signalguard.market.klines import fill_trade_history
@@ -49,16 +50,14 @@ class MarketFeed:
         on_fed: Callable[[], None],
         *,
         wall: Callable[[], float] = time.time,
-        reconnect_first: float = 1.0,
-        reconnect_max: float = 30.0,
+        backoff: Backoff = BACKOFF,
     ) -> None:
         """Feed ``manager`` from ``market``; ``on_fed`` runs after candles were fed (to drain effects)."""
         self._market = market
         self._manager = manager
         self._on_fed = on_fed
         self._wall = wall
-        self._first = reconnect_first
-        self._max = reconnect_max
+        self._backoff = backoff
         self.parser = KlineParser()
         self._needs: dict[Stream, int] = {}
         self._last: dict[Stream, int] = {}
@@ -100,7 +99,7 @@ class MarketFeed:
     async def _connection(self, streams: Sequence[Stream]) -> None:
         names = [stream_name(s, i) for s, i in streams]
         wanted = set(streams)
-        delay = self._first
+        failures = 0
         while True:
             try:
                 async with self._market.stream(names) as messages:
@@ -115,12 +114,14 @@ class MarketFeed:
                         if not candle.closed or (candle.symbol, candle.interval) not in wanted:
                             continue
                         await self._live(candle)
-                        delay = self._first  # the connection works: the next failure starts over
-                log.warning("the exchange closed the kline stream; reconnecting in %.1f s", delay)
+                        failures = 0  # the connection works: the next failure starts over
+                reason = "the exchange closed the kline stream"
             except MarketUnavailable as exc:
-                log.warning("market data: %s; reconnecting in %.1f s", exc, delay)
+                reason = f"market data: {exc}"
+            failures += 1
+            delay = self._backoff.delay(failures)
+            log.warning("%s; reconnecting in %.1f s", reason, delay)
             await asyncio.sleep(delay)
-            delay = min(delay * 2, self._max)
 
     async def _catch_up(self, streams: Sequence[Stream]) -> None:
         """Prime the streams that need history; fill what a reconnect missed on the others."""

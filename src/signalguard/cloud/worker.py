@@ -126,8 +126,7 @@ class CloudWorker:
             self.manager,
             self._route_effects,
             wall=wall,
-            reconnect_first=self.timings.reconnect_first,
-            reconnect_max=self.timings.reconnect_max,
+            backoff=self.timings.backoff,
         )
         self.stats = WorkerStats()
         #: The machine status this worker reports with each heartbeat.
@@ -219,9 +218,10 @@ class CloudWorker:
                 return await call()
             except DatabaseUnavailable as exc:
                 attempts += 1
+                delay = self.timings.backoff.delay(attempts)
                 if attempts == 1 or attempts % 10 == 0:
-                    log.warning("%s failed (%s); retrying every %.0f s", what, exc, self.timings.claim_retry)
-            await asyncio.sleep(self.timings.claim_retry)
+                    log.warning("%s failed (%s); retrying in %.0f s", what, exc, delay)
+            await asyncio.sleep(delay)
 
     async def _pause(self, seconds: float, wake: asyncio.Event) -> bool:
         """Sleep ``seconds``, or less if ``wake`` is set; True if it was (it is cleared on return)."""

@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
+from signalguard.core.backoff import BACKOFF
 from signalguard.core.candles import timestamp_us
 from signalguard.core.codes import ClaimRefusal, GuardError
 
@@ -28,8 +29,6 @@ from signalguard.core.codes import ClaimRefusal, GuardError
 POLL_SECONDS: Final = 5.0
 #: Renew at the latest this long before the lease's deadline, whatever the poll rhythm.
 RENEW_MARGIN_SECONDS: Final = 10.0
-#: Back-off after failed calls: 1, 2, 4, then every 5 s.
-BACKOFF_SECONDS: Final = (1.0, 2.0, 4.0, 5.0)
 #: While the database lacks a migration, check again this often (someone may be applying it).
 SCHEMA_RECHECK_SECONDS: Final = 30.0
 
@@ -522,7 +521,7 @@ class ExecutionGuard:
         if obs is Observation.QUIET_TICK:
             return Call.KEEP, 0.0
         if obs is Observation.NETWORK_DOWN:
-            delay = BACKOFF_SECONDS[min(c.failures, len(BACKOFF_SECONDS)) - 1] if c.failures else 1.0
+            delay = BACKOFF.delay(c.failures)
             if c.mode is Mode.BROWSER and c.deadline is not None:
                 # Keep trying to renew before the deadline rather than after it.
                 delay = min(delay, max(0.0, c.deadline - now - 1.0))

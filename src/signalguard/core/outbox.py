@@ -8,8 +8,8 @@ worker in memory. Nothing is ever dropped silently and nothing is reordered:
 - an entry is removed only when the database has answered it: *inserted* or *duplicate* (acknowledged:
   the row exists, whoever wrote it), or *rejected* with a guard error code (a verdict: retrying gives
   the same answer, so it moves to :attr:`Outbox.rejected`, where the app shows it);
-- a batch that failed in transit (network, HTTP 5xx) stays at the head and is retried after a back-off
-  that doubles up to a ceiling;
+- a batch that failed in transit (network, HTTP 5xx) stays at the head and is retried after the one
+  back-off schedule (:mod:`signalguard.core.backoff`);
 - adding an entry whose idempotency key is already pending changes nothing, so replaying the same
   signal (a second tab's mirror, a restart) cannot double it here either;
 - the outbox has a bound; past it :meth:`Outbox.add` raises :class:`OutboxFull` rather than forget.
@@ -24,15 +24,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
+from signalguard.core.backoff import BACKOFF, Backoff
 from signalguard.core.codes import GuardError
 
 JsonValue = str | int | float | bool | None | list["JsonValue"] | dict[str, "JsonValue"]
 
 #: Format of :meth:`Outbox.to_json`; a stored outbox of another version is refused, not guessed at.
 FORMAT_VERSION: Final = 1
-#: Back-off after a failed batch: 1 s, doubling, at most 60 s.
-BACKOFF_FIRST: Final = 1.0
-BACKOFF_MAX: Final = 60.0
 #: Outcomes that say the row is as the entry wanted it (whoever wrote it): the entry is done.
 ACKNOWLEDGED: Final = frozenset(
     {"inserted", "duplicate", "updated", "opened", "closed", "already_closed", "cancelled"}
@@ -117,6 +115,8 @@ class Outbox:
     """Pending writes in order, keyed for idempotency."""
 
     max_entries: int = 10_000
+    #: How long the head waits after a failed batch (the one schedule; tests scale it).
+    backoff: Backoff = BACKOFF
     _pending: OrderedDict[str, Entry] = field(default_factory=OrderedDict)
     _in_flight: bool = False
     _failures: int = 0
@@ -225,7 +225,7 @@ class Outbox:
     def _back_off(self, now: float) -> None:
         self._failures += 1
         self.retries_total += 1
-        self._not_before = now + min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (self._failures - 1))
+        self._not_before = now + self.backoff.delay(self._failures)
 
     def _record_rejections(self, new: Iterable[Rejection]) -> None:
         for r in new:
