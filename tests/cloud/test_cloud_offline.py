@@ -17,7 +17,6 @@ import pytest
 
 from signalguard.cloud.config import Timings, WorkerConfig
 from signalguard.cloud.database import DatabaseUnavailable
-from signalguard.cloud.feed import MarketFeed
 from signalguard.cloud.market import fetch_history
 from signalguard.cloud.sync import StateSynchronizer
 from signalguard.cloud.testing import FakeDatabase, FakeMarketData
@@ -35,6 +34,7 @@ from signalguard.core.engine import (
     TraderRecord,
 )
 from signalguard.core.guard import LeaseAnswer
+from signalguard.market.feed import MarketFeed
 from signalguard.replay.reference import candles_of, run_reference
 from signalguard.replay.synthetic import generate
 

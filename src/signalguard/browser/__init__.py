@@ -4,9 +4,9 @@ Shipped to the page inside ``web/app.zip``. The modules are split by what they t
 
 - :mod:`~signalguard.browser.config`, :mod:`~signalguard.browser.ports`,
   :mod:`~signalguard.browser.driver`, :mod:`~signalguard.browser.app`,
-  :mod:`~signalguard.browser.feed` (market data, the cloud worker's warm-up rule),
   :mod:`~signalguard.browser.sync` (the IndexedDB outbox) and :mod:`~signalguard.browser.generation`
-  (the engine tied to the guard) are plain Python: they run (and are tested) in CPython too, against
+  (the engine tied to the guard, fed by the market feed both hosts share,
+  :mod:`signalguard.market.feed`) are plain Python: they run (and are tested) in CPython too, against
   the ports' protocols.
 - :mod:`~signalguard.browser.dom` and :mod:`~signalguard.browser.jsbridge` implement the ports on the
   page's objects, which they are *handed*; they import nothing from the platform.

@@ -43,7 +43,6 @@ from signalguard.browser.ports import (
     Clock,
     HistoryItem,
     KeyValueStore,
-    MarketData,
     Spawn,
     TabLocks,
     Timers,
@@ -73,6 +72,7 @@ from signalguard.core.guard import Effects, Mode, WriteRefused
 from signalguard.core.outbox import JsonValue
 from signalguard.core.positions import TRADE_COLUMNS, TradeBook, trade_book
 from signalguard.core.traders import TraderDefinitionError, parse_trader
+from signalguard.market.feed import MarketData
 from signalguard.market.klines import MarketUnavailable
 
 #: Recent signals shown.

@@ -26,8 +26,6 @@ import asyncio
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from signalguard.browser.feed import MarketFeed
-from signalguard.browser.ports import MarketData
 from signalguard.browser.sync import SignalSync
 from signalguard.core.engine import (
     Signal,
@@ -42,6 +40,7 @@ from signalguard.core.engine import (
 from signalguard.core.guard import Effects
 from signalguard.core.outbox import OutboxFull
 from signalguard.core.positions import TradeBook
+from signalguard.market.feed import MarketData, MarketFeed
 
 #: ``start_task(coroutine)`` runs it on the page's loop and returns its task (so it can be cancelled).
 StartTask = Callable[[Coroutine[Any, Any, None]], "asyncio.Future[None]"]
@@ -78,7 +77,9 @@ class Generation:
         self._on_market = on_market
         self._on_trader_failed = on_trader_failed
         self.feed = (
-            MarketFeed(market, self.manager, self.drain, on_market, wall) if market is not None else None
+            MarketFeed(market, self.manager, self.drain, on_state=on_market, wall=wall)
+            if market is not None
+            else None
         )
         self._task: asyncio.Future[None] | None = None
         self._active = False

@@ -237,7 +237,7 @@ _MAX_QUEUE: Final = 100_000
 
 
 class WebMarketData:
-    """:class:`~.ports.MarketData` over ``fetch`` and ``WebSocket`` (the facade's helpers).
+    """:class:`~signalguard.market.feed.MarketData` over ``fetch`` and ``WebSocket`` (the facade's helpers).
 
     REST at ``base_url`` (``/api/v3/klines``), streams at the same host with ``ws``/``wss``
     (``/stream?streams=…``), as the gateway's Content-Security-Policy allows.

@@ -7,9 +7,8 @@ of :mod:`~signalguard.browser.jsbridge` and :mod:`~signalguard.browser.dom`.
 
 from __future__ import annotations
 
-import contextlib
 import json
-from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -153,26 +152,6 @@ class KeyValueStore(Protocol):
 
     async def put(self, key: str, value: str) -> str | None:
         """Store ``value`` durably; an error message, or None."""
-        ...
-
-
-class MarketData(Protocol):
-    """Binance's kline REST API and combined kline stream (as the cloud worker's ``MarketData``)."""
-
-    async def klines(
-        self,
-        symbol: str,
-        interval: str,
-        *,
-        limit: int,
-        start_time: int | None = None,
-        end_time: int | None = None,
-    ) -> object:
-        """One ``GET /api/v3/klines`` answer, decoded; raise :class:`MarketUnavailable`."""
-        ...
-
-    def stream(self, names: Sequence[str]) -> contextlib.AbstractAsyncContextManager[AsyncIterator[str]]:
-        """The combined stream of ``names``; connecting and receiving raise :class:`MarketUnavailable`."""
         ...
 
 

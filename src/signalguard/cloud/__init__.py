@@ -6,8 +6,8 @@
 - :mod:`signalguard.cloud.database`: the :class:`~.database.Database` interface (machine RPCs, traders,
   signal writes) and its supabase-py implementation;
 - :mod:`signalguard.cloud.market`: the :class:`~.market.MarketData` interface (Binance klines over REST
-  and the kline WebSocket) and its httpx + websockets implementation, with history paging;
-- :mod:`signalguard.cloud.feed`: :class:`~.feed.MarketFeed`, warm-up, streaming, reconnects, gap fills;
+  and the kline WebSocket) and its httpx + websockets implementation, which the market feed both hosts
+  share (:mod:`signalguard.market.feed`: warm-up, streaming, reconnects, gap fills) reads;
 - :mod:`signalguard.cloud.sync`: :class:`~.sync.StateSynchronizer`, the core outbox written every 10 s;
 - :mod:`signalguard.cloud.worker`: :class:`~.worker.CloudWorker`, start-up, handoff, heartbeat, stop
   (its view of the lease is the core's :class:`~signalguard.core.lease.LeaseKeeper`);

@@ -20,6 +20,7 @@ import httpx
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosedOK, InvalidHandshake, WebSocketException
 
+from signalguard.market import feed
 from signalguard.market.klines import (
     MAX_LIMIT,
     MarketUnavailable,
@@ -45,30 +46,11 @@ _MAX_FRAME: Final = 1 << 20
 _MAX_QUEUE: Final = 100_000
 
 
-class MarketData(Protocol):
-    """What the worker needs from an exchange."""
+class MarketData(feed.MarketData, Protocol):
+    """What the worker needs from an exchange.
 
-    async def klines(
-        self,
-        symbol: str,
-        interval: str,
-        *,
-        limit: int,
-        start_time: int | None = None,
-        end_time: int | None = None,
-    ) -> Any:
-        """One ``GET /api/v3/klines`` answer, decoded (a list of rows); raise :class:`MarketUnavailable`."""
-        ...
-
-    def stream(
-        self, names: Sequence[str]
-    ) -> contextlib.AbstractAsyncContextManager[AsyncIterator[str | bytes]]:
-        """A combined stream of ``names``: the messages as received.
-
-        Connecting and receiving raise :class:`MarketUnavailable`; the iterator ends when the exchange
-        closes the stream normally.
-        """
-        ...
+    The feed's :class:`~signalguard.market.feed.MarketData`, and a way to let its connections go.
+    """
 
     async def aclose(self) -> None:
         """Release connections."""

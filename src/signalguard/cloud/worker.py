@@ -39,7 +39,7 @@ import signal
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Final, TypeVar
 
 from signalguard.cloud.config import Timings, WorkerConfig
 from signalguard.cloud.database import (
@@ -49,7 +49,6 @@ from signalguard.cloud.database import (
     DatabaseUnavailable,
     SupabaseDatabase,
 )
-from signalguard.cloud.feed import MarketFeed
 from signalguard.cloud.market import BinanceMarketData, MarketData
 from signalguard.cloud.sync import FlushReport, StateSynchronizer
 from signalguard.core.codes import GuardError
@@ -66,10 +65,15 @@ from signalguard.core.engine import (
 from signalguard.core.lease import LeaseKeeper
 from signalguard.core.outbox import Rejection
 from signalguard.core.positions import TradeBook
+from signalguard.market.feed import MarketFeed
 
 __all__ = ["CloudWorker", "SchemaMismatch", "WorkerStats", "run_worker"]
 
 log = logging.getLogger("signalguard.cloud")
+
+#: REST requests in flight at once during a market catch-up (Binance weighs a 1000-row page at 5 of
+#: 6000 a minute; a machine may watch hundreds of streams).
+REST_CONCURRENCY: Final = 8
 
 T = TypeVar("T")
 
@@ -127,6 +131,7 @@ class CloudWorker:
             self._route_effects,
             wall=wall,
             backoff=self.timings.backoff,
+            rest_concurrency=REST_CONCURRENCY,
         )
         self.stats = WorkerStats()
         #: The machine status this worker reports with each heartbeat.

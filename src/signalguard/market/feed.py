@@ -1,47 +1,79 @@
 """The MarketFeed: keeps the engine fed with closed candles, following the core's warm-up rule.
 
-For each (symbol, interval) the running traders watch:
+One feed for both hosts: the browser tab runs it on the page's ``fetch`` and WebSocket, the cloud worker
+on httpx and websockets, each behind :class:`MarketData`. Browser and cloud must produce the same
+signals from the same candles, so they take them the same way. For each (symbol, interval) the running
+traders watch:
 
 1. open the combined kline stream first, so that every candle closing from then on is delivered;
-2. fetch the newest ``history`` closed candles by REST (:func:`~.market.fetch_history`) and
-   :meth:`~signalguard.core.engine.SignalManager.prime` the engine with them, oldest first;
+2. fetch the newest ``history`` closed candles by REST (:func:`~.klines.fetch_history`) and
+   :meth:`~signalguard.core.engine.SignalManager.warm_up` the engine with them, oldest first;
 3. feed every closed stream candle to :meth:`~signalguard.core.engine.SignalManager.feed`. Candles not
    newer than the last one fed are skipped (the REST/stream overlap), and a candle that skips open
    times triggers a REST fetch of the missing ones, fed first — so the engine sees the same unbroken
-   series as the reference run and the browser, including across reconnects.
+   series as the reference run, including across reconnects.
 
-A connection that fails (connect, handshake, silence, a REST error during the catch-up) is retried with
-a doubling back-off. Malformed messages are counted and dropped by the core's
-:class:`~signalguard.core.candles.KlineParser`. Streams are spread over connections of at most
-:data:`STREAMS_PER_CONNECTION` (Binance allows 1024 per connection; URLs stay short).
+A connection that fails (connect, handshake, silence, a REST error during the catch-up) is retried on
+the one back-off schedule (:mod:`signalguard.core.backoff`). What the feed is doing goes to ``on_state``
+(the page's status line) and to the ``signalguard.market.feed`` log (the worker's). Malformed messages
+are counted and dropped by the core's :class:`~signalguard.core.candles.KlineParser`. Streams are spread
+over connections of at most :data:`STREAMS_PER_CONNECTION` (Binance allows 1024 per connection; URLs
+stay short).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from typing import Final, Protocol
 
-from signalguard.cloud.market import MarketData, MarketUnavailable, fetch_history, fetch_range, stream_name
 from signalguard.core.backoff import BACKOFF, Backoff
 from signalguard.core.candles import Candle, KlineParser, next_open_time
 from signalguard.core.engine import HistoryNeed, SignalManager
-from signalguard.market.klines import fill_trade_history
+from signalguard.market.klines import (
+    KlineSource,
+    MarketUnavailable,
+    fetch_history,
+    fetch_range,
+    fill_trade_history,
+    stream_name,
+)
 
-__all__ = ["STREAMS_PER_CONNECTION", "MarketFeed"]
+__all__ = ["STREAMS_PER_CONNECTION", "MarketData", "MarketFeed", "StateCallback"]
 
-log = logging.getLogger("signalguard.cloud.feed")
+log = logging.getLogger("signalguard.market.feed")
 
-STREAMS_PER_CONNECTION = 200
-#: REST requests in flight at once during a catch-up (Binance weighs a 1000-row page at 5 of 6000/min).
-REST_CONCURRENCY = 8
+#: Streams per WebSocket connection (Binance allows 1024; URLs stay short).
+STREAMS_PER_CONNECTION: Final = 200
 
 Stream = tuple[str, str]
+#: ``on_state(state, text)``: ``off``, ``connecting``, ``live`` or ``error``, and a line for the page.
+StateCallback = Callable[[str, str], None]
+
+
+class MarketData(KlineSource, Protocol):
+    """Binance's kline REST API and combined kline stream: what the feed needs from an exchange."""
+
+    def stream(
+        self, names: Sequence[str]
+    ) -> contextlib.AbstractAsyncContextManager[AsyncIterator[str | bytes]]:
+        """The combined stream of ``names``: the messages as received.
+
+        Connecting and receiving raise :class:`MarketUnavailable`; the iterator ends when the exchange
+        closes the stream normally.
+        """
+        ...
+
+
+def _no_state(state: str, text: str) -> None:
+    """The worker has no status line: its log says what the feed does."""
 
 
 class MarketFeed:
-    """See the module documentation. Run :meth:`run`; cancel and run again when the streams change."""
+    """Keeps a :class:`SignalManager` fed; run :meth:`run`, cancel and run again when the streams change."""
 
     def __init__(
         self,
@@ -49,13 +81,22 @@ class MarketFeed:
         manager: SignalManager,
         on_fed: Callable[[], None],
         *,
+        on_state: StateCallback = _no_state,
         wall: Callable[[], float] = time.time,
         backoff: Backoff = BACKOFF,
+        rest_concurrency: int = 1,
     ) -> None:
-        """Feed ``manager`` from ``market``; ``on_fed`` runs after candles were fed (to drain effects)."""
+        """Feed ``manager`` from ``market``; ``on_fed`` runs after candles were fed (to drain effects).
+
+        ``rest_concurrency`` bounds the REST requests of one catch-up in flight at once: 1 in the page
+        (a tab watches few streams, and the browser limits connections), more in the worker (Binance
+        weighs a 1000-row page at 5 of 6000 a minute).
+        """
         self._market = market
         self._manager = manager
         self._on_fed = on_fed
+        self._on_state = on_state
+        self._rest_concurrency = max(1, rest_concurrency)
         self._wall = wall
         self._backoff = backoff
         self.parser = KlineParser()
@@ -82,6 +123,15 @@ class MarketFeed:
     def _now_ms(self) -> int:
         return int(self._wall() * 1000)
 
+    def describe(self) -> str:
+        """One line for the page: what streams, and how many messages were dropped."""
+        streams = len(self._manager.streams())
+        dropped = self.parser.rejected
+        text = f"{streams} stream{'' if streams == 1 else 's'}, {self.candles} candles"
+        return text + (
+            f", {dropped} malformed message{'' if dropped == 1 else 's'} dropped" if dropped else ""
+        )
+
     async def run(self) -> None:
         """Stream every watched (symbol, interval) until cancelled."""
         streams = [(n.symbol, n.interval) for n in self._manager.streams()]
@@ -91,6 +141,7 @@ class MarketFeed:
         for key in [k for k in self._needs if k not in watched]:
             del self._needs[key]
         if not streams:
+            self._on_state("off", "No enabled traders: no market data needed.")
             await asyncio.Event().wait()  # nothing to watch until the traders change
         async with asyncio.TaskGroup() as group:
             for i in range(0, len(streams), STREAMS_PER_CONNECTION):
@@ -101,11 +152,13 @@ class MarketFeed:
         wanted = set(streams)
         failures = 0
         while True:
+            self._on_state("connecting", "Connecting to market data…")
             try:
                 async with self._market.stream(names) as messages:
                     self.connections += 1
                     await self._catch_up(streams)
                     log.info("streaming %d kline stream%s", len(names), "" if len(names) == 1 else "s")
+                    self._on_state("live", f"Market data live: {self.describe()}.")
                     async for raw in messages:
                         candle = self.parser.parse(raw)
                         if candle is None:
@@ -115,18 +168,20 @@ class MarketFeed:
                             continue
                         await self._live(candle)
                         failures = 0  # the connection works: the next failure starts over
-                reason = "the exchange closed the kline stream"
+                        self._on_state("live", f"Market data live: {self.describe()}.")
+                reason = "the market-data service closed the stream"
             except MarketUnavailable as exc:
-                reason = f"market data: {exc}"
+                reason = str(exc)
             failures += 1
             delay = self._backoff.delay(failures)
-            log.warning("%s; reconnecting in %.1f s", reason, delay)
+            log.warning("market data unreachable (%s); reconnecting in %.1f s", reason, delay)
+            self._on_state("error", f"Market data unreachable ({reason}); retrying in {delay:.0f} s.")
             await asyncio.sleep(delay)
 
     async def _catch_up(self, streams: Sequence[Stream]) -> None:
         """Prime the streams that need history; fill what a reconnect missed on the others."""
         now_ms = self._now_ms()
-        gate = asyncio.Semaphore(REST_CONCURRENCY)
+        gate = asyncio.Semaphore(self._rest_concurrency)
 
         async def fetch(key: Stream) -> tuple[Stream, list[Candle], list[Candle] | None]:
             symbol, interval = key
