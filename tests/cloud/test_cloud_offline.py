@@ -161,7 +161,7 @@ async def _granted_db() -> tuple[FakeDatabase, FakeClock]:
 
 async def test_sync_batches_signals_before_status_changes_and_coalesces() -> None:
     db, _ = await _granted_db()
-    sync = StateSynchronizer(db, MACHINE)
+    sync = StateSynchronizer(db, MACHINE, live_epoch=lambda: 1)
     a, b = _signal(1), _signal(2)
     sync.add(SignalCreated(a))
     sync.add(StatusChanged(a.key, SignalStatus.NEW, SignalStatus.ACTIVE, 1))
@@ -179,7 +179,7 @@ async def test_sync_batches_signals_before_status_changes_and_coalesces() -> Non
 
 async def test_sync_failed_batch_stays_at_the_head_then_lands_once_in_order() -> None:
     db, _ = await _granted_db()
-    sync = StateSynchronizer(db, MACHINE)
+    sync = StateSynchronizer(db, MACHINE, live_epoch=lambda: 1)
     first = [_signal(i) for i in range(3)]
     for s in first:
         sync.add(SignalCreated(s))
@@ -206,7 +206,9 @@ async def test_sync_failed_batch_stays_at_the_head_then_lands_once_in_order() ->
 async def test_sync_reports_guard_verdicts_at_once() -> None:
     db, clock = await _granted_db()
     heard: list[Any] = []
-    sync = StateSynchronizer(db, MACHINE, on_verdict=lambda verdicts, rejections: heard.append(verdicts))
+    sync = StateSynchronizer(
+        db, MACHINE, live_epoch=lambda: 1, on_verdict=lambda verdicts, rejections: heard.append(verdicts)
+    )
     now = clock.t
     clock.t = LIVE[0].open_time / 1000 + 50
     db.expire_lease()  # the lease ended 50 s in: later candles are outside its window
@@ -220,7 +222,7 @@ async def test_sync_reports_guard_verdicts_at_once() -> None:
 
 async def test_sync_writes_status_changes_under_the_live_epoch() -> None:
     db, _ = await _granted_db()
-    live = [1]
+    live: list[int | None] = [1]
     sync = StateSynchronizer(db, MACHINE, live_epoch=lambda: live[0])
     a = _signal(1)
     sync.add(SignalCreated(a))
@@ -234,6 +236,12 @@ async def test_sync_writes_status_changes_under_the_live_epoch() -> None:
     sync.add(StatusChanged(a.key, SignalStatus.NEW, SignalStatus.ACTIVE, 1))
     assert (await sync.flush()).outcomes == {"updated": 1}
     assert db.signals[a.key]["status"] == "active" and db.signals[a.key]["updated_epoch"] == 2
+    # Holding no lease any more, the worker answers a change itself instead of sending it.
+    live[0] = None
+    sync.add(StatusChanged(a.key, SignalStatus.ACTIVE, SignalStatus.CLOSED, 2))
+    report = await sync.flush()
+    assert report.batches == 0 and db.signals[a.key]["status"] == "active"
+    assert sync.counters.dropped_statuses == 1 and sync.counters.rejected == 0 and len(sync) == 0
 
 
 # -- market data ---------------------------------------------------------------------------------

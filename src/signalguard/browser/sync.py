@@ -7,13 +7,12 @@ harmless: ``write_signals`` upserts on the signal key and answers ``duplicate``.
 
 - Signals go to ``write_signals`` (``source='local'``, no machine, the epoch they were made under: the
   database keeps a signal whose candle closed inside that epoch's window even if it arrives later).
-- Status changes go as PATCHes on ``signals?signal_key=in.(…)`` with ``status`` and ``updated_epoch``,
-  grouped by target status. They need the *live* lease when written, so they are sent under the current
-  epoch. A tab that is not the executor any more answers them itself (``not_executor``) instead of
-  sending requests the database must refuse: moving statuses is the new executor's job.
-- Paper trades' opens and closes go to ``write_trades``; like status changes they need the live lease
-  when written, are sent under the current epoch, and are answered ``not_executor`` by a tab that is not
-  the executor. A close of a closed trade is answered ``already_closed``: nothing is closed twice.
+- Status changes go to ``update_signal_statuses`` and paper trades' opens and closes to ``write_trades``,
+  under the current epoch: they need the *live* lease when written. What a batch becomes is the core's
+  decision, the same as the worker's (:mod:`signalguard.core.writes`): a tab that is not the executor any
+  more answers them itself (``not_executor``), and so are those of a signal the database refused
+  (``signal_not_written``). A close of a closed trade is answered ``already_closed``: nothing is closed
+  twice.
 - A whole call that fails in transit (network, 5xx) stays at the head and is retried after the outbox's
   back-off, the one schedule of :mod:`signalguard.core.backoff` (at most 5 s: an open tab drains soon
   after the network is back).
@@ -34,15 +33,13 @@ from signalguard.browser.ports import ApiResult, Backend, Clock, KeyValueStore, 
 from signalguard.core.codes import GuardError
 from signalguard.core.engine import SignalCreated, StatusChanged, TradeClosed, TradeOpened
 from signalguard.core.outbox import Batch, Entry, EntryKind, JsonValue, Outbox, OutboxFormatError, Rejection
+from signalguard.core.writes import LOCAL_CODES, RefusedSignals, plan
 
 #: Entries per call (``write_signals`` takes at most 500).
 MAX_BATCH: Final = 200
 #: How often the outbox is looked at (retries fall due between writes).
 PUMP_SECONDS: Final = 1.0
 PUMP_TIMER: Final = "outbox-pump"
-NOT_EXECUTOR_MESSAGE: Final = "this tab is not the executor"
-#: Local answer to a status change this tab can no longer make.
-NOT_EXECUTOR: Final = "not_executor"
 #: Codes that are verdicts (retrying gives the same answer). Unlike the cloud worker, an expired or
 #: missing token (401, ``PGRST3xx``) is *not* one here: supabase-js refreshes the session, and the
 #: signals must not be dropped meanwhile.
@@ -100,6 +97,8 @@ class SignalSync:
         self._dirty = False
         self._problem = ""
         self._live_epoch: int | None = None
+        # Signals the database refused: their status changes and trades are not sent.
+        self._refused = RefusedSignals()
         # Made while the stored outbox was still being read: added once it is.
         self._early: list[Entry] = []
 
@@ -225,17 +224,16 @@ class SignalSync:
 
     async def _send(self, batch: Batch) -> bool:
         """Send one batch and settle it; False if it failed in transit (stop for now)."""
-        if batch.kind is EntryKind.SIGNAL:
-            result = await self._backend.rpc("write_signals", {"p_signals": batch.payloads})
-            if result.error is None and isinstance(result.data, list):
-                outcomes = [o for o in result.data if isinstance(o, dict)]
-                return self._settled(batch, self.outbox.settle(batch, outcomes, self._clock()))
+        call = plan(batch, live_epoch=self._live_epoch, refused=self._refused)
+        if call.rpc is None:
+            result = None
+            outcomes = call.outcomes(None)
         else:
-            send = self._send_statuses if batch.kind is EntryKind.STATUS else self._send_trades
-            outcomes_or_failure = await send(batch)
-            if isinstance(outcomes_or_failure, list):
-                return self._settled(batch, self.outbox.settle(batch, outcomes_or_failure, self._clock()))
-            result = outcomes_or_failure
+            result = await self._backend.rpc(call.rpc, call.args)
+            outcomes = call.outcomes(result.data) if result.error is None else None
+        if outcomes is not None:
+            return self._settled(batch, self.outbox.settle(batch, outcomes, self._clock()))
+        assert result is not None  # only a sent call can fail
         if result.error is not None and is_verdict(result):
             code = result.error.code or f"HTTP{result.status}"
             return self._settled(
@@ -248,57 +246,13 @@ class SignalSync:
         self._problem = f"Not saved yet: {reason.rstrip('.')}. Retrying."
         return False
 
-    async def _send_statuses(self, batch: Batch) -> list[Mapping[str, object]] | ApiResult:
-        """``update_signal_statuses`` under the live epoch: the outcomes, or the failure of the call.
-
-        A refused change is an outcome (``rejected`` with the guard's code), not an HTTP error, so the
-        rest of the batch goes through and the page's console stays clean.
-        """
-        epoch = self._live_epoch
-        if epoch is None:
-            return self._not_executor(batch)
-        changes = [
-            {
-                "signal_key": entry.payload.get("signal_key"),
-                "status": entry.payload.get("status"),
-                "updated_epoch": epoch,
-            }
-            for entry in batch.entries
-        ]
-        result = await self._backend.rpc("update_signal_statuses", {"p_changes": changes})
-        if result.error is not None or not isinstance(result.data, list):
-            return result
-        return [o for o in result.data if isinstance(o, dict)]
-
-    async def _send_trades(self, batch: Batch) -> list[Mapping[str, object]] | ApiResult:
-        """``write_trades`` under the live epoch: the outcomes, or the failure of the call."""
-        epoch = self._live_epoch
-        if epoch is None:
-            return self._not_executor(batch)
-        ops = [{**entry.payload, "epoch": epoch} for entry in batch.entries]
-        result = await self._backend.rpc("write_trades", {"p_ops": ops})
-        if result.error is not None or not isinstance(result.data, list):
-            return result
-        return [o for o in result.data if isinstance(o, dict)]
-
-    @staticmethod
-    def _not_executor(batch: Batch) -> list[Mapping[str, object]]:
-        return [
-            {
-                "index": i,
-                "outcome": "rejected",
-                "code": NOT_EXECUTOR,
-                "message": "this tab is not the executor",
-            }
-            for i in range(len(batch.entries))
-        ]
-
     def _settled(self, batch: Batch, rejections: Sequence[Rejection]) -> bool:
         self._dirty = True
         self._problem = ""
+        self._refused.note(batch, rejections)
         for code in Outbox.guard_verdicts(rejections):
             self._on_verdict(code)
-        shown = [r for r in rejections if r.code != NOT_EXECUTOR]
+        shown = [r for r in rejections if r.code not in LOCAL_CODES]
         if shown:
             r = shown[0]
             more = f" (and {len(shown) - 1} more)" if len(shown) > 1 else ""

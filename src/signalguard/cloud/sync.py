@@ -12,6 +12,10 @@ is either queued earlier or in the same flush. From there the outbox's rules hol
 a failed batch (network, 5xx) stays at the head with back-off, every answer settles its entries, and
 rejected entries are kept and logged, never dropped silently.
 
+What a batch becomes (which RPC, under which epoch, and what is answered without sending: the status
+changes and trades of a refused signal, and those that need a lease the worker no longer holds) is the
+core's decision, the same as the page's (:mod:`signalguard.core.writes`).
+
 A rejection whose code says the writer is no longer the executor (``SG001``, ``SG002``, ``SG004``) is
 reported to ``on_verdict`` at once: the worker stops generating and re-claims.
 """
@@ -38,6 +42,7 @@ from signalguard.core.engine import (
     TradeOpened,
 )
 from signalguard.core.outbox import Batch, Entry, EntryKind, JsonValue, Outbox, Rejection
+from signalguard.core.writes import LOCAL_CODES, RefusedSignals, plan
 
 __all__ = ["FlushReport", "StateSynchronizer", "SyncCounters"]
 
@@ -47,10 +52,6 @@ log = logging.getLogger("signalguard.cloud.sync")
 MAX_BATCH = 200
 #: Pause between attempts while draining at stop (the back-off is ignored then: time is short).
 _DRAIN_PAUSE = 0.5
-#: Refused signal keys remembered (to drop their later status changes); the engine tracks 5,000 signals.
-_REFUSED_KEPT = 10_000
-#: The code of a status change answered locally because its signal was refused.
-SIGNAL_NOT_WRITTEN = "signal_not_written"
 
 
 @dataclass(slots=True)
@@ -70,7 +71,8 @@ class SyncCounters:
     retries: int = 0
     #: Entries the database refused (see :attr:`StateSynchronizer.outbox` ``.rejected``).
     rejected: int = 0
-    #: Status changes not sent because the database refused their signal.
+    #: Status changes and trade operations answered here, not sent: their signal was refused, or the
+    #: worker held no lease any more (see :mod:`signalguard.core.writes`).
     dropped_statuses: int = 0
     #: Answers by outcome: inserted, duplicate, updated, rejected.
     outcomes: Counter[str] = field(default_factory=Counter)
@@ -103,8 +105,8 @@ class StateSynchronizer:
         db: Database,
         machine_id: str,
         *,
+        live_epoch: Callable[[], int | None],
         on_verdict: Callable[[Sequence[GuardError], Sequence[Rejection]], None] | None = None,
-        live_epoch: Callable[[], int | None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         max_batch: int = MAX_BATCH,
         max_entries: int = 10_000,
@@ -127,8 +129,8 @@ class StateSynchronizer:
         self._signals: list[Entry] = []
         self._trades: list[Entry] = []
         self._statuses: dict[str, tuple[SignalStatus, int]] = {}
-        # Keys of signals the database refused (oldest first), whose status changes are not sent.
-        self._refused: dict[str, None] = {}
+        # Signals the database refused: their status changes are not sent.
+        self._refused = RefusedSignals()
         self._lock = asyncio.Lock()
 
     def __len__(self) -> int:
@@ -155,7 +157,7 @@ class StateSynchronizer:
             if effect.key in self._refused:  # its signal was refused: there is no row to change
                 self.counters.dropped_statuses += 1
                 if effect.new in TERMINAL:
-                    del self._refused[effect.key]
+                    self._refused.forget(effect.key)
                 return
             if effect.key not in self._statuses:
                 self.counters.status_changes += 1
@@ -196,42 +198,20 @@ class StateSynchronizer:
                     return report
 
     async def _write(self, batch: Batch, report: FlushReport) -> bool:
-        # Status changes of signals the database refused can never apply (there is no row): they are
-        # answered here rather than sent, so that one refusal does not come back as a second verdict.
-        unwritable = [
-            i
-            for i, e in enumerate(batch.entries)
-            if batch.kind is not EntryKind.SIGNAL and e.payload.get("signal_key") in self._refused
-        ]
-        send = [i for i in range(len(batch.entries)) if i not in set(unwritable)]
+        call = plan(batch, live_epoch=self._live_epoch(), refused=self._refused)
         settled = False
         answered: Sequence[Mapping[str, object]] = []
         try:
-            if send:
-                payloads = [batch.entries[i].payload for i in send]
-                if batch.kind is EntryKind.SIGNAL:
-                    answered = await self._db.write_signals(payloads)
-                elif batch.kind is EntryKind.TRADE:
-                    # Like a status change, a trade's open or close needs the live lease when written.
-                    live = self._live_epoch() if self._live_epoch is not None else None
-                    if live is not None:
-                        payloads = [{**p, "epoch": live} for p in payloads]
-                    answered = await self._db.write_trades(payloads)
-                else:
-                    live = self._live_epoch() if self._live_epoch is not None else None
-                    if live is not None:
-                        payloads = [{**p, "updated_epoch": live} for p in payloads]
-                    answered = await self._db.update_statuses(payloads)
-            outcomes = [_reindexed(o, j, send) for j, o in enumerate(answered)]
-            outcomes += [
-                {
-                    "index": i,
-                    "outcome": "rejected",
-                    "code": SIGNAL_NOT_WRITTEN,
-                    "message": "its signal was refused",
-                }
-                for i in unwritable
-            ]
+            if call.rpc is not None:
+                send = {
+                    EntryKind.SIGNAL: self._db.write_signals,
+                    EntryKind.STATUS: self._db.update_statuses,
+                    EntryKind.TRADE: self._db.write_trades,
+                }[batch.kind]
+                answered = await send(list(call.payloads))
+            outcomes = call.outcomes(list(answered))
+            if outcomes is None:  # not a list of outcomes: as if lost in transit
+                raise DatabaseUnavailable(f"unreadable answer to {call.rpc}")
             rejections = self.outbox.settle(batch, outcomes, self._clock())
             settled = True
         except DatabaseUnavailable as exc:
@@ -241,9 +221,9 @@ class StateSynchronizer:
             report.failed = str(exc)
             log.warning(
                 "writing %d %s entr%s failed (%s); kept at the head, next attempt in %.1f s",
-                len(send),
+                len(call.sent),
                 batch.kind.value,
-                "y" if len(send) == 1 else "ies",
+                "y" if len(call.sent) == 1 else "ies",
                 exc,
                 max(0.0, retry_at - self._clock()),
             )
@@ -252,23 +232,19 @@ class StateSynchronizer:
             # The whole call was refused (e.g. a permission error): one verdict for every entry.
             rejections = self.outbox.reject_all(batch, exc.code, exc.message, self._clock())
             settled = True
-            answered = [{"outcome": "rejected"}] * len(send)
+            answered = [{"outcome": "rejected"}] * len(call.sent)
         finally:
             if not settled:  # cancelled (stopping) or an unexpected error: the batch is not lost
                 self.outbox.fail(batch, self._clock())
-        if send:
+        if call.rpc is not None:
             report.batches += 1
             self.counters.batches_written += 1
         tally = Counter(str(o.get("outcome")) for o in answered)
         report.outcomes.update(tally)
         self.counters.outcomes.update(tally)
-        self.counters.dropped_statuses += len(unwritable)
-        refused = [r for r in rejections if r.code != SIGNAL_NOT_WRITTEN]
-        if batch.kind is EntryKind.SIGNAL:
-            for r in refused:
-                self._refused[r.entry.key] = None
-            while len(self._refused) > _REFUSED_KEPT:
-                del self._refused[next(iter(self._refused))]
+        self.counters.dropped_statuses += len(call.local)
+        self._refused.note(batch, rejections)
+        refused = [r for r in rejections if r.code not in LOCAL_CODES]
         if refused:
             self.counters.rejected += len(refused)
             for r in refused[:5]:
@@ -312,11 +288,3 @@ class StateSynchronizer:
             for k, (st, ep) in self._statuses.items()
         ]
         return json.dumps(entries, separators=(",", ":"))
-
-
-def _reindexed(outcome: Mapping[str, object], position: int, sent: Sequence[int]) -> Mapping[str, object]:
-    """An answer about the ``position``-th entry sent, re-addressed to its index in the whole batch."""
-    index = outcome.get("index", position)
-    if isinstance(index, int) and 0 <= index < len(sent):
-        return {**outcome, "index": sent[index]}
-    return {**outcome, "index": -1}  # not an entry of this batch: the outbox ignores it
