@@ -219,6 +219,13 @@ class DomView:
             what.className = "what"
             what.textContent = t.summary
             li.append(toggle, name, what)
+            if t.problem:
+                problem = doc.createElement("span")
+                problem.className = "problem"
+                problem.setAttribute("data-testid", "trader-problem")
+                problem.setAttribute("role", "status")
+                problem.textContent = t.problem
+                li.append(problem)
             rows.append(li)
         ul.replaceChildren(*rows)
 

@@ -177,6 +177,9 @@ class TraderItem:
     #: What it watches, e.g. ``BTCUSDT, ETHUSDT · 1m · RSI(14) < 30``; or why it is invalid.
     summary: str
     valid: bool
+    #: Why the trader does not generate although enabled (a stream the market data does not serve),
+    #: in one plain line; empty when nothing is wrong.
+    problem: str = ""
 
 
 @dataclass(frozen=True, slots=True)
