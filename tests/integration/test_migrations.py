@@ -56,7 +56,15 @@ def test_migrations_apply_to_an_empty_database(empty_db: psycopg.Connection[Any]
         r[0]
         for r in empty_db.execute("select tablename from pg_tables where schemaname = 'public'").fetchall()
     }
-    assert tables == {"traders", "cloud_machines", "signals", "execution_leases", "lease_epochs", "trades"}
+    assert tables == {
+        "traders",
+        "cloud_machines",
+        "signals",
+        "execution_leases",
+        "lease_epochs",
+        "trades",
+        "trader_problems",
+    }
     # Row level security is on for every table of the API.
     no_rls = empty_db.execute(
         "select relname from pg_class c join pg_namespace n on n.oid = c.relnamespace "
@@ -76,6 +84,8 @@ def test_database_missing_the_lease_migration_names_it(empty_db: psycopg.Connect
         "The database lacks the 'trades' schema: apply supabase/migrations/20251003060600_trades.sql.",
         "The database lacks the 'write_hardening' schema: apply "
         "supabase/migrations/20251003060800_write_hardening.sql.",
+        "The database lacks the 'trader_streams' schema: apply "
+        "supabase/migrations/20251003060900_trader_streams.sql.",
     ]
 
 

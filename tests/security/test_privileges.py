@@ -32,6 +32,8 @@ EXPECTED: dict[str, dict[str, set[str]]] = {
     # Leases change only through the lease functions (security definer); their owner reads them.
     "execution_leases": {"anon": set(), "authenticated": {"SELECT"}, "service_role": SERVER_SIDE},
     "lease_epochs": {"anon": set(), "authenticated": {"SELECT"}, "service_role": SERVER_SIDE},
+    # Problems are set and cleared only by report_trader_problems() and the traders' trigger.
+    "trader_problems": {"anon": set(), "authenticated": {"SELECT"}, "service_role": {"SELECT"}},
 }
 
 

@@ -96,6 +96,7 @@ REQUIRED_SCHEMA: tuple[Component, ...] = (
     Component("status_updates", 1, "20251003060500_update_signal_statuses.sql"),
     Component("trades", 1, "20251003060600_trades.sql"),
     Component("write_hardening", 1, "20251003060800_write_hardening.sql"),
+    Component("trader_streams", 1, "20251003060900_trader_streams.sql"),
 )
 #: What only a view needs: without it the app still generates, and that view names the migration.
 OPTIONAL_SCHEMA: tuple[Component, ...] = (
