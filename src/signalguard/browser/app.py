@@ -82,6 +82,9 @@ HISTORY_COLUMNS: Final = "signal_key,symbol,interval,candle_open_time,price,stat
 #: The signals table is re-read this often (other sources' signals; statuses moved elsewhere).
 HISTORY_SECONDS: Final = 5.0
 HISTORY_TIMER: Final = "history"
+#: Re-reads of the traders' problems as the database holds them (the executor's view, maybe the cloud's).
+PROBLEMS_TIMER: Final = "trader-problems"
+PROBLEMS_SECONDS: Final = 5.0
 SOURCES: Final = ("all", "local", "cloud")
 #: Why the traders cannot be switched here, by the guard's mode (while this tab does not generate).
 READ_ONLY_NOTES: Final[Mapping[Mode, str]] = {
@@ -128,8 +131,11 @@ def lock_name(user_id: str) -> str:
     return f"signalguard:{user_id.lower()}"
 
 
-def trader_item(record: TraderRecord) -> TraderItem:
-    """How a trader is listed: what it watches, or why its definition is invalid."""
+def trader_item(record: TraderRecord, problem: str = "") -> TraderItem:
+    """How a trader is listed: what it watches, or why its definition is invalid.
+
+    ``problem`` says why it does not generate (a stream the market data refuses); shown while enabled.
+    """
     try:
         d = parse_trader(record.definition)
     except TraderDefinitionError as exc:
@@ -148,7 +154,21 @@ def trader_item(record: TraderRecord) -> TraderItem:
             if value is not None
         ]
         summary += f" · paper {t.side} {t.notional:g} ({', '.join(rules)})"
-    return TraderItem(record.id, record.name, record.enabled, summary, True)
+    return TraderItem(
+        record.id, record.name, record.enabled, summary, True, problem if record.enabled else ""
+    )
+
+
+def problem_lines(rows: object) -> dict[str, str]:
+    """``trader_problems`` rows as trader id to the line the page shows (the cloud's say so)."""
+    out: dict[str, str] = {}
+    for row in rows if isinstance(rows, list) else []:
+        if not isinstance(row, dict):
+            continue
+        tid, line, source = row.get("trader_id"), row.get("problem"), row.get("source")
+        if isinstance(tid, str) and isinstance(line, str) and line:
+            out[tid.lower()] = f"Cloud machine: {line}" if source == "cloud" else line
+    return out
 
 
 def trader_records(rows: object) -> list[TraderRecord]:
@@ -304,6 +324,9 @@ class App:
         self.driver: GuardDriver | None = None
         self.generation: Generation | None = None
         self.traders: list[TraderRecord] = []
+        #: Why traders do not generate: as the database holds it, and as this tab's feed sees it.
+        self._stored_problems: dict[str, str] = {}
+        self._local_problems: dict[str, str] = {}
         #: Called with every guard effects (the engine and the outbox subscribe here).
         self.effect_listeners: list[Callable[[Effects], None]] = []
         self._release_lock: Callable[[], None] | None = None
@@ -390,7 +413,27 @@ class App:
             load_open=self._open_signals,
             load_trades=self._trade_book,
             on_trades=self.refresh_trades,
+            on_problems=self._feed_problems,
+            report_problems=self._report_problems,
         )
+
+    def _feed_problems(self, problems: dict[str, str]) -> None:
+        self._local_problems = problems
+        self._draw_traders()
+
+    async def _report_problems(self, epoch: int, problems: dict[str, str | None]) -> bool:
+        result = await self.backend.rpc("report_trader_problems", {"p_epoch": epoch, "p_problems": problems})
+        if result.error is None:
+            self.spawn(self._read_problems())
+        return result.error is None
+
+    async def _read_problems(self) -> None:
+        result = await self.backend.select("trader_problems", "trader_id,problem,source")
+        if result.error is None and self.user is not None:
+            stored = problem_lines(result.data)
+            if stored != self._stored_problems:
+                self._stored_problems = stored
+                self._draw_traders()
 
     def _written(self) -> None:
         self.refresh_history()
@@ -458,6 +501,8 @@ class App:
         self.refresh_summary()
         self.refresh_trades()
         self.timers.every(TRADES_TIMER, TRADES_SECONDS, self.refresh_trades)
+        self.spawn(self._read_problems())
+        self.timers.every(PROBLEMS_TIMER, PROBLEMS_SECONDS, lambda: self.spawn(self._read_problems()))
         self.timers.every(CHART_TIMER, CHART_SECONDS, self.refresh_chart)
         self.timers.every(SUMMARY_TIMER, SUMMARY_SECONDS, self.refresh_summary)
 
@@ -470,7 +515,10 @@ class App:
         return READ_ONLY_NOTES.get(mode, "Read-only: it is not yet known who generates.")
 
     def _draw_traders(self) -> None:
-        items = [trader_item(r) for r in self.traders]
+        # This tab's feed knows first; otherwise the database says what the executor (maybe the
+        # cloud) sees.
+        problems = {**self._stored_problems, **self._local_problems}
+        items = [trader_item(r, problems.get(r.id.lower(), "")) for r in self.traders]
         self.view.show_traders(items, editable=self._editable, note=self._traders_note())
 
     async def reload_traders(self) -> None:
@@ -734,6 +782,7 @@ class App:
             self.effect_listeners.remove(generation.on_effects)
         for timer in (
             HISTORY_TIMER,
+            PROBLEMS_TIMER,
             CHART_TIMER,
             TRADES_TIMER,
             SUMMARY_TIMER,
@@ -747,6 +796,8 @@ class App:
         self._chart = None
         self.user = None
         self.traders = []
+        self._stored_problems = {}
+        self._local_problems = {}
         self._editable = self._drawn = self._ready = False
         self._noted = None
         self.view.set_ready(False)

@@ -37,6 +37,7 @@ from signalguard.core.engine import (
     TraderFailed,
     TraderRecord,
 )
+from signalguard.core.feed import ProblemReporter, Stream, trader_problems
 from signalguard.core.guard import Effects
 from signalguard.core.outbox import OutboxFull
 from signalguard.core.positions import TradeBook
@@ -48,6 +49,8 @@ StartTask = Callable[[Coroutine[Any, Any, None]], "asyncio.Future[None]"]
 LoadOpen = Callable[[], Coroutine[Any, Any, "list[Signal] | None"]]
 #: Reads the user's open trades and which open signals are traded; None when the read failed.
 LoadTrades = Callable[[], Coroutine[Any, Any, "TradeBook | None"]]
+#: Sends ``report_trader_problems(epoch, problems)``; whether the database stored it.
+ReportProblems = Callable[[int, dict[str, str | None]], Coroutine[Any, Any, bool]]
 #: Seconds between re-reads of the open trades while this tab is the executor.
 TRADES_RECHECK = 30.0
 
@@ -68,8 +71,14 @@ class Generation:
         load_open: LoadOpen | None = None,
         load_trades: LoadTrades | None = None,
         on_trades: Callable[[], None] | None = None,
+        on_problems: Callable[[dict[str, str]], None] | None = None,
+        report_problems: ReportProblems | None = None,
     ) -> None:
-        """Prepare; the feed starts with :meth:`set_active`."""
+        """Prepare; the feed starts with :meth:`set_active`.
+
+        ``on_problems`` hears which traders do not generate and why (the feed's failed streams);
+        ``report_problems`` tells the database, while this tab holds the lease.
+        """
         self.manager = SignalManager(user_id)
         self.sync = sync
         self._market = market
@@ -77,7 +86,14 @@ class Generation:
         self._on_market = on_market
         self._on_trader_failed = on_trader_failed
         self.feed = (
-            MarketFeed(market, self.manager, self.drain, on_state=on_market, wall=wall)
+            MarketFeed(
+                market,
+                self.manager,
+                self.drain,
+                on_state=on_market,
+                on_problems=self._stream_problems_changed,
+                wall=wall,
+            )
             if market is not None
             else None
         )
@@ -98,10 +114,20 @@ class Generation:
         self._adopted: int | None = None
         #: Open signals adopted so far (shown nowhere; for tests and diagnostics).
         self.adopted = 0
+        self._records: list[TraderRecord] = []
+        self._stream_problems: dict[Stream, str] = {}
+        #: Each trader's problem line, as this tab's feed sees it.
+        self.problems: dict[str, str] = {}
+        self._on_problems = on_problems
+        self._report_problems = report_problems
+        self._reporter = ProblemReporter()
+        self._reporting = False
 
     def set_traders(self, traders: list[TraderRecord]) -> None:
         """Run these traders (the enabled ones); restart the feed if the streams changed."""
         needs = self.manager.set_traders(traders)
+        self._records = list(traders)
+        self._problems_changed()
         if self.feed is not None:
             self.feed.need(needs)
         self.drain()  # invalid definitions are reported at once
@@ -128,6 +154,43 @@ class Generation:
             self._start_task(self._recheck_trades(self._epoch))
         if self._epoch is None and self._on_trades is not None:
             self._on_trades()  # the book was just forgotten (the lease moved): redraw from the database
+        self._report()  # a new epoch reports anew; a failed report is tried again with each poll
+
+    # -- traders whose market data fails ------------------------------------------------------
+
+    def _stream_problems_changed(self, problems: dict[Stream, str]) -> None:
+        if problems != self._stream_problems:
+            self._stream_problems = dict(problems)
+            self._problems_changed()
+
+    def _problems_changed(self) -> None:
+        problems = trader_problems(self._records, self._stream_problems)
+        if problems != self.problems:
+            self.problems = problems
+            if self._on_problems is not None:
+                self._on_problems(problems)
+        self._report()
+
+    def _report(self) -> None:
+        epoch = self._epoch
+        if self._report_problems is None or self._reporting or epoch is None or not self._active:
+            return
+        running = (r.id for r in self._records if r.enabled)
+        payload = self._reporter.plan(self.problems, running, epoch)
+        if payload:
+            self._reporting = True
+            self._start_task(self._send_report(epoch, payload))
+
+    async def _send_report(self, epoch: int, payload: dict[str, str | None]) -> None:
+        assert self._report_problems is not None
+        try:
+            stored = await self._report_problems(epoch, payload)
+        finally:
+            self._reporting = False
+        if stored:
+            self._reporter.sent(payload, epoch)
+        else:
+            self._reporter.failed()
 
     async def _adopt(self, epoch: int) -> None:
         assert self._load_open is not None

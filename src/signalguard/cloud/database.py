@@ -184,6 +184,10 @@ class Database(Protocol):
         """
         ...
 
+    async def report_trader_problems(self, epoch: int, problems: Mapping[str, str | None]) -> None:
+        """``report_trader_problems``: set (a line) or clear (None) why traders do not generate."""
+        ...
+
     async def aclose(self) -> None:
         """Release connections."""
         ...
@@ -345,6 +349,11 @@ class SupabaseDatabase:
         if not isinstance(data, list):
             raise DatabaseUnavailable(f"update_signal_statuses answered {type(data).__name__}, not a list")
         return [o for o in data if isinstance(o, Mapping)]
+
+    async def report_trader_problems(self, epoch: int, problems: Mapping[str, str | None]) -> None:
+        """See :meth:`Database.report_trader_problems`."""
+        params = {"p_epoch": epoch, "p_problems": dict(problems)}
+        await self._run(self._client.rpc("report_trader_problems", params).execute())
 
     async def aclose(self) -> None:
         """See :meth:`Database.aclose`."""

@@ -26,6 +26,7 @@ from signalguard.market.klines import (
     MarketUnavailable,
     fetch_history,
     fetch_range,
+    http_refusal,
     klines_params,
     stream_name,
 )
@@ -88,9 +89,7 @@ class BinanceMarketData:
             raise MarketUnavailable(f"klines {symbol} {interval}: {type(exc).__name__}: {exc}") from None
         if response.status_code != 200:
             # 429/418 are Binance's rate limits, 5xx its outages, 400 a request it will not answer.
-            raise MarketUnavailable(
-                f"klines {symbol} {interval}: HTTP {response.status_code} {response.text[:200]}"
-            )
+            raise http_refusal(symbol, interval, response.status_code, response.text[:2000])
         try:
             return response.json()
         except ValueError:

@@ -6,8 +6,8 @@
   without the live lease, ``SG002`` for a candle outside the epoch's window, ``SG006`` for a bad
   transition), signal keys as uniqueness, paper trades (an open or a close needs the live lease, a
   close of a closed trade changes nothing), and outages (:attr:`FakeDatabase.down`).
-- :class:`FakeMarketData` implements :class:`~.market.MarketData`: REST klines answered from candles the
-  test gives, and one stream at a time whose messages the test pushes.
+- :class:`~signalguard.market.testing.FakeMarketData` (re-exported here) implements the market data
+  both hosts use.
 
 Both record what they were asked. Times: the fake database's clock is epoch seconds (``time.time`` by
 default), as candle times are.
@@ -15,22 +15,20 @@ default), as candle times are.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import json
 import time
-from collections import defaultdict
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from signalguard.cloud.database import DatabaseUnavailable
-from signalguard.cloud.market import MarketUnavailable
-from signalguard.core.candles import Candle, next_open_time
+from signalguard.cloud.database import DatabaseRefused, DatabaseUnavailable
+from signalguard.core.candles import next_open_time
 from signalguard.core.engine import LeaseWindow, Signal, SignalStatus, TraderRecord, signal_key
 from signalguard.core.guard import LeaseAnswer
 from signalguard.core.outbox import JsonValue
 from signalguard.core.positions import Side, Trade, TradeBook
+from signalguard.market.testing import FakeMarketData, kline_event, kline_row
+
+__all__ = ["FakeDatabase", "FakeMarketData", "kline_event", "kline_row"]
 
 __all__ = ["FakeDatabase", "FakeMarketData", "kline_event", "kline_row"]
 
@@ -82,6 +80,8 @@ class FakeDatabase:
         self.calls: list[str] = []
         self.write_calls: list[int] = []
         self.schema_missing: list[str] = []
+        #: What report_trader_problems stored: trader id to its line.
+        self.trader_problems: dict[str, str] = {}
         #: While true, every call raises :class:`DatabaseUnavailable` (an outage).
         self.down = False
         #: The next this many write calls raise :class:`DatabaseUnavailable`.
@@ -364,121 +364,19 @@ class FakeDatabase:
                 out.append({"index": i, "signal_key": key, "outcome": "closed"})
         return out
 
+    async def report_trader_problems(self, epoch: int, problems: Mapping[str, str | None]) -> None:
+        """See :meth:`~.database.Database.report_trader_problems` (the cloud must hold ``epoch``)."""
+        now = self._enter("report_trader_problems")
+        if not (self.holder == "cloud" and self._live(now) and epoch == self.epoch):
+            raise DatabaseRefused("SG001", "lease_not_held: reporting trader problems needs the live lease")
+        known = {t.id.lower() for t in self.traders}
+        for trader, line in problems.items():
+            if trader.lower() not in known:
+                continue
+            if line is None:
+                self.trader_problems.pop(trader.lower(), None)
+            else:
+                self.trader_problems[trader.lower()] = line
+
     async def aclose(self) -> None:
         """See :meth:`~.database.Database.aclose`."""
-
-
-def kline_row(candle: Candle) -> list[object]:
-    """``candle`` as a row of Binance's ``GET /api/v3/klines``."""
-    close_time = next_open_time(candle.interval, candle.open_time) - 1
-    prices = [repr(float(x)) for x in (candle.open, candle.high, candle.low, candle.close, candle.volume)]
-    return [candle.open_time, *prices, close_time, "0", 0, "0", "0", "0"]
-
-
-def kline_event(candle: Candle, *, closed: bool | None = None) -> dict[str, Any]:
-    """``candle`` as a Binance combined-stream kline message."""
-    close_time = next_open_time(candle.interval, candle.open_time) - 1
-    return {
-        "stream": f"{candle.symbol.lower()}@kline_{candle.interval}",
-        "data": {
-            "e": "kline",
-            "E": close_time + 1,
-            "s": candle.symbol,
-            "k": {
-                "t": candle.open_time,
-                "T": close_time,
-                "s": candle.symbol,
-                "i": candle.interval,
-                "o": repr(float(candle.open)),
-                "c": repr(float(candle.close)),
-                "h": repr(float(candle.high)),
-                "l": repr(float(candle.low)),
-                "v": repr(float(candle.volume)),
-                "x": candle.closed if closed is None else closed,
-            },
-        },
-    }
-
-
-class FakeMarketData:
-    """See the module documentation. REST serves :attr:`history`; the test pushes stream messages."""
-
-    def __init__(self, history: Iterable[Candle] = ()) -> None:
-        """Serve ``history`` (closed candles of any streams) by REST."""
-        self.history: dict[tuple[str, str], list[Candle]] = defaultdict(list)
-        for candle in history:
-            self.history[(candle.symbol, candle.interval)].append(candle)
-        self.requests: list[dict[str, Any]] = []
-        self.subscriptions: list[list[str]] = []
-        #: The next this many connection attempts fail.
-        self.fail_connects = 0
-        #: While true, REST requests fail.
-        self.rest_down = False
-        self._queue: asyncio.Queue[str | BaseException | None] | None = None
-        self.connected = asyncio.Event()
-
-    def add(self, candle: Candle) -> None:
-        """Make a closed candle available by REST (without streaming it)."""
-        self.history[(candle.symbol, candle.interval)].append(candle)
-
-    async def klines(
-        self,
-        symbol: str,
-        interval: str,
-        *,
-        limit: int,
-        start_time: int | None = None,
-        end_time: int | None = None,
-    ) -> Any:
-        """See :meth:`~.market.MarketData.klines` (Binance's selection rules)."""
-        self.requests.append(
-            {"symbol": symbol, "interval": interval, "limit": limit, "start": start_time, "end": end_time}
-        )
-        if self.rest_down:
-            raise MarketUnavailable("klines: the fake exchange is down")
-        rows = sorted(self.history.get((symbol, interval), []), key=lambda c: c.open_time)
-        if start_time is not None:
-            rows = [c for c in rows if c.open_time >= start_time]
-        if end_time is not None:
-            rows = [c for c in rows if c.open_time <= end_time]
-        rows = rows[:limit] if start_time is not None else rows[-limit:]
-        return [kline_row(c) for c in rows]
-
-    def send(self, message: str | Mapping[str, Any] | Candle) -> None:
-        """Deliver a message on the open stream (a candle becomes its kline event)."""
-        if self._queue is None:
-            raise AssertionError("no stream is open")
-        if isinstance(message, Candle):
-            message = kline_event(message)
-        self._queue.put_nowait(message if isinstance(message, str) else json.dumps(message))
-
-    def drop(self, error: str = "connection reset") -> None:
-        """Break the open stream (the client sees :class:`MarketUnavailable`)."""
-        if self._queue is not None:
-            self._queue.put_nowait(MarketUnavailable(f"stream: {error}"))
-
-    @contextlib.asynccontextmanager
-    async def stream(self, names: Sequence[str]) -> AsyncIterator[AsyncIterator[str | bytes]]:
-        """See :meth:`~.market.MarketData.stream`."""
-        self.subscriptions.append(list(names))
-        if self.fail_connects > 0:
-            self.fail_connects -= 1
-            raise MarketUnavailable("stream: cannot connect (fake)")
-        queue: asyncio.Queue[str | BaseException | None] = asyncio.Queue()
-        self._queue = queue
-        self.connected.set()
-
-        async def messages() -> AsyncIterator[str | bytes]:
-            while (item := await queue.get()) is not None:
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
-
-        try:
-            yield messages()
-        finally:
-            self._queue = None
-            self.connected.clear()
-
-    async def aclose(self) -> None:
-        """See :meth:`~.market.MarketData.aclose`."""

@@ -62,6 +62,7 @@ from signalguard.core.engine import (
     TraderFailed,
     TraderRecord,
 )
+from signalguard.core.feed import ProblemReporter, Stream, trader_problems
 from signalguard.core.lease import LeaseKeeper
 from signalguard.core.outbox import Rejection
 from signalguard.core.positions import TradeBook
@@ -130,9 +131,13 @@ class CloudWorker:
             self.manager,
             self._route_effects,
             wall=wall,
+            on_problems=self._on_problems,
             backoff=self.timings.backoff,
             rest_concurrency=REST_CONCURRENCY,
         )
+        self._records: list[TraderRecord] = []
+        self._stream_problems: dict[Stream, str] = {}
+        self._reporter = ProblemReporter()
         self.stats = WorkerStats()
         #: The machine status this worker reports with each heartbeat.
         self.status = "starting"
@@ -418,6 +423,7 @@ class CloudWorker:
         needs = self.manager.set_traders(records)
         self._traders_key = key
         self.feed.need(needs)
+        self._records = records
         self._route_effects()
         after = {(n.symbol, n.interval) for n in self.manager.streams()}
         log.info(
@@ -500,6 +506,31 @@ class CloudWorker:
             report = await self.sync.flush(force=force)
             if report.batches or report.failed or not done:
                 self._log_flush(report)
+            await self._report_problems()
+
+    def _on_problems(self, problems: dict[Stream, str]) -> None:
+        """The feed's failed streams changed: the database hears it with the next flush."""
+        if problems != self._stream_problems:
+            self._stream_problems = dict(problems)
+            self._write_soon.set()
+
+    async def _report_problems(self) -> None:
+        """Tell the database which traders do not generate and why (only while holding the lease)."""
+        epoch = self.keeper.epoch
+        problems = trader_problems(self._records, self._stream_problems)
+        payload = self._reporter.plan(problems, (r.id for r in self._records if r.enabled), epoch)
+        if not payload or epoch is None:
+            return
+        try:
+            await self.db.report_trader_problems(epoch, payload)
+        except DatabaseError as exc:
+            log.warning("reporting the traders' market-data problems failed (tried again): %s", exc)
+            self._reporter.failed()
+            return
+        self._reporter.sent(payload, epoch)
+        for trader, line in payload.items():
+            if line is not None:
+                log.warning("trader %s does not generate: %s", trader, line)
 
     def _log_flush(self, report: FlushReport) -> None:
         outcomes = ", ".join(f"{k} {v}" for k, v in sorted(report.outcomes.items()))

@@ -1,24 +1,14 @@
-"""The MarketFeed: keeps the engine fed with closed candles, following the core's warm-up rule.
+"""The MarketFeed: runs the core's :class:`~signalguard.core.feed.FeedPlanner` on either host.
 
-One feed for both hosts: the browser tab runs it on the page's ``fetch`` and WebSocket, the cloud worker
-on httpx and websockets, each behind :class:`MarketData`. Browser and cloud must produce the same
-signals from the same candles, so they take them the same way. For each (symbol, interval) the running
-traders watch:
+One driver for both hosts: the browser tab runs it on the page's ``fetch`` and WebSocket, the cloud
+worker on httpx and websockets, each behind :class:`MarketData`. Every decision (which streams to
+verify and open, what history to fetch, what to feed, when to try again) is the planner's; this module
+makes the requests it asks for, feeds the engine, and sleeps when it says so.
 
-1. open the combined kline stream first, so that every candle closing from then on is delivered;
-2. fetch the newest ``history`` closed candles by REST (:func:`~.klines.fetch_history`) and
-   :meth:`~signalguard.core.engine.SignalManager.warm_up` the engine with them, oldest first;
-3. feed every closed stream candle to :meth:`~signalguard.core.engine.SignalManager.feed`. Candles not
-   newer than the last one fed are skipped (the REST/stream overlap), and a candle that skips open
-   times triggers a REST fetch of the missing ones, fed first — so the engine sees the same unbroken
-   series as the reference run, including across reconnects.
-
-A connection that fails (connect, handshake, silence, a REST error during the catch-up) is retried on
-the one back-off schedule (:mod:`signalguard.core.backoff`). What the feed is doing goes to ``on_state``
-(the page's status line) and to the ``signalguard.market.feed`` log (the worker's). Malformed messages
-are counted and dropped by the core's :class:`~signalguard.core.candles.KlineParser`. Streams are spread
-over connections of at most :data:`STREAMS_PER_CONNECTION` (Binance allows 1024 per connection; URLs
-stay short).
+What the feed is doing goes to ``on_state`` (the page's status line) and to the
+``signalguard.market.feed`` log (the worker's); which streams failed alone, and why, goes to
+``on_problems``. Malformed messages are counted and dropped by the core's
+:class:`~signalguard.core.candles.KlineParser`.
 """
 
 from __future__ import annotations
@@ -27,12 +17,13 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from typing import Final, Protocol
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Sequence
+from typing import Protocol, TypeVar
 
 from signalguard.core.backoff import BACKOFF, Backoff
-from signalguard.core.candles import Candle, KlineParser, next_open_time
+from signalguard.core.candles import Candle, KlineParser
 from signalguard.core.engine import HistoryNeed, SignalManager
+from signalguard.core.feed import STREAMS_PER_CONNECTION, FeedPlanner, LiveAction, Stream
 from signalguard.market.klines import (
     KlineSource,
     MarketUnavailable,
@@ -42,16 +33,14 @@ from signalguard.market.klines import (
     stream_name,
 )
 
-__all__ = ["STREAMS_PER_CONNECTION", "MarketData", "MarketFeed", "StateCallback"]
+__all__ = ["STREAMS_PER_CONNECTION", "MarketData", "MarketFeed", "ProblemsCallback", "StateCallback"]
 
 log = logging.getLogger("signalguard.market.feed")
 
-#: Streams per WebSocket connection (Binance allows 1024; URLs stay short).
-STREAMS_PER_CONNECTION: Final = 200
-
-Stream = tuple[str, str]
 #: ``on_state(state, text)``: ``off``, ``connecting``, ``live`` or ``error``, and a line for the page.
 StateCallback = Callable[[str, str], None]
+#: ``on_problems(problems)``: the streams that failed alone, each with its plain reason.
+ProblemsCallback = Callable[[dict[Stream, str]], None]
 
 
 class MarketData(KlineSource, Protocol):
@@ -68,8 +57,30 @@ class MarketData(KlineSource, Protocol):
         ...
 
 
-def _no_state(state: str, text: str) -> None:
-    """The worker has no status line: its log says what the feed does."""
+def _quiet(*_: object) -> None:
+    """The worker has no status line or trader rows: its log says what the feed does."""
+
+
+#: A stream's catch-up: the candles a reconnect missed, and the warm-up history (None: none asked).
+_Caught = tuple[list[Candle], list[Candle] | None]
+_T = TypeVar("_T")
+
+
+async def _together(calls: Iterable[Coroutine[object, object, _T]]) -> list[_T]:
+    """Run ``calls`` at once, their results in order; the first failure cancels the others and is raised.
+
+    (A task group raises an ``ExceptionGroup``; the feed's callers handle :class:`MarketUnavailable`.)
+    """
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(c) for c in calls]
+    except ExceptionGroup as failed:
+        raise failed.exceptions[0] from None
+    return [t.result() for t in tasks]
+
+
+class _Regroup(Exception):
+    """A failed stream is served again: the connections are made anew to include it."""
 
 
 class MarketFeed:
@@ -81,7 +92,8 @@ class MarketFeed:
         manager: SignalManager,
         on_fed: Callable[[], None],
         *,
-        on_state: StateCallback = _no_state,
+        on_state: StateCallback = _quiet,
+        on_problems: ProblemsCallback = _quiet,
         wall: Callable[[], float] = time.time,
         backoff: Backoff = BACKOFF,
         rest_concurrency: int = 1,
@@ -96,140 +108,158 @@ class MarketFeed:
         self._manager = manager
         self._on_fed = on_fed
         self._on_state = on_state
-        self._rest_concurrency = max(1, rest_concurrency)
+        self._on_problems = on_problems
         self._wall = wall
-        self._backoff = backoff
+        self._gate = asyncio.Semaphore(max(1, rest_concurrency))
+        self.planner = FeedPlanner(backoff=backoff)
         self.parser = KlineParser()
-        self._needs: dict[Stream, int] = {}
-        self._last: dict[Stream, int] = {}
-        #: Closed candles fed live (stream and gap fills).
-        self.candles = 0
-        #: Candles fetched by REST to fill gaps.
-        self.gap_candles = 0
         #: Stream connections opened.
         self.connections = 0
 
     def need(self, needs: Iterable[HistoryNeed]) -> None:
         """Streams to prime before their next live candle (what ``set_traders`` returned)."""
-        for n in needs:
-            key = (n.symbol, n.interval)
-            self._needs[key] = max(self._needs.get(key, 0), n.candles)
+        self.planner.need(needs)
+
+    @property
+    def candles(self) -> int:
+        """Closed candles fed live (stream and gap fills)."""
+        return self.planner.candles
+
+    @property
+    def gap_candles(self) -> int:
+        """Candles fetched by REST to fill gaps (after a reconnect, or a stream skipping open times)."""
+        return self.planner.gap_candles
 
     @property
     def pending_warmups(self) -> int:
         """Streams still waiting for their history."""
-        return len(self._needs)
+        return self.planner.pending_warmups
+
+    def describe(self) -> str:
+        """One line for the page: streams, candles, failed streams, dropped messages."""
+        return self.planner.describe(self.parser.rejected)
 
     def _now_ms(self) -> int:
         return int(self._wall() * 1000)
 
-    def describe(self) -> str:
-        """One line for the page: what streams, and how many messages were dropped."""
-        streams = len(self._manager.streams())
-        dropped = self.parser.rejected
-        text = f"{streams} stream{'' if streams == 1 else 's'}, {self.candles} candles"
-        return text + (
-            f", {dropped} malformed message{'' if dropped == 1 else 's'} dropped" if dropped else ""
-        )
-
     async def run(self) -> None:
         """Stream every watched (symbol, interval) until cancelled."""
-        streams = [(n.symbol, n.interval) for n in self._manager.streams()]
-        watched = set(streams)
-        for key in [k for k in self._last if k not in watched]:
-            del self._last[key]  # a stream watched again later starts over with a warm-up
-        for key in [k for k in self._needs if k not in watched]:
-            del self._needs[key]
-        if not streams:
+        self.planner.watch([(n.symbol, n.interval) for n in self._manager.streams()])
+        self._on_problems(self.planner.problems)
+        if not self.planner.watched:
             self._on_state("off", "No enabled traders: no market data needed.")
             await asyncio.Event().wait()  # nothing to watch until the traders change
-        async with asyncio.TaskGroup() as group:
-            for i in range(0, len(streams), STREAMS_PER_CONNECTION):
-                group.create_task(self._connection(streams[i : i + STREAMS_PER_CONNECTION]))
+        while True:
+            try:
+                async with asyncio.TaskGroup() as group:
+                    group.create_task(self._retry_failed())
+                    for streams in self.planner.connections():
+                        group.create_task(self._connection(streams))
+            except* _Regroup:
+                pass  # make the connections anew, with the stream that is served again
 
-    async def _connection(self, streams: Sequence[Stream]) -> None:
-        names = [stream_name(s, i) for s, i in streams]
-        wanted = set(streams)
+    async def _connection(self, group: Sequence[Stream]) -> None:
         failures = 0
         while True:
             self._on_state("connecting", "Connecting to market data…")
             try:
-                async with self._market.stream(names) as messages:
+                await self._verify(group)
+                streams = self.planner.open_streams(group)
+                if not streams:
+                    self._report()
+                    return  # every stream of the group failed alone: _retry_failed brings them back
+                async with self._market.stream([stream_name(*s) for s in streams]) as messages:
                     self.connections += 1
                     await self._catch_up(streams)
-                    log.info("streaming %d kline stream%s", len(names), "" if len(names) == 1 else "s")
-                    self._on_state("live", f"Market data live: {self.describe()}.")
+                    log.info("streaming %d kline stream%s", len(streams), "" if len(streams) == 1 else "s")
+                    self._report()
                     async for raw in messages:
                         candle = self.parser.parse(raw)
                         if candle is None:
                             log.debug("dropped a malformed market message: %s", self.parser.last_error)
-                            continue
-                        if not candle.closed or (candle.symbol, candle.interval) not in wanted:
-                            continue
-                        await self._live(candle)
-                        failures = 0  # the connection works: the next failure starts over
-                        self._on_state("live", f"Market data live: {self.describe()}.")
+                        elif await self._live(candle):
+                            failures = 0  # the connection works: the next failure starts over
+                            self._report()
                 reason = "the market-data service closed the stream"
             except MarketUnavailable as exc:
                 reason = str(exc)
             failures += 1
-            delay = self._backoff.delay(failures)
+            delay = self.planner.connection_delay(failures)
             log.warning("market data unreachable (%s); reconnecting in %.1f s", reason, delay)
             self._on_state("error", f"Market data unreachable ({reason}); retrying in {delay:.0f} s.")
             await asyncio.sleep(delay)
 
+    async def _verify(self, streams: Sequence[Stream]) -> None:
+        """Ask for one candle of each stream not yet seen served; refusals fail their stream alone."""
+
+        async def probe(stream: Stream) -> None:
+            async with self._gate:
+                await self._ask(stream, 1)
+
+        await _together(probe(s) for s in self.planner.to_verify(streams))
+
+    async def _ask(self, stream: Stream, count: int) -> list[Candle] | None:
+        """``fetch_history`` for ``stream``; None (and the stream failed alone) if it was refused."""
+        try:
+            candles = await fetch_history(self._market, *stream, count, self._now_ms())
+        except MarketUnavailable as exc:
+            if not exc.refused:
+                raise
+            failure = self.planner.refused(stream, str(exc), self._wall())
+            log.warning("%s; tried again in %.0f s", failure.reason, failure.retry_at - self._wall())
+            self._report()
+            return None
+        self.planner.served(stream)
+        return candles
+
+    async def _retry_failed(self) -> None:
+        """Try each failed stream again when the planner says; one served again regroups the feed."""
+        while True:
+            at = self.planner.next_retry()
+            await asyncio.sleep(60.0 if at is None else max(0.0, at - self._wall()))
+            for stream in self.planner.due(self._wall()):
+                try:
+                    served = await self._ask(stream, 1) is not None
+                except MarketUnavailable:
+                    # Not a refusal (the network, a rate limit): the same reason, the next delay.
+                    self.planner.refused(stream, self.planner.problems[stream], self._wall())
+                    continue
+                if served:
+                    log.info("%s %s is served again", *stream)
+                    raise _Regroup
+
     async def _catch_up(self, streams: Sequence[Stream]) -> None:
         """Prime the streams that need history; fill what a reconnect missed on the others."""
-        now_ms = self._now_ms()
-        gate = asyncio.Semaphore(self._rest_concurrency)
-
-        async def fetch(key: Stream) -> tuple[Stream, list[Candle], list[Candle] | None]:
-            symbol, interval = key
-            async with gate:
-                missed: list[Candle] = []
-                last = self._last.get(key)
-                if last is not None:
-                    missed = await fetch_range(
-                        self._market, symbol, interval, next_open_time(interval, last), now_ms + 1, now_ms
-                    )
-                history = None
-                if key in self._needs:
-                    history = await fetch_history(self._market, symbol, interval, self._needs[key], now_ms)
-                return key, missed, history
-
-        todo = [k for k in streams if k in self._last or k in self._needs]
-        if not todo:
+        plans = self.planner.catch_up(streams)
+        if not plans:
             return
         started = time.monotonic()
-        try:
-            async with asyncio.TaskGroup() as group:  # one failure cancels the other fetches
-                tasks = [group.create_task(fetch(k)) for k in todo]
-        except ExceptionGroup as failed:
-            first = failed.exceptions[0]
-            if isinstance(first, MarketUnavailable):
-                raise first from None
-            raise
-        results = [t.result() for t in tasks]
-        primed = 0
-        for key, missed, history in results:
+        now_ms = self._now_ms()
+
+        async def fetch(stream: Stream, missed_from: int | None, history: int) -> _Caught:
+            async with self._gate:
+                missed: list[Candle] = []
+                if missed_from is not None:
+                    missed = await fetch_range(self._market, *stream, missed_from, now_ms + 1, now_ms)
+                warm = await self._ask(stream, history) if history else None
+                return missed, warm
+
+        results = await _together(fetch(p.stream, p.missed_from, p.history) for p in plans)
+        for plan, (missed, history) in zip(plans, results, strict=True):
             for candle in missed:
-                self._feed(candle)
-            self.gap_candles += len(missed)
+                self._manager.feed(candle)
+                self.planner.fed(candle, gap=True)
             if history is not None:
                 self._manager.warm_up(history)
-                if history:
-                    self._last[key] = max(self._last.get(key, -1), history[-1].open_time)
-                del self._needs[key]
-                primed += 1
+            self.planner.caught_up(plan.stream, history)
         await self.fill_trades()
         self._on_fed()
         log.info(
-            "caught up %d stream%s by REST in %.2f s (%d warmed up, %d missed candles fed)",
-            len(todo),
-            "" if len(todo) == 1 else "s",
+            "caught up %d stream%s by REST in %.2f s (%d missed candles fed)",
+            len(plans),
+            "" if len(plans) == 1 else "s",
             time.monotonic() - started,
-            primed,
-            sum(len(m) for _, m, _ in results),
+            sum(len(missed) for missed, _ in results),
         )
 
     async def fill_trades(self) -> None:
@@ -248,39 +278,35 @@ class MarketFeed:
         log.info("fetched %d candles that adopted trades missed", fetched)
         self._on_fed()
 
-    async def _live(self, candle: Candle) -> None:
-        key = (candle.symbol, candle.interval)
-        last = self._last.get(key)
-        if last is not None:
-            if candle.open_time <= last:
-                return  # already fed (REST overlap, or a repeated event)
-            expected = next_open_time(candle.interval, last)
-            while candle.open_time > expected:
-                try:
-                    missing = await fetch_range(
-                        self._market,
-                        candle.symbol,
-                        candle.interval,
-                        expected,
-                        candle.open_time,
-                        self._now_ms(),
-                    )
-                except MarketUnavailable as exc:
-                    log.warning("%s %s: a gap before %d is not filled: %s", *key, candle.open_time, exc)
-                    break
-                if not missing:
-                    log.warning(
-                        "%s %s: the exchange has no candles from %d to %d", *key, expected, candle.open_time
-                    )
-                    break
-                for c in missing:
-                    self._feed(c)
-                self.gap_candles += len(missing)
-                expected = next_open_time(candle.interval, self._last[key])
-        self._feed(candle)
-        self._on_fed()
-
-    def _feed(self, candle: Candle) -> None:
+    async def _live(self, candle: Candle) -> bool:
+        """Feed a stream candle as the planner says, gaps first; whether it was fed."""
+        step = self.planner.live(candle)
+        while step.action is LiveAction.FILL and step.gap is not None:
+            gap = step.gap
+            try:
+                missing = await fetch_range(
+                    self._market, *gap.stream, gap.first_open, gap.before_open, self._now_ms()
+                )
+            except MarketUnavailable as exc:
+                log.warning("%s %s: a gap before %d is not filled: %s", *gap.stream, gap.before_open, exc)
+                missing = []
+            if not missing:
+                log.warning("%s %s: no candles from %d to %d", *gap.stream, gap.first_open, gap.before_open)
+                break
+            for c in missing:
+                self._manager.feed(c)
+                self.planner.fed(c, gap=True)
+            step = self.planner.live(candle)
+        if step.action is LiveAction.SKIP:
+            return False
         self._manager.feed(candle)
-        self._last[(candle.symbol, candle.interval)] = candle.open_time
-        self.candles += 1
+        self.planner.fed(candle)
+        self._on_fed()
+        return True
+
+    def _report(self) -> None:
+        self._on_problems(self.planner.problems)
+        if self.planner.connections():
+            self._on_state("live", f"Market data live: {self.describe()}.")
+        else:
+            self._on_state("error", f"Market data: {self.describe()}.")

@@ -10,6 +10,7 @@ here imports a platform module, so the page ships it with the core.
 
 from __future__ import annotations
 
+import json
 from typing import Final, Protocol
 
 from signalguard.core.candles import Candle, MarketDataError, next_open_time, parse_rest_klines
@@ -22,6 +23,7 @@ __all__ = [
     "fetch_history",
     "fetch_range",
     "fill_trade_history",
+    "http_refusal",
     "klines_params",
     "stream_name",
 ]
@@ -33,7 +35,47 @@ MAX_TRADE_PAGES: Final = 20
 
 
 class MarketUnavailable(Exception):
-    """The market-data service could not be reached, refused the request, or sent something unreadable."""
+    """The market-data service could not be reached, refused the request, or sent something unreadable.
+
+    ``refused`` says the exchange refused this one stream's request (an unknown symbol, an interval it
+    lacks, a region block): the feed fails that stream alone. Otherwise the connection is at fault.
+    """
+
+    def __init__(self, message: str, *, refused: bool = False) -> None:
+        """One plain line; ``refused`` for a refusal of the stream itself."""
+        super().__init__(message)
+        self.refused = refused
+
+
+#: HTTP statuses that say "not now" rather than "not this": timeouts and Binance's rate limits.
+_TRANSIENT_4XX: Final = frozenset({408, 418, 429})
+
+
+def http_refusal(symbol: str, interval: str, status: int, body: str) -> MarketUnavailable:
+    """A klines request answered with ``status`` (not 200), as one plain line.
+
+    A 4xx other than the rate limits refuses the stream itself (Binance: ``{"code": -1121, "msg":
+    "Invalid symbol."}`` with 400; 451 for a region it does not serve); the rest fail the connection.
+    """
+    message = body.strip()[:200]
+    try:
+        decoded = json.loads(body)
+    except ValueError:
+        decoded = None
+    if isinstance(decoded, dict) and isinstance(decoded.get("msg"), str):
+        message = decoded["msg"][:200]
+    stream = f"{symbol} {interval}"
+    if status == 451:
+        return MarketUnavailable(
+            f"{stream}: the market data is not available from this region (HTTP 451)", refused=True
+        )
+    if 400 <= status < 500 and status not in _TRANSIENT_4XX:
+        return MarketUnavailable(
+            f"{stream}: the market data does not serve this stream ({message or 'no reason given'}; "
+            f"HTTP {status})",
+            refused=True,
+        )
+    return MarketUnavailable(f"klines {stream}: HTTP {status} {message}".rstrip())
 
 
 def stream_name(symbol: str, interval: str) -> str:
