@@ -1,0 +1,170 @@
+-- Who may do what: every grant and revoke, and every row level security policy, in one place.
+--
+-- A hosted project grants the API roles (anon, authenticated, service_role) everything on each new
+-- table and function in `public` (Supabase's default privileges), and PostgreSQL grants EXECUTE on
+-- every new function to PUBLIC. So each object here is first stripped of those and then given what a
+-- policy or an RPC needs, nothing more:
+--   - the anonymous key reaches no table and can call no function;
+--   - nobody truncates, references or triggers on the app's tables, and nothing deletes a signal, a
+--     trade or a lease through the API (signals and trades are history); users delete their own
+--     traders (a policy says which);
+--   - machines change only through the machine functions, leases and epochs only through the lease
+--     functions, trader problems only through report_trader_problems() and the traders' trigger
+--     (all security definer);
+--   - of the private helpers, only those that row level security, CHECK constraints and the
+--     security-invoker RPCs call as the requesting role are callable by it; trigger functions need no
+--     grant, and security-definer functions call the rest as their owner.
+-- Row level security is switched on where each table is created; the policies are below.
+
+grant usage on schema private to authenticated, service_role;
+
+-- ---------------------------------------------------------------------------------------------
+-- Tables
+-- ---------------------------------------------------------------------------------------------
+
+revoke all on public.traders, public.cloud_machines, public.signals, public.execution_leases,
+  public.lease_epochs, public.trades, public.trader_problems
+  from anon, authenticated, service_role;
+grant select, insert, update, delete on public.traders to authenticated, service_role;
+grant select on public.cloud_machines, public.execution_leases, public.lease_epochs
+  to authenticated;
+grant select, insert, update, delete on public.cloud_machines, public.execution_leases,
+  public.lease_epochs to service_role;
+grant select, insert, update on public.signals, public.trades to authenticated;
+grant select, insert, update, delete on public.signals, public.trades to service_role;
+grant select on public.trader_problems to authenticated, service_role;
+
+-- ---------------------------------------------------------------------------------------------
+-- Functions
+-- ---------------------------------------------------------------------------------------------
+
+-- The RPCs: signed-in callers (browser and machine tokens) and the service role.
+revoke execute on function
+  public.schema_version(),
+  public.execution_status(text),
+  public.claim_local_lease(text, boolean),
+  public.release_local_lease(text),
+  public.machine_heartbeat(text, text),
+  public.claim_cloud_lease(),
+  public.release_cloud_lease(),
+  public.write_signals(jsonb),
+  public.update_signal_statuses(jsonb),
+  public.write_trades(jsonb),
+  public.report_trader_problems(bigint, jsonb),
+  public.signal_summary(integer),
+  public.trade_summary(integer)
+  from public, anon;
+grant execute on function
+  public.schema_version(),
+  public.execution_status(text),
+  public.claim_local_lease(text, boolean),
+  public.release_local_lease(text),
+  public.machine_heartbeat(text, text),
+  public.claim_cloud_lease(),
+  public.release_cloud_lease(),
+  public.write_signals(jsonb),
+  public.update_signal_statuses(jsonb),
+  public.write_trades(jsonb),
+  public.report_trader_problems(bigint, jsonb),
+  public.signal_summary(integer),
+  public.trade_summary(integer)
+  to authenticated, service_role;
+
+-- The private helpers: none callable but these, which row level security, CHECK constraints, the
+-- write guards' inlined expressions and the security-invoker RPCs (write_signals,
+-- update_signal_statuses, write_trades) call as the requesting role.
+revoke execute on all functions in schema private from public;
+grant execute on function
+  private.is_api_session(),
+  private.jwt_machine_id(),
+  private.interval_length(text),
+  private.is_amount(numeric),
+  private.amount_rule(),
+  private.labels_fit(text[]),
+  private.signal_key(uuid, uuid, text, text, timestamptz),
+  private.raise_guard(text, text, text),
+  private.require_user(),
+  private.signal_open_time(jsonb),
+  private.trade_time(jsonb, text),
+  private.trade_op_shape(text),
+  private.trade_op_problem(jsonb),
+  private.json_is_positive(jsonb),
+  private.json_is_integer(jsonb)
+  to authenticated, service_role;
+
+-- ---------------------------------------------------------------------------------------------
+-- Row level security policies: a user reads and writes only their own rows
+-- ---------------------------------------------------------------------------------------------
+
+-- traders: a machine token may read its owner's traders (it runs them) but never edit them.
+create policy traders_select_own on public.traders
+  for select to authenticated
+  using (user_id = (select auth.uid()));
+create policy traders_insert_own on public.traders
+  for insert to authenticated
+  with check (user_id = (select auth.uid()) and (select private.jwt_machine_id()) is null);
+create policy traders_update_own on public.traders
+  for update to authenticated
+  using (user_id = (select auth.uid()) and (select private.jwt_machine_id()) is null)
+  with check (user_id = (select auth.uid()));
+create policy traders_delete_own on public.traders
+  for delete to authenticated
+  using (user_id = (select auth.uid()) and (select private.jwt_machine_id()) is null);
+
+-- cloud_machines: users read their own machine; a machine token reads only its own machine. No write
+-- policies: status and heartbeat change only through the machine RPCs.
+create policy cloud_machines_select_own on public.cloud_machines
+  for select to authenticated
+  using (
+    user_id = (select auth.uid())
+    and ((select private.jwt_machine_id()) is null or id = (select private.jwt_machine_id()))
+  );
+
+-- signals: users (and their machine) read their own; a browser token writes local signals, a machine
+-- token its machine's cloud signals, both for the token's user only. The write guard checks the
+-- lease.
+create policy signals_select_own on public.signals
+  for select to authenticated
+  using (user_id = (select auth.uid()));
+create policy signals_insert_own on public.signals
+  for insert to authenticated
+  with check (
+    user_id = (select auth.uid())
+    and (
+      (source = 'local' and machine_id is null and (select private.jwt_machine_id()) is null)
+      or (source = 'cloud' and machine_id = (select private.jwt_machine_id()))
+    )
+  );
+create policy signals_update_own on public.signals
+  for update to authenticated
+  using (user_id = (select auth.uid()))
+  with check (user_id = (select auth.uid()));
+
+-- The lease and its history: read-only for their owner.
+create policy execution_leases_select_own on public.execution_leases
+  for select to authenticated using (user_id = (select auth.uid()));
+create policy lease_epochs_select_own on public.lease_epochs
+  for select to authenticated using (user_id = (select auth.uid()));
+
+-- trades: as signals. The trade guard checks the live lease.
+create policy trades_select_own on public.trades
+  for select to authenticated
+  using (user_id = (select auth.uid()));
+create policy trades_insert_own on public.trades
+  for insert to authenticated
+  with check (
+    user_id = (select auth.uid())
+    and (
+      (source = 'local' and machine_id is null and (select private.jwt_machine_id()) is null)
+      or (source = 'cloud' and machine_id = (select private.jwt_machine_id()))
+    )
+  );
+create policy trades_update_own on public.trades
+  for update to authenticated
+  using (user_id = (select auth.uid()))
+  with check (user_id = (select auth.uid()));
+
+-- trader_problems: users and their machine read their own.
+create policy trader_problems_select_own on public.trader_problems
+  for select to authenticated
+  using (user_id = (select auth.uid()));
