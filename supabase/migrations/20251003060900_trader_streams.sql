@@ -84,6 +84,11 @@ begin
     perform private.raise_guard('SG009',
       'invalid_argument: each trader id is a UUID, each problem null or a line of 1 to 300 characters');
   end if;
+  -- One trader under two spellings of its id (upper and lower case) would be two orders for one row.
+  if (select count(distinct e.key::uuid) from jsonb_each(p_problems) e)
+     <> (select count(*) from jsonb_object_keys(p_problems)) then
+    perform private.raise_guard('SG009', 'invalid_argument: a trader is named twice');
+  end if;
   -- Serialises with lease changes (as the write guards do), so a report cannot outlive its epoch.
   perform 1 from public.execution_leases l where l.user_id = v_uid for share;
   if not private.holds_live_lease(v_uid, p_epoch) then
@@ -109,7 +114,8 @@ begin
     insert into public.trader_problems as p (trader_id, user_id, problem, source, epoch)
     select t.id, v_uid, e.value #>> '{}', v_source, p_epoch
       from jsonb_each(p_problems) e
-      join public.traders t on t.id = e.key::uuid and t.user_id = v_uid
+      -- A trader switched off has no problem: a report racing the switch must not bring it back.
+      join public.traders t on t.id = e.key::uuid and t.user_id = v_uid and t.enabled
      where jsonb_typeof(e.value) = 'string'
     on conflict (trader_id) do update
        set problem = excluded.problem,

@@ -206,7 +206,14 @@ class MarketFeed:
             if not exc.refused:
                 raise
             failure = self.planner.refused(stream, str(exc), self._wall())
-            log.warning("%s; tried again in %.0f s", failure.reason, failure.retry_at - self._wall())
+            # Info, not a warning: the trader's row says it (a page logs warnings as console errors),
+            # and a stream refused for good is retried every few seconds.
+            log.log(
+                logging.INFO if failure.failures == 1 else logging.DEBUG,
+                "%s; tried again in %.0f s",
+                failure.reason,
+                failure.retry_at - self._wall(),
+            )
             self._report()
             return None
         self.planner.served(stream)
