@@ -2,18 +2,31 @@
 
 Everything from the database or the network goes in as ``textContent``, never as HTML. The document
 and ``create_proxy`` are handed in by :mod:`~signalguard.browser.main`; nothing here imports the
-platform. Elements are found by id once; a missing one is a broken page and fails at start.
+platform (what the view uses of them: :mod:`~signalguard.browser.jstypes`). Elements are found by id
+once; a missing one is a broken page and fails at start.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, Final
+from typing import TYPE_CHECKING, Final
 
 from signalguard.browser.chart import ChartData, SummaryLine, stream_label
+from signalguard.browser.jstypes import present
 from signalguard.browser.ports import HistoryItem, Intents, TraderItem, User
 from signalguard.browser.trades import ProfitLine, TradeItem, source_name
 from signalguard.core.guard import Effects, Mode
+
+if TYPE_CHECKING:
+    from signalguard.browser.jstypes import (
+        ChartLib,
+        CreateProxy,
+        Document,
+        Element,
+        Event,
+        JsFunction,
+        Window,
+    )
 
 #: How long a toast stays, and how many are shown at most.
 TOAST_SECONDS: Final = 8.0
@@ -36,26 +49,30 @@ def badge_mode(mode: Mode) -> str:
 class DomView:
     """The page; see the module documentation."""
 
-    def __init__(self, document: Any, window: Any, create_proxy: Callable[[Callable[..., Any]], Any]) -> None:
+    def __init__(self, document: Document, window: Window, create_proxy: CreateProxy) -> None:
         """Find the page's elements."""
         self._doc = document
         self._window = window
         self._proxy = create_proxy
-        self._keep: list[Any] = []
-        self._el: dict[str, Any] = {}
+        self._keep: list[JsFunction] = []
+        self._el: dict[str, Element] = {}
         for name in _IDS:
             el = document.getElementById(name)
-            if el is None:
+            if not present(el):
                 raise RuntimeError(f"index.html has no #{name}")
             self._el[name] = el
         self._intents: Intents | None = None
         self._shown: tuple[str, str, bool, str, str] | None = None
-        self._remove_toast = create_proxy(lambda el: el.remove())
+
+        def remove(el: Element) -> None:
+            el.remove()
+
+        self._remove_toast = create_proxy(remove)
         self._keep.append(self._remove_toast)
 
     # -- wiring ---------------------------------------------------------------------------------
 
-    def _listen(self, el: Any, event: str, handler: Callable[[Any], None]) -> None:
+    def _listen(self, el: Element, event: str, handler: Callable[[Event], None]) -> None:
         proxy = self._proxy(handler)
         self._keep.append(proxy)
         el.addEventListener(event, proxy)
@@ -65,18 +82,18 @@ class DomView:
         self._intents = intents
         el = self._el
 
-        def submitted(event: Any) -> None:
+        def submitted(event: Event) -> None:
             event.preventDefault()
             intents.sign_in(str(el["sign-in-email"].value), str(el["sign-in-password"].value))
 
-        def toggled(event: Any) -> None:
+        def toggled(event: Event) -> None:
             target = event.target
             trader_id = target.getAttribute("data-trader-id")
-            if trader_id is not None:
+            if isinstance(trader_id, str):  # an absent attribute is jsnull, not None
                 target.disabled = True
-                intents.toggle_trader(str(trader_id), bool(target.checked))
+                intents.toggle_trader(trader_id, bool(target.checked))
 
-        def takeover_closed(_event: Any) -> None:
+        def takeover_closed(_event: Event) -> None:
             if str(el["takeover-dialog"].returnValue) == "confirm":
                 intents.take_over()
 
@@ -92,12 +109,12 @@ class DomView:
             el["chart-symbol"], "change", lambda _e: intents.select_chart(str(el["chart-symbol"].value))
         )
 
-        def close_clicked(event: Any) -> None:
+        def close_clicked(event: Event) -> None:
             target = event.target
             key = target.getAttribute("data-signal-key") if target.tagName == "BUTTON" else None
-            if key is not None and self._window.confirm("Close this paper trade at the last price?"):
+            if isinstance(key, str) and self._window.confirm("Close this paper trade at the last price?"):
                 target.disabled = True
-                intents.close_trade(str(key))
+                intents.close_trade(key)
 
         self._listen(el["trades"], "click", close_clicked)
 
@@ -190,7 +207,10 @@ class DomView:
         item.textContent = text
         box.appendChild(item)
         while box.childElementCount > TOAST_MAX:
-            box.firstElementChild.remove()
+            oldest = box.firstElementChild
+            if not present(oldest):  # not while it has children; the loop ends regardless
+                break
+            oldest.remove()
         self._window.setTimeout(self._remove_toast, TOAST_SECONDS * 1000, item)
 
     # -- lists ----------------------------------------------------------------------------------
@@ -229,7 +249,14 @@ class DomView:
             rows.append(li)
         ul.replaceChildren(*rows)
 
-    def _cells(self, tr: Any, cells: Sequence[tuple[str, bool]]) -> None:
+    def _tbody(self, table: str) -> Element:
+        """The ``<tbody>`` of the table ``#table`` (``index.html`` gives each one)."""
+        body = self._el[table].querySelector("tbody")
+        if not present(body):
+            raise RuntimeError(f"index.html has no tbody in #{table}")
+        return body
+
+    def _cells(self, tr: Element, cells: Sequence[tuple[str, bool]]) -> None:
         """Append a ``<td>`` per (text, numeric) to ``tr``; the text as text, never as HTML."""
         for text, numeric in cells:
             td = self._doc.createElement("td")
@@ -241,7 +268,7 @@ class DomView:
     def show_history(self, items: Sequence[HistoryItem]) -> None:
         """Redraw the signals table (``signal-row`` rows carrying their source and key)."""
         doc = self._doc
-        body = self._el["history"].querySelector("tbody")
+        body = self._tbody("history")
         rows = []
         for it in items:
             tr = doc.createElement("tr")
@@ -308,7 +335,7 @@ class DomView:
         el.setAttribute("data-candles", str(len(data.candles)))
         el.setAttribute("data-markers-local", str(counts.get("local", 0)))
         el.setAttribute("data-markers-cloud", str(counts.get("cloud", 0)))
-        lib = getattr(self._window, "signalguardChart", None)
+        lib: ChartLib | None = getattr(self._window, "signalguardChart", None)
         drawn = False
         if lib is not None:
             if data.candles and data.selected is not None:
@@ -352,7 +379,7 @@ class DomView:
                 td.append(button)
             tr.append(td)
             rows.append(tr)
-        self._el["trades"].querySelector("tbody").replaceChildren(*rows)
+        self._tbody("trades").replaceChildren(*rows)
         self._el["trades"].hidden = not items
         self._el["trades-empty"].hidden = bool(items)
 
@@ -371,7 +398,7 @@ class DomView:
                 (line.realised, True),
             ))  # fmt: skip
             rows.append(tr)
-        self._el["profit"].querySelector("tbody").replaceChildren(*rows)
+        self._tbody("profit").replaceChildren(*rows)
         self._el["profit"].hidden = not rows
 
     def show_summary(self, lines: Sequence[SummaryLine] | None, note: str) -> None:
@@ -390,6 +417,5 @@ class DomView:
                 (line.label, False), (str(line.signals), True), (str(line.traders), True), (line.last, False),
             ))  # fmt: skip
             rows.append(tr)
-        table = self._el["summary"]
-        table.querySelector("tbody").replaceChildren(*rows)
-        table.hidden = not rows
+        self._tbody("summary").replaceChildren(*rows)
+        self._el["summary"].hidden = not rows

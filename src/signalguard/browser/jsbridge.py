@@ -5,7 +5,8 @@ supabase-js is reached through ``web/facade.js``, timers run in ``web/timer-work
 Nothing here imports ``js`` or ``pyodide``: :mod:`~signalguard.browser.main` hands in the objects and
 the two FFI helpers these classes need (``create_proxy`` keeps a Python callable alive for JS;
 ``parse`` is ``JSON.parse``, the cheapest way to give JS a plain object). Values cross the FFI as JSON
-strings, in one call each way.
+strings, in one call each way. What each class uses of those objects is stated in
+:mod:`~signalguard.browser.jstypes`.
 """
 
 from __future__ import annotations
@@ -14,18 +15,30 @@ import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from typing import Any, Final
+from typing import TYPE_CHECKING, Final
 
 from signalguard.browser.ports import ApiResult, User
 from signalguard.core import safejson
 from signalguard.market.klines import MarketUnavailable, klines_params
 
-#: ``create_proxy`` from ``pyodide.ffi``.
-CreateProxy = Callable[[Callable[..., Any]], Any]
-#: ``JSON.parse`` of the page.
-Parse = Callable[[str], Any]
+if TYPE_CHECKING:
+    from signalguard.browser.jstypes import (
+        CreateProxy,
+        DatabaseFacade,
+        JsFunction,
+        JsObject,
+        LockFacade,
+        MarketFacade,
+        MessageEvent,
+        Parse,
+        Query,
+        StoreFacade,
+        TimerScope,
+        Worker,
+    )
+    from signalguard.core.outbox import JsonValue
 
-_DUMPS: Final = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
+_DUMPS: Final[Callable[[object], str]] = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
 
 
 def _query(params: Mapping[str, str | int]) -> str:
@@ -47,12 +60,17 @@ def _quote(text: str) -> str:
 class SupabaseBackend:
     """:class:`~.ports.Backend` on the facade (``globalThis.signalguard``)."""
 
-    def __init__(self, facade: Any, parse: Parse, create_proxy: CreateProxy) -> None:
+    def __init__(self, facade: DatabaseFacade, parse: Parse, create_proxy: CreateProxy) -> None:
         """Use ``facade``, already initialised with the project's URL and anon key."""
         self._facade = facade
         self._parse = parse
         self._create_proxy = create_proxy
-        self._keep: list[Any] = []
+        self._keep: list[JsFunction] = []
+
+    def _from(self, table: str) -> Query:
+        # ``from`` is a Python keyword, so the facade's method is read by name.
+        start: Callable[[str], Query] = getattr(self._facade, "from")
+        return start(table)
 
     async def rpc(self, name: str, args: Mapping[str, object]) -> ApiResult:
         """Call an RPC."""
@@ -71,11 +89,13 @@ class SupabaseBackend:
         among: Mapping[str, Sequence[str]] | None = None,
     ) -> ApiResult:
         """Read rows."""
-        query = getattr(self._facade, "from")(table).select(columns)
+        query = self._from(table).select(columns)
         for column, value in (match or {}).items():
             query = query.eq(column, value)
         for column, values in (among or {}).items():
-            query = getattr(query, "in")(column, self._parse(_DUMPS(list(values))))
+            # ``in`` is a Python keyword too.
+            one_of: Callable[[str, JsObject], Query] = getattr(query, "in")
+            query = one_of(column, self._parse(_DUMPS(list(values))))
         if order is not None:
             query = query.order(order, self._parse(_DUMPS({"ascending": not descending})))
         if limit is not None:
@@ -86,15 +106,17 @@ class SupabaseBackend:
         self, table: str, values: Mapping[str, object], *, match: Mapping[str, str]
     ) -> ApiResult:
         """Update rows."""
-        query = getattr(self._facade, "from")(table).update(self._parse(_DUMPS(dict(values))))
+        query = self._from(table).update(self._parse(_DUMPS(dict(values))))
         for column, value in match.items():
             query = query.eq(column, value)
         return ApiResult.from_json(str(await query.executeJson()))
 
     async def sign_in(self, email: str, password: str) -> tuple[User | None, str | None]:
         """Sign in with a password."""
-        raw = json.loads(str(await self._facade.signIn(email, password)))
-        return User.from_json(raw.get("user")), raw.get("error")
+        # The facade always answers this object; its error is a string or null.
+        raw: dict[str, JsonValue] = json.loads(str(await self._facade.signIn(email, password)))
+        error = raw.get("error")
+        return User.from_json(raw.get("user")), error if isinstance(error, str) else None
 
     async def current_user(self) -> User | None:
         """The stored session's user."""
@@ -102,7 +124,8 @@ class SupabaseBackend:
 
     async def sign_out(self) -> str | None:
         """End the session."""
-        error = json.loads(str(await self._facade.signOut())).get("error")
+        answer: dict[str, JsonValue] = json.loads(str(await self._facade.signOut()))
+        error = answer.get("error")
         return str(error) if error else None
 
     def on_auth_change(self, callback: Callable[[str, User | None], None]) -> None:
@@ -128,7 +151,9 @@ class WorkerTimers:
     lease lapses — safe, but slower to react).
     """
 
-    def __init__(self, worker: Any, window: Any, parse: Parse, create_proxy: CreateProxy) -> None:
+    def __init__(
+        self, worker: Worker | None, window: TimerScope, parse: Parse, create_proxy: CreateProxy
+    ) -> None:
         """Route the worker's messages to the registered callbacks."""
         self._worker = worker
         self._window = window
@@ -154,7 +179,7 @@ class WorkerTimers:
         elif op == "every":
             self._page_handles[name] = self._window.setInterval(self._page_fire, seconds * 1000.0, name)
 
-    def _on_message(self, event: Any) -> None:
+    def _on_message(self, event: MessageEvent) -> None:
         self._fire(str(event.data))
 
     def _fire(self, name: str) -> None:
@@ -185,7 +210,7 @@ class WorkerTimers:
 class WebTabLocks:
     """:class:`~.ports.TabLocks` on ``navigator.locks``, through the facade's ``holdTabLock``."""
 
-    def __init__(self, facade: Any, create_proxy: CreateProxy) -> None:
+    def __init__(self, facade: LockFacade, create_proxy: CreateProxy) -> None:
         """Use the facade's lock helper."""
         self._facade = facade
         self._create_proxy = create_proxy
@@ -214,18 +239,18 @@ class WebTabLocks:
 class IndexedDbStore:
     """:class:`~.ports.KeyValueStore` on the facade's IndexedDB helpers."""
 
-    def __init__(self, facade: Any) -> None:
+    def __init__(self, facade: StoreFacade) -> None:
         """Use ``facade.storeGet``/``storePut``."""
         self._facade = facade
 
     async def get(self, key: str) -> str | None:
         """The stored string, or None."""
         value = await self._facade.storeGet(key)
-        return value if isinstance(value, str) else None
+        return value if isinstance(value, str) else None  # null arrives as jsnull, not None
 
     async def put(self, key: str, value: str) -> str | None:
         """Store durably; an error message, or None."""
-        answer = json.loads(str(await self._facade.storePut(key, value)))
+        answer: JsonValue = json.loads(str(await self._facade.storePut(key, value)))
         error = answer.get("error") if isinstance(answer, dict) else "unreadable answer"
         return str(error) if error else None
 
@@ -243,7 +268,9 @@ class WebMarketData:
     (``/stream?streams=…``), as the gateway's Content-Security-Policy allows.
     """
 
-    def __init__(self, facade: Any, base_url: str, create_proxy: CreateProxy, *, stall: float = 60.0) -> None:
+    def __init__(
+        self, facade: MarketFacade, base_url: str, create_proxy: CreateProxy, *, stall: float = 60.0
+    ) -> None:
         """Use ``base_url`` (no trailing slash); a stream silent for ``stall`` seconds is dead."""
         self._facade = facade
         self._rest = base_url.rstrip("/")
@@ -262,7 +289,9 @@ class WebMarketData:
     ) -> object:
         """One ``GET /api/v3/klines`` answer, decoded."""
         params = klines_params(symbol, interval, limit, start_time, end_time)
-        answer = json.loads(str(await self._facade.marketGet(f"{self._rest}/api/v3/klines?{_query(params)}")))
+        url = f"{self._rest}/api/v3/klines?{_query(params)}"
+        # The facade always answers this object (status 0 and an error when unreachable).
+        answer: dict[str, JsonValue] = json.loads(str(await self._facade.marketGet(url)))
         where = f"klines {symbol} {interval}"
         status, body = answer.get("status"), answer.get("body")
         if status != 200 or not isinstance(body, str):

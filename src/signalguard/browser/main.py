@@ -3,7 +3,8 @@
 ``index.html`` runs ``start()``. It reads ``/config.json`` (see :mod:`~signalguard.browser.config`),
 creates the supabase-js client through ``web/facade.js``, builds the adapters of
 :mod:`~signalguard.browser.jsbridge` and :mod:`~signalguard.browser.dom` from the page's globals, and
-starts :class:`~signalguard.browser.app.App`.
+starts :class:`~signalguard.browser.app.App`. The platform's modules have no types: ``js`` and
+``create_proxy`` get theirs here, from :mod:`~signalguard.browser.jstypes`, where they are imported.
 """
 
 from __future__ import annotations
@@ -11,11 +12,11 @@ from __future__ import annotations
 import asyncio
 import re
 import traceback
-from collections.abc import Coroutine
-from typing import Any, Final
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Final
 
-import js  # type: ignore[import-not-found]
-from pyodide.ffi import create_proxy  # type: ignore[import-not-found]
+import js as _js  # type: ignore[import-not-found]  # Pyodide's, no stubs: typed as Globals below
+from pyodide.ffi import create_proxy as _create_proxy  # type: ignore[import-not-found]  # the same
 
 from signalguard.browser.app import App
 from signalguard.browser.config import CONFIG_PATH, AppConfig, ConfigError
@@ -27,6 +28,19 @@ from signalguard.browser.jsbridge import (
     WebTabLocks,
     WorkerTimers,
 )
+from signalguard.browser.jstypes import (
+    CreateProxy,
+    Event,
+    Facade,
+    Globals,
+    PageTransitionEvent,
+    Response,
+    Worker,
+)
+
+#: The page's global scope.
+js: Final[Globals] = _js
+create_proxy: Final[CreateProxy] = _create_proxy
 
 #: The tab's holder id lives in sessionStorage: it survives a reload of the tab (so the tab renews
 #: its own lease) and is not shared with other tabs.
@@ -38,7 +52,7 @@ _tasks: set[asyncio.Future[None]] = set()
 _app: App | None = None
 
 
-def start_task(coro: Coroutine[Any, Any, None]) -> asyncio.Future[None]:
+def start_task(coro: Coroutine[object, object, None]) -> asyncio.Future[None]:
     """Run ``coro`` on the page's event loop and return its task; report (never swallow) what it raises."""
     task = asyncio.ensure_future(coro)
     _tasks.add(task)
@@ -53,7 +67,7 @@ def start_task(coro: Coroutine[Any, Any, None]) -> asyncio.Future[None]:
     return task
 
 
-def spawn(coro: Coroutine[Any, Any, None]) -> None:
+def spawn(coro: Coroutine[object, object, None]) -> None:
     """Run ``coro`` on the page's event loop; report (never swallow) what it raises."""
     start_task(coro)
 
@@ -83,7 +97,9 @@ def holder_id() -> str:
 async def load_config() -> AppConfig:
     """Fetch and validate ``/config.json``."""
     try:
-        early = getattr(getattr(js, "signalguard", None), "configFetch", None)
+        early: Callable[[], Awaitable[Response]] | None = getattr(
+            getattr(js, "signalguard", None), "configFetch", None
+        )
         if early is not None:
             response = await early()  # requested by facade.js while the runtime loaded
         else:
@@ -98,7 +114,7 @@ async def load_config() -> AppConfig:
     return AppConfig.from_json(str(await response.text()), origin=str(js.location.origin))
 
 
-def _timer_worker() -> Any:
+def _timer_worker() -> Worker | None:
     try:
         return js.Worker.new(TIMER_WORKER)
     except Exception as exc:
@@ -116,7 +132,7 @@ async def parsed() -> None:
         return
     done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
-    def loaded(_event: Any) -> None:
+    def loaded(_event: Event) -> None:
         if not done.done():
             done.set_result(None)
 
@@ -134,7 +150,7 @@ async def run() -> None:
     except ConfigError as exc:
         view.fatal(f"The app cannot start: {exc}")
         return
-    facade = getattr(js, "signalguard", None)
+    facade: Facade | None = getattr(js, "signalguard", None)
     if facade is None:
         view.fatal("The app cannot start: web/facade.js is not loaded")
         return
@@ -157,10 +173,10 @@ async def run() -> None:
     )
     _app = app
 
-    def pagehide(_event: Any) -> None:
+    def pagehide(_event: PageTransitionEvent) -> None:
         app.unload()
 
-    def pageshow(event: Any) -> None:
+    def pageshow(event: PageTransitionEvent) -> None:
         # Back from the back/forward cache: the lease and the tab lock were given up; start afresh.
         if bool(event.persisted):
             js.location.reload()

@@ -10,14 +10,15 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 from signalguard.browser.chart import ChartData, SummaryLine
 from signalguard.browser.trades import ProfitLine, TradeItem
 from signalguard.core.guard import Effects
 
-#: Run a coroutine in the background (the page's event loop); errors are reported, not raised.
-Spawn = Callable[[Coroutine[Any, Any, None]], None]
+#: Run a coroutine in the background (the page's event loop); errors are reported, not raised. What
+#: the coroutine yields to the loop and is sent back is the loop's business: ``object`` for both.
+Spawn = Callable[[Coroutine[object, object, None]], None]
 #: Seconds on a monotonic clock (the page's ``performance.now()``).
 Clock = Callable[[], float]
 
