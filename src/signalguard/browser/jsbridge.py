@@ -18,8 +18,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Final
 
 from signalguard.browser.ports import ApiResult, User
-from signalguard.core import safejson
-from signalguard.market.klines import MarketUnavailable, klines_params
+from signalguard.market.klines import MarketUnavailable, RestKlines
 
 if TYPE_CHECKING:
     from signalguard.browser.jstypes import (
@@ -261,7 +260,7 @@ _MAX_MESSAGE: Final = 1 << 20
 _MAX_QUEUE: Final = 100_000
 
 
-class WebMarketData:
+class WebMarketData(RestKlines):
     """:class:`~signalguard.market.feed.MarketData` over ``fetch`` and ``WebSocket`` (the facade's helpers).
 
     REST at ``base_url`` (``/api/v3/klines``), streams at the same host with ``ws``/``wss``
@@ -278,29 +277,16 @@ class WebMarketData:
         self._create_proxy = create_proxy
         self._stall = stall
 
-    async def klines(
-        self,
-        symbol: str,
-        interval: str,
-        *,
-        limit: int,
-        start_time: int | None = None,
-        end_time: int | None = None,
-    ) -> object:
-        """One ``GET /api/v3/klines`` answer, decoded."""
-        params = klines_params(symbol, interval, limit, start_time, end_time)
-        url = f"{self._rest}/api/v3/klines?{_query(params)}"
+    async def get(self, path: str, params: dict[str, str | int]) -> tuple[int, str]:
+        """See :meth:`~signalguard.market.klines.RestKlines.get` (the facade's ``marketGet``)."""
+        url = f"{self._rest}{path}?{_query(params)}"
         # The facade always answers this object (status 0 and an error when unreachable).
         answer: dict[str, JsonValue] = json.loads(str(await self._facade.marketGet(url)))
-        where = f"klines {symbol} {interval}"
         status, body = answer.get("status"), answer.get("body")
-        if status != 200 or not isinstance(body, str):
-            detail = answer.get("error") or f"HTTP {status} {str(body)[:200]}"
-            raise MarketUnavailable(f"{where}: {detail}")
-        try:
-            return safejson.loads(body)
-        except ValueError:
-            raise MarketUnavailable(f"{where}: the answer is not JSON") from None
+        if not isinstance(status, int) or status == 0 or not isinstance(body, str):
+            where = f"{params.get('symbol', '')} {params.get('interval', '')}".strip()
+            raise MarketUnavailable(f"klines {where}: {answer.get('error') or f'HTTP {status}'}")
+        return status, body
 
     @contextlib.asynccontextmanager
     async def stream(self, names: Sequence[str]) -> AsyncIterator[AsyncIterator[str]]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
-from typing import Any, Final, Protocol
+from typing import Final, Protocol
 
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
@@ -24,10 +24,9 @@ from signalguard.market import feed
 from signalguard.market.klines import (
     MAX_LIMIT,
     MarketUnavailable,
+    RestKlines,
     fetch_history,
     fetch_range,
-    http_refusal,
-    klines_params,
     stream_name,
 )
 
@@ -58,7 +57,7 @@ class MarketData(feed.MarketData, Protocol):
         ...
 
 
-class BinanceMarketData:
+class BinanceMarketData(RestKlines):
     """:class:`MarketData` for Binance (or anything that speaks its API, such as the replay server)."""
 
     def __init__(self, rest_url: str, stream_url: str, *, timeout: float = 10.0, stall: float = 60.0) -> None:
@@ -72,28 +71,15 @@ class BinanceMarketData:
         self._timeout = timeout
         self._stall = stall
 
-    async def klines(
-        self,
-        symbol: str,
-        interval: str,
-        *,
-        limit: int,
-        start_time: int | None = None,
-        end_time: int | None = None,
-    ) -> Any:
-        """See :meth:`MarketData.klines`."""
-        params = klines_params(symbol, interval, limit, start_time, end_time)
+    async def get(self, path: str, params: dict[str, str | int]) -> tuple[int, str]:
+        """See :meth:`~signalguard.market.klines.RestKlines.get` (httpx)."""
         try:
-            response = await self._rest.get("/api/v3/klines", params=params)
+            response = await self._rest.get(path, params=params)
         except httpx.HTTPError as exc:
-            raise MarketUnavailable(f"klines {symbol} {interval}: {type(exc).__name__}: {exc}") from None
-        if response.status_code != 200:
-            # 429/418 are Binance's rate limits, 5xx its outages, 400 a request it will not answer.
-            raise http_refusal(symbol, interval, response.status_code, response.text[:2000])
-        try:
-            return response.json()
-        except ValueError:
-            raise MarketUnavailable(f"klines {symbol} {interval}: the answer is not JSON") from None
+            where = f"{params.get('symbol', '')} {params.get('interval', '')}".strip()
+            raise MarketUnavailable(f"klines {where}: {type(exc).__name__}: {exc}") from None
+        # 429/418 are Binance's rate limits, 5xx its outages, 400 a request it will not answer.
+        return response.status_code, response.text
 
     @contextlib.asynccontextmanager
     async def stream(self, names: Sequence[str]) -> AsyncIterator[AsyncIterator[str | bytes]]:

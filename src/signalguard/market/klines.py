@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from typing import Final, Protocol
 
+from signalguard.core import safejson
 from signalguard.core.candles import Candle, MarketDataError, next_open_time, parse_rest_klines
 from signalguard.core.engine import SignalManager
 
@@ -20,6 +21,7 @@ __all__ = [
     "MAX_LIMIT",
     "KlineSource",
     "MarketUnavailable",
+    "RestKlines",
     "fetch_history",
     "fetch_range",
     "fill_trade_history",
@@ -109,6 +111,39 @@ def klines_params(
     if end_time is not None:
         params["endTime"] = end_time
     return params
+
+
+class RestKlines:
+    """:class:`KlineSource` over one HTTP GET, the same on every host: subclasses implement :meth:`get`.
+
+    The page's ``fetch``, the worker's httpx and the tests' fake answer a status and a body; what a
+    status means (a refusal of the stream, or of the connection) and how the body is read is decided
+    here once.
+    """
+
+    async def get(self, path: str, params: dict[str, str | int]) -> tuple[int, str]:
+        """``GET path?params``: the HTTP status and body; :class:`MarketUnavailable` if none came."""
+        raise NotImplementedError
+
+    async def klines(
+        self,
+        symbol: str,
+        interval: str,
+        *,
+        limit: int,
+        start_time: int | None = None,
+        end_time: int | None = None,
+    ) -> object:
+        """See :meth:`KlineSource.klines`."""
+        status, body = await self.get(
+            "/api/v3/klines", klines_params(symbol, interval, limit, start_time, end_time)
+        )
+        if status != 200:
+            raise http_refusal(symbol, interval, status, body[:2000])
+        try:
+            return safejson.loads(body)
+        except ValueError:
+            raise MarketUnavailable(f"klines {symbol} {interval}: the answer is not JSON") from None
 
 
 def _parse(rows: object, symbol: str, interval: str, now_ms: int) -> list[Candle]:

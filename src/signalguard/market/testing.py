@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from typing import Any
 
 from signalguard.core.candles import Candle, next_open_time
-from signalguard.market.klines import MarketUnavailable, http_refusal, stream_name
+from signalguard.market.klines import MarketUnavailable, RestKlines, stream_name
 
 __all__ = ["FakeMarketData", "kline_event", "kline_row"]
 
@@ -53,7 +53,7 @@ def kline_event(candle: Candle, *, closed: bool | None = None) -> dict[str, Any]
     }
 
 
-class FakeMarketData:
+class FakeMarketData(RestKlines):
     """See the module documentation. REST serves :attr:`history`; the test pushes stream messages."""
 
     def __init__(self, history: Iterable[Candle] = ()) -> None:
@@ -78,31 +78,25 @@ class FakeMarketData:
         """Make a closed candle available by REST (without streaming it)."""
         self.history[(candle.symbol, candle.interval)].append(candle)
 
-    async def klines(
-        self,
-        symbol: str,
-        interval: str,
-        *,
-        limit: int,
-        start_time: int | None = None,
-        end_time: int | None = None,
-    ) -> Any:
-        """See :meth:`~.market.MarketData.klines` (Binance's selection rules)."""
+    async def get(self, path: str, params: dict[str, str | int]) -> tuple[int, str]:
+        """Answer ``GET /api/v3/klines`` as Binance does (its selection rules, its refusals)."""
+        symbol, interval, limit = str(params["symbol"]), str(params["interval"]), int(params["limit"])
+        start = int(params["startTime"]) if "startTime" in params else None
+        end = int(params["endTime"]) if "endTime" in params else None
         self.requests.append(
-            {"symbol": symbol, "interval": interval, "limit": limit, "start": start_time, "end": end_time}
+            {"symbol": symbol, "interval": interval, "limit": limit, "start": start, "end": end}
         )
         if self.rest_down:
             raise MarketUnavailable("klines: the fake exchange is down")
         if (symbol, interval) in self.refuse:
-            status, body = self.refuse[(symbol, interval)]
-            raise http_refusal(symbol, interval, status, body)
+            return self.refuse[(symbol, interval)]
         rows = sorted(self.history.get((symbol, interval), []), key=lambda c: c.open_time)
-        if start_time is not None:
-            rows = [c for c in rows if c.open_time >= start_time]
-        if end_time is not None:
-            rows = [c for c in rows if c.open_time <= end_time]
-        rows = rows[:limit] if start_time is not None else rows[-limit:]
-        return [kline_row(c) for c in rows]
+        if start is not None:
+            rows = [c for c in rows if c.open_time >= start]
+        if end is not None:
+            rows = [c for c in rows if c.open_time <= end]
+        rows = rows[:limit] if start is not None else rows[-limit:]
+        return 200, json.dumps([kline_row(c) for c in rows])
 
     def send(self, message: str | Mapping[str, Any] | Candle) -> None:
         """Deliver a message on the open stream (a candle becomes its kline event)."""
