@@ -35,46 +35,36 @@ closed candle of its stream and closes it (:class:`TradeClosed`), which closes i
 with a trade does not expire by age: its trade's rules end it. The manager manages trades only while
 it may generate; when it stops, it forgets its book at once, and at its next lease the adapter loads
 the open trades from the database (:meth:`SignalManager.adopt_trades`), which the new executor
-manages from then on. The last :data:`RECENT_CANDLES` closed candles of each stream are kept, so an
-adopted trade is checked against the candles it missed while nobody held the lease; a trade older than
-those waits, unmanaged, until the adapter supplies the candles since its entry
-(:meth:`SignalManager.trade_history_needs`, :meth:`SignalManager.fill_trade_history`), so that it exits
-where its rule says and not at the first candle this executor happens to have.
+manages from then on. The book itself, with the recent candles an adopted trade is checked against
+and the trades that wait for older ones, is :class:`~signalguard.core.tradebook.OpenTrades`.
 
-Catching up with a window. A lease's window can open before the engine may emit: the claim's answer
-arrives a round trip after the database opened the window, and a restarted executor renews the window
-its previous process held (a cloud machine's lease outlives a killed worker by up to 30 s). The candles
-that closed in between belong to the window, so their signals must still be written. So the warm-up
-history is :data:`CATCH_UP_CANDLES` longer than the traders' own rule asks: the oldest candles prime
-the indicators, the newest are *evaluated* like live candles (:meth:`SignalManager.warm_up`); and
-while the engine may not emit, the matches of evaluated candles are kept (the last
-:data:`CATCH_UP_CANDLES` candles with matches per stream). :meth:`SignalManager.authorize` takes the
-window's start: at a grant, the kept matches whose candle closed inside the window are emitted under
-its epoch, and no signal is ever emitted for a candle that closed before it under that epoch (the
-database would refuse it). Without a window start, kept matches are dropped and historical candles emit
-nothing.
+Catching up with a window: a lease's window can open before the engine may emit, and the candles
+that closed in between still owe their signals. Which candles are evaluated at warm-up, which matches
+are held back, and under which epoch each is emitted at a grant is
+:class:`~signalguard.core.catchup.CatchUp` (see :mod:`signalguard.core.catchup`).
 
-Earlier windows of the same holder. A cloud machine killed while holding the lease keeps its window
-open until the lease expires (30 s); if it comes back after that, it is granted a new epoch, and the
-candles that closed in the tail of the old window were nobody else's to signal: the database accepts a
-signal only under an epoch its writer held, with its candle inside that epoch's window. So
-``authorize`` also takes the earlier windows this holder held (:class:`LeaseWindow`, read from the
-database's epoch history), and a kept or historical match whose candle closed inside one of them is
-emitted under *that* epoch (its trade, if any, opens under the live one). Only the holder whose window
-it was can write it, and only while it holds the live lease, so this never makes two executors.
+This module composes the two with the traders, their streams and the signal lifecycle, and is the
+one API the hosts use: the names that moved are re-exported here.
 """
 
 from __future__ import annotations
 
 import enum
-import itertools
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
-from signalguard.core.candles import Candle, candle_index, next_open_time, timestamp_us
-from signalguard.core.positions import Exit, ExitReason, Trade, exit_on, open_trade
+from signalguard.core.candles import Candle, candle_index, timestamp_us
+from signalguard.core.catchup import (
+    CATCH_UP_CANDLES,
+    CatchUp,
+    LeaseWindow,
+    primed_candles,
+    warm_up_candles,
+)
+from signalguard.core.positions import Exit, Trade, open_trade
+from signalguard.core.tradebook import RECENT_CANDLES, CandleRange, Closing, OpenTrades
 from signalguard.core.traders import (
     IndicatorPool,
     TraderDefinition,
@@ -88,12 +78,36 @@ from signalguard.core.traders import (
 DEFAULT_EXPIRE_AFTER: Final = 60
 #: Signals tracked at most (new or active); past it the oldest expire early, so memory is bounded.
 DEFAULT_MAX_TRACKED: Final = 5_000
-#: Closed candles kept per stream to check an adopted trade against what it missed (2 h of 1m).
-RECENT_CANDLES: Final = 120
-#: Candles of each stream evaluated (not just primed) at warm-up, and candles with matches kept while the
-#: engine may not emit: a window that opened up to this many candles ago is caught up. 60 covers the
-#: 30 s lease twice over at the shortest interval (1s), and an hour at 1m.
-CATCH_UP_CANDLES: Final = 60
+
+# CATCH_UP_CANDLES and LeaseWindow belong to catchup, RECENT_CANDLES and CandleRange to tradebook; they
+# are re-exported so that this module stays the one the hosts import the engine's names from.
+__all__ = [
+    "CATCH_UP_CANDLES",
+    "DEFAULT_EXPIRE_AFTER",
+    "DEFAULT_MAX_TRACKED",
+    "LIFECYCLE",
+    "OPEN_STATUSES",
+    "RECENT_CANDLES",
+    "SIGNAL_COLUMNS",
+    "TERMINAL",
+    "CandleRange",
+    "Effect",
+    "HistoryNeed",
+    "LeaseWindow",
+    "Lifecycle",
+    "Signal",
+    "SignalCreated",
+    "SignalManager",
+    "SignalStatus",
+    "StatusChanged",
+    "TradeClosed",
+    "TradeOpened",
+    "TraderFailed",
+    "TraderRecord",
+    "open_signals",
+    "signal_from_row",
+    "signal_key",
+]
 
 
 class SignalStatus(enum.Enum):
@@ -130,11 +144,6 @@ LIFECYCLE: Final[Mapping[tuple[SignalStatus, Lifecycle], SignalStatus]] = {
 }
 
 TERMINAL: Final = frozenset({SignalStatus.EXPIRED, SignalStatus.CLOSED})
-
-
-def _close_us(candle: Candle) -> int:
-    """When a candle closed, epoch microseconds (the database's unit for a window's start)."""
-    return next_open_time(candle.interval, candle.open_time) * 1000
 
 
 def signal_key(user_id: str, trader_id: str, symbol: str, interval: str, open_time: int) -> str:
@@ -296,25 +305,6 @@ class HistoryNeed:
     candles: int
 
 
-@dataclass(frozen=True, slots=True)
-class LeaseWindow:
-    """An earlier epoch's window held by the same holder: ``[start_us, end_us)``, database clock (µs)."""
-
-    epoch: int
-    start_us: int
-    end_us: int
-
-
-@dataclass(frozen=True, slots=True)
-class CandleRange:
-    """Closed candles of a stream opening in ``[start, end)`` (epoch ms; ``end`` None: until now)."""
-
-    symbol: str
-    interval: str
-    start: int
-    end: int | None
-
-
 @dataclass(slots=True)
 class _Tracked:
     signal: Signal
@@ -347,21 +337,10 @@ class SignalManager:
     _by_age: dict[tuple[str, str], OrderedDict[str, _Tracked]] = field(default_factory=dict)
     _fresh: dict[tuple[str, str], dict[str, _Tracked]] = field(default_factory=dict)
     _effects: list[Effect] = field(default_factory=list)
-    # Open trades by stream (the executor's book), and recent closed candles by stream.
-    _book: dict[tuple[str, str], dict[str, Trade]] = field(default_factory=dict)
-    # Adopted trades older than the stream's recent candles: unmanaged until fill_trade_history.
-    _waiting: dict[tuple[str, str], dict[str, Trade]] = field(default_factory=dict)
-    _recent: dict[tuple[str, str], deque[Candle]] = field(default_factory=dict)
-    # Matches of evaluated candles that were not emitted (not allowed to, or no window start known),
-    # by stream: (candle, ((trader id, labels), ...)). Emitted at a grant whose window holds them.
-    _kept: dict[tuple[str, str], deque[tuple[Candle, tuple[tuple[str, tuple[str, ...]], ...]]]] = field(
-        default_factory=dict
-    )
-    _may_generate: bool = False
-    _epoch: int | None = None
-    _since_us: int | None = None
-    # Earlier windows of this holder (see authorize), newest first.
-    _earlier: tuple[LeaseWindow, ...] = ()
+    # The executor's open trades and the recent candles they are checked against.
+    _trades: OpenTrades = field(default_factory=OpenTrades)
+    # The lease window, its epoch, and the matches held back until a grant.
+    _window: CatchUp = field(default_factory=CatchUp)
     # While evaluating warm-up candles: emit only if the window's start is known.
     _historical: bool = False
     #: Signals the traders matched, emitted or not (the reference count for determinism checks).
@@ -411,7 +390,7 @@ class SignalManager:
                 self._owner[state] = running
                 running.states[symbol] = state
                 self._by_stream.setdefault(stream, []).append((running, state))
-                needs[stream] = max(needs.get(stream, 0), definition.history + CATCH_UP_CANDLES)
+                needs[stream] = max(needs.get(stream, 0), warm_up_candles(definition.history))
             self._traders[tid] = running
         return [HistoryNeed(s, i, n) for (s, i), n in sorted(needs.items())]
 
@@ -429,9 +408,9 @@ class SignalManager:
     def streams(self) -> list[HistoryNeed]:
         """Every (symbol, interval) the running traders watch, with the history each needs."""
         # Open trades need candles too, on a stream no trader watches as well.
-        needs: dict[tuple[str, str], int] = dict.fromkeys([*self._book, *self._waiting], 1)
+        needs: dict[tuple[str, str], int] = dict.fromkeys(self._trades.streams(), 1)
         for stream in self._by_stream:
-            needs[stream] = self._settle(stream) + CATCH_UP_CANDLES
+            needs[stream] = warm_up_candles(self._settle(stream))
         return [HistoryNeed(s, i, n) for (s, i), n in sorted(needs.items())]
 
     def _settle(self, stream: tuple[str, str]) -> int:
@@ -457,68 +436,34 @@ class SignalManager:
         Losing the right to generate forgets the trade book at once: another executor may manage those
         trades from now on, and this side reloads them (:meth:`adopt_trades`) at its next lease.
         """
-        before = (self._may_generate, self._epoch)
-        self._may_generate = bool(may_generate and epoch is not None)
-        self._epoch = epoch if self._may_generate else None
-        self._since_us = since_us if self._may_generate else None
-        self._earlier = (
-            tuple(
-                sorted(
-                    (w for w in earlier if w.epoch != epoch and w.start_us < w.end_us),
-                    key=lambda w: w.end_us,
-                    reverse=True,
-                )
-            )
-            if self._may_generate and since_us is not None
-            else ()
-        )
-        if not self._may_generate:
-            self._book.clear()
-            self._waiting.clear()
+        released = self._window.set_lease(epoch if may_generate else None, since_us, earlier)
+        if not self.may_generate:
+            self._trades.clear()
             return
-        if before != (True, self._epoch):
-            self._emit_kept()
-
-    def _emit_kept(self) -> None:
-        kept, self._kept = self._kept, {}
-        since = self._since_us
-        if since is None:
-            return  # no window start: which of them the window holds is unknown
-        # In candle order across streams, as they would have been emitted live.
-        entries = sorted(
-            itertools.chain.from_iterable(kept.values()), key=lambda e: (_close_us(e[0]), e[0].symbol)
-        )
-        for candle, matched in entries:
-            epoch = self._window_epoch(_close_us(candle), since)
-            if epoch is None:
-                continue
-            for tid, labels in matched:
+        for release in released:
+            for tid, labels in release.matches:
                 running = self._traders.get(tid)
-                if running is not None and self._emit(candle, running, labels, epoch):
+                if running is not None and self._emit(release.candle, running, labels, release.epoch):
                     self.caught_up += 1
-                    if epoch != self._epoch:
+                    if release.epoch != self._epoch:
                         self.caught_up_earlier += 1
-
-    def _window_epoch(self, close_us: int, since: int) -> int | None:
-        """The epoch a candle closing at ``close_us`` is signalled under, or None if no held window has it."""
-        if close_us >= since:
-            return self._epoch
-        for window in self._earlier:
-            if window.start_us <= close_us < window.end_us:
-                return window.epoch
-        return None
 
     @property
     def may_generate(self) -> bool:
         """Whether the manager currently creates signals and moves statuses."""
-        return self._may_generate
+        return self._window.may_generate
+
+    @property
+    def _epoch(self) -> int | None:
+        """The live lease's epoch, under which statuses move and trades open and close."""
+        return self._window.epoch
 
     # -- candles ----------------------------------------------------------------------------------
 
     def prime(self, candle: Candle) -> None:
         """Feed a historical closed candle to every trader on its stream (nothing is signalled)."""
         stream = (candle.symbol, candle.interval)
-        self._remember(stream, candle)
+        self._trades.remember(candle)
         pool = self._pools.get(stream)
         if pool is None:
             return
@@ -542,11 +487,10 @@ class SignalManager:
         if not candles:
             return
         stream = (candles[0].symbol, candles[0].interval)
-        split = max(min(len(candles), self._settle(stream)), len(candles) - CATCH_UP_CANDLES)
+        split = primed_candles(len(candles), self._settle(stream))
         for candle in candles[:split]:
             self.prime(candle)
-        if stream in self._waiting:
-            self._release_covered(stream)
+        self._release_covered(stream)
         self._historical = True
         try:
             for candle in candles[split:]:
@@ -559,11 +503,10 @@ class SignalManager:
         if not candle.closed:
             return
         stream = (candle.symbol, candle.interval)
-        self._remember(stream, candle)
-        if stream in self._waiting:
-            self._release_covered(stream)
-        if self._may_generate and stream in self._book:
-            self._manage_trades(stream, (candle,))
+        self._trades.remember(candle)
+        self._release_covered(stream)
+        if self.may_generate:
+            self._closed(self._trades.on_candle(candle))
         pool = self._pools.get(stream)
         if pool is None:
             return
@@ -579,36 +522,21 @@ class SignalManager:
         if not signalling:
             return
         self.matches += len(signalling)
-        since = self._since_us
-        if not self._may_generate or (self._historical and since is None):
-            self._keep(stream, candle, signalling)
+        if not self._window.may_emit(historical=self._historical):
+            self._window.keep(candle, tuple((self._owner[s].record.id.lower(), lb) for s, lb in signalling))
             return
-        if since is not None and _close_us(candle) < since:
-            epoch = self._window_epoch(_close_us(candle), since)
-            if epoch is None:
-                self.before_window += len(signalling)  # the database would refuse it (SG002)
-                return
-            for state, labels in signalling:
-                if self._emit(candle, self._owner[state], labels, epoch):
-                    self.caught_up_earlier += 1
+        epoch = self._window.epoch_at(candle)
+        if epoch is None:
+            self.before_window += len(signalling)  # the database would refuse it (SG002)
             return
         for state, labels in signalling:
-            self._emit(candle, self._owner[state], labels)
+            if self._emit(candle, self._owner[state], labels, epoch) and epoch != self._epoch:
+                self.caught_up_earlier += 1
 
-    def _keep(
-        self, stream: tuple[str, str], candle: Candle, signalling: list[tuple[TraderState, tuple[str, ...]]]
-    ) -> None:
-        kept = self._kept.get(stream)
-        if kept is None:
-            kept = self._kept[stream] = deque(maxlen=CATCH_UP_CANDLES)
-        kept.append((candle, tuple((self._owner[s].record.id.lower(), labels) for s, labels in signalling)))
-
-    def _emit(
-        self, candle: Candle, running: _Running, labels: tuple[str, ...], epoch: int | None = None
-    ) -> bool:
+    def _emit(self, candle: Candle, running: _Running, labels: tuple[str, ...], epoch: int) -> bool:
         """Create the signal of ``running`` on ``candle`` (and its trade); False if it exists.
 
-        The signal carries ``epoch`` (an earlier window's, see :meth:`authorize`) or the live epoch; a
+        The signal carries ``epoch``, the live epoch or an earlier window's (see :meth:`authorize`); a
         trade always opens under the live epoch, which the database checks when it is written.
         """
         assert self._epoch is not None
@@ -624,7 +552,7 @@ class SignalManager:
             candle.open_time,
             candle.close,
             labels,
-            self._epoch if epoch is None else epoch,
+            epoch,
         )
         self._track(signal, candle_index(candle.interval, candle.open_time))
         self._effects.append(SignalCreated(signal))
@@ -666,7 +594,7 @@ class SignalManager:
             self._fresh.setdefault(stream, {})[signal.key] = t
         while len(self._tracked) > self.max_tracked:
             oldest = next(iter(self._tracked))
-            if self._may_generate:
+            if self.may_generate:
                 self._move(oldest, Lifecycle.EXPIRE)
             else:
                 self._untrack(oldest)  # not the executor: nothing to write, just forget
@@ -694,12 +622,12 @@ class SignalManager:
 
     def close_signal(self, key: str) -> bool:
         """Close a tracked signal (the user, or its trade); False if it cannot be closed now."""
-        if not self._may_generate or key not in self._tracked:
+        if not self.may_generate or key not in self._tracked:
             return False
         return self._move(key, Lifecycle.CLOSE)
 
     def _advance_lifecycle(self, candle: Candle) -> None:
-        if not self._may_generate:
+        if not self.may_generate:
             return
         stream = (candle.symbol, candle.interval)
         aged = self._by_age.get(stream)
@@ -737,13 +665,6 @@ class SignalManager:
 
     # -- trades -----------------------------------------------------------------------------------
 
-    def _remember(self, stream: tuple[str, str], candle: Candle) -> None:
-        recent = self._recent.get(stream)
-        if recent is None:
-            recent = self._recent[stream] = deque(maxlen=RECENT_CANDLES)
-        if not recent or candle.open_time > recent[-1].open_time:
-            recent.append(candle)
-
     def _open_trade(self, signal: Signal, running: _Running) -> None:
         plan = running.definition.trade
         assert plan is not None and self._epoch is not None
@@ -761,51 +682,34 @@ class SignalManager:
         self._hold(trade)
 
     def _hold(self, trade: Trade) -> None:
-        stream = (trade.symbol, trade.interval)
-        self._book.setdefault(stream, {})[trade.key] = trade
         # Its trade's rules end the signal, not its age (the trade may outlive the expiry).
+        stream = (trade.symbol, trade.interval)
         aged = self._by_age.get(stream)
         if aged is not None:
             aged.pop(trade.key, None)
             if not aged:
                 del self._by_age[stream]
-        # Candles it missed (an adopted trade, a signal adopted late): check them now, in order. If the
-        # recent candles begin after its entry, it waits for the candles since (trade_history_needs).
-        # (No candles yet, before the stream's warm-up: it waits for the warm-up.)
-        recent = self._recent.get(stream)
-        if not recent or recent[0].open_time > trade.entry_time:
-            del self._book[stream][trade.key]
-            if not self._book[stream]:
-                del self._book[stream]
-            self._waiting.setdefault(stream, {})[trade.key] = trade
-            return
-        missed = [c for c in recent if c.open_time >= trade.entry_time]
-        if missed:
-            self._manage_trades(stream, missed, only=trade.key)
+        self._closed(self._trades.hold(trade))
 
     def _release_covered(self, stream: tuple[str, str]) -> None:
         """Manage the waiting trades of ``stream`` that its recent candles now cover (after a warm-up)."""
-        waiting = self._waiting.get(stream)
-        recent = self._recent.get(stream)
-        if not waiting or not recent:
-            return
-        for trade in [t for t in waiting.values() if recent[0].open_time <= t.entry_time]:
-            del waiting[trade.key]
+        for trade in self._trades.take_covered(stream):
             self._hold(trade)
-        if not waiting:
-            del self._waiting[stream]
+
+    def _closed(self, closings: Iterable[Closing]) -> None:
+        """Write the trades' exits under the live lease, and close their signals."""
+        for trade, done in closings:
+            assert self._epoch is not None
+            self._effects.append(TradeClosed(trade, done, self._epoch))
+            if trade.key in self._tracked:
+                self._move(trade.key, Lifecycle.CLOSE)
 
     def trade_history_needs(self) -> list[CandleRange]:
         """The candles the waiting trades need: from the oldest entry to the stream's recent candles.
 
         Fetch each range (closed candles only) and give it to :meth:`fill_trade_history`.
         """
-        out = []
-        for (symbol, interval), waiting in sorted(self._waiting.items()):
-            recent = self._recent.get((symbol, interval))
-            start = min(t.entry_time for t in waiting.values())
-            out.append(CandleRange(symbol, interval, start, recent[0].open_time if recent else None))
-        return out
+        return self._trades.history_needs()
 
     def fill_trade_history(self, symbol: str, interval: str, candles: Sequence[Candle]) -> None:
         """Check the stream's waiting trades against ``candles`` and the recent candles after them.
@@ -814,52 +718,8 @@ class SignalManager:
         after them are managed from then on. If the candles do not reach back to a trade's entry, or
         leave a hole before the recent candles, the trades stay waiting (the range is asked again).
         """
-        stream = (symbol, interval)
-        waiting = self._waiting.get(stream)
-        if not waiting or not self._may_generate:
-            return
-        series = [c for c in candles if c.closed and (c.symbol, c.interval) == stream]
-        last = series[-1].open_time if series else None
-        series += [c for c in self._recent.get(stream, ()) if last is None or c.open_time > last]
-        if not series or any(
-            next_open_time(interval, a.open_time) != b.open_time for a, b in itertools.pairwise(series)
-        ):
-            return  # a hole (or disorder): deciding on it could miss the exit candle
-        ready = [t for t in waiting.values() if series[0].open_time <= t.entry_time]
-        for trade in ready:
-            del waiting[trade.key]
-            self._book.setdefault(stream, {})[trade.key] = trade
-            missed = [c for c in series if c.open_time >= trade.entry_time]
-            self._manage_trades(stream, missed, only=trade.key)
-        if not waiting:
-            del self._waiting[stream]
-
-    def _manage_trades(
-        self, stream: tuple[str, str], candles: Iterable[Candle], only: str | None = None
-    ) -> None:
-        book = self._book.get(stream)
-        if book is None:
-            return
-        for candle in candles:
-            for key, trade in list(book.items()):
-                if only is not None and key != only:
-                    continue
-                done = exit_on(trade, candle)
-                if done is not None:
-                    self._close_trade(trade, done)
-            if not book:
-                break
-        if not book:
-            self._book.pop(stream, None)
-
-    def _close_trade(self, trade: Trade, done: Exit) -> None:
-        assert self._epoch is not None
-        stream = (trade.symbol, trade.interval)
-        book = self._book.get(stream, {})
-        book.pop(trade.key, None)
-        self._effects.append(TradeClosed(trade, done, self._epoch))
-        if trade.key in self._tracked:
-            self._move(trade.key, Lifecycle.CLOSE)
+        if self.may_generate:
+            self._closed(self._trades.fill(symbol, interval, candles))
 
     def adopt_trades(self, trades: Iterable[Trade], traded: Collection[str] = ()) -> None:
         """Manage the open trades loaded from the database (at a new lease, or to re-check).
@@ -871,9 +731,9 @@ class SignalManager:
         adopted trade is checked at once against the recent candles it missed. Does nothing unless
         this side may generate.
         """
-        if not self._may_generate:
+        if not self.may_generate:
             return
-        held = {k for books in (self._book, self._waiting) for book in books.values() for k in book}
+        held = self._trades.keys()
         open_keys: set[str] = set()
         for trade in trades:
             open_keys.add(trade.key)
@@ -881,7 +741,7 @@ class SignalManager:
                 self._hold(trade)
                 held.add(trade.key)
         for key, t in list(self._tracked.items()):
-            if key in held or key in open_keys or not self._may_generate:
+            if key in held or key in open_keys or not self.may_generate:
                 continue
             if key in traded:
                 self._move(key, Lifecycle.CLOSE)  # its trade closed; the signal's close did not land
@@ -892,32 +752,21 @@ class SignalManager:
 
     def close_trade(self, key: str) -> bool:
         """Close an open trade by hand at its stream's last closed price; False if it cannot be now."""
-        if not self._may_generate:
+        if not self.may_generate:
             return False
-        for stream, book in self._book.items():
-            trade = book.get(key)
-            if trade is None:
-                continue
-            recent = self._recent.get(stream)
-            if not recent:
-                return False
-            last = recent[-1]
-            closed_at = next_open_time(last.interval, last.open_time)
-            self._close_trade(trade, Exit(ExitReason.MANUAL, last.close, max(closed_at, trade.entry_time)))
-            if not book:
-                self._book.pop(stream, None)
-            return True
-        return False
+        closing = self._trades.close(key)
+        if closing is None:
+            return False
+        self._closed((closing,))
+        return True
 
     def open_trades(self) -> list[Trade]:
         """The trades this executor manages or waits to, oldest entry first (none unless it may generate)."""
-        books = (*self._book.values(), *self._waiting.values())
-        return sorted((t for book in books for t in book.values()), key=lambda t: t.entry_time)
+        return self._trades.trades()
 
     def last_price(self, symbol: str, interval: str) -> float | None:
         """The close of the newest closed candle seen on a stream (for unrealised P&L)."""
-        recent = self._recent.get((symbol, interval))
-        return recent[-1].close if recent else None
+        return self._trades.last_price(symbol, interval)
 
     def tracked(self) -> list[tuple[Signal, SignalStatus]]:
         """Signals being tracked (new or active), oldest first, with their current status."""
