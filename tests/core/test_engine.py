@@ -25,6 +25,7 @@ from signalguard.core.engine import (
     signal_key,
 )
 from signalguard.core.indicators import VolumeSpike
+from signalguard.core.positions import Side, Trade
 
 USER = "A11CE000-0000-4000-8000-000000000001"
 T_RSI = "a11ce000-0000-4000-8000-0000000000a1"
@@ -508,3 +509,70 @@ def test_warm_up_without_a_window_start_emits_nothing_and_keeps_it_for_the_grant
     assert not [e for e in m.drain() if isinstance(e, SignalCreated)]
     m.authorize(True, 8, since_us=close_us(candles[600]))  # the next grant knows its window
     assert [e for e in m.drain() if isinstance(e, SignalCreated)]
+
+
+# -- the facade's wiring of the trade book (core/tradebook.py) and the catch-up (core/catchup.py) -------
+
+DROP_WITH_STOP = {
+    "version": 1,
+    "symbols": ["BTCUSDT"],
+    "interval": "1m",
+    "conditions": [{"indicator": "price_change_pct", "period": 1, "op": "<=", "value": -2}],
+    "trade": {"side": "long", "notional": 100, "stop_loss_pct": 2},
+}
+
+
+def flat(i: int, price: float, low: float | None = None) -> Candle:
+    return Candle(
+        "BTCUSDT", "1m", START + i * MINUTE, price, price, price if low is None else low, price, 1, True
+    )
+
+
+def adopted_long(entry: int) -> Trade:
+    """Another executor's open long, entered at 100 when candle ``entry - 1`` closed; stop at 98."""
+    return Trade(
+        "k", T_RSI, "BTCUSDT", "1m", Side.LONG, 1.0, 100.0, START + entry * MINUTE, None, 98.0, None, 4
+    )
+
+
+def test_a_refusal_that_names_an_epoch_still_does_not_generate() -> None:
+    m = SignalManager(USER)
+    m.set_traders(records())
+    m.authorize(False, 7, since_us=0)
+    assert not m.may_generate
+    assert run_authorized(m, interleaved(300)) == [] and m.matches > 0
+
+
+def test_live_signals_are_not_counted_as_caught_up() -> None:
+    m = SignalManager(USER)
+    m.set_traders(records())
+    m.authorize(True, 7, since_us=0)
+    assert run_authorized(m, interleaved(300))
+    assert (m.caught_up, m.caught_up_earlier, m.before_window) == (0, 0, 0)
+
+
+def test_a_waiting_trade_is_released_by_the_first_live_candle_that_reaches_its_entry() -> None:
+    m = SignalManager(USER)
+    m.set_traders([TraderRecord(T_RSI, "Drop", DROP_WITH_STOP)])
+    m.authorize(True, 5)
+    m.adopt_trades([adopted_long(2)])  # no candle of its stream yet: it waits
+    assert [r.end for r in m.trade_history_needs()] == [None]
+    m.feed(flat(1, 100.0))
+    assert m.trade_history_needs() == [] and m.open_trades() == [adopted_long(2)]
+    m.feed(flat(2, 99.0, low=97.0))
+    closed = [e for e in m.drain() if isinstance(e, TradeClosed)]
+    assert [(c.trade.key, c.exit.price, c.epoch) for c in closed] == [("k", 98.0, 5)]
+
+
+def test_a_warm_up_that_only_primes_still_releases_the_trades_it_covers() -> None:
+    m = SignalManager(USER)
+    (need,) = m.set_traders([TraderRecord(T_RSI, "Drop", DROP_WITH_STOP)])
+    m.authorize(True, 5)
+    m.adopt_trades([adopted_long(1)])
+    # A young market: no more candles than the warm-up rule asks, so none is evaluated.
+    candles = [flat(0, 100.0), flat(1, 99.0, low=97.0)]
+    assert len(candles) <= need.candles - CATCH_UP_CANDLES
+    m.warm_up(candles)
+    closed = [e for e in m.drain() if isinstance(e, TradeClosed)]
+    assert [(c.trade.key, c.exit.time) for c in closed] == [("k", START + 2 * MINUTE)]
+    assert m.open_trades() == [] and m.trade_history_needs() == []
