@@ -107,9 +107,9 @@ class OpenTrades:
     def fill(self, symbol: str, interval: str, candles: Sequence[Candle]) -> list[Closing]:
         """Check the stream's waiting trades against ``candles`` and the recent candles after them.
 
-        ``candles`` are a range of :meth:`history_needs`, oldest first; the trades that reach back to
-        are managed from then on, and their exits returned. If the candles do not reach back to a
-        trade's entry, or leave a hole before the recent candles, the trades stay waiting (the range
+        ``candles`` are a range of :meth:`history_needs`, oldest first; the trades whose entry they
+        reach are managed from then on, and their exits returned. If the candles do not reach back to
+        a trade's entry, or leave a hole before the recent candles, the trades stay waiting (the range
         is asked again).
         """
         stream = (symbol, interval)
