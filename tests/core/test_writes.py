@@ -4,8 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from signalguard.core.outbox import Entry, Outbox
-from signalguard.core.writes import NOT_EXECUTOR, SIGNAL_NOT_WRITTEN, RefusedSignals, plan
+from signalguard.core.codes import GuardError
+from signalguard.core.engine import Signal, SignalCreated, SignalStatus, StatusChanged
+from signalguard.core.outbox import Entry, EntryKind, Outbox
+from signalguard.core.writes import (
+    NOT_EXECUTOR,
+    SIGNAL_NOT_WRITTEN,
+    Answered,
+    Lost,
+    Refused,
+    RefusedSignals,
+    entry_for,
+    plan,
+    settle,
+)
 
 KEY = "u:t:BTCUSDT:1m:"
 
@@ -124,3 +136,69 @@ def test_refused_signals_are_remembered_boundedly_and_only_from_signal_batches()
     )
     refused.note(statuses, rejections)
     assert key(9) not in refused
+
+
+# -- what came back, applied the same way on both hosts ---------------------------------------------
+
+
+def test_an_answered_call_settles_its_batch_and_reports_only_the_databases_refusals() -> None:
+    box, b = batch_of(Entry.signal(key(1), {"epoch": 3}, 0.0), Entry.signal(key(2), {"epoch": 3}, 0.0))
+    refused = RefusedSignals()
+    call = plan(b, live_epoch=9, refused=refused)
+    answer = [
+        {"index": 0, "outcome": "inserted"},
+        {"index": 1, "outcome": "rejected", "code": "SG002", "message": "outside_lease_window"},
+    ]
+    done = settle(box, refused, call, Answered(answer), 1.0)
+    assert done.lost is None and done.outcomes == ("inserted", "rejected")
+    assert [r.entry.key for r in done.refused] == [key(2)]
+    assert done.verdicts == (GuardError.OUTSIDE_LEASE_WINDOW,)
+    assert key(2) in refused and key(1) not in refused
+    assert len(box) == 0
+
+
+def test_outcomes_answered_here_are_rejections_but_no_refusal_and_no_call() -> None:
+    box, b = batch_of(Entry.status(key(1), "active", 3, 0.0))
+    call = plan(b, live_epoch=None, refused=RefusedSignals())
+    done = settle(box, RefusedSignals(), call, None, 1.0)
+    assert [r.code for r in done.rejections] == [NOT_EXECUTOR]
+    assert done.refused == () and done.verdicts == () and done.outcomes == ()
+    assert len(box) == 0
+
+
+def test_a_refused_call_rejects_every_entry_with_its_verdict() -> None:
+    box, b = batch_of(Entry.signal(key(1), {"epoch": 3}, 0.0), Entry.signal(key(2), {"epoch": 3}, 0.0))
+    refused = RefusedSignals()
+    call = plan(b, live_epoch=9, refused=refused)
+    done = settle(box, refused, call, Refused("SG001", "lease_not_held"), 1.0)
+    assert [r.code for r in done.refused] == ["SG001", "SG001"]
+    assert done.verdicts == (GuardError.LEASE_NOT_HELD, GuardError.LEASE_NOT_HELD)
+    assert done.outcomes == ("rejected", "rejected")
+    assert key(1) in refused and key(2) in refused and len(box) == 0
+
+
+def test_a_lost_call_or_an_unreadable_answer_keeps_the_batch_at_the_head() -> None:
+    for answer in (Lost("HTTP 503"), Answered({"not": "a list"})):
+        box, b = batch_of(Entry.signal(key(1), {"epoch": 3}, 0.0))
+        call = plan(b, live_epoch=9, refused=RefusedSignals())
+        done = settle(box, RefusedSignals(), call, answer, 10.0)
+        assert done.lost is not None and done.rejections == ()
+        assert done.retry_at is not None and done.retry_at > 10.0
+        assert len(box) == 1
+        assert box.take(10.0) is None  # backing off
+        again = box.take(done.retry_at)
+        assert again is not None and [e.key for e in again.entries] == [key(1)]
+    assert isinstance(answer, Answered)
+    assert "unreadable answer to write_signals" in (done.lost or "")
+
+
+def test_each_write_of_the_engine_becomes_its_entry() -> None:
+    signal = Signal(key(1), "t", "BTCUSDT", "1m", 60_000, 100.0, ("RSI(14) < 30",), 3)
+    created = entry_for(SignalCreated(signal), 5.0, source="cloud", machine_id="m-1")
+    assert created.kind is EntryKind.SIGNAL and created.key == key(1)
+    assert created.payload["source"] == "cloud" and created.payload["machine_id"] == "m-1"
+    local = entry_for(SignalCreated(signal), 5.0, source="local")
+    assert local.payload["source"] == "local" and local.payload["machine_id"] is None
+    change = entry_for(StatusChanged(key(1), SignalStatus.NEW, SignalStatus.ACTIVE, 4), 5.0, source="local")
+    assert change.kind is EntryKind.STATUS
+    assert change.payload == {"signal_key": key(1), "status": "active", "updated_epoch": 4}

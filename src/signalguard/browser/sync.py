@@ -26,14 +26,23 @@ outbox, so two tabs of one browser never race on it.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
-from typing import Final, cast
+from collections.abc import Callable, Mapping
+from typing import Final
 
 from signalguard.browser.ports import ApiResult, Backend, Clock, KeyValueStore, Spawn, Timers
 from signalguard.core.codes import GuardError
-from signalguard.core.engine import SignalCreated, StatusChanged, TradeClosed, TradeOpened
-from signalguard.core.outbox import Batch, Entry, EntryKind, JsonValue, Outbox, OutboxFormatError, Rejection
-from signalguard.core.writes import LOCAL_CODES, RefusedSignals, plan
+from signalguard.core.outbox import Batch, Entry, EntryKind, JsonValue, Outbox, OutboxFormatError
+from signalguard.core.writes import (
+    Answer,
+    Answered,
+    Lost,
+    Refused,
+    RefusedSignals,
+    Write,
+    entry_for,
+    plan,
+    settle,
+)
 
 #: Entries per call (``write_signals`` takes at most 500).
 MAX_BATCH: Final = 200
@@ -59,6 +68,15 @@ def is_verdict(result: ApiResult) -> bool:
     if _VERDICT.fullmatch(code):
         return True
     return 400 <= result.status < 500 and result.status not in (401, 408, 429)
+
+
+def answer_of(result: ApiResult) -> Answer:
+    """What a call's result says to the outbox: answered, refused with one verdict, or lost."""
+    if result.error is None:
+        return Answered(result.data)
+    if is_verdict(result):
+        return Refused(result.error.code or f"HTTP{result.status}", result.error.message)
+    return Lost(str(result.error))
 
 
 class SignalSync:
@@ -139,19 +157,9 @@ class SignalSync:
 
     # -- intake -------------------------------------------------------------------------------
 
-    def add(self, effect: SignalCreated | StatusChanged | TradeOpened | TradeClosed) -> None:
+    def add(self, effect: Write) -> None:
         """Queue a new signal, a status change or a trade's open or close; stored before it is sent."""
-        now = self._clock()
-        if isinstance(effect, SignalCreated):
-            s = effect.signal
-            entry = Entry.signal(s.key, cast("dict[str, JsonValue]", s.row(source="local")), now)
-        elif isinstance(effect, TradeOpened):
-            entry = Entry.trade(effect.trade.key, cast("dict[str, JsonValue]", effect.trade.open_op()), now)
-        elif isinstance(effect, TradeClosed):
-            op = effect.exit.close_op(effect.trade.key, effect.epoch)
-            entry = Entry.trade(effect.trade.key, cast("dict[str, JsonValue]", op), now)
-        else:
-            entry = Entry.status(effect.key, effect.new.value, effect.epoch, now)
+        entry = entry_for(effect, self._clock(), source="local")
         if not self._loaded:
             self._early.append(entry)
         else:
@@ -225,37 +233,19 @@ class SignalSync:
     async def _send(self, batch: Batch) -> bool:
         """Send one batch and settle it; False if it failed in transit (stop for now)."""
         call = plan(batch, live_epoch=self._live_epoch, refused=self._refused)
-        if call.rpc is None:
-            result = None
-            outcomes = call.outcomes(None)
-        else:
-            result = await self._backend.rpc(call.rpc, call.args)
-            outcomes = call.outcomes(result.data) if result.error is None else None
-        if outcomes is not None:
-            return self._settled(batch, self.outbox.settle(batch, outcomes, self._clock()))
-        assert result is not None  # only a sent call can fail
-        if result.error is not None and is_verdict(result):
-            code = result.error.code or f"HTTP{result.status}"
-            return self._settled(
-                batch, self.outbox.reject_all(batch, code, result.error.message, self._clock())
-            )
-        self.outbox.fail(batch, self._clock())
+        answer = answer_of(await self._backend.rpc(call.rpc, call.args)) if call.rpc is not None else None
+        done = settle(self.outbox, self._refused, call, answer, self._clock())
         self._dirty = True
-        reason = str(result.error) if result.error is not None else "unreadable answer"
-        # The reason names the failure already (e.g. "The database API is not reachable (...)").
-        self._problem = f"Not saved yet: {reason.rstrip('.')}. Retrying."
-        return False
-
-    def _settled(self, batch: Batch, rejections: Sequence[Rejection]) -> bool:
-        self._dirty = True
+        if done.lost is not None:
+            # The reason names the failure already (e.g. "The database API is not reachable (...)").
+            self._problem = f"Not saved yet: {done.lost.rstrip('.')}. Retrying."
+            return False
         self._problem = ""
-        self._refused.note(batch, rejections)
-        for code in Outbox.guard_verdicts(rejections):
+        for code in done.verdicts:
             self._on_verdict(code)
-        shown = [r for r in rejections if r.code not in LOCAL_CODES]
-        if shown:
-            r = shown[0]
-            more = f" (and {len(shown) - 1} more)" if len(shown) > 1 else ""
+        if done.refused:
+            r = done.refused[0]
+            more = f" (and {len(done.refused) - 1} more)" if len(done.refused) > 1 else ""
             self._on_problem(
                 f"The database refused {r.entry.kind.value} {r.entry.key}: {r.code} {r.message}{more}"
             )

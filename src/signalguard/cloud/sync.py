@@ -27,9 +27,8 @@ import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import cast
 
 from signalguard.cloud.database import Database, DatabaseRefused, DatabaseUnavailable
 from signalguard.core.codes import GuardError
@@ -37,12 +36,23 @@ from signalguard.core.engine import (
     TERMINAL,
     SignalCreated,
     SignalStatus,
-    StatusChanged,
     TradeClosed,
     TradeOpened,
 )
-from signalguard.core.outbox import Batch, Entry, EntryKind, JsonValue, Outbox, Rejection
-from signalguard.core.writes import LOCAL_CODES, RefusedSignals, plan
+from signalguard.core.outbox import Batch, Entry, EntryKind, Outbox, Rejection
+from signalguard.core.writes import (
+    Answer,
+    Answered,
+    Call,
+    Lost,
+    Refused,
+    RefusedSignals,
+    Settled,
+    Write,
+    entry_for,
+    plan,
+    settle,
+)
 
 __all__ = ["FlushReport", "StateSynchronizer", "SyncCounters"]
 
@@ -137,22 +147,19 @@ class StateSynchronizer:
         """Writes not yet answered: waiting for the next flush, or in the outbox."""
         return len(self._signals) + len(self._trades) + len(self._statuses) + len(self.outbox)
 
-    def add(self, effect: SignalCreated | StatusChanged | TradeOpened | TradeClosed) -> None:
+    def add(self, effect: Write) -> None:
         """Queue an effect for the next flush."""
-        now = self._clock()
         if isinstance(effect, SignalCreated):
-            s = effect.signal
-            row = cast("dict[str, JsonValue]", s.row(source="cloud", machine_id=self._machine_id))
-            self._signals.append(Entry.signal(s.key, row, now))
+            self._signals.append(
+                entry_for(effect, self._clock(), source="cloud", machine_id=self._machine_id)
+            )
             self.counters.signals_created += 1
-        elif isinstance(effect, TradeOpened):
-            op = cast("dict[str, JsonValue]", effect.trade.open_op())
-            self._trades.append(Entry.trade(effect.trade.key, op, now))
-            self.counters.trades_opened += 1
-        elif isinstance(effect, TradeClosed):
-            op = cast("dict[str, JsonValue]", effect.exit.close_op(effect.trade.key, effect.epoch))
-            self._trades.append(Entry.trade(effect.trade.key, op, now))
-            self.counters.trades_closed += 1
+        elif isinstance(effect, TradeOpened | TradeClosed):
+            self._trades.append(entry_for(effect, self._clock(), source="cloud", machine_id=self._machine_id))
+            if isinstance(effect, TradeOpened):
+                self.counters.trades_opened += 1
+            else:
+                self.counters.trades_closed += 1
         else:
             if effect.key in self._refused:  # its signal was refused: there is no row to change
                 self.counters.dropped_statuses += 1
@@ -199,66 +206,60 @@ class StateSynchronizer:
 
     async def _write(self, batch: Batch, report: FlushReport) -> bool:
         call = plan(batch, live_epoch=self._live_epoch(), refused=self._refused)
-        settled = False
-        answered: Sequence[Mapping[str, object]] = []
+        done: Settled | None = None
         try:
-            if call.rpc is not None:
-                send = {
-                    EntryKind.SIGNAL: self._db.write_signals,
-                    EntryKind.STATUS: self._db.update_statuses,
-                    EntryKind.TRADE: self._db.write_trades,
-                }[batch.kind]
-                answered = await send(list(call.payloads))
-            outcomes = call.outcomes(list(answered))
-            if outcomes is None:  # not a list of outcomes: as if lost in transit
-                raise DatabaseUnavailable(f"unreadable answer to {call.rpc}")
-            rejections = self.outbox.settle(batch, outcomes, self._clock())
-            settled = True
-        except DatabaseUnavailable as exc:
-            retry_at = self.outbox.fail(batch, self._clock())
-            settled = True
+            answer = await self._send(call) if call.rpc is not None else None
+            done = settle(self.outbox, self._refused, call, answer, self._clock())
+        finally:
+            if done is None:  # cancelled (stopping) or an unexpected error: the batch is not lost
+                self.outbox.fail(batch, self._clock())
+        if done.lost is not None:
             self.counters.retries += 1
-            report.failed = str(exc)
+            report.failed = done.lost
             log.warning(
                 "writing %d %s entr%s failed (%s); kept at the head, next attempt in %.1f s",
                 len(call.sent),
                 batch.kind.value,
                 "y" if len(call.sent) == 1 else "ies",
-                exc,
-                max(0.0, retry_at - self._clock()),
+                done.lost,
+                max(0.0, (done.retry_at or 0.0) - self._clock()),
             )
             return False
-        except DatabaseRefused as exc:
-            # The whole call was refused (e.g. a permission error): one verdict for every entry.
-            rejections = self.outbox.reject_all(batch, exc.code, exc.message, self._clock())
-            settled = True
-            answered = [{"outcome": "rejected"}] * len(call.sent)
-        finally:
-            if not settled:  # cancelled (stopping) or an unexpected error: the batch is not lost
-                self.outbox.fail(batch, self._clock())
         if call.rpc is not None:
             report.batches += 1
             self.counters.batches_written += 1
-        tally = Counter(str(o.get("outcome")) for o in answered)
+        tally = Counter(done.outcomes)
         report.outcomes.update(tally)
         self.counters.outcomes.update(tally)
         self.counters.dropped_statuses += len(call.local)
-        self._refused.note(batch, rejections)
-        refused = [r for r in rejections if r.code not in LOCAL_CODES]
-        if refused:
-            self.counters.rejected += len(refused)
-            for r in refused[:5]:
+        if done.refused:
+            self.counters.rejected += len(done.refused)
+            for r in done.refused[:5]:
                 log.warning(
                     "the database refused %s %s: %s %s", r.entry.kind.value, r.entry.key, r.code, r.message
                 )
-            if len(refused) > 5:
-                log.warning("... and %d more refused entries in this batch", len(refused) - 5)
-            verdicts = Outbox.guard_verdicts(refused)
-            if verdicts:
-                report.verdicts.extend(verdicts)
-                if self._on_verdict is not None:
-                    self._on_verdict(verdicts, refused)
+            if len(done.refused) > 5:
+                log.warning("... and %d more refused entries in this batch", len(done.refused) - 5)
+        if done.verdicts:
+            report.verdicts.extend(done.verdicts)
+            if self._on_verdict is not None:
+                self._on_verdict(list(done.verdicts), list(done.refused))
         return True
+
+    async def _send(self, call: Call) -> Answer:
+        """Make the call through the database port; what came back, as the core reads it."""
+        send = {
+            EntryKind.SIGNAL: self._db.write_signals,
+            EntryKind.STATUS: self._db.update_statuses,
+            EntryKind.TRADE: self._db.write_trades,
+        }[call.batch.kind]
+        try:
+            return Answered(list(await send(list(call.payloads))))
+        except DatabaseUnavailable as exc:
+            return Lost(str(exc))
+        except DatabaseRefused as exc:
+            # The whole call was refused (e.g. a permission error): one verdict for every entry.
+            return Refused(exc.code, exc.message)
 
     async def drain(self, timeout: float) -> bool:
         """Write everything queued, retrying without back-off for at most ``timeout`` s; True if empty."""

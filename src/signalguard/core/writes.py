@@ -16,6 +16,11 @@ supabase-py in the worker). This module decides, without I/O, what a batch becom
 
 The answer of the call, one outcome per entry sent, is re-addressed to the batch's indexes and joined
 with the outcomes answered here, ready for :meth:`~signalguard.core.outbox.Outbox.settle`.
+
+The host makes the call and says what came back, as an :data:`Answer` (:class:`Answered`, the whole
+call :class:`Refused` with one verdict, or :class:`Lost` in transit); :func:`settle` applies it to the
+outbox, the same way on both hosts, and says what the host must report (:class:`Settled`). Which
+effect of the engine becomes which entry is :func:`entry_for`'s decision.
 """
 
 from __future__ import annotations
@@ -23,18 +28,31 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, cast
 
-from signalguard.core.outbox import Batch, EntryKind, JsonValue, Rejection
+from signalguard.core.codes import GuardError
+from signalguard.core.engine import SignalCreated, StatusChanged, TradeClosed, TradeOpened
+from signalguard.core.outbox import Batch, Entry, EntryKind, JsonValue, Outbox, Rejection
 
 __all__ = [
     "LOCAL_CODES",
     "NOT_EXECUTOR",
     "SIGNAL_NOT_WRITTEN",
+    "Answer",
+    "Answered",
     "Call",
+    "Lost",
+    "Refused",
     "RefusedSignals",
+    "Settled",
+    "Write",
+    "entry_for",
     "plan",
+    "settle",
 ]
+
+#: What the engine asks to be written.
+Write = SignalCreated | StatusChanged | TradeOpened | TradeClosed
 
 #: Answered here: the writer holds no live lease for a write that needs one.
 NOT_EXECUTOR: Final = "not_executor"
@@ -155,3 +173,81 @@ def plan(batch: Batch, *, live_epoch: int | None, refused: RefusedSignals) -> Ca
             payload[epoch_field] = live_epoch
         payloads.append(payload)
     return Call(batch, rpc if sent else None, arg, tuple(payloads), tuple(sent), tuple(local))
+
+
+def entry_for(effect: Write, now: float, *, source: str, machine_id: str | None = None) -> Entry:
+    """The outbox entry of one of the engine's writes, made by ``source`` (``local`` or ``cloud``)."""
+    if isinstance(effect, SignalCreated):
+        row = effect.signal.row(source=source, machine_id=machine_id)
+        return Entry.signal(effect.signal.key, cast("dict[str, JsonValue]", row), now)
+    if isinstance(effect, TradeOpened):
+        return Entry.trade(effect.trade.key, cast("dict[str, JsonValue]", effect.trade.open_op()), now)
+    if isinstance(effect, TradeClosed):
+        op = effect.exit.close_op(effect.trade.key, effect.epoch)
+        return Entry.trade(effect.trade.key, cast("dict[str, JsonValue]", op), now)
+    return Entry.status(effect.key, effect.new.value, effect.epoch, now)
+
+
+@dataclass(frozen=True, slots=True)
+class Answered:
+    """The call was answered: ``data`` should be one outcome per entry sent."""
+
+    data: object
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """The whole call was refused with one verdict (a permission error, a guard code)."""
+
+    code: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Lost:
+    """No answer (network, 5xx, an expired session): the batch stays at the head, retried later."""
+
+    reason: str
+
+
+#: What came back from a call.
+Answer = Answered | Refused | Lost
+
+
+@dataclass(frozen=True, slots=True)
+class Settled:
+    """What sending one batch came to, for the host to report."""
+
+    #: Every entry rejected, including those answered here (:data:`LOCAL_CODES`).
+    rejections: tuple[Rejection, ...] = ()
+    #: The database's refusals only (to show and to log).
+    refused: tuple[Rejection, ...] = ()
+    #: Refusals that say the writer is not (or no longer) the executor: stop generating, re-poll.
+    verdicts: tuple[GuardError, ...] = ()
+    #: Why the call failed in transit (the batch is kept at the head), or None.
+    lost: str | None = None
+    #: When a lost batch is tried again (the outbox's back-off).
+    retry_at: float | None = None
+    #: The outcomes the database answered (``inserted``, ``duplicate``, ``updated``, ``rejected``…).
+    outcomes: tuple[str, ...] = ()
+
+
+def settle(
+    outbox: Outbox, refused: RefusedSignals, call: Call, answer: Answer | None, now: float
+) -> Settled:
+    """Apply ``answer`` (None: no call was made, every entry was answered here) to the call's batch."""
+    batch = call.batch
+    if isinstance(answer, Lost):
+        return Settled(lost=answer.reason, retry_at=outbox.fail(batch, now))
+    if isinstance(answer, Refused):
+        rejections = outbox.reject_all(batch, answer.code, answer.message, now)
+        answered = ("rejected",) * len(call.sent)
+    else:
+        outcomes = call.outcomes(answer.data if answer is not None else None)
+        if outcomes is None:  # not a list of outcomes: as if lost in transit
+            return Settled(lost=f"unreadable answer to {call.rpc}", retry_at=outbox.fail(batch, now))
+        rejections = outbox.settle(batch, outcomes, now)
+        answered = tuple(str(o.get("outcome")) for o in outcomes if o.get("code") not in LOCAL_CODES)
+    refused.note(batch, rejections)
+    theirs = tuple(r for r in rejections if r.code not in LOCAL_CODES)
+    return Settled(tuple(rejections), theirs, tuple(Outbox.guard_verdicts(theirs)), outcomes=answered)
