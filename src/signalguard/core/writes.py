@@ -232,9 +232,7 @@ class Settled:
     outcomes: tuple[str, ...] = ()
 
 
-def settle(
-    outbox: Outbox, refused: RefusedSignals, call: Call, answer: Answer | None, now: float
-) -> Settled:
+def settle(outbox: Outbox, refused: RefusedSignals, call: Call, answer: Answer | None, now: float) -> Settled:
     """Apply ``answer`` (None: no call was made, every entry was answered here) to the call's batch."""
     batch = call.batch
     if isinstance(answer, Lost):
