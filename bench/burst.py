@@ -88,6 +88,7 @@ def measure(traders: int = TRADERS, symbols: int = SYMBOLS, bursts: int = BURSTS
         for candle in candles:
             manager.prime(candle)
     manager.authorize(True, 1)
+    manager.drain()  # the streams to watch (StreamsChanged): not a burst's work
     times = []
     created = 0
     for candles in live:

@@ -18,6 +18,7 @@ from signalguard.core.engine import (
     SignalManager,
     SignalStatus,
     StatusChanged,
+    StreamsChanged,
     TradeClosed,
     TradeOpened,
     TraderFailed,
@@ -294,6 +295,7 @@ def test_unclosed_candles_are_ignored() -> None:
     m = SignalManager(USER)
     m.set_traders(records())
     m.authorize(True, 1)
+    m.drain()  # the streams to watch
     m.feed(Candle("BTCUSDT", "1m", START, 1, 1, 1, 1, 1, False))
     assert m.drain() == [] and m.matches == 0
 
@@ -303,9 +305,24 @@ def test_prime_signals_nothing(n: int) -> None:
     m = SignalManager(USER)
     m.set_traders(records())
     m.authorize(True, 1)
+    m.drain()  # the streams to watch
     for c in series("BTCUSDT", 300, n):
         m.prime(c)
     assert m.drain() == [] and m.matches == 0
+
+
+def test_the_streams_to_watch_are_drained_when_they_change() -> None:
+    m = SignalManager(USER)
+    needs = m.set_traders(records())
+    changed = m.drain()
+    assert changed == [StreamsChanged((("BTCUSDT", "1m"), ("ETHUSDT", "1m")), tuple(needs))]
+    assert needs and all(n.candles > 0 for n in needs)
+    # The same traders again: nothing changed, nothing to say.
+    m.set_traders(records())
+    assert m.drain() == []
+    # No traders: no streams.
+    m.set_traders([])
+    assert m.drain() == [StreamsChanged((), ())]
 
 
 def test_stored_rows_become_signals_to_adopt() -> None:

@@ -194,6 +194,7 @@ def manager(definition: dict[str, object], epoch: int | None = 5) -> SignalManag
     m = SignalManager(USER)
     m.set_traders([TraderRecord(TID, "Drop", definition)])
     m.authorize(epoch is not None, epoch)
+    m.drain()  # the streams to watch (StreamsChanged)
     return m
 
 

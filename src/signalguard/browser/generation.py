@@ -32,6 +32,7 @@ from signalguard.core.engine import (
     SignalCreated,
     SignalManager,
     StatusChanged,
+    StreamsChanged,
     TradeClosed,
     TradeOpened,
     TraderFailed,
@@ -101,7 +102,6 @@ class Generation:
         self._active = False
         # Market data waits for go(): its history requests would compete with the page's start.
         self._held = True
-        self._streams: list[tuple[str, str]] = []
         self._paused = False
         self._load_open = load_open
         self._load_trades = load_trades
@@ -114,6 +114,8 @@ class Generation:
         self._adopted: int | None = None
         #: Open signals adopted so far (shown nowhere; for tests and diagnostics).
         self.adopted = 0
+        #: Times the feed was (re)started or stopped for a change (for tests and diagnostics).
+        self.restarts = 0
         self._records: list[TraderRecord] = []
         self._stream_problems: dict[Stream, str] = {}
         #: Each trader's problem line, as this tab's feed sees it.
@@ -125,16 +127,10 @@ class Generation:
 
     def set_traders(self, traders: list[TraderRecord]) -> None:
         """Run these traders (the enabled ones); restart the feed if the streams changed."""
-        needs = self.manager.set_traders(traders)
+        self.manager.set_traders(traders)
         self._records = list(traders)
         self._problems_changed()
-        if self.feed is not None:
-            self.feed.need(needs)
-        self.drain()  # invalid definitions are reported at once
-        streams = [(n.symbol, n.interval) for n in self.manager.streams()]
-        if streams != self._streams or needs:
-            self._streams = streams
-            self._restart()
+        self.drain()  # the streams to watch (StreamsChanged), and invalid definitions at once
 
     def on_effects(self, effects: Effects) -> None:
         """The guard decided: generate (under its epoch) or not."""
@@ -213,14 +209,11 @@ class Generation:
         if self._epoch != epoch or book is None:
             return
         self._trades_read_at = self._wall()
-        before = self.manager.streams()
+        restarts = self.restarts
         self.manager.adopt_trades(book.open, book.traded)
-        self.drain()
-        if self.feed is not None and self._task is not None:
+        self.drain()  # a trade on a stream no trader watches restarts the feed (it fetches their candles)
+        if self.restarts == restarts and self.feed is not None and self._task is not None:
             await self.feed.fill_trades()  # trades older than the engine's candles
-        if self.manager.streams() != before:
-            self._streams = [(n.symbol, n.interval) for n in self.manager.streams()]
-            self._restart()  # a trade on a stream no trader watches still needs its candles
         if self._on_trades is not None:
             self._on_trades()
 
@@ -258,6 +251,7 @@ class Generation:
             self._task = None
 
     def _restart(self) -> None:
+        self.restarts += 1
         self._cancel()
         if not self._active or self._held:
             return
@@ -281,6 +275,10 @@ class Generation:
                     self._on_trader_failed(f"Signal generation paused: {exc}")
             elif isinstance(effect, TraderFailed):
                 self._on_trader_failed(f"Trader {effect.name} stopped ({effect.code}): {effect.message}")
+            elif isinstance(effect, StreamsChanged):
+                if self.feed is not None:
+                    self.feed.need(effect.needs)
+                self._restart()
         if self._paused and len(self.sync) < self.sync.outbox.max_entries // 2:
             self._paused = False  # resumes with the guard's next effects
         if traded and self._on_trades is not None:

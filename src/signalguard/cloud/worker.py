@@ -57,6 +57,7 @@ from signalguard.core.engine import (
     SignalCreated,
     SignalManager,
     StatusChanged,
+    StreamsChanged,
     TradeClosed,
     TradeOpened,
     TraderFailed,
@@ -352,18 +353,16 @@ class CloudWorker:
                 log.warning("could not re-read the open trades: %s", exc)
                 return
         held = {t.key for t in self.manager.open_trades()}
-        before = {(n.symbol, n.interval) for n in self.manager.streams()}
         self.manager.adopt_trades(book.open, book.traded)
         new = [t for t in book.open if t.key not in held]
         self.stats.trades_adopted += len(new)
         if new:
             log.info("managing %d open trade%s from the database", len(new), "" if len(new) == 1 else "s")
         self._trades_checked = self._clock()
-        self._route_effects()
-        if {(n.symbol, n.interval) for n in self.manager.streams()} != before:
-            self._streams_changed.set()  # a trade on a stream no trader watches still needs its candles
-        else:
-            await self.feed.fill_trades()  # trades older than the engine's candles (a new feed does it)
+        # A trade on a stream no trader watches restarts the feed (StreamsChanged), which fetches the
+        # candles it missed; otherwise they are fetched here.
+        if not self._route_effects():
+            await self.feed.fill_trades()
 
     def _authorize(self) -> None:
         """Tell the engine what the keeper says now, and wake up again at the keeper's deadline."""
@@ -419,21 +418,14 @@ class CloudWorker:
         key = sorted((r.id, r.name, json.dumps(r.definition, sort_keys=True), r.enabled) for r in records)
         if key == self._traders_key:
             return
-        before = {(n.symbol, n.interval) for n in self.manager.streams()}
-        needs = self.manager.set_traders(records)
+        self.manager.set_traders(records)
         self._traders_key = key
-        self.feed.need(needs)
         self._records = records
-        self._route_effects()
-        after = {(n.symbol, n.interval) for n in self.manager.streams()}
+        self._route_effects()  # the streams to watch (StreamsChanged) restart the feed
+        streams = len(self.manager.streams())
         log.info(
-            "traders: %d enabled, watching %d stream%s",
-            len(records),
-            len(after),
-            "" if len(after) == 1 else "s",
+            "traders: %d enabled, watching %d stream%s", len(records), streams, "" if streams == 1 else "s"
         )
-        if needs or after != before:
-            self._streams_changed.set()
 
     async def _traders_loop(self) -> None:
         while True:
@@ -461,14 +453,19 @@ class CloudWorker:
             if not feed.cancelled() and (exc := feed.exception()) is not None:
                 raise exc
 
-    def _route_effects(self) -> None:
-        """Move the engine's effects to the synchronizer (or the log)."""
+    def _route_effects(self) -> bool:
+        """Move the engine's effects to the synchronizer (or the log); True if the streams changed."""
+        changed = False
         for effect in self.manager.drain():
             if isinstance(effect, SignalCreated | TradeOpened | TradeClosed):
                 self.sync.add(effect)
                 self._write_soon.set()
             elif isinstance(effect, StatusChanged):
                 self.sync.add(effect)
+            elif isinstance(effect, StreamsChanged):
+                self.feed.need(effect.needs)
+                self._streams_changed.set()
+                changed = True
             elif isinstance(effect, TraderFailed):
                 log.warning(
                     "trader %s (%s) taken out of service: %s: %s",
@@ -477,6 +474,7 @@ class CloudWorker:
                     effect.code,
                     effect.message,
                 )
+        return changed
 
     # -- writes -----------------------------------------------------------------------------------
 

@@ -100,6 +100,7 @@ __all__ = [
     "SignalManager",
     "SignalStatus",
     "StatusChanged",
+    "StreamsChanged",
     "TradeClosed",
     "TradeOpened",
     "TraderFailed",
@@ -290,7 +291,21 @@ class TradeClosed:
         return self.trade.unrealised(self.exit.price)
 
 
-Effect = SignalCreated | StatusChanged | TradeOpened | TradeClosed | TraderFailed
+@dataclass(frozen=True, slots=True)
+class StreamsChanged:
+    """Watch these streams now (the traders or the open trades changed); prime ``needs`` first.
+
+    What the engine needs from the market is said here, with its other effects, rather than asked
+    for after each change: the host passes ``needs`` to the feed and restarts it on ``streams``.
+    """
+
+    #: Every (symbol, interval) the running traders and the open trades watch, sorted.
+    streams: tuple[tuple[str, str], ...]
+    #: Streams whose history must be fetched before their next live candle (new or changed traders).
+    needs: tuple[HistoryNeed, ...]
+
+
+Effect = SignalCreated | StatusChanged | TradeOpened | TradeClosed | TraderFailed | StreamsChanged
 
 
 @dataclass(frozen=True, slots=True)
@@ -343,6 +358,8 @@ class SignalManager:
     _window: CatchUp = field(default_factory=CatchUp)
     # While evaluating warm-up candles: emit only if the window's start is known.
     _historical: bool = False
+    # The streams last announced (StreamsChanged).
+    _announced: tuple[tuple[str, str], ...] = ()
     #: Signals the traders matched, emitted or not (the reference count for determinism checks).
     matches: int = 0
     #: Matches not emitted because their candle closed before the held window opened.
@@ -362,7 +379,9 @@ class SignalManager:
         """Run exactly these traders (enabled ones), keeping the state of those that did not change.
 
         Returns the streams whose history must be primed before their next live candle (new or
-        changed traders). An invalid definition is reported as :class:`TraderFailed` and skipped.
+        changed traders), which :meth:`drain` also reports (:class:`StreamsChanged`) whenever the
+        streams or the needs change. An invalid definition is reported as :class:`TraderFailed` and
+        skipped.
         """
         wanted = {t.id.lower(): t for t in traders if t.enabled}
         for tid in list(self._traders):
@@ -392,7 +411,16 @@ class SignalManager:
                 self._by_stream.setdefault(stream, []).append((running, state))
                 needs[stream] = max(needs.get(stream, 0), warm_up_candles(definition.history))
             self._traders[tid] = running
-        return [HistoryNeed(s, i, n) for (s, i), n in sorted(needs.items())]
+        primes = [HistoryNeed(s, i, n) for (s, i), n in sorted(needs.items())]
+        self._announce(primes)
+        return primes
+
+    def _announce(self, needs: Sequence[HistoryNeed] = ()) -> None:
+        """Report the streams to watch if they changed, or if some need their history."""
+        streams = tuple((n.symbol, n.interval) for n in self.streams())
+        if streams != self._announced or needs:
+            self._announced = streams
+            self._effects.append(StreamsChanged(streams, tuple(needs)))
 
     def _stop(self, trader_id: str) -> None:
         running = self._traders.pop(trader_id)
@@ -749,6 +777,7 @@ class SignalManager:
             running = self._traders.get(t.signal.trader_id)
             if running is not None and running.definition.trade is not None:
                 self._open_trade(t.signal, running)
+        self._announce()  # a trade on a stream no trader watches still needs its candles
 
     def close_trade(self, key: str) -> bool:
         """Close an open trade by hand at its stream's last closed price; False if it cannot be now."""

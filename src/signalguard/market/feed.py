@@ -90,7 +90,7 @@ class MarketFeed:
         self,
         market: MarketData,
         manager: SignalManager,
-        on_fed: Callable[[], None],
+        on_fed: Callable[[], object],
         *,
         on_state: StateCallback = _quiet,
         on_problems: ProblemsCallback = _quiet,
