@@ -38,18 +38,7 @@ from signalguard.browser.chart import (
 )
 from signalguard.browser.driver import GuardDriver
 from signalguard.browser.generation import Generation, StartTask
-from signalguard.browser.ports import (
-    Backend,
-    Clock,
-    HistoryItem,
-    KeyValueStore,
-    Spawn,
-    TabLocks,
-    Timers,
-    TraderItem,
-    User,
-    View,
-)
+from signalguard.browser.ports import Backend, HistoryItem, Spawn, TabLocks, Timers, TraderItem, User, View
 from signalguard.browser.sync import SignalSync
 from signalguard.browser.trades import (
     TRADE_VIEW_COLUMNS,
@@ -69,7 +58,7 @@ from signalguard.core.engine import (
     open_signals,
 )
 from signalguard.core.guard import Effects, Mode, WriteRefused
-from signalguard.core.outbox import JsonValue
+from signalguard.core.ports import Clock, JsonValue, KeyValueStore
 from signalguard.core.positions import TRADE_COLUMNS, TradeBook, trade_book
 from signalguard.core.traders import TraderDefinitionError, parse_trader
 from signalguard.market.feed import MarketData

@@ -25,7 +25,7 @@ import asyncio
 from collections.abc import Callable, Mapping
 from typing import Final
 
-from signalguard.browser.ports import ApiResult, Backend, Clock, Spawn, Timers
+from signalguard.browser.ports import ApiResult, Backend, Spawn, Timers
 from signalguard.core.backoff import BACKOFF
 from signalguard.core.codes import missing_schema
 from signalguard.core.guard import (
@@ -44,6 +44,7 @@ from signalguard.core.guard import (
     Tick,
     initial_effects,
 )
+from signalguard.core.ports import Clock
 
 #: The guard's clock tick.
 TICK_SECONDS: Final = 1.0

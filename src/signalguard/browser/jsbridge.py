@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Final
 
 from signalguard.browser.ports import ApiResult, User
+from signalguard.core.ports import JsonValue
 from signalguard.market.klines import MarketUnavailable, RestKlines
 
 if TYPE_CHECKING:
@@ -35,7 +36,6 @@ if TYPE_CHECKING:
         TimerScope,
         Worker,
     )
-    from signalguard.core.outbox import JsonValue
 
 _DUMPS: Final[Callable[[object], str]] = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
 

@@ -19,8 +19,6 @@ from signalguard.core.guard import Effects
 #: Run a coroutine in the background (the page's event loop); errors are reported, not raised. What
 #: the coroutine yields to the loop and is sent back is the loop's business: ``object`` for both.
 Spawn = Callable[[Coroutine[object, object, None]], None]
-#: Seconds on a monotonic clock (the page's ``performance.now()``).
-Clock = Callable[[], float]
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,18 +139,6 @@ class Timers(Protocol):
 
     def clear(self, name: str) -> None:
         """Cancel the timer of this name, if any."""
-        ...
-
-
-class KeyValueStore(Protocol):
-    """Strings kept across reloads (IndexedDB in the page)."""
-
-    async def get(self, key: str) -> str | None:
-        """The stored value, or None."""
-        ...
-
-    async def put(self, key: str, value: str) -> str | None:
-        """Store ``value`` durably; an error message, or None."""
         ...
 
 

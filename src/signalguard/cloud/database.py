@@ -43,7 +43,7 @@ from signalguard.core.engine import (
     signal_from_row,
 )
 from signalguard.core.guard import LeaseAnswer, ProtocolError
-from signalguard.core.outbox import JsonValue
+from signalguard.core.ports import JsonValue
 from signalguard.core.positions import TRADE_COLUMNS, TradeBook, trade_book
 
 __all__ = [

@@ -24,7 +24,7 @@ from signalguard.cloud.database import DatabaseRefused, DatabaseUnavailable
 from signalguard.core.candles import next_open_time
 from signalguard.core.engine import LeaseWindow, Signal, SignalStatus, TraderRecord, signal_key
 from signalguard.core.guard import LeaseAnswer
-from signalguard.core.outbox import JsonValue
+from signalguard.core.ports import JsonValue
 from signalguard.core.positions import Side, Trade, TradeBook
 from signalguard.market.testing import FakeMarketData, kline_event, kline_row
 

@@ -36,6 +36,7 @@ from typing import Final
 from signalguard.core.backoff import BACKOFF, Backoff
 from signalguard.core.candles import Candle, next_open_time
 from signalguard.core.engine import HistoryNeed, TraderRecord
+from signalguard.core.ports import Stream
 from signalguard.core.traders import TraderDefinitionError, parse_trader
 
 __all__ = [
@@ -56,9 +57,6 @@ __all__ = [
 STREAMS_PER_CONNECTION: Final = 200
 #: Longest problem line a trader gets (the database's limit).
 MAX_PROBLEM: Final = 300
-
-#: A market stream: (symbol, interval), e.g. ``("BTCUSDT", "1m")``.
-Stream = tuple[str, str]
 
 
 @dataclass(frozen=True, slots=True)

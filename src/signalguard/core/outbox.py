@@ -26,8 +26,7 @@ from typing import Final
 
 from signalguard.core.backoff import BACKOFF, Backoff
 from signalguard.core.codes import GuardError
-
-JsonValue = str | int | float | bool | None | list["JsonValue"] | dict[str, "JsonValue"]
+from signalguard.core.ports import JsonValue
 
 #: Format of :meth:`Outbox.to_json`; a stored outbox of another version is refused, not guessed at.
 FORMAT_VERSION: Final = 1

@@ -26,12 +26,12 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from signalguard.core.candles import Candle, next_open_time
+from signalguard.core.ports import Stream
 from signalguard.core.positions import Exit, ExitReason, Trade, exit_on
 
 #: Closed candles kept per stream to check an adopted trade against what it missed (2 h of 1m).
 RECENT_CANDLES: Final = 120
 
-Stream = tuple[str, str]
 #: A trade and the exit a rule (or the user) decided for it; the trade has left the book.
 Closing = tuple[Trade, Exit]
 

@@ -32,7 +32,8 @@ from typing import Final, cast
 
 from signalguard.core.codes import GuardError
 from signalguard.core.engine import SignalCreated, StatusChanged, TradeClosed, TradeOpened
-from signalguard.core.outbox import Batch, Entry, EntryKind, JsonValue, Outbox, Rejection
+from signalguard.core.outbox import Batch, Entry, EntryKind, Outbox, Rejection
+from signalguard.core.ports import JsonValue
 
 __all__ = [
     "LOCAL_CODES",

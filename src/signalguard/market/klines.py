@@ -11,11 +11,12 @@ here imports a platform module, so the page ships it with the core.
 from __future__ import annotations
 
 import json
-from typing import Final, Protocol
+from typing import Final
 
 from signalguard.core import safejson
 from signalguard.core.candles import Candle, MarketDataError, next_open_time, parse_rest_klines
 from signalguard.core.engine import SignalManager
+from signalguard.core.ports import KlineSource
 
 __all__ = [
     "MAX_LIMIT",
@@ -83,22 +84,6 @@ def http_refusal(symbol: str, interval: str, status: int, body: str) -> MarketUn
 def stream_name(symbol: str, interval: str) -> str:
     """Binance's kline stream name: ``btcusdt@kline_1m``."""
     return f"{symbol.lower()}@kline_{interval}"
-
-
-class KlineSource(Protocol):
-    """One ``GET /api/v3/klines`` request."""
-
-    async def klines(
-        self,
-        symbol: str,
-        interval: str,
-        *,
-        limit: int,
-        start_time: int | None = None,
-        end_time: int | None = None,
-    ) -> object:
-        """The decoded answer (a list of rows); raise :class:`MarketUnavailable`."""
-        ...
 
 
 def klines_params(
