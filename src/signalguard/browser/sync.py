@@ -29,9 +29,10 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Final
 
-from signalguard.browser.ports import ApiResult, Backend, Clock, KeyValueStore, Spawn, Timers
+from signalguard.browser.ports import ApiResult, Backend, Spawn, Timers
 from signalguard.core.codes import GuardError
-from signalguard.core.outbox import Batch, Entry, EntryKind, JsonValue, Outbox, OutboxFormatError
+from signalguard.core.outbox import Batch, Entry, EntryKind, Outbox, OutboxFormatError
+from signalguard.core.ports import Clock, JsonValue, KeyValueStore
 from signalguard.core.writes import (
     Answer,
     Answered,
@@ -187,8 +188,10 @@ class SignalSync:
                 if not self._loaded:
                     await self._load()
                 while self._active:
-                    if self._dirty:
-                        await self._save()  # write-through: stored before it is sent
+                    # Write-through: stored before it is sent, including what was added while the
+                    # last save was in flight (its snapshot was taken when it started).
+                    while self._dirty:
+                        await self._save()
                     batch = self.outbox.take(self._clock(), MAX_BATCH)
                     if batch is None:
                         break

@@ -17,15 +17,15 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Sequence
-from typing import Protocol, TypeVar
+from collections.abc import Callable, Coroutine, Iterable, Sequence
+from typing import TypeVar
 
 from signalguard.core.backoff import BACKOFF, Backoff
 from signalguard.core.candles import Candle, KlineParser
 from signalguard.core.engine import HistoryNeed, SignalManager
-from signalguard.core.feed import STREAMS_PER_CONNECTION, FeedPlanner, LiveAction, Stream
+from signalguard.core.feed import STREAMS_PER_CONNECTION, FeedPlanner, LiveAction
+from signalguard.core.ports import MarketData, Stream
 from signalguard.market.klines import (
-    KlineSource,
     MarketUnavailable,
     fetch_history,
     fetch_range,
@@ -41,20 +41,6 @@ log = logging.getLogger("signalguard.market.feed")
 StateCallback = Callable[[str, str], None]
 #: ``on_problems(problems)``: the streams that failed alone, each with its plain reason.
 ProblemsCallback = Callable[[dict[Stream, str]], None]
-
-
-class MarketData(KlineSource, Protocol):
-    """Binance's kline REST API and combined kline stream: what the feed needs from an exchange."""
-
-    def stream(
-        self, names: Sequence[str]
-    ) -> contextlib.AbstractAsyncContextManager[AsyncIterator[str | bytes]]:
-        """The combined stream of ``names``: the messages as received.
-
-        Connecting and receiving raise :class:`MarketUnavailable`; the iterator ends when the exchange
-        closes the stream normally.
-        """
-        ...
 
 
 def _quiet(*_: object) -> None:
@@ -112,6 +98,7 @@ class MarketFeed:
         self._wall = wall
         self._gate = asyncio.Semaphore(max(1, rest_concurrency))
         self.planner = FeedPlanner(backoff=backoff)
+        self._refusal = asyncio.Event()
         self.parser = KlineParser()
         #: Stream connections opened.
         self.connections = 0
@@ -206,6 +193,7 @@ class MarketFeed:
             if not exc.refused:
                 raise
             failure = self.planner.refused(stream, str(exc), self._wall())
+            self._refusal.set()
             # Info, not a warning: the trader's row says it (a page logs warnings as console errors),
             # and a stream refused for good is retried every few seconds.
             log.log(
@@ -223,7 +211,11 @@ class MarketFeed:
         """Try each failed stream again when the planner says; one served again regroups the feed."""
         while True:
             at = self.planner.next_retry()
-            await asyncio.sleep(60.0 if at is None else max(0.0, at - self._wall()))
+            # Woken early by a new refusal: its retry may be due before anything known now.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(None if at is None else max(0.0, at - self._wall())):
+                    await self._refusal.wait()
+            self._refusal.clear()
             for stream in self.planner.due(self._wall()):
                 try:
                     served = await self._ask(stream, 1) is not None
