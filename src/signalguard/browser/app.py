@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Coroutine, Mapping
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Final
 
 from signalguard.browser.chart import (
     CHART_CANDLES,
@@ -246,7 +246,7 @@ class Coalesced:
     writes must not become a burst of reads.
     """
 
-    def __init__(self, step: Callable[[], Coroutine[Any, Any, bool]], spawn: Spawn) -> None:
+    def __init__(self, step: Callable[[], Coroutine[object, object, bool]], spawn: Spawn) -> None:
         """``step`` reads and draws once; it returns False to stop (the user signed out meanwhile)."""
         self._step = step
         self._spawn = spawn

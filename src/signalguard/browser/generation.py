@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Coroutine
-from typing import Any
 
 from signalguard.browser.sync import SignalSync
 from signalguard.core.engine import (
@@ -41,17 +40,16 @@ from signalguard.core.engine import (
 from signalguard.core.feed import ProblemReporter, Stream, trader_problems
 from signalguard.core.guard import Effects
 from signalguard.core.outbox import OutboxFull
+from signalguard.core.ports import ReportProblems
 from signalguard.core.positions import TradeBook
 from signalguard.market.feed import MarketData, MarketFeed
 
 #: ``start_task(coroutine)`` runs it on the page's loop and returns its task (so it can be cancelled).
-StartTask = Callable[[Coroutine[Any, Any, None]], "asyncio.Future[None]"]
+StartTask = Callable[[Coroutine[object, object, None]], "asyncio.Future[None]"]
 #: Reads the user's open signals, oldest first; None when the read failed (it is tried again).
-LoadOpen = Callable[[], Coroutine[Any, Any, "list[Signal] | None"]]
+LoadOpen = Callable[[], Coroutine[object, object, "list[Signal] | None"]]
 #: Reads the user's open trades and which open signals are traded; None when the read failed.
-LoadTrades = Callable[[], Coroutine[Any, Any, "TradeBook | None"]]
-#: Sends ``report_trader_problems(epoch, problems)``; whether the database stored it.
-ReportProblems = Callable[[int, dict[str, str | None]], Coroutine[Any, Any, bool]]
+LoadTrades = Callable[[], Coroutine[object, object, "TradeBook | None"]]
 #: Seconds between re-reads of the open trades while this tab is the executor.
 TRADES_RECHECK = 30.0
 
