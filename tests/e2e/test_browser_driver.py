@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Coroutine
 from typing import Any
 
 from signalguard.browser.driver import CALL_TIMER, TICK_TIMER, GuardDriver
 from signalguard.browser.ports import ApiError, ApiResult
+from signalguard.browser.testing import FakeBackend, FakeTimers
 from signalguard.core.codes import REQUIRED_SCHEMA
 from signalguard.core.guard import Effects, Mode, TabLock
 
@@ -29,41 +30,6 @@ def status(
     }
 
 
-class FakeTimers:
-    def __init__(self) -> None:
-        self.armed: dict[str, tuple[float, Callable[[], None]]] = {}
-
-    def set(self, name: str, seconds: float, callback: Callable[[], None]) -> None:
-        self.armed[name] = (seconds, callback)
-
-    def every(self, name: str, seconds: float, callback: Callable[[], None]) -> None:
-        self.armed[name] = (seconds, callback)
-
-    def clear(self, name: str) -> None:
-        self.armed.pop(name, None)
-
-
-class FakeBackend:
-    def __init__(self, answers: Mapping[str, list[ApiResult]]) -> None:
-        self.answers = {k: list(v) for k, v in answers.items()}
-        self.calls: list[tuple[str, dict[str, object]]] = []
-        self.gate: asyncio.Event | None = None
-        self.unload_calls: list[str] = []
-
-    async def rpc(self, name: str, args: Mapping[str, object]) -> ApiResult:
-        self.calls.append((name, dict(args)))
-        if self.gate is not None:
-            await self.gate.wait()
-        queue = self.answers.get(name)
-        if not queue:
-            return ApiResult(None, ApiError("no answer", "NETWORK"), 0)
-        return queue.pop(0) if len(queue) > 1 else queue[0]
-
-    def rpc_on_unload(self, name: str, args: Mapping[str, object]) -> bool:
-        self.unload_calls.append(name)
-        return True
-
-
 def ok(data: object) -> ApiResult:
     return ApiResult(data, None, 200)
 
@@ -76,7 +42,7 @@ class Rig:
         self.effects: list[Effects] = []
         self.tasks: list[asyncio.Task[None]] = []
         self.driver = GuardDriver(
-            backend,  # type: ignore[arg-type]
+            backend,
             self.timers,
             lambda: self.now,
             self.spawn,
