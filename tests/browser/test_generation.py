@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
-
 from signalguard.browser.generation import TRADES_RECHECK, Generation
 from signalguard.browser.sync import PUMP_TIMER
 from signalguard.browser.testing import FakeClock, FakeMarketData, FakeTab, ok, on_loop
@@ -319,11 +317,6 @@ async def test_open_signals_read_for_an_epoch_that_moved_on_are_not_adopted() ->
     assert (rig.loads, rig.trade_loads, rig.gen.adopted) == (2, 1, 1)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Generation._adopt leaves _adopted set when the epoch moved during the read: the same epoch "
-    "coming back is never adopted",
-)
 @on_loop
 async def test_an_epoch_that_comes_back_after_a_pause_during_the_read_is_adopted() -> None:
     rig = Rig(None)
@@ -440,10 +433,6 @@ async def test_a_full_outbox_pauses_generation_until_it_drains_below_half() -> N
     assert gen.manager.may_generate
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Generation.drain drops the write that met OutboxFull (and every later one of that drain)",
-)
 @on_loop
 async def test_the_write_that_meets_a_full_outbox_is_not_lost() -> None:
     rig = Rig(None)

@@ -42,6 +42,7 @@ from signalguard.core.guard import Effects
 from signalguard.core.outbox import OutboxFull
 from signalguard.core.ports import ReportProblems
 from signalguard.core.positions import TradeBook
+from signalguard.core.writes import Write
 from signalguard.market.feed import MarketData, MarketFeed
 
 #: ``start_task(coroutine)`` runs it on the page's loop and returns its task (so it can be cancelled).
@@ -112,6 +113,8 @@ class Generation:
         self._adopted: int | None = None
         #: Open signals adopted so far (shown nowhere; for tests and diagnostics).
         self.adopted = 0
+        # Writes the outbox could not take yet (it was full), oldest first: offered again first.
+        self._unsent: list[Write] = []
         #: Times the feed was (re)started or stopped for a change (for tests and diagnostics).
         self.restarts = 0
         self._records: list[TraderRecord] = []
@@ -135,6 +138,9 @@ class Generation:
         self.manager.authorize(effects.may_generate and not self._paused, effects.epoch, effects.since_us)
         self.sync.set_live_epoch(effects.epoch if effects.may_generate else None)
         self._epoch = effects.epoch if effects.may_generate else None
+        if self._epoch is None:
+            # The engine forgot its signals and trades: the same epoch coming back adopts them again.
+            self._adopted = None
         if self._epoch is not None and self._epoch != self._adopted and self._load_open is not None:
             self._adopted = self._epoch
             self._start_task(self._adopt(self._epoch))
@@ -261,23 +267,33 @@ class Generation:
     def drain(self) -> None:
         """Take the engine's effects: signals and status changes to the outbox, failures to the user."""
         traded = False
-        for effect in self.manager.drain():
+        waiting, self._unsent = self._unsent, []
+        for effect in [*waiting, *self.manager.drain()]:
             traded = traded or isinstance(effect, TradeOpened | TradeClosed)
             if isinstance(effect, SignalCreated | StatusChanged | TradeOpened | TradeClosed):
-                try:
-                    self.sync.add(effect)
-                except OutboxFull as exc:
-                    # Never forget a write: stop creating new ones until the outbox drains.
-                    self._paused = True
-                    self.manager.authorize(False, None)
-                    self._on_trader_failed(f"Signal generation paused: {exc}")
+                self._write(effect)
             elif isinstance(effect, TraderFailed):
                 self._on_trader_failed(f"Trader {effect.name} stopped ({effect.code}): {effect.message}")
             elif isinstance(effect, StreamsChanged):
                 if self.feed is not None:
                     self.feed.need(effect.needs)
                 self._restart()
-        if self._paused and len(self.sync) < self.sync.outbox.max_entries // 2:
+        if self._paused and not self._unsent and len(self.sync) < self.sync.outbox.max_entries // 2:
             self._paused = False  # resumes with the guard's next effects
         if traded and self._on_trades is not None:
             self._on_trades()
+
+    def _write(self, effect: Write) -> None:
+        """To the outbox; a write it cannot take yet waits here, and so does every later one (order)."""
+        if self._unsent:
+            self._unsent.append(effect)
+            return
+        try:
+            self.sync.add(effect)
+        except OutboxFull as exc:
+            # Never forget a write: keep it, and stop creating new ones until the outbox drains.
+            self._unsent.append(effect)
+            if not self._paused:
+                self._paused = True
+                self.manager.authorize(False, None)
+                self._on_trader_failed(f"Signal generation paused: {exc}")
