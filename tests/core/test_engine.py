@@ -593,3 +593,29 @@ def test_a_warm_up_that_only_primes_still_releases_the_trades_it_covers() -> Non
     closed = [e for e in m.drain() if isinstance(e, TradeClosed)]
     assert [(c.trade.key, c.exit.time) for c in closed] == [("k", START + 2 * MINUTE)]
     assert m.open_trades() == [] and m.trade_history_needs() == []
+
+
+def test_a_drain_is_sorted_by_who_takes_each_effect() -> None:
+    from signalguard.core.engine import (
+        Drained,
+        HistoryNeed,
+        Signal,
+        SignalCreated,
+        TraderFailed,
+        sort_effects,
+    )
+
+    signal = Signal("k", "t", "BTCUSDT", "1m", 0, 1.0, ("RSI(14) < 30",), 1)
+    first = StreamsChanged((("BTCUSDT", "1m"),), (HistoryNeed("BTCUSDT", "1m", 10),))
+    second = StreamsChanged((("BTCUSDT", "1m"), ("ETHUSDT", "1m")), (HistoryNeed("ETHUSDT", "1m", 20),))
+    failed = TraderFailed("t2", "Bad", "invalid_definition", "conditions: required")
+    change = StatusChanged("k", SignalStatus.NEW, SignalStatus.ACTIVE, 1)
+    drained = sort_effects([first, SignalCreated(signal), failed, change, second])
+    assert drained.writes == (SignalCreated(signal), change)
+    assert drained.failed == (failed,)
+    # The latest streams, with every need of the drain.
+    assert drained.streams == StreamsChanged(second.streams, (*first.needs, *second.needs))
+    assert drained.new_rows and not drained.traded
+    only_status = sort_effects([change])
+    assert not only_status.new_rows and only_status.streams is None
+    assert sort_effects([]) == Drained()

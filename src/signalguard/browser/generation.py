@@ -28,21 +28,18 @@ from collections.abc import Callable, Coroutine
 from signalguard.browser.sync import SignalSync
 from signalguard.core.engine import (
     Signal,
-    SignalCreated,
     SignalManager,
-    StatusChanged,
-    StreamsChanged,
     TradeClosed,
     TradeOpened,
-    TraderFailed,
     TraderRecord,
+    Write,
+    sort_effects,
 )
 from signalguard.core.feed import ProblemReporter, Stream, trader_problems
 from signalguard.core.guard import Effects
 from signalguard.core.outbox import OutboxFull
 from signalguard.core.ports import ReportProblems
 from signalguard.core.positions import TradeBook
-from signalguard.core.writes import Write
 from signalguard.market.feed import MarketData, MarketFeed
 
 #: ``start_task(coroutine)`` runs it on the page's loop and returns its task (so it can be cancelled).
@@ -265,22 +262,21 @@ class Generation:
         self._task = self._start_task(self.feed.run())
 
     def drain(self) -> None:
-        """Take the engine's effects: signals and status changes to the outbox, failures to the user."""
-        traded = False
+        """Take the engine's effects: writes to the outbox, streams to the feed, failures to the user."""
         waiting, self._unsent = self._unsent, []
-        for effect in [*waiting, *self.manager.drain()]:
-            traded = traded or isinstance(effect, TradeOpened | TradeClosed)
-            if isinstance(effect, SignalCreated | StatusChanged | TradeOpened | TradeClosed):
-                self._write(effect)
-            elif isinstance(effect, TraderFailed):
-                self._on_trader_failed(f"Trader {effect.name} stopped ({effect.code}): {effect.message}")
-            elif isinstance(effect, StreamsChanged):
-                if self.feed is not None:
-                    self.feed.need(effect.needs)
-                self._restart()
+        drained = sort_effects(self.manager.drain())
+        writes = (*waiting, *drained.writes)
+        for write in writes:
+            self._write(write)
+        for failed in drained.failed:
+            self._on_trader_failed(f"Trader {failed.name} stopped ({failed.code}): {failed.message}")
+        if drained.streams is not None:
+            if self.feed is not None:
+                self.feed.need(drained.streams.needs)
+            self._restart()
         if self._paused and not self._unsent and len(self.sync) < self.sync.outbox.max_entries // 2:
             self._paused = False  # resumes with the guard's next effects
-        if traded and self._on_trades is not None:
+        if self._on_trades is not None and any(isinstance(w, TradeOpened | TradeClosed) for w in writes):
             self._on_trades()
 
     def _write(self, effect: Write) -> None:

@@ -52,17 +52,7 @@ from signalguard.cloud.database import (
 from signalguard.cloud.market import BinanceMarketData, MarketData
 from signalguard.cloud.sync import FlushReport, StateSynchronizer
 from signalguard.core.codes import GuardError
-from signalguard.core.engine import (
-    LeaseWindow,
-    SignalCreated,
-    SignalManager,
-    StatusChanged,
-    StreamsChanged,
-    TradeClosed,
-    TradeOpened,
-    TraderFailed,
-    TraderRecord,
-)
+from signalguard.core.engine import LeaseWindow, SignalManager, TraderRecord, sort_effects
 from signalguard.core.feed import ProblemReporter, Stream, trader_problems
 from signalguard.core.lease import LeaseKeeper
 from signalguard.core.outbox import Rejection
@@ -455,26 +445,24 @@ class CloudWorker:
 
     def _route_effects(self) -> bool:
         """Move the engine's effects to the synchronizer (or the log); True if the streams changed."""
-        changed = False
-        for effect in self.manager.drain():
-            if isinstance(effect, SignalCreated | TradeOpened | TradeClosed):
-                self.sync.add(effect)
-                self._write_soon.set()
-            elif isinstance(effect, StatusChanged):
-                self.sync.add(effect)
-            elif isinstance(effect, StreamsChanged):
-                self.feed.need(effect.needs)
-                self._streams_changed.set()
-                changed = True
-            elif isinstance(effect, TraderFailed):
-                log.warning(
-                    "trader %s (%s) taken out of service: %s: %s",
-                    effect.trader_id,
-                    effect.name,
-                    effect.code,
-                    effect.message,
-                )
-        return changed
+        drained = sort_effects(self.manager.drain())
+        for write in drained.writes:
+            self.sync.add(write)
+        if drained.new_rows:
+            self._write_soon.set()
+        for failed in drained.failed:
+            log.warning(
+                "trader %s (%s) taken out of service: %s: %s",
+                failed.trader_id,
+                failed.name,
+                failed.code,
+                failed.message,
+            )
+        if drained.streams is None:
+            return False
+        self.feed.need(drained.streams.needs)
+        self._streams_changed.set()
+        return True
 
     # -- writes -----------------------------------------------------------------------------------
 

@@ -91,6 +91,7 @@ __all__ = [
     "SIGNAL_COLUMNS",
     "TERMINAL",
     "CandleRange",
+    "Drained",
     "Effect",
     "HistoryNeed",
     "LeaseWindow",
@@ -105,9 +106,11 @@ __all__ = [
     "TradeOpened",
     "TraderFailed",
     "TraderRecord",
+    "Write",
     "open_signals",
     "signal_from_row",
     "signal_key",
+    "sort_effects",
 ]
 
 
@@ -306,6 +309,49 @@ class StreamsChanged:
 
 
 Effect = SignalCreated | StatusChanged | TradeOpened | TradeClosed | TraderFailed | StreamsChanged
+#: What the engine asks to be written (the outbox's intake).
+Write = SignalCreated | StatusChanged | TradeOpened | TradeClosed
+
+
+@dataclass(frozen=True, slots=True)
+class Drained:
+    """One drain's effects sorted by who takes them: the outbox, the feed, the user (or the log).
+
+    Both hosts route the same effects the same way; only what they do with each part differs.
+    """
+
+    #: For the outbox, in the engine's order.
+    writes: tuple[Write, ...] = ()
+    #: Traders taken out of service.
+    failed: tuple[TraderFailed, ...] = ()
+    #: The streams to watch, if they changed (the latest, with every need of the drain).
+    streams: StreamsChanged | None = None
+
+    @property
+    def traded(self) -> bool:
+        """Whether a paper trade was opened or closed."""
+        return any(isinstance(w, TradeOpened | TradeClosed) for w in self.writes)
+
+    @property
+    def new_rows(self) -> bool:
+        """Whether a signal or a trade is new or closed (written soon; status changes can wait)."""
+        return any(not isinstance(w, StatusChanged) for w in self.writes)
+
+
+def sort_effects(effects: Iterable[Effect]) -> Drained:
+    """Sort what :meth:`SignalManager.drain` returned (see :class:`Drained`)."""
+    writes: list[Write] = []
+    failed: list[TraderFailed] = []
+    streams: StreamsChanged | None = None
+    for effect in effects:
+        if isinstance(effect, TraderFailed):
+            failed.append(effect)
+        elif isinstance(effect, StreamsChanged):
+            needs = (*streams.needs, *effect.needs) if streams is not None else effect.needs
+            streams = StreamsChanged(effect.streams, needs)
+        else:
+            writes.append(effect)
+    return Drained(tuple(writes), tuple(failed), streams)
 
 
 @dataclass(frozen=True, slots=True)

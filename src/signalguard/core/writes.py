@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import Final, cast
 
 from signalguard.core.codes import GuardError
-from signalguard.core.engine import SignalCreated, StatusChanged, TradeClosed, TradeOpened
+from signalguard.core.engine import SignalCreated, TradeClosed, TradeOpened, Write
 from signalguard.core.outbox import Batch, Entry, EntryKind, Outbox, Rejection
 from signalguard.core.ports import JsonValue
 
@@ -52,8 +52,6 @@ __all__ = [
     "settle",
 ]
 
-#: What the engine asks to be written.
-Write = SignalCreated | StatusChanged | TradeOpened | TradeClosed
 
 #: Answered here: the writer holds no live lease for a write that needs one.
 NOT_EXECUTOR: Final = "not_executor"
