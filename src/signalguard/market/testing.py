@@ -106,6 +106,11 @@ class FakeMarketData(RestKlines):
             message = kline_event(message)
         self._queue.put_nowait(message if isinstance(message, str) else json.dumps(message))
 
+    def close(self) -> None:
+        """End the open stream normally (the exchange closed it; the client's iterator ends)."""
+        if self._queue is not None:
+            self._queue.put_nowait(None)
+
     def drop(self, error: str = "connection reset") -> None:
         """Break the open stream (the client sees :class:`MarketUnavailable`)."""
         if self._queue is not None:
