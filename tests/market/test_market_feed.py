@@ -525,8 +525,8 @@ async def test_malformed_messages_are_counted_and_dropped() -> None:
         await rig.live(candle(BTC, HISTORY))
         assert rig.feed.parser.rejected == 2
         assert rig.feed.candles == 1
-        assert rig.feed.describe() == "1 stream, 1 candles, 2 malformed messages dropped"
-        assert rig.state == ("live", "Market data live: 1 stream, 1 candles, 2 malformed messages dropped.")
+        assert rig.feed.describe() == "1 stream, 1 candle, 2 malformed messages dropped"
+        assert rig.state == ("live", "Market data live: 1 stream, 1 candle, 2 malformed messages dropped.")
         assert rig.feed.connections == 1  # a malformed message does not fail the connection
 
 

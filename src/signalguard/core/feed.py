@@ -259,7 +259,8 @@ class FeedPlanner:
     def describe(self, rejected: int = 0) -> str:
         """One line: streams, candles, failed streams, dropped messages."""
         streams = len(self._watched)
-        text = f"{streams} stream{'' if streams == 1 else 's'}, {self.candles} candle{'' if self.candles == 1 else 's'}"
+        candles = self.candles
+        text = f"{streams} stream{'' if streams == 1 else 's'}, {candles} candle{'' if candles == 1 else 's'}"
         if self._failed:
             names = ", ".join(f"{s} {i}" for s, i in sorted(self._failed))
             n = len(self._failed)
