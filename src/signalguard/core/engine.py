@@ -577,10 +577,10 @@ class SignalManager:
         if not candle.closed:
             return
         stream = (candle.symbol, candle.interval)
-        self._trades.remember(candle)
-        self._release_covered(stream)
-        if self.may_generate:
-            self._closed(self._trades.on_candle(candle))
+        if self._trades.remember(candle):
+            self._release_covered(stream)
+            if self.may_generate:
+                self._closed(self._trades.on_candle(candle))
         pool = self._pools.get(stream)
         if pool is None:
             return
@@ -596,15 +596,17 @@ class SignalManager:
         if not signalling:
             return
         self.matches += len(signalling)
-        if not self._window.may_emit(historical=self._historical):
-            self._window.keep(candle, tuple((self._owner[s].record.id.lower(), lb) for s, lb in signalling))
+        window = self._window
+        if not window.may_emit(historical=self._historical):
+            window.keep(candle, tuple((self._owner[s].record.id.lower(), lb) for s, lb in signalling))
             return
-        epoch = self._window.epoch_at(candle)
+        epoch = window.epoch_at(candle)
         if epoch is None:
             self.before_window += len(signalling)  # the database would refuse it (SG002)
             return
+        live = window.epoch  # read once: this loop is the burst's hot path
         for state, labels in signalling:
-            if self._emit(candle, self._owner[state], labels, epoch) and epoch != self._epoch:
+            if self._emit(candle, self._owner[state], labels, epoch) and epoch != live:
                 self.caught_up_earlier += 1
 
     def _emit(self, candle: Candle, running: _Running, labels: tuple[str, ...], epoch: int) -> bool:
@@ -613,7 +615,6 @@ class SignalManager:
         The signal carries ``epoch``, the live epoch or an earlier window's (see :meth:`authorize`); a
         trade always opens under the live epoch, which the database checks when it is written.
         """
-        assert self._epoch is not None
         tid = running.record.id.lower()
         key = signal_key(self.user_id, tid, candle.symbol, candle.interval, candle.open_time)
         if key in self._tracked:
@@ -701,12 +702,10 @@ class SignalManager:
         return self._move(key, Lifecycle.CLOSE)
 
     def _advance_lifecycle(self, candle: Candle) -> None:
-        if not self.may_generate:
-            return
         stream = (candle.symbol, candle.interval)
         aged = self._by_age.get(stream)
         fresh = self._fresh.get(stream)
-        if not aged and not fresh:
+        if (not aged and not fresh) or not self.may_generate:
             return
         index = candle_index(candle.interval, candle.open_time)
         oldest_alive = index - self.expire_after_candles
@@ -730,8 +729,9 @@ class SignalManager:
         new = LIFECYCLE.get((t.status, what))
         if new is None:
             return False
-        assert self._epoch is not None  # only the executor moves statuses
-        self._effects.append(StatusChanged(key, t.status, new, self._epoch))
+        epoch = self._epoch
+        assert epoch is not None  # only the executor moves statuses
+        self._effects.append(StatusChanged(key, t.status, new, epoch))
         t.status = new
         if new in TERMINAL:
             self._untrack(key)

@@ -56,14 +56,19 @@ class OpenTrades:
     _waiting: dict[Stream, dict[str, Trade]] = field(default_factory=dict)
     _recent: dict[Stream, deque[Candle]] = field(default_factory=dict)
 
-    def remember(self, candle: Candle) -> None:
-        """Keep a closed candle as its stream's newest (an older or repeated one is ignored)."""
+    def remember(self, candle: Candle) -> bool:
+        """Keep a closed candle as its stream's newest (an older or repeated one is ignored).
+
+        Returns whether the stream has trades, open or waiting: the engine's hot path asks nothing
+        more of a stream without any (one call per candle, as the burst benchmark measures).
+        """
         stream = (candle.symbol, candle.interval)
         recent = self._recent.get(stream)
         if recent is None:
             recent = self._recent[stream] = deque(maxlen=RECENT_CANDLES)
         if not recent or candle.open_time > recent[-1].open_time:
             recent.append(candle)
+        return stream in self._open or stream in self._waiting
 
     def hold(self, trade: Trade) -> list[Closing]:
         """Manage ``trade`` from now on, checking it first against the recent candles it missed.
