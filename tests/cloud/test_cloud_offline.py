@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -35,6 +34,7 @@ from signalguard.core.engine import (
 )
 from signalguard.core.guard import LeaseAnswer
 from signalguard.market.feed import MarketFeed
+from signalguard.market.testing import eventually
 from signalguard.replay.reference import candles_of, run_reference
 from signalguard.replay.synthetic import generate
 
@@ -82,17 +82,6 @@ class FakeClock:
 
 def config() -> WorkerConfig:
     return WorkerConfig("http://127.0.0.1:1", "anon", "a.b.c", OWNER, MACHINE, "http://127.0.0.1:2", "ws://x")
-
-
-async def eventually(check: Callable[[], Any], timeout: float = 5.0, what: str = "the condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)
 
 
 class Rig:

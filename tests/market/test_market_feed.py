@@ -22,7 +22,7 @@ from signalguard.core.candles import Candle
 from signalguard.core.engine import SignalManager, TraderRecord
 from signalguard.core.feed import Stream
 from signalguard.market.feed import MarketFeed
-from signalguard.market.testing import FakeMarketData, kline_event
+from signalguard.market.testing import FakeMarketData, eventually, kline_event
 
 M = 60_000
 H = 3_600_000
@@ -166,17 +166,6 @@ class Rig:
         for c in candles:
             self.market.send(c)
         await eventually(lambda: self.feed.candles >= before + len(candles), what=f"{len(candles)} fed")
-
-
-async def eventually(check: Callable[[], Any], timeout: float = 2.0, what: str = "the condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.005)
 
 
 async def settle() -> None:

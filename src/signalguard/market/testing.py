@@ -11,14 +11,32 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from signalguard.core.candles import Candle, next_open_time
 from signalguard.market.klines import MarketUnavailable, RestKlines, stream_name
 
-__all__ = ["FakeMarketData", "kline_event", "kline_row"]
+__all__ = ["FakeMarketData", "eventually", "kline_event", "kline_row"]
+
+
+async def eventually(
+    check: Callable[[], object], timeout: float = 5.0, what: str = "the condition"
+) -> object:
+    """Poll ``check`` on the running loop until it returns something true (returned), or fail.
+
+    The feed and the worker run as tasks: a test waits for what they do instead of sleeping.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.005)
 
 
 def kline_row(candle: Candle) -> list[object]:
