@@ -17,6 +17,7 @@ LEASE_MIGRATION = "20251003060300_execution_lease.sql"
 STATUS_MIGRATION = "20251003060500_update_signal_statuses.sql"
 TRADES_MIGRATION = "20251003060600_trades.sql"
 HARDENING_MIGRATION = "20251003060800_write_hardening.sql"
+STREAMS_MIGRATION = "20251003060900_trader_streams.sql"
 
 pytestmark = pytest.mark.stack
 
@@ -45,8 +46,9 @@ def test_missing_lease_migration_is_named_and_nothing_is_generated(
         expect(message).to_contain_text(STATUS_MIGRATION)
         expect(message).to_contain_text(TRADES_MIGRATION)
         expect(message).to_contain_text(HARDENING_MIGRATION)
+        expect(message).to_contain_text(STREAMS_MIGRATION)
         # One message, naming the missing migrations and nothing else.
-        assert message.inner_text().count("supabase/migrations/") == 4
+        assert message.inner_text().count("supabase/migrations/") == 5
         # The summary's function is missing too: it says which migration brings it, without calling it.
         expect(tab.page.get_by_test_id("summary-note")).to_contain_text(
             "20251003060400_signal_summary.sql", timeout=20_000

@@ -112,6 +112,7 @@ SUMMARY_AFTER_CHANGE_SECONDS: Final = 3.0
 SUMMARY_COMPONENT: Final = next(c for c in OPTIONAL_SCHEMA if c.name == "signal_summary")
 SUMMARY_NEEDS: Final = f"This summary needs supabase/migrations/{SUMMARY_COMPONENT.migration}."
 TRADES_COMPONENT: Final = next(c for c in REQUIRED_SCHEMA if c.name == "trades")
+PROBLEMS_COMPONENT: Final = next(c for c in REQUIRED_SCHEMA if c.name == "trader_streams")
 TRADES_NEEDS: Final = f"Paper trades need supabase/migrations/{TRADES_COMPONENT.migration}."
 
 
@@ -417,6 +418,9 @@ class App:
         return result.error is None
 
     async def _read_problems(self) -> None:
+        components = self.driver.components if self.driver is not None else None
+        if components is None or not has_component(components, PROBLEMS_COMPONENT):
+            return  # a database without the table: the schema message says what to apply (no 404)
         result = await self.backend.select("trader_problems", "trader_id,problem,source")
         if result.error is None and self.user is not None:
             stored = problem_lines(result.data)
