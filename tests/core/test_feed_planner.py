@@ -572,3 +572,11 @@ def test_problem_reporter_forgets_what_it_sent_under_an_earlier_epoch() -> None:
     assert now == {"aaaa": None}
     reporter.sent(now, 4)
     assert reporter.plan({}, ["aaaa"], 4) == {}  # nothing of epoch 3 to clear under epoch 4
+
+
+def test_a_failed_stream_is_retried_with_what_its_catch_up_asks() -> None:
+    p = FeedPlanner()
+    p.watch([("BTCUSDT", "1m"), ("ETHUSDT", "1m")])
+    p.need([HistoryNeed("BTCUSDT", "1m", 62)])
+    assert p.retry_count(("BTCUSDT", "1m")) == 62  # its warm-up history
+    assert p.retry_count(("ETHUSDT", "1m")) == 1  # warm already: one candle says it is served

@@ -17,9 +17,11 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
+import pytest
+
 from signalguard.core.backoff import Backoff
 from signalguard.core.candles import Candle
-from signalguard.core.engine import SignalManager, TraderRecord
+from signalguard.core.engine import CandleRange, SignalManager, TraderRecord
 from signalguard.core.feed import Stream
 from signalguard.market.feed import MarketFeed
 from signalguard.market.testing import FakeMarketData, eventually, kline_event
@@ -290,7 +292,8 @@ async def test_a_refused_stream_is_retried_on_the_schedule_and_joins_when_served
         await eventually(lambda: name(BAD) in rig.market.subscriptions[-1], what="regrouped")
         assert rig.market.subscriptions[-1] == [name(BTC), name(ETH), name(BAD)]
         await eventually(lambda: rig.feed.pending_warmups == 0, what="its warm-up")
-        assert [r["limit"] for r in rig.market.asked("NOSUCHUSDT")][-2:] == [2, 63]
+        # Retried with what its catch-up asks (its warm-up history), then warmed up in the connection.
+        assert [r["limit"] for r in rig.market.asked("NOSUCHUSDT")][-2:] == [63, 63]
         await eventually(lambda: rig.problems[-1] == {}, what="the problem cleared")
         assert rig.feed.planner.problems == {}
 
@@ -355,6 +358,45 @@ async def test_a_refusal_of_the_warm_up_history_fails_that_stream_alone() -> Non
         assert rig.feed.candles == 1
         assert rig.manager.last_price(*ETH) is None
         assert "1 not served (ETHUSDT 1m)" in rig.feed.describe()
+        # Retried with its history (what failed), not the one-candle probe that passes: it does not
+        # look served, so the connection of the others is not made anew every few retries.
+        await eventually(lambda: len(rig.market.asked("ETHUSDT")) >= 5, timeout=1.0, what="retries")
+        assert all(r["limit"] > 2 for r in rig.market.asked("ETHUSDT")[1:])
+        assert rig.market.subscriptions == [[name(BTC), name(ETH)]]
+
+
+class Flapping(Market):
+    """The fake, serving BAD's history on every other request only: the feed regroups again and again."""
+
+    def __init__(self, streams: Sequence[Stream]) -> None:
+        super().__init__(streams)
+        self.flaps = 0
+
+    async def get(self, path: str, params: dict[str, str | int]) -> tuple[int, str]:
+        if params["symbol"] == BAD[0]:
+            self.flaps += 1
+            if self.flaps % 2 == 0:
+                self.requests.append({"symbol": BAD[0], "interval": BAD[1], "limit": params["limit"]})
+                return INVALID_SYMBOL
+        return await super().get(path, params)
+
+
+@bounded
+async def test_a_feed_cancelled_while_it_regroups_stops() -> None:
+    # The host cancels the feed (to restart it) at any moment, here while a flapping stream makes it
+    # regroup every few milliseconds; it must stop every time, never run on beside its successor.
+    for attempt in range(12):
+        rig = Rig("BTCUSDT", "NOSUCHUSDT")
+        rig.market = rig.feed._market = Flapping([BTC, BAD])  # type: ignore[assignment]
+        task = asyncio.create_task(rig.feed.run())
+        await asyncio.sleep(0.03 + 0.004 * attempt)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+            await asyncio.wait_for(asyncio.shield(task), 1.0)
+        assert task.done(), f"the feed ran on after it was cancelled (attempt {attempt})"
+        opened = len(rig.market.subscriptions)
+        await asyncio.sleep(0.02)
+        assert len(rig.market.subscriptions) == opened
 
 
 # -- transient failures: the connection's, never a stream's ---------------------------------------
@@ -525,3 +567,41 @@ async def test_fill_trades_asks_nothing_when_no_trade_waits() -> None:
     await rig.feed.fill_trades()
     assert rig.market.requests == []
     assert rig.fed == 0
+
+
+class Waiting(SignalManager):
+    """An engine with one adopted trade waiting for the candles it missed (5 of them)."""
+
+    def __init__(self) -> None:
+        super().__init__(OWNER)
+        self.filled: list[int] = []
+
+    def trade_history_needs(self) -> list[CandleRange]:
+        return [] if self.filled else [CandleRange("BTCUSDT", "1m", BASE, BASE + 5 * M)]
+
+    def fill_trade_history(self, symbol: str, interval: str, candles: Sequence[Candle]) -> None:
+        self.filled.append(len(candles))
+
+
+@bounded
+async def test_fill_trades_fetches_what_waiting_trades_missed_and_keeps_them_waiting_on_failure() -> None:
+    rig = Rig("BTCUSDT")
+    manager = rig.feed._manager = Waiting()
+    rig.market.rest_down = True
+    await rig.feed.fill_trades()  # logged, tried again later: nothing fed, nothing raised
+    assert manager.filled == [] and rig.fed == 0
+    rig.market.rest_down = False
+    await rig.feed.fill_trades()
+    assert manager.filled == [5] and rig.fed == 1
+
+
+@bounded
+async def test_an_unexpected_error_in_a_connection_ends_the_feed() -> None:
+    rig = Rig("BTCUSDT")
+
+    def broken() -> None:
+        raise RuntimeError("a bug in the host's callback")
+
+    rig.feed._on_fed = broken
+    with pytest.raises(RuntimeError, match="a bug in the host's callback"):
+        await rig.feed.run()

@@ -196,6 +196,14 @@ class FeedPlanner:
         """When the earliest failed stream is tried again (None: none failed)."""
         return min((f.retry_at for f in self._failed.values()), default=None)
 
+    def retry_count(self, stream: Stream) -> int:
+        """Candles to ask for when trying a failed stream again: what its catch-up will ask.
+
+        A stream refused only its history (the 1-candle probe passed) must be asked the history
+        again, or it would look served, join a connection and be refused again, every few seconds.
+        """
+        return max(1, self._needs.get(stream, 0))
+
     @property
     def problems(self) -> dict[Stream, str]:
         """Why each failed stream is not fed: one plain line a stream."""

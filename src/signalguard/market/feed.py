@@ -137,13 +137,21 @@ class MarketFeed:
             self._on_state("off", "No enabled traders: no market data needed.")
             await asyncio.Event().wait()  # nothing to watch until the traders change
         while True:
+            # Not a task group: one that ends with a child's error (a regroup) leaves this task's
+            # cancellation count raised on Python 3.11, so a host's cancel could not be told apart.
+            tasks = [asyncio.create_task(self._retry_failed())]
+            tasks += [asyncio.create_task(self._connection(group)) for group in self.planner.connections()]
             try:
-                async with asyncio.TaskGroup() as group:
-                    group.create_task(self._retry_failed())
-                    for streams in self.planner.connections():
-                        group.create_task(self._connection(streams))
-            except* _Regroup:
-                pass  # make the connections anew, with the stream that is served again
+                await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            finally:
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+            for task in tasks:
+                exc = None if task.cancelled() else task.exception()
+                if exc is not None and not isinstance(exc, _Regroup):
+                    raise exc
+            # A stream is served again: make the connections anew, with it.
 
     async def _connection(self, group: Sequence[Stream]) -> None:
         failures = 0
@@ -218,7 +226,7 @@ class MarketFeed:
             self._refusal.clear()
             for stream in self.planner.due(self._wall()):
                 try:
-                    served = await self._ask(stream, 1) is not None
+                    served = await self._ask(stream, self.planner.retry_count(stream)) is not None
                 except MarketUnavailable:
                     # Not a refusal (the network, a rate limit): the same reason, the next delay.
                     self.planner.refused(stream, self.planner.problems[stream], self._wall())
