@@ -55,14 +55,16 @@ _T = TypeVar("_T")
 async def _together(calls: Iterable[Coroutine[object, object, _T]]) -> list[_T]:
     """Run ``calls`` at once, their results in order; the first failure cancels the others and is raised.
 
-    (A task group raises an ``ExceptionGroup``; the feed's callers handle :class:`MarketUnavailable`.)
+    Not a task group: one whose child fails can swallow a cancel of this task that comes meanwhile on
+    Python 3.11 (see :meth:`MarketFeed.run`), and it raises an ``ExceptionGroup``.
     """
+    tasks = [asyncio.create_task(c) for c in calls]
     try:
-        async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(c) for c in calls]
-    except ExceptionGroup as failed:
-        raise failed.exceptions[0] from None
-    return [t.result() for t in tasks]
+        return list(await asyncio.gather(*tasks))
+    finally:
+        for task in tasks:
+            task.cancel()  # those still running after a failure (or a cancel of this task)
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 class _Regroup(Exception):
