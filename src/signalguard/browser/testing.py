@@ -33,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, ParamSpec
+from typing import TYPE_CHECKING, ParamSpec
 
 from signalguard.browser.ports import ApiError, ApiResult, User
 from signalguard.browser.sync import SignalSync
@@ -421,7 +421,7 @@ class FakeTasks:
         """See :data:`~.ports.Spawn`."""
         self.start_task(coro)
 
-    def start_task(self, coro: Coroutine[Any, Any, None]) -> asyncio.Future[None]:
+    def start_task(self, coro: Coroutine[object, object, None]) -> asyncio.Future[None]:
         """Run ``coro`` as a task and return it (see :data:`~signalguard.browser.generation.StartTask`)."""
         task = asyncio.get_running_loop().create_task(coro)
         self.tasks.append(task)
@@ -531,7 +531,7 @@ class FakeTab:
         self.written += 1
 
 
-def on_loop(test: Callable[_P, Coroutine[Any, Any, None]]) -> Callable[_P, None]:
+def on_loop(test: Callable[_P, Coroutine[object, object, None]]) -> Callable[_P, None]:
     """Make an ``async def`` test a plain one that runs it on a new event loop (``asyncio.run``)."""
 
     @functools.wraps(test)
