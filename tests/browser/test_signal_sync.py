@@ -26,7 +26,7 @@ from signalguard.core.engine import (
     TradeClosed,
     TradeOpened,
 )
-from signalguard.core.outbox import Entry, Outbox
+from signalguard.core.outbox import Entry, Outbox, OutboxFull
 from signalguard.core.positions import Exit, ExitReason, Side, Trade
 from signalguard.core.writes import Answered, Lost, Refused
 
@@ -495,3 +495,24 @@ def test_a_result_without_an_error_is_answered() -> None:
 
 def test_the_store_key_is_the_users_in_lower_case() -> None:
     assert store_key(USER) == f"outbox:{USER.lower()}"
+
+
+@on_loop
+async def test_a_stored_outbox_and_early_writes_beyond_its_room_wait_in_order_and_lose_nothing() -> None:
+    stored = [Entry.signal(key(n), created(n).signal.row(source="local"), 50.0) for n in (1, 2)]
+    rig = Rig(FakeStore({store_key(USER): stored_outbox(*stored)}))
+    rig.sync.outbox.max_entries = 2  # the tab was closed with its outbox full
+    rig.sync.add(created(3))  # made while the stored outbox was being read
+    rig.backend.gate = asyncio.Event()
+    rig.sync.set_active(True)
+    await rig.tasks.until(lambda: bool(rig.backend.calls))
+    # Nothing failed: the third waits for room, counted and shown as pending.
+    assert len(rig.sync) == 3 and rig.sync.pending_keys() == [key(1), key(2), key(3)]
+    with pytest.raises(OutboxFull):
+        rig.sync.add(created(4))  # a newer write waits behind it (the caller holds it and pauses)
+    rig.backend.accept_writes()
+    rig.backend.gate.set()
+    await rig.tasks.settle()
+    sent = [row for args in rig.backend.args_of("write_signals") for row in args["p_signals"]]
+    assert sent == [created(n).signal.row(source="local") for n in (1, 2, 3)]
+    assert len(rig.sync) == 0 and rig.problems == []

@@ -31,7 +31,7 @@ from typing import Final
 
 from signalguard.browser.ports import ApiResult, Backend, Spawn, Timers
 from signalguard.core.codes import GuardError
-from signalguard.core.outbox import Batch, Entry, EntryKind, Outbox, OutboxFormatError
+from signalguard.core.outbox import Batch, Entry, EntryKind, Outbox, OutboxFormatError, OutboxFull
 from signalguard.core.ports import Clock, JsonValue, KeyValueStore
 from signalguard.core.writes import (
     Answer,
@@ -149,12 +149,12 @@ class SignalSync:
     def pending_signals(self) -> list[Mapping[str, JsonValue]]:
         """The payloads of signals not yet acknowledged, oldest first (shown as pending)."""
         early = [e for e in self._early if e.kind is EntryKind.SIGNAL]
-        return [e.payload for e in early + self.outbox.entries(EntryKind.SIGNAL)]
+        return [e.payload for e in self.outbox.entries(EntryKind.SIGNAL) + early]
 
     def pending_keys(self) -> list[str]:
         """Idempotency keys of the signals not yet acknowledged."""
         early = [e for e in self._early if e.kind is EntryKind.SIGNAL]
-        return [e.key for e in early + self.outbox.entries(EntryKind.SIGNAL)]
+        return [e.key for e in self.outbox.entries(EntryKind.SIGNAL) + early]
 
     # -- intake -------------------------------------------------------------------------------
 
@@ -163,6 +163,9 @@ class SignalSync:
         entry = entry_for(effect, self._clock(), source="local")
         if not self._loaded:
             self._early.append(entry)
+        elif self._early:
+            # Older writes wait for room first: the caller holds this one (and pauses), as when full.
+            raise OutboxFull(f"{len(self._early)} older writes wait for room in the outbox")
         else:
             self.outbox.add(entry)
             self._dirty = True
@@ -197,6 +200,7 @@ class SignalSync:
                         break
                     if not await self._send(batch):
                         break
+                    self._admit()  # room was made
                 if self._dirty:
                     await self._save()
                 if not self._again:
@@ -217,15 +221,26 @@ class SignalSync:
             except OutboxFormatError as exc:
                 self._on_problem(f"The stored outbox was unreadable and is ignored: {exc}")
             else:
-                for entry in stored.entries():
-                    self.outbox.add(entry)
+                self._early[:0] = stored.entries()  # the stored ones first, in their order
                 self.outbox.acknowledged_total = stored.acknowledged_total
                 self.outbox.rejected_total = stored.rejected_total
-        for entry in self._early:
-            self.outbox.add(entry)
-        self._dirty = bool(self._early)
-        self._early = []
         self._loaded = True
+        self._admit()
+
+    def _admit(self) -> None:
+        """Move what waits in memory into the outbox, in order, as far as it has room.
+
+        The stored outbox and the writes made while it was read may be more than the outbox holds
+        (the tab was closed with it full): the rest waits here, counted, and comes in as batches are
+        answered, instead of failing every pass.
+        """
+        while self._early:
+            try:
+                self.outbox.add(self._early[0])
+            except OutboxFull:
+                return
+            del self._early[0]
+            self._dirty = True
 
     async def _save(self) -> None:
         self._dirty = False
