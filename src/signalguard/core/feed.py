@@ -185,8 +185,8 @@ class FeedPlanner:
         return [tuple(ok[i : i + n]) for i in range(0, len(ok), n)]
 
     def open_streams(self, group: Sequence[Stream]) -> list[Stream]:
-        """Those of a connection's ``group`` to name in it: served, not failed."""
-        return [s for s in group if s in self._served and s not in self._failed]
+        """Those of a connection's ``group`` to name in it: served (a failed stream never is)."""
+        return [s for s in group if s in self._served]
 
     def due(self, now: float) -> list[Stream]:
         """Failed streams whose next try has come."""
@@ -242,7 +242,7 @@ class FeedPlanner:
     def live(self, candle: Candle) -> LiveStep:
         """What to do with a candle from the stream (see :class:`LiveAction`)."""
         key = (candle.symbol, candle.interval)
-        if not candle.closed or key not in self._served or key in self._failed:
+        if not candle.closed or key not in self._served:  # served excludes failed (see refused)
             return LiveStep(LiveAction.SKIP)
         last = self._last.get(key)
         if last is None:
