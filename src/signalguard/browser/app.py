@@ -47,6 +47,7 @@ from signalguard.browser.trades import (
     profit_lines,
     trade_items,
 )
+from signalguard.browser.workbench import SymbolSearch, Workbench
 from signalguard.core.candles import MarketDataError
 from signalguard.core.codes import OPTIONAL_SCHEMA, REQUIRED_SCHEMA, GuardError, has_component
 from signalguard.core.engine import (
@@ -71,6 +72,10 @@ HISTORY_COLUMNS: Final = "signal_key,symbol,interval,candle_open_time,price,stat
 #: The signals table is re-read this often (other sources' signals; statuses moved elsewhere).
 HISTORY_SECONDS: Final = 5.0
 HISTORY_TIMER: Final = "history"
+#: The traders are re-read this often: an edit in another tab or device shows here (and reaches the
+#: generating tab's engine) within this long.
+TRADERS_SECONDS: Final = 5.0
+TRADERS_TIMER: Final = "traders"
 #: Re-reads of the traders' problems as the database holds them (the executor's view, maybe the cloud's).
 PROBLEMS_TIMER: Final = "trader-problems"
 PROBLEMS_SECONDS: Final = 5.0
@@ -293,11 +298,13 @@ class App:
         market: MarketData | None,
         start_task: StartTask,
         wall: Clock,
+        symbols: SymbolSearch | None = None,
     ) -> None:
         """Wire the app to the page's adapters; nothing happens until :meth:`start`.
 
         ``store`` keeps the outbox, ``market`` is the market-data service (None: not configured),
-        ``start_task`` runs a cancellable background task, ``wall`` is the wall clock (epoch seconds).
+        ``start_task`` runs a cancellable background task, ``wall`` is the wall clock (epoch seconds),
+        ``symbols`` searches the market data's symbols for the editor (None: typed by hand).
         """
         self.backend = backend
         self.view = view
@@ -310,6 +317,8 @@ class App:
         self.market = market
         self.start_task = start_task
         self.wall = wall
+        self.symbols = symbols
+        self.workbench: Workbench | None = None
         self.user: User | None = None
         self.driver: GuardDriver | None = None
         self.generation: Generation | None = None
@@ -333,6 +342,8 @@ class App:
         self._chart: tuple[str, str] | None = None
         self._charting = Coalesced(self._chart_step, spawn)
         self._trading = Coalesced(self._trades_step, spawn)
+        #: The last read of the traders failed (said once, not every few seconds).
+        self._traders_failed = False
 
     # -- start ----------------------------------------------------------------------------------
 
@@ -370,8 +381,22 @@ class App:
                 generation.set_active(held)
 
         self._release_lock = self.locks.hold(lock_name(user.id), tab_lock)
+        self.workbench = Workbench(
+            user.id,
+            self.backend,
+            self.store,
+            self.spawn,
+            show=self.view.show_editor,
+            toast=self.view.toast,
+            traders=lambda: self.traders,
+            saved=self.reload_traders,
+            search=self.symbols,
+        )
+        self.workbench.set_editable(self._editable, self._traders_note())
         await asyncio.gather(self.reload_traders(), self.reload_history())
+        await self.workbench.restore()
         self.timers.every(HISTORY_TIMER, HISTORY_SECONDS, self.refresh_history)
+        self.timers.every(TRADERS_TIMER, TRADERS_SECONDS, lambda: self.spawn(self.reload_traders()))
         self._drawn = True
         self._check_ready()
 
@@ -476,6 +501,8 @@ class App:
             self._editable = effects.may_generate
             self._noted = effects.mode
             self._draw_traders()
+            if self.workbench is not None:
+                self.workbench.set_editable(self._editable, self._traders_note())
         for listener in self.effect_listeners:
             listener(effects)
         self._check_ready()
@@ -515,12 +542,21 @@ class App:
         self.view.show_traders(items, editable=self._editable, note=self._traders_note())
 
     async def reload_traders(self) -> None:
-        """Read the user's traders and draw them."""
+        """Read the user's traders and draw them (the engine hears of them only if they changed)."""
+        user = self.user
         result = await self.backend.select("traders", TRADER_COLUMNS, order="name")
+        if self.user is not user or user is None:
+            return  # signed out meanwhile
         if result.error is not None:
-            self.view.toast(f"Could not load the traders: {result.error}")
+            if not self._traders_failed:
+                self.view.toast(f"Could not load the traders: {result.error}")
+            self._traders_failed = True
         else:
-            self.traders = trader_records(result.data)
+            self._traders_failed = False
+            records = trader_records(result.data)
+            if records == self.traders and self._drawn:
+                return
+            self.traders = records
             if self.generation is not None:
                 self.generation.set_traders(self.traders)
             streams = chart_streams(self.traders)
@@ -773,8 +809,12 @@ class App:
         if generation is not None:
             generation.stop()
             self.effect_listeners.remove(generation.on_effects)
+        workbench, self.workbench = self.workbench, None
+        if workbench is not None:
+            self.view.show_editor(None)
         for timer in (
             HISTORY_TIMER,
+            TRADERS_TIMER,
             PROBLEMS_TIMER,
             CHART_TIMER,
             TRADES_TIMER,
@@ -813,6 +853,16 @@ class App:
         if result.error is not None:
             self.view.toast(f"Could not change the trader: {result.error}")
         await self.reload_traders()
+
+    def editor_field(self, path: str, value: str) -> None:
+        """A field of the trader editor changed."""
+        if self.workbench is not None:
+            self.workbench.field(path, value)
+
+    def editor_action(self, name: str, arg: str) -> None:
+        """A button of the trader editor (or the list's New, Edit, Duplicate)."""
+        if self.workbench is not None:
+            self.workbench.action(name, arg)
 
     def take_over(self) -> None:
         """The user confirmed taking over from the cloud machine in error."""

@@ -12,6 +12,8 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Final
 
 from signalguard.browser.chart import ChartData, SummaryLine, stream_label
+from signalguard.browser.editor import EditorView
+from signalguard.browser.editor_dom import EDITOR_IDS, EditorDom
 from signalguard.browser.jstypes import present
 from signalguard.browser.ports import HistoryItem, Intents, TraderItem, User
 from signalguard.browser.trades import ProfitLine, TradeItem, source_name
@@ -38,6 +40,7 @@ _IDS: Final = (
     "takeover-dialog", "traders", "traders-note", "history", "history-empty", "toasts",
     "source-filter", "pending-count", "pending-detail", "market-status", "chart-symbol", "chart",
     "chart-note", "summary", "summary-note", "trades", "trades-note", "trades-empty", "profit",
+    *EDITOR_IDS,
 )  # fmt: skip
 
 
@@ -62,6 +65,7 @@ class DomView:
                 raise RuntimeError(f"index.html has no #{name}")
             self._el[name] = el
         self._intents: Intents | None = None
+        self._editor = EditorDom(document, window, self._el)
         self._shown: tuple[str, str, bool, str, str] | None = None
 
         def remove(el: Element) -> None:
@@ -117,6 +121,7 @@ class DomView:
                 intents.close_trade(key)
 
         self._listen(el["trades"], "click", close_clicked)
+        self._editor.bind(intents, self._listen)
 
     # -- states of the page ---------------------------------------------------------------------
 
@@ -239,6 +244,16 @@ class DomView:
             what.className = "what"
             what.textContent = t.summary
             li.append(toggle, name, what)
+            for action, text in (("edit", "Edit"), ("duplicate", "Duplicate")):
+                button = doc.createElement("button")
+                button.type = "button"
+                button.className = "link"
+                button.textContent = text
+                button.setAttribute("data-action", action)
+                button.setAttribute("data-arg", t.id)
+                button.setAttribute("data-testid", f"trader-{action}")
+                button.setAttribute("aria-label", f"{text} {t.name}")
+                li.append(button)
             if t.problem:
                 problem = doc.createElement("span")
                 problem.className = "problem"
@@ -248,6 +263,10 @@ class DomView:
                 li.append(problem)
             rows.append(li)
         ul.replaceChildren(*rows)
+
+    def show_editor(self, editor: EditorView | None) -> None:
+        """The trader editor (None: closed)."""
+        self._editor.show(editor)
 
     def _tbody(self, table: str) -> Element:
         """The ``<tbody>`` of the table ``#table`` (``index.html`` gives each one)."""

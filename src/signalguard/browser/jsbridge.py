@@ -102,10 +102,29 @@ class SupabaseBackend:
         return ApiResult.from_json(str(await query.executeJson()))
 
     async def update(
-        self, table: str, values: Mapping[str, object], *, match: Mapping[str, str]
+        self,
+        table: str,
+        values: Mapping[str, object],
+        *,
+        match: Mapping[str, str],
+        returning: str | None = None,
     ) -> ApiResult:
-        """Update rows."""
+        """Update rows (answering their ``returning`` columns, if given)."""
         query = self._from(table).update(self._parse(_DUMPS(dict(values))))
+        for column, value in match.items():
+            query = query.eq(column, value)
+        if returning is not None:
+            query = query.select(returning)
+        return ApiResult.from_json(str(await query.executeJson()))
+
+    async def insert(self, table: str, values: Mapping[str, object], *, returning: str) -> ApiResult:
+        """Insert one row and answer its ``returning`` columns."""
+        query = self._from(table).insert(self._parse(_DUMPS(dict(values)))).select(returning)
+        return ApiResult.from_json(str(await query.executeJson()))
+
+    async def delete(self, table: str, *, match: Mapping[str, str]) -> ApiResult:
+        """Delete rows."""
+        query = self._from(table).delete()
         for column, value in match.items():
             query = query.eq(column, value)
         return ApiResult.from_json(str(await query.executeJson()))

@@ -94,6 +94,14 @@ class Query(JsonRequest, Protocol):
         """Update to ``values`` (a plain object)."""
         ...
 
+    def insert(self, values: JsObject) -> Query:
+        """Insert ``values`` (a plain object: one row)."""
+        ...
+
+    def delete(self) -> Query:
+        """Delete the rows the filters that follow select."""
+        ...
+
     def eq(self, column: str, value: str) -> Query:
         """Only rows whose ``column`` equals ``value``."""
         ...
@@ -317,6 +325,11 @@ class Event(Protocol):
         """Cancel the browser's default action (a form's submission)."""
         ...
 
+    @property
+    def key(self) -> str:
+        """A keyboard event's key (``Enter``); only read on ``keydown``."""
+        ...
+
 
 class PageTransitionEvent(Event, Protocol):
     """``pageshow``/``pagehide``."""
@@ -347,6 +360,11 @@ class Document(EventTarget, Protocol):
     @property
     def readyState(self) -> str:
         """``loading``, ``interactive`` or ``complete``."""
+        ...
+
+    @property
+    def activeElement(self) -> Element | JsNull:
+        """The element with the focus (``body`` or ``null`` when none has it)."""
         ...
 
     def getElementById(self, element_id: str) -> Element | JsNull:

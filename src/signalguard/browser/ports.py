@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from signalguard.browser.chart import ChartData, SummaryLine
+from signalguard.browser.editor import EditorView
 from signalguard.browser.trades import ProfitLine, TradeItem
 from signalguard.core.guard import Effects
 
@@ -100,9 +101,22 @@ class Backend(Protocol):
         ...
 
     async def update(
-        self, table: str, values: Mapping[str, object], *, match: Mapping[str, str]
+        self,
+        table: str,
+        values: Mapping[str, object],
+        *,
+        match: Mapping[str, str],
+        returning: str | None = None,
     ) -> ApiResult:
-        """Update the rows equal to ``match``."""
+        """Update the rows equal to ``match``; with ``returning``, answer those columns of them."""
+        ...
+
+    async def insert(self, table: str, values: Mapping[str, object], *, returning: str) -> ApiResult:
+        """Insert one row; answer its ``returning`` columns (a list of one row)."""
+        ...
+
+    async def delete(self, table: str, *, match: Mapping[str, str]) -> ApiResult:
+        """Delete the rows equal to ``match``."""
         ...
 
     async def sign_in(self, email: str, password: str) -> tuple[User | None, str | None]:
@@ -215,6 +229,14 @@ class Intents(Protocol):
         """Close the open paper trade of signal ``key`` by hand, at the last price."""
         ...
 
+    def editor_field(self, path: str, value: str) -> None:
+        """A field of the trader editor changed (see :meth:`~.workbench.Workbench.field`)."""
+        ...
+
+    def editor_action(self, name: str, arg: str) -> None:
+        """A button of the trader editor or list (see :meth:`~.workbench.Workbench.action`)."""
+        ...
+
 
 class View(Protocol):
     """The page. Everything from the database is shown as text, never as HTML."""
@@ -277,6 +299,10 @@ class View(Protocol):
 
     def show_summary(self, lines: Sequence[SummaryLine] | None, note: str) -> None:
         """The "by source" summary (None: keep the lines shown) and a line about it."""
+        ...
+
+    def show_editor(self, editor: EditorView | None) -> None:
+        """The trader editor as described (None: closed)."""
         ...
 
     def set_ready(self, ready: bool) -> None:

@@ -209,6 +209,12 @@ class FakeBackend:
         self.selects: list[tuple[str, dict[str, object]]] = []
         #: Every ``update``: the table, the values and the match.
         self.updates: list[tuple[str, dict[str, object], dict[str, str]]] = []
+        #: Every ``insert``: the table and the values.
+        self.inserts: list[tuple[str, dict[str, object]]] = []
+        #: Every ``delete``: the table and the match.
+        self.deletes: list[tuple[str, dict[str, str]]] = []
+        #: Writes to a table named here (insert, update, delete) get this answer (a refusal).
+        self.refusals: dict[str, ApiResult] = {}
         self.account = account
         self.password = password
         self.user: User | None = account if signed_in else None
@@ -286,17 +292,52 @@ class FakeBackend:
         return ok(rows[:limit] if limit is not None else rows)
 
     async def update(
-        self, table: str, values: Mapping[str, object], *, match: Mapping[str, str]
+        self,
+        table: str,
+        values: Mapping[str, object],
+        *,
+        match: Mapping[str, str],
+        returning: str | None = None,
     ) -> ApiResult:
         """See :meth:`~.ports.Backend.update`: the rows of :attr:`tables` equal to ``match`` change."""
         self.updates.append((table, dict(values), dict(match)))
         await self._enter()
         if self.down:
             return lost()
+        refusal = self.refusals.get(table)
+        if refusal is not None:
+            return refusal
         changed = list(_matching(self.tables.get(table, []), match, None))
         for row in changed:
             row.update(values)
         return ok([dict(r) for r in changed])
+
+    async def insert(self, table: str, values: Mapping[str, object], *, returning: str) -> ApiResult:
+        """See :meth:`~.ports.Backend.insert`: a row of :attr:`tables` with a made-up ``id``."""
+        self.inserts.append((table, dict(values)))
+        await self._enter()
+        if self.down:
+            return lost()
+        refusal = self.refusals.get(table)
+        if refusal is not None:
+            return refusal
+        rows = self.tables.setdefault(table, [])
+        row = {"id": f"00000000-0000-4000-8000-{len(self.inserts):012d}", **values}
+        rows.append(row)
+        return ok([dict(row)])
+
+    async def delete(self, table: str, *, match: Mapping[str, str]) -> ApiResult:
+        """See :meth:`~.ports.Backend.delete`: the rows of :attr:`tables` equal to ``match`` go."""
+        self.deletes.append((table, dict(match)))
+        await self._enter()
+        if self.down:
+            return lost()
+        refusal = self.refusals.get(table)
+        if refusal is not None:
+            return refusal
+        gone = list(_matching(self.tables.get(table, []), match, None))
+        self.tables[table] = [r for r in self.tables.get(table, []) if r not in gone]
+        return ok([])
 
     async def sign_in(self, email: str, password: str) -> tuple[User | None, str | None]:
         """See :meth:`~.ports.Backend.sign_in`: the account's email and password sign in."""
