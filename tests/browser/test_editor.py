@@ -163,7 +163,8 @@ def test_the_json_view_replaces_the_definition_or_says_why_not() -> None:
     assert draft.problems()["json"] == "the definition is a JSON object ({…})"
     text = json.dumps({**Draft.new().definition, "interval": "2m"})
     draft.set_json(text)
-    assert draft.problems() == {"interval": 'must be one of "1s", "1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d", "3d", "1w", "1M"'}  # fmt: skip
+    assert list(draft.problems()) == ["interval"]
+    assert draft.problems()["interval"].startswith('must be one of "1s", "1m"')
     draft.set_field("interval", "5m")
     assert draft.valid()
     assert json.loads(draft.form().json_text)["interval"] == "5m"
