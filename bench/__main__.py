@@ -3,13 +3,15 @@
 Each prints its figures beside a baseline measured in the same run.
 """
 
-from bench import burst, guard_cost, indicators, lease_and_writes, startup
+from bench import burst, guard_cost, indicators, lease_and_writes, preview, startup
 
 if __name__ == "__main__":
     print("== indicators: update throughput vs talipp, accuracy vs TA-Lib")
     indicators.main()
     print("\n== candle burst: 20,000 trader x symbol evaluations, Pyodide and CPython")
     burst.main()
+    print("\n== trader preview: first preview, threshold edit and engine from scratch, Pyodide and CPython")
+    preview.main()
     print("\n== the database guard: stack start, claim latency, fenced writes")
     lease_and_writes.main()
     print("\n== the write guard per signal, before and after the write hardening")
