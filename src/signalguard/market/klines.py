@@ -6,23 +6,39 @@ Binance's 1000-row limit and dropping the still-open last row, and the closed ca
 open times, to fill a gap, and the candles an adopted paper trade missed. The I/O itself stays with
 each side behind :class:`KlineSource` (httpx in the worker, the page's ``fetch`` in the tab); nothing
 here imports a platform module, so the page ships it with the core.
+
+The symbol list for a symbol picker is fetched here too (:func:`exchange_symbols`, Binance's
+``GET /api/v3/exchangeInfo``, and :class:`SymbolDirectory`, which fetches it once and searches it as
+the user types), over the same ``get`` of :class:`RestKlines`; reading and ranking it is the core's
+(:mod:`signalguard.core.symbols`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
-from typing import Final
+import time
+from collections.abc import Callable, Sequence
+from typing import Final, Protocol
 
 from signalguard.core import safejson
 from signalguard.core.candles import Candle, MarketDataError, next_open_time, parse_rest_klines
 from signalguard.core.engine import SignalManager
 from signalguard.core.ports import KlineSource
+from signalguard.core.symbols import SymbolInfo, SymbolListError, parse_exchange_symbols, search_symbols
 
 __all__ = [
+    "EXCHANGE_INFO_PATH",
+    "MAX_EXCHANGE_INFO",
     "MAX_LIMIT",
     "KlineSource",
     "MarketUnavailable",
+    "RestGet",
     "RestKlines",
+    "SymbolDirectory",
+    "SymbolInfo",
+    "exchange_info_params",
+    "exchange_symbols",
     "fetch_history",
     "fetch_range",
     "fill_trade_history",
@@ -54,12 +70,8 @@ class MarketUnavailable(Exception):
 _TRANSIENT_4XX: Final = frozenset({408, 418, 429})
 
 
-def http_refusal(symbol: str, interval: str, status: int, body: str) -> MarketUnavailable:
-    """A klines request answered with ``status`` (not 200), as one plain line.
-
-    A 4xx other than the rate limits refuses the stream itself (Binance: ``{"code": -1121, "msg":
-    "Invalid symbol."}`` with 400; 451 for a region it does not serve); the rest fail the connection.
-    """
+def _reason(body: str) -> str:
+    """The ``msg`` of Binance's error body (``{"code": -1121, "msg": "Invalid symbol."}``), else the body."""
     message = body.strip()[:200]
     try:
         decoded = json.loads(body)
@@ -67,6 +79,16 @@ def http_refusal(symbol: str, interval: str, status: int, body: str) -> MarketUn
         decoded = None
     if isinstance(decoded, dict) and isinstance(decoded.get("msg"), str):
         message = decoded["msg"][:200]
+    return message
+
+
+def http_refusal(symbol: str, interval: str, status: int, body: str) -> MarketUnavailable:
+    """A klines request answered with ``status`` (not 200), as one plain line.
+
+    A 4xx other than the rate limits refuses the stream itself (Binance: ``{"code": -1121, "msg":
+    "Invalid symbol."}`` with 400; 451 for a region it does not serve); the rest fail the connection.
+    """
+    message = _reason(body)
     stream = f"{symbol} {interval}"
     if status == 451:
         return MarketUnavailable(
@@ -211,3 +233,194 @@ async def fill_trade_history(market: KlineSource, manager: SignalManager, now_ms
         manager.fill_trade_history(need.symbol, need.interval, candles)
         fetched += len(candles)
     return fetched
+
+
+# --- the symbol list --------------------------------------------------------------------------------
+
+#: Binance's exchange information: its symbols, their assets, status and filters.
+EXCHANGE_INFO_PATH: Final = "/api/v3/exchangeInfo"
+#: Largest exchangeInfo answer read, in characters. Binance's answer for its TRADING symbols without
+#: permission sets (what :func:`exchange_symbols` asks for) is a few MB; every symbol with permission
+#: sets is several times that, more than the page should decode at once. A larger answer is refused
+#: before decoding (the host has read it by then; the bound spares the decoding and the objects).
+MAX_EXCHANGE_INFO: Final = 4 * 1024 * 1024
+
+
+class RestGet(Protocol):
+    """One HTTP GET on the market-data service: what :class:`RestKlines` subclasses implement."""
+
+    async def get(self, path: str, params: dict[str, str | int]) -> tuple[int, str]:
+        """``GET path?params``: the HTTP status and body; :class:`MarketUnavailable` if none came."""
+        ...
+
+
+def exchange_info_params(symbols: Sequence[str] | None, *, trading_only: bool) -> dict[str, str | int]:
+    """The query of one ``GET /api/v3/exchangeInfo`` (Binance's parameter names).
+
+    ``symbol=`` for one symbol, ``symbols=["A","B"]`` (compact JSON) for several, neither for all;
+    ``symbolStatus=TRADING`` for all with ``trading_only`` (Binance refuses it together with
+    ``symbol``/``symbols``, so those are filtered on arrival). ``showPermissionSets=false`` always:
+    the account permissions of every symbol are most of Binance's answer, and a picker needs none.
+    """
+    params: dict[str, str | int] = {}
+    if symbols is None:
+        if trading_only:
+            params["symbolStatus"] = "TRADING"
+    elif len(symbols) == 1:
+        params["symbol"] = symbols[0]
+    else:
+        params["symbols"] = json.dumps(list(symbols), separators=(",", ":"))
+    params["showPermissionSets"] = "false"
+    return params
+
+
+def _info_refusal(status: int, body: str) -> MarketUnavailable:
+    """An exchangeInfo request answered with ``status`` (not 200), as one plain line."""
+    message = _reason(body)
+    if status == 451:
+        return MarketUnavailable(
+            "exchangeInfo: the market data is not available from this region (HTTP 451)", refused=True
+        )
+    if 400 <= status < 500 and status not in _TRANSIENT_4XX:
+        # With symbol(s): Binance's -1121 "Invalid symbol." when one of them is not listed.
+        return MarketUnavailable(
+            f"exchangeInfo: the market data refused the request ({message or 'no reason given'}; "
+            f"HTTP {status})",
+            refused=True,
+        )
+    return MarketUnavailable(f"exchangeInfo: HTTP {status} {message}".rstrip())
+
+
+async def exchange_symbols(
+    market: RestGet,
+    *,
+    symbols: Sequence[str] | None = None,
+    trading_only: bool = True,
+    max_chars: int = MAX_EXCHANGE_INFO,
+) -> tuple[SymbolInfo, ...]:
+    """The symbols the market data lists, sorted by symbol: only ``TRADING`` ones with ``trading_only``.
+
+    One ``GET /api/v3/exchangeInfo`` on ``market`` (any :class:`RestKlines`: the page's, the worker's,
+    the tests' fake); ``symbols`` asks for those only (duplicates dropped; none asks nothing). See
+    :func:`~signalguard.core.symbols.parse_exchange_symbols` for what is kept. Binance weighs the
+    request 20 (a klines request 2): fetch the list once and search it with
+    :func:`~signalguard.core.symbols.search_symbols`, not once a keystroke.
+
+    Raises :class:`MarketUnavailable`: ``refused`` for a 4xx other than the rate limits (with
+    ``symbols``, one of them is not listed); otherwise for no answer, an HTTP error, an answer over
+    ``max_chars`` characters, one that is not JSON or not an exchangeInfo answer.
+    """
+    wanted = None if symbols is None else list(dict.fromkeys(symbols))
+    if wanted is not None and not wanted:
+        return ()
+    status, body = await market.get(
+        EXCHANGE_INFO_PATH, exchange_info_params(wanted, trading_only=trading_only)
+    )
+    if status != 200:
+        raise _info_refusal(status, body[:2000])
+    if len(body) > max_chars:
+        raise MarketUnavailable(
+            f"exchangeInfo: the answer is too large ({len(body):,} characters; at most {max_chars:,} "
+            "are read)"
+        )
+    try:
+        answer = safejson.loads(body)
+    except ValueError:
+        raise MarketUnavailable("exchangeInfo: the answer is not JSON") from None
+    try:
+        return parse_exchange_symbols(answer, trading_only=trading_only)
+    except SymbolListError as exc:
+        raise MarketUnavailable(f"exchangeInfo: {exc}") from None
+
+
+class SymbolDirectory:
+    """The market data's TRADING symbols for a symbol picker: fetched once, then searched in memory.
+
+    :meth:`names` is what a search field calls on each keystroke, ``(query, limit) -> symbols``: the
+    first call fetches the list (:func:`exchange_symbols`), calls meanwhile wait for that one request,
+    later ones search the copy kept. A failed fetch leaves :attr:`problem` set and is tried again
+    only after ``retry_after`` seconds (by ``clock``), not once a keystroke: Binance weighs the
+    request 20. :meth:`forget` drops the copy (the market data URL changed, or a refresh is wanted).
+    """
+
+    def __init__(
+        self,
+        market: RestGet,
+        *,
+        retry_after: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """Fetch from ``market`` (a :class:`RestKlines`); ``clock`` is monotonic seconds."""
+        self._market = market
+        self._retry_after = retry_after
+        self._clock = clock
+        self._symbols: tuple[SymbolInfo, ...] | None = None
+        self._by_name: dict[str, SymbolInfo] = {}
+        self._fetching: asyncio.Future[tuple[SymbolInfo, ...] | MarketUnavailable] | None = None
+        self._failed_at: float | None = None
+        self._generation = 0  # a fetch started before forget() keeps nothing
+        #: Why the last fetch failed (one plain line), or None.
+        self.problem: str | None = None
+
+    @property
+    def loaded(self) -> tuple[SymbolInfo, ...] | None:
+        """The symbols kept, sorted by symbol; None before the first successful fetch."""
+        return self._symbols
+
+    def get(self, symbol: str) -> SymbolInfo | None:
+        """The kept entry of ``symbol`` (its assets, its ``price_precision``), without fetching."""
+        return self._by_name.get(symbol)
+
+    def forget(self) -> None:
+        """Drop the kept symbols and any failure: the next call fetches again."""
+        self._symbols, self._by_name, self._failed_at, self.problem = None, {}, None, None
+        self._fetching = None
+        self._generation += 1
+
+    async def symbols(self) -> tuple[SymbolInfo, ...]:
+        """Every TRADING symbol, sorted by symbol (fetched if not kept); raises :class:`MarketUnavailable`."""
+        if self._symbols is not None:
+            return self._symbols
+        if self._failed_at is not None and self._clock() - self._failed_at < self._retry_after:
+            raise MarketUnavailable(self.problem or "exchangeInfo: unavailable")
+        if self._fetching is None:
+            self._fetching = asyncio.ensure_future(self._fetch())
+        # Shielded: a caller cancelled (a newer keystroke's search) does not cancel the others' fetch.
+        result = await asyncio.shield(self._fetching)
+        if isinstance(result, MarketUnavailable):
+            raise MarketUnavailable(str(result), refused=result.refused)
+        return result
+
+    async def _fetch(self) -> tuple[SymbolInfo, ...] | MarketUnavailable:
+        # The failure is returned, not raised: a fetch whose callers were all cancelled would
+        # otherwise end with an exception nobody retrieves.
+        generation = self._generation
+        try:
+            found = await exchange_symbols(self._market)
+        except MarketUnavailable as exc:
+            if generation == self._generation:
+                self._fetching, self._failed_at, self.problem = None, self._clock(), str(exc)
+            return exc
+        except BaseException:
+            if generation == self._generation:
+                self._fetching = None  # a bug, or the loop closing: the next call starts anew
+            raise
+        if generation == self._generation:
+            self._fetching, self._failed_at, self.problem = None, None, None
+            self._symbols, self._by_name = found, {info.symbol: info for info in found}
+        return found
+
+    async def search(self, query: str, limit: int = 50) -> tuple[SymbolInfo, ...]:
+        """See :func:`~signalguard.core.symbols.search_symbols`; raises :class:`MarketUnavailable`."""
+        return search_symbols(await self.symbols(), query, limit)
+
+    async def names(self, query: str, limit: int) -> list[str]:
+        """The symbols matching ``query``, best first; empty when the list is not available.
+
+        :attr:`problem` then says why.
+        """
+        try:
+            found = await self.search(query, limit)
+        except MarketUnavailable:
+            return []
+        return [info.symbol for info in found]

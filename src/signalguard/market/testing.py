@@ -4,6 +4,10 @@
 from candles the test gives (Binance's selection rules), one stream at a time whose messages the test
 pushes, and the failures a test sets: connections that fail, REST that is down, streams the exchange
 refuses (:attr:`FakeMarketData.refuse`). It records what it was asked.
+
+It answers ``GET /api/v3/exchangeInfo`` too, for the symbol list: the symbols of its history and of
+:attr:`FakeMarketData.listed`, with Binance's ``symbol=``/``symbols=``/``symbolStatus=`` filters and
+its -1121 refusal of an unknown symbol, or exactly what :attr:`FakeMarketData.exchange_info` says.
 """
 
 from __future__ import annotations
@@ -17,7 +21,8 @@ from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from signalguard.core.candles import Candle, next_open_time
-from signalguard.market.klines import MarketUnavailable, RestKlines, stream_name
+from signalguard.core.symbols import TRADING, split_symbol
+from signalguard.market.klines import EXCHANGE_INFO_PATH, MarketUnavailable, RestKlines, stream_name
 
 __all__ = ["FakeMarketData", "eventually", "kline_event", "kline_row"]
 
@@ -84,6 +89,13 @@ class FakeMarketData(RestKlines):
         for candle in history:
             self.history[(candle.symbol, candle.interval)].append(candle)
         self.requests: list[dict[str, Any]] = []
+        #: Symbols exchangeInfo lists besides those of :attr:`history` (``TRADING`` ones), with their
+        #: status (``TRADING``, ``HALT``, ``BREAK``); a status here overrides the history's.
+        self.listed: dict[str, str] = {}
+        #: When set, exchangeInfo answers this (HTTP status, body) whatever is asked.
+        self.exchange_info: tuple[int, str] | None = None
+        #: The query of each exchangeInfo request, in order (klines requests go to :attr:`requests`).
+        self.info_requests: list[dict[str, str | int]] = []
         self.subscriptions: list[list[str]] = []
         #: The next this many connection attempts fail.
         self.fail_connects = 0
@@ -97,7 +109,11 @@ class FakeMarketData(RestKlines):
         self.history[(candle.symbol, candle.interval)].append(candle)
 
     async def get(self, path: str, params: dict[str, str | int]) -> tuple[int, str]:
-        """Answer ``GET /api/v3/klines`` as Binance does (its selection rules, its refusals)."""
+        """Answer ``GET /api/v3/klines`` and ``/api/v3/exchangeInfo`` as Binance does (and its refusals)."""
+        if path == EXCHANGE_INFO_PATH:
+            return self._exchange_info(params)
+        if path != "/api/v3/klines":
+            return 404, "<html><body><h1>404 Not found</h1></body></html>"
         symbol, interval, limit = str(params["symbol"]), str(params["interval"]), int(params["limit"])
         start = int(params["startTime"]) if "startTime" in params else None
         end = int(params["endTime"]) if "endTime" in params else None
@@ -115,6 +131,47 @@ class FakeMarketData(RestKlines):
             rows = [c for c in rows if c.open_time <= end]
         rows = rows[:limit] if start is not None else rows[-limit:]
         return 200, json.dumps([kline_row(c) for c in rows])
+
+    def _exchange_info(self, params: dict[str, str | int]) -> tuple[int, str]:
+        self.info_requests.append(dict(params))
+        if self.rest_down:
+            raise MarketUnavailable("exchangeInfo: the fake exchange is down")
+        if self.exchange_info is not None:
+            return self.exchange_info
+        statuses = {symbol: TRADING for symbol, _ in self.history} | self.listed
+        if "symbol" in params:
+            names = [str(params["symbol"])]
+        elif "symbols" in params:
+            decoded = json.loads(str(params["symbols"]))
+            names = [str(name) for name in decoded]
+        else:
+            names = list(statuses)
+        if any(name not in statuses for name in names):
+            return 400, '{"code":-1121,"msg":"Invalid symbol."}'
+        wanted = params.get("symbolStatus")
+        entries = [
+            {
+                "symbol": name,
+                "status": statuses[name],
+                "baseAsset": split_symbol(name)[0],
+                "baseAssetPrecision": 8,
+                "quoteAsset": split_symbol(name)[1],
+                "quotePrecision": 8,
+                "quoteAssetPrecision": 8,
+                "filters": [
+                    {
+                        "filterType": "PRICE_FILTER",
+                        "minPrice": "0.01000000",
+                        "maxPrice": "1000000.00000000",
+                        "tickSize": "0.01000000",
+                    }
+                ],
+            }
+            for name in names
+            if wanted is None or statuses[name] == wanted
+        ]
+        answer = {"timezone": "UTC", "serverTime": int(time.time() * 1000), "symbols": entries}
+        return 200, json.dumps(answer, separators=(",", ":"))
 
     def send(self, message: str | Mapping[str, Any] | Candle) -> None:
         """Deliver a message on the open stream (a candle becomes its kline event)."""
