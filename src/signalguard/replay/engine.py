@@ -15,6 +15,15 @@ Timing model. The series gives the candles' shape; :class:`Replay` gives them op
 - When a symbol's bars run out, its stream ends (:class:`Ended`); with ``loop`` the bars repeat,
   with consecutive times, for ever.
 
+Symbols. ``GET /api/v3/exchangeInfo`` lists every symbol of the series, Binance-shaped but with only
+what a client reads: the symbol, its status (``TRADING``; ``BREAK`` once its stream has ended, as
+Binance marks a symbol that no longer trades), base and quote asset, the assets' precision (8, as on
+nearly every Binance symbol) and a ``PRICE_FILTER`` whose ``tickSize`` is the series' price grid
+(:func:`~signalguard.replay.series.price_tick`). A file names symbols, not assets, so base and quote are
+split off by the known quote assets (:func:`signalguard.core.symbols.split_symbol`: the longest of
+USDT, FDUSD, USDC, BTC, ETH, BNB, TRY, EUR... the symbol ends in); a symbol ending in none has itself
+as base and an empty quote.
+
 The caller owns the clock: every method takes ``now_ms``. :mod:`signalguard.replay.server` is the
 network adapter around this class.
 """
@@ -22,14 +31,18 @@ network adapter around this class.
 from __future__ import annotations
 
 import enum
+import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from fractions import Fraction
 from itertools import accumulate
 from typing import Any
 
 from signalguard.core.candles import SUPPORTED_INTERVALS
+from signalguard.core.symbols import TRADING, split_symbol
 from signalguard.replay.series import Bar, Series, interval_ms, kline_row, price_tick
 
 __all__ = [
@@ -48,17 +61,29 @@ MAX_LIMIT = 1000
 """Largest ``limit`` Binance accepts for klines."""
 DEFAULT_HISTORY = 1000
 """Closed candles available at start, unless the series is shorter (then half of it)."""
+SYMBOL_STATUSES = ("TRADING", "HALT", "BREAK")
+"""The values Binance's ``symbolStatus`` filter of exchangeInfo accepts."""
+ASSET_PRECISION = 8
+"""``baseAssetPrecision``/``quotePrecision``: 8 on nearly every Binance symbol."""
+
+# Binance's own check of exchangeInfo's symbols parameter, quoted in its error message.
+_SYMBOLS_FORM = r'^\[("[A-Z0-9-_.]{1,20}"(,"[A-Z0-9-_.]{1,20}"){0,}){0,1}\]$'
+_SYMBOLS = re.compile(r'\[("[A-Z0-9\-_.]{1,20}"(,"[A-Z0-9\-_.]{1,20}")*)?\]')
 
 
 class ErrorCode(enum.IntEnum):
     """Binance's error codes for the request problems the replay reports."""
 
-    ILLEGAL_CHARS = -1100  # a number parameter holds something other than digits
+    ILLEGAL_CHARS = -1100  # a parameter does not have its form (a number, a symbols array)
     MANDATORY_PARAM = -1102  # a required parameter is missing or empty
+    PARAM_EMPTY = -1105  # an optional parameter sent empty
     BAD_TIME_RANGE = -1023  # startTime is after endTime
     BAD_INTERVAL = -1120  # not a Binance interval, or not the one this replay serves
     BAD_SYMBOL = -1121  # a symbol this replay does not serve
+    BAD_SYMBOL_STATUS = -1122  # symbolStatus is not TRADING, HALT or BREAK
+    BAD_PARAM_COMBO = -1128  # optional parameters that exclude each other (symbol and symbols...)
     BAD_PARAM_VALUE = -1130  # a parameter out of its range (limit)
+    DUPLICATE_SYMBOLS = -1151  # a symbol named twice in symbols
 
 
 class BinanceError(Exception):
@@ -214,6 +239,64 @@ class Replay:
         track = self._tracks[symbol]
         return [kline_row(track.bar(i), self.open_time(i), self.interval) for i in range(lo, hi)]
 
+    def exchange_info(self, query: Mapping[str, str], now_ms: float) -> dict[str, object]:
+        """Answer ``GET /api/v3/exchangeInfo`` (see the module documentation); raise :class:`BinanceError`.
+
+        Binance's filters: ``symbol=BTCUSDT``, ``symbols=["BTCUSDT","ETHUSDT"]`` (in that order), or
+        ``symbolStatus=TRADING|HALT|BREAK``, one at a time; a symbol the replay does not serve is
+        Binance's -1121 "Invalid symbol.". ``showPermissionSets`` and ``permissions`` are accepted and
+        change nothing (every symbol is a spot symbol without permission sets).
+        """
+        given = [name for name in ("symbol", "symbols", "symbolStatus") if name in query]
+        for name in given:
+            if not query[name]:
+                raise BinanceError(ErrorCode.PARAM_EMPTY, f"Parameter '{name}' was empty.")
+        if len(given) > 1:
+            raise BinanceError(ErrorCode.BAD_PARAM_COMBO, "Combination of optional parameters invalid.")
+        symbols = list(self._tracks)
+        if "symbol" in query:
+            symbols = [query["symbol"]]
+        elif "symbols" in query:
+            symbols = _symbols_list(query["symbols"])
+        for symbol in symbols:
+            if symbol not in self._tracks:
+                raise BinanceError(ErrorCode.BAD_SYMBOL, "Invalid symbol.")
+        entries = [self._symbol_info(symbol) for symbol in symbols]
+        if "symbolStatus" in query:
+            status = query["symbolStatus"]
+            if status not in SYMBOL_STATUSES:
+                raise BinanceError(ErrorCode.BAD_SYMBOL_STATUS, "Invalid symbolStatus.")
+            entries = [entry for entry in entries if entry["status"] == status]
+        return {
+            "timezone": "UTC",
+            "serverTime": int(self.clock_ms(now_ms)),
+            "rateLimits": [],
+            "exchangeFilters": [],
+            "symbols": entries,
+        }
+
+    def _symbol_info(self, symbol: str) -> dict[str, object]:
+        """One entry of exchangeInfo's ``symbols``."""
+        base, quote = split_symbol(symbol)
+        tick = _binance_decimal(self._tracks[symbol].tick)
+        return {
+            "symbol": symbol,
+            # A symbol whose bars have run out streams nothing more: Binance's BREAK (not trading).
+            "status": TRADING if self.is_live(symbol) else "BREAK",
+            "baseAsset": base,
+            "baseAssetPrecision": ASSET_PRECISION,
+            "quoteAsset": quote,
+            "quotePrecision": ASSET_PRECISION,
+            "quoteAssetPrecision": ASSET_PRECISION,
+            "isSpotTradingAllowed": True,
+            "filters": [
+                # A maxPrice of 0 is Binance's way of switching that rule off: a series has no cap.
+                {"filterType": "PRICE_FILTER", "minPrice": tick, "maxPrice": "0.00000000", "tickSize": tick}
+            ],
+            "permissions": [],
+            "permissionSets": [],
+        }
+
     # --- streams ------------------------------------------------------------------------------------
 
     def due(self, now_ms: float) -> list[Emit | Ended]:
@@ -277,6 +360,28 @@ def _required(query: Mapping[str, str], name: str) -> str:
             f"Mandatory parameter '{name}' was not sent, was empty/null, or malformed.",
         )
     return value
+
+
+def _symbols_list(value: str) -> list[str]:
+    """The ``symbols`` parameter of exchangeInfo: a compact JSON array of symbols, each named once."""
+    if not _SYMBOLS.fullmatch(value):
+        raise BinanceError(
+            ErrorCode.ILLEGAL_CHARS,
+            f"Illegal characters found in parameter 'symbols'; legal range is '{_SYMBOLS_FORM}'.",
+        )
+    symbols: list[str] = json.loads(value)
+    if not symbols:
+        raise BinanceError(ErrorCode.PARAM_EMPTY, "Parameter 'symbols' was empty.")
+    if len(set(symbols)) < len(symbols):
+        raise BinanceError(ErrorCode.DUPLICATE_SYMBOLS, "Symbol is present multiple times in the list.")
+    return symbols
+
+
+def _binance_decimal(value: Decimal) -> str:
+    """``value`` as Binance prints prices and ticks: 8 decimals (more only if it needs them)."""
+    text = format(value, "f")
+    whole, _, fraction = text.partition(".")
+    return f"{whole}.{fraction.rstrip('0').ljust(8, '0')}"
 
 
 def _number(query: Mapping[str, str], name: str) -> int | None:

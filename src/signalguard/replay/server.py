@@ -4,6 +4,8 @@ DEVELOPMENT AND TESTS ONLY: it listens on 127.0.0.1. Endpoints, as Binance's:
 
 - ``GET /api/v3/klines?symbol=&interval=&limit=&startTime=&endTime=`` (closed candles only),
   ``GET /api/v3/ping``, ``GET /api/v3/time``;
+- ``GET /api/v3/exchangeInfo`` (every symbol served, or ``symbol=``, ``symbols=["A","B"]``,
+  ``symbolStatus=``), for a symbol picker: see :meth:`~.engine.Replay.exchange_info`;
 - ``/ws/<stream>`` (single events) and ``/stream?streams=<stream>/<stream>`` (``{"stream", "data"}``),
   where a stream is ``<symbol lowercase>@kline_<interval>``. A connection that names an unknown stream
   is closed with code 1008 and the reason. When every stream of a connection has ended, it is closed
@@ -122,6 +124,7 @@ class ReplayServer:
         app.router.add_get("/api/v3/klines", self._klines)
         app.router.add_get("/api/v3/ping", self._ping)
         app.router.add_get("/api/v3/time", self._time)
+        app.router.add_get("/api/v3/exchangeInfo", self._exchange_info)
         app.router.add_get("/ws/{streams:.+}", self._ws_raw)
         app.router.add_get("/stream", self._ws_combined)
         self._runner = web.AppRunner(app, access_log=None)
@@ -196,6 +199,13 @@ class ReplayServer:
         except BinanceError as exc:
             return web.json_response(exc.body(), status=400, dumps=_dumps)
         return web.json_response(rows, dumps=_dumps)
+
+    async def _exchange_info(self, request: web.Request) -> web.Response:
+        try:
+            info = self.replay.exchange_info(request.query, self._now_ms())
+        except BinanceError as exc:
+            return web.json_response(exc.body(), status=400, dumps=_dumps)
+        return web.json_response(info, dumps=_dumps)
 
     async def _ping(self, _request: web.Request) -> web.Response:
         return web.json_response({})
