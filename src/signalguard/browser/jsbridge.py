@@ -303,8 +303,11 @@ class WebMarketData(RestKlines):
         answer: dict[str, JsonValue] = json.loads(str(await self._facade.marketGet(url)))
         status, body = answer.get("status"), answer.get("body")
         if not isinstance(status, int) or status == 0 or not isinstance(body, str):
-            where = f"{params.get('symbol', '')} {params.get('interval', '')}".strip()
-            raise MarketUnavailable(f"klines {where}: {answer.get('error') or f'HTTP {status}'}")
+            # "klines BTCUSDT 1m", "exchangeInfo": what was asked, in a few words.
+            where = " ".join(
+                str(p) for p in (path.rsplit("/", 1)[-1], params.get("symbol"), params.get("interval")) if p
+            )
+            raise MarketUnavailable(f"{where}: {answer.get('error') or f'HTTP {status}'}")
         return status, body
 
     @contextlib.asynccontextmanager

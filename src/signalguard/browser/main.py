@@ -37,6 +37,7 @@ from signalguard.browser.jstypes import (
     Response,
     Worker,
 )
+from signalguard.market.klines import SymbolDirectory
 
 #: The page's global scope.
 js: Final[Globals] = _js
@@ -170,6 +171,8 @@ async def run() -> None:
         market=market,
         start_task=start_task,
         wall=wall,
+        # The editor's symbol picker: the market data's own list, fetched on the first search.
+        symbols=SymbolDirectory(market).names if market is not None else None,
     )
     _app = app
 

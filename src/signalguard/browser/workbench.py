@@ -118,6 +118,8 @@ class Workbench:
         self.status = ""
         self.suggestions = ()
         self._changed()
+        # The picker offers the most traded pairs before anything is typed.
+        self.action("search", "")
 
     def _record(self, trader_id: str) -> TraderRecord | None:
         return next((r for r in self._traders() if r.id.lower() == trader_id.lower()), None)
