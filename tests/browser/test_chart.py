@@ -93,7 +93,7 @@ def test_chart_json_keeps_markers_on_drawn_candles_and_counts_by_source() -> Non
         (T0 // 1000, "B", "#2962ff"),
         ((T0 + MINUTE) // 1000, "C", "#e8590c"),
     ]
-    assert data.counts() == {"local": 1, "cloud": 2}
+    assert data.counts() == {"local": 1, "cloud": 2, "preview": 0}
     assert len(json.loads(data.candles_json())) == 3
 
 

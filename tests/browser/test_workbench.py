@@ -7,8 +7,13 @@ from collections.abc import Sequence
 from signalguard.browser.editor import Draft, EditorView, draft_key
 from signalguard.browser.ports import ApiError, ApiResult
 from signalguard.browser.testing import FakeBackend, FakeStore, FakeTasks, on_loop
+from signalguard.browser.preview_text import duration, summarize
 from signalguard.browser.workbench import KEPT, Workbench
+from signalguard.core.candles import Candle
 from signalguard.core.engine import TraderRecord
+from signalguard.core.preview import Preview, preview
+from signalguard.core.traders import parse_trader
+from signalguard.market.klines import MarketUnavailable
 
 USER = "0000aaaa-0000-4000-8000-000000000001"
 TRADER = "0000bbbb-0000-4000-8000-000000000002"
@@ -198,3 +203,112 @@ async def test_symbol_search_suggests_those_not_chosen_and_adds_one() -> None:
     assert b.shown is not None and b.shown.suggestions == ("BTCFDUSD",)  # BTCUSDT is already chosen
     b.bench.action("add-symbol", "BTCFDUSD")
     assert b.shown.form.symbols[-1] == "BTCFDUSD" and b.shown.suggestions == ()
+
+
+# -- the preview ----------------------------------------------------------------------------------
+
+
+def candles(symbol: str, interval: str = "15m", count: int = 300) -> list[Candle]:
+    """A seeded zig-zag of closed candles: RSI swings through 30 and 70 again and again."""
+    out = []
+    price = 100.0
+    step = 900_000
+    for i in range(count):
+        move = 1.5 if (i // 20) % 2 else -1.4
+        close = price + move
+        out.append(
+            Candle(symbol, interval, 1_699_999_200_000 + i * step, price, max(price, close) + 0.2,
+                   min(price, close) - 0.2, close, 10.0 + i % 5, True)
+        )  # fmt: skip
+        price = close
+    return out
+
+
+class PreviewBench(Bench):
+    def __init__(self, *, fail: str = "") -> None:
+        self.loads: list[tuple[str, str]] = []
+        self.previews: list[Preview | None] = []
+        self.fail = fail
+        super().__init__()
+        self.bench._history = self._load
+        self.bench._on_preview = self.previews.append
+
+    async def _load(self, symbol: str, interval: str) -> Sequence[Candle]:
+        self.loads.append((symbol, interval))
+        if self.fail:
+            raise MarketUnavailable(self.fail)
+        return candles(symbol, interval)
+
+
+@on_loop
+async def test_the_preview_loads_each_stream_once_and_follows_the_threshold() -> None:
+    b = PreviewBench()
+    b.bench.action("new", "rsi_oversold")
+    assert b.shown is not None and b.shown.preview is not None and b.shown.preview.state == "loading"
+    await b.tasks.settle()
+    shown = b.shown
+    assert shown is not None and shown.preview is not None and shown.preview.state == "ready"
+    at_30 = shown.preview.signals
+    assert at_30 > 0
+    assert dict(shown.preview.per_symbol) == {"BTCUSDT": at_30 // 2, "ETHUSDT": at_30 // 2}
+    b.bench.field("conditions[0].value", "45")
+    assert b.shown is not None and b.shown.preview is not None and b.shown.preview.signals > at_30
+    b.bench.field("conditions[0].value", "30")
+    assert b.shown.preview is not None and b.shown.preview.signals == at_30
+    # The same engine, from scratch, says the same.
+    fresh = preview(
+        parse_trader(Draft.new("rsi_oversold").definition), candles("BTCUSDT") + candles("ETHUSDT")
+    )
+    assert fresh.stats.signals == at_30
+    assert sorted(b.loads) == [("BTCUSDT", "15m"), ("ETHUSDT", "15m")]
+    last = b.previews[-1]
+    assert last is not None and last.symbols[0].symbol == "BTCUSDT"
+
+
+@on_loop
+async def test_an_invalid_draft_has_no_preview_and_clears_the_chart_markers() -> None:
+    b = PreviewBench()
+    b.bench.action("new", "")
+    await b.tasks.settle()
+    b.bench.field("conditions[0].period", "1")
+    assert b.shown is not None and b.shown.preview is not None and b.shown.preview.state == "invalid"
+    assert b.previews[-1] is None
+    b.bench.action("cancel", "")
+    assert b.previews[-1] is None
+
+
+@on_loop
+async def test_history_that_cannot_be_loaded_is_said_and_retried_when_the_editor_reopens() -> None:
+    b = PreviewBench(fail="klines BTCUSDT 15m: HTTP 451")
+    b.bench.action("new", "")
+    await b.tasks.settle()
+    shown = b.shown
+    assert shown is not None and shown.preview is not None and shown.preview.state == "unavailable"
+    assert "HTTP 451" in shown.preview.headline
+    b.bench.field("conditions[0].value", "31")  # typing does not ask again
+    await b.tasks.settle()
+    assert len(b.loads) == 2
+    b.bench.action("cancel", "")
+    b.bench.action("new", "")
+    await b.tasks.settle()
+    assert len(b.loads) == 4
+
+
+def test_preview_figures_are_worded_as_a_preview() -> None:
+    definition = parse_trader(Draft.new("rsi_oversold").definition)
+    summary = summarize(preview(definition, candles("BTCUSDT")))
+    assert summary.state == "ready"
+    assert summary.headline.startswith("Preview, not a promise: what this definition would have done")
+    assert "300 closed 15m candles of BTCUSDT (1 more symbol not previewed)" in summary.headline
+    keys = [k for k, _, _ in summary.figures]
+    assert keys[:6] == ["signals", "trades", "win-rate", "return", "drawdown", "hold"]
+    plain = {k: v for k, v in Draft.new().definition.items() if k != "trade"}
+    assert [k for k, _, _ in summarize(preview(parse_trader(plain), candles("BTCUSDT"))).figures] == [
+        "signals"
+    ]
+    assert [duration(ms) for ms in (4_000, 720_000, 12_000_000, 190_800_000)] == [
+        "4 s",
+        "12 min",
+        "3 h 20 min",
+        "2 d 5 h",
+    ]

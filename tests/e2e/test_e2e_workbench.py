@@ -52,6 +52,9 @@ def user(stack: LocalStack, *, machine: bool = False) -> tuple[str, str]:
 def test_a_trader_made_from_a_template_generates(fast_stack: LocalStack, fast_tabs: Browsers) -> None:
     email, uid = user(fast_stack)
     ctx, watch = fast_tabs.context()
+    # The templates' 15m and 1h candles are not in the module's replay (1s only): the preview's
+    # request for them is refused, as Binance refuses an unknown stream, and the browser logs that.
+    watch.allow(r"status of 400 .*/api/v3/klines\?symbol=\w+&interval=(?!1s&)\w+")
     tab = fast_tabs.tab(ctx, watch).open().sign_in(email)
     expect(tab.badge).to_have_attribute("data-mode", "browser")
     page = tab.page
@@ -88,6 +91,22 @@ def test_a_trader_made_from_a_template_generates(fast_stack: LocalStack, fast_ta
     field(tab, "cooldown_candles").fill("0")
     expect(page.get_by_test_id("editor-summary")).to_contain_text("BTCUSDT · 1s · RSI(2) < 60")
     expect(editor).to_have_attribute("data-valid", "1")
+
+    # The preview runs the same engine over the loaded history, and follows the threshold.
+    preview = page.get_by_test_id("editor-preview")
+    expect(preview).to_have_attribute("data-state", "ready", timeout=15_000)
+    expect(page.get_by_test_id("editor-preview-headline")).to_contain_text("closed 1s candles of BTCUSDT")
+    at_60 = int(preview.get_attribute("data-signals") or -1)
+    assert at_60 > 0
+    expect(page.get_by_test_id("preview-win-rate")).to_be_visible()
+    chart = page.get_by_test_id("chart")
+    expect(chart).to_have_attribute("data-symbol", "BTCUSDT")
+    expect(chart).not_to_have_attribute("data-markers-preview", "0", timeout=15_000)
+    field(tab, "conditions[0].value").fill("10")
+    expect(preview).not_to_have_attribute("data-signals", str(at_60))
+    assert int(preview.get_attribute("data-signals") or -1) < at_60
+    field(tab, "conditions[0].value").fill("60")
+    expect(preview).to_have_attribute("data-signals", str(at_60))
 
     # An invalid value: the core's message beside the field, and no saving.
     field(tab, "conditions[0].period").fill("1")

@@ -31,14 +31,17 @@ from signalguard.browser.chart import (
     CHART_MARKERS,
     SUMMARY_DAYS,
     ChartData,
+    Marker,
     chart_candles,
     chart_markers,
     chart_streams,
+    preview_markers,
     summary_lines,
 )
 from signalguard.browser.driver import GuardDriver
 from signalguard.browser.generation import Generation, StartTask
 from signalguard.browser.ports import Backend, HistoryItem, Spawn, TabLocks, Timers, TraderItem, User, View
+from signalguard.browser.preview_text import PREVIEW_CANDLES
 from signalguard.browser.sync import SignalSync
 from signalguard.browser.trades import (
     TRADE_VIEW_COLUMNS,
@@ -48,7 +51,7 @@ from signalguard.browser.trades import (
     trade_items,
 )
 from signalguard.browser.workbench import SymbolSearch, Workbench
-from signalguard.core.candles import MarketDataError
+from signalguard.core.candles import Candle, MarketDataError
 from signalguard.core.codes import OPTIONAL_SCHEMA, REQUIRED_SCHEMA, GuardError, has_component
 from signalguard.core.engine import (
     DEFAULT_MAX_TRACKED,
@@ -61,9 +64,10 @@ from signalguard.core.engine import (
 from signalguard.core.guard import Effects, Mode, WriteRefused
 from signalguard.core.ports import Clock, JsonValue, KeyValueStore
 from signalguard.core.positions import TRADE_COLUMNS, TradeBook, trade_book
+from signalguard.core.preview import Preview
 from signalguard.core.traders import TraderDefinitionError, parse_trader
 from signalguard.market.feed import MarketData
-from signalguard.market.klines import MarketUnavailable
+from signalguard.market.klines import MarketUnavailable, fetch_history
 
 #: Recent signals shown.
 HISTORY_LIMIT: Final = 50
@@ -342,6 +346,9 @@ class App:
         self._chart: tuple[str, str] | None = None
         self._charting = Coalesced(self._chart_step, spawn)
         self._trading = Coalesced(self._trades_step, spawn)
+        #: The stream the editor previews and its markers (drawn on the chart while it is open).
+        self._preview_stream: tuple[str, str] | None = None
+        self._preview_markers: list[Marker] = []
         #: The last read of the traders failed (said once, not every few seconds).
         self._traders_failed = False
 
@@ -391,6 +398,8 @@ class App:
             traders=lambda: self.traders,
             saved=self.reload_traders,
             search=self.symbols,
+            history=self._preview_history if self.market is not None else None,
+            on_preview=self._previewed,
         )
         self.workbench.set_editable(self._editable, self._traders_note())
         await asyncio.gather(self.reload_traders(), self.reload_history())
@@ -642,8 +651,32 @@ class App:
         self.view.show_chart(data)
         return True
 
+    def _previewed(self, preview: Preview | None) -> None:
+        """The editor previews a draft: chart its first stream with the preview's markers."""
+        stream = (
+            (preview.symbols[0].symbol, preview.symbols[0].interval) if preview and preview.symbols else None
+        )
+        markers = preview_markers(preview) if preview is not None else []
+        if (stream, markers) == (self._preview_stream, self._preview_markers):
+            return
+        self._preview_stream, self._preview_markers = stream, markers
+        if stream is not None:
+            self._chart = stream
+        elif self._chart not in chart_streams(self.traders):
+            streams = chart_streams(self.traders)
+            self._chart = streams[0] if streams else None
+        self.refresh_chart()
+
+    async def _preview_history(self, symbol: str, interval: str) -> list[Candle]:
+        """The closed candles a preview runs on (the newest :data:`PREVIEW_CANDLES`)."""
+        if self.market is None:
+            raise MarketUnavailable("no market data URL is configured")
+        return await fetch_history(self.market, symbol, interval, PREVIEW_CANDLES, round(self.wall() * 1000))
+
     async def _chart_data(self) -> ChartData:
         streams = chart_streams(self.traders)
+        if self._preview_stream is not None and self._preview_stream not in streams:
+            streams.append(self._preview_stream)
         selected = self._chart
         if selected is None:
             return ChartData(streams, None, problem="No trader watches a symbol yet.")
@@ -666,6 +699,8 @@ class App:
             sync = self.generation.sync
             pending = list(zip(sync.pending_keys(), sync.pending_signals(), strict=True))
         markers = chart_markers(signals.data if signals.error is None else [], pending, symbol, interval)
+        if selected == self._preview_stream:
+            markers = sorted([*markers, *self._preview_markers], key=lambda m: (m.open_ms, m.source, m.key))
         if isinstance(rows, str):
             return ChartData(streams, selected, markers=markers, problem=rows)
         try:
@@ -769,7 +804,8 @@ class App:
     def select_chart(self, value: str) -> None:
         """The chart's selector changed (``SYMBOL|interval``)."""
         symbol, _, interval = value.partition("|")
-        if (symbol, interval) in chart_streams(self.traders) and (symbol, interval) != self._chart:
+        known = [*chart_streams(self.traders), self._preview_stream]
+        if (symbol, interval) in known and (symbol, interval) != self._chart:
             self._chart = (symbol, interval)
             self.refresh_chart()
 
@@ -824,6 +860,7 @@ class App:
         ):
             self.timers.clear(timer)
         self._summary_soon = False
+        self._preview_stream, self._preview_markers = None, []
         self._trade_rows = []
         self._stored = []
         self._chart = None

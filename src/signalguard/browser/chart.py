@@ -20,6 +20,7 @@ from typing import Final
 
 from signalguard.core.candles import parse_rest_klines, timestamp_us
 from signalguard.core.engine import TraderRecord
+from signalguard.core.preview import Preview
 from signalguard.core.traders import TraderDefinitionError, parse_trader
 
 #: Candles drawn (one REST page).
@@ -27,9 +28,9 @@ CHART_CANDLES: Final = 200
 #: Markers at most (the newest), so that a busy trader cannot make the chart heavy.
 CHART_MARKERS: Final = 500
 #: Marker colours by source; the legend in ``index.html`` uses the same ones.
-SOURCE_COLORS: Final[Mapping[str, str]] = {"local": "#2962ff", "cloud": "#e8590c"}
-#: Marker text by source.
-SOURCE_LETTERS: Final[Mapping[str, str]] = {"local": "B", "cloud": "C"}
+SOURCE_COLORS: Final[Mapping[str, str]] = {"local": "#2962ff", "cloud": "#e8590c", "preview": "#7b2cbf"}
+#: Marker text by source ("preview": where the definition in the editor would have signalled).
+SOURCE_LETTERS: Final[Mapping[str, str]] = {"local": "B", "cloud": "C", "preview": "P"}
 SUMMARY_DAYS: Final = 7
 SOURCE_NAMES: Final[Mapping[str, str]] = {"local": "Browser (local)", "cloud": "Cloud"}
 
@@ -83,14 +84,24 @@ class Marker:
     key: str
 
     def to_json(self) -> dict[str, object]:
-        """Lightweight Charts' series marker."""
+        """Lightweight Charts' series marker (a preview's above the bar, as a dot: not a signal)."""
+        preview = self.source == "preview"
         return {
             "time": self.open_ms // 1000,
-            "position": "belowBar",
-            "shape": "arrowUp",
+            "position": "aboveBar" if preview else "belowBar",
+            "shape": "circle" if preview else "arrowUp",
             "color": SOURCE_COLORS.get(self.source, "#868e96"),
             "text": SOURCE_LETTERS.get(self.source, "?"),
         }
+
+
+def preview_markers(preview: Preview) -> list[Marker]:
+    """The first previewed symbol's triggers as markers of their own kind (newest :data:`CHART_MARKERS`)."""
+    if not preview.symbols:
+        return []
+    first = preview.symbols[0]
+    markers = [Marker(t.open_time, "preview", f"preview:{t.open_time}") for t in first.triggers]
+    return markers[-CHART_MARKERS:]
 
 
 def chart_markers(
@@ -132,7 +143,7 @@ class ChartData:
 
     def counts(self) -> dict[str, int]:
         """Markers by source (the page exposes them for tests and screen readers)."""
-        out = {"local": 0, "cloud": 0}
+        out = {"local": 0, "cloud": 0, "preview": 0}
         for m in self.markers:
             out[m.source] = out.get(m.source, 0) + 1
         return out

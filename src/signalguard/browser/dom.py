@@ -354,6 +354,7 @@ class DomView:
         el.setAttribute("data-candles", str(len(data.candles)))
         el.setAttribute("data-markers-local", str(counts.get("local", 0)))
         el.setAttribute("data-markers-cloud", str(counts.get("cloud", 0)))
+        el.setAttribute("data-markers-preview", str(counts.get("preview", 0)))
         lib: ChartLib | None = getattr(self._window, "signalguardChart", None)
         drawn = False
         if lib is not None:

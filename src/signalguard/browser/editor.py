@@ -30,6 +30,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
+from signalguard.browser.preview_text import PreviewSummary
 from signalguard.core.candles import INTERVALS, MONTH
 from signalguard.core.ports import JsonValue
 from signalguard.core.traders import TraderDefinitionError, parse_trader
@@ -141,6 +142,8 @@ class EditorView:
     templates: tuple[tuple[str, str, str], ...]
     #: Symbols matching the search field, not yet chosen.
     suggestions: tuple[str, ...]
+    #: What the draft would have done on the loaded history (None: no market data to preview on).
+    preview: PreviewSummary | None = None
 
 
 # -- what each indicator takes -------------------------------------------------------------------

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Final
 from signalguard.browser.editor import ConditionGroup, EditorView, FieldKind, FormField
 from signalguard.browser.jstypes import present
 from signalguard.browser.ports import Intents
+from signalguard.browser.preview_text import PreviewSummary
 
 if TYPE_CHECKING:
     from signalguard.browser.jstypes import Document, Element, Event, Window
@@ -29,7 +30,8 @@ EDITOR_IDS: Final = (
     "editor-general", "editor-symbols", "editor-symbol-search", "editor-suggestions",
     "editor-symbols-error", "editor-conditions", "editor-conditions-error", "editor-trade-on",
     "editor-trade", "editor-trade-error", "editor-json", "editor-json-error", "editor-summary",
-    "editor-error", "editor-save", "editor-delete", "editor-cancel", "trader-new",
+    "editor-error", "editor-save", "editor-delete", "editor-cancel", "trader-new", "editor-preview",
+    "editor-preview-headline", "editor-preview-figures", "editor-preview-symbols",
 )  # fmt: skip
 
 _Shape = tuple[tuple[str, str, tuple[tuple[str, str], ...]], ...]
@@ -145,6 +147,36 @@ class EditorDom:
         el["editor-save"].textContent = "Saving…" if view.saving else "Save"
         el["editor-delete"].hidden = form.trader_id is None
         el["editor-delete"].disabled = view.read_only or view.saving
+        self._preview(view.preview)
+
+    def _preview(self, summary: PreviewSummary | None) -> None:
+        el = self._el
+        box = el["editor-preview"]
+        box.hidden = summary is None
+        if summary is None:
+            return
+        box.setAttribute("data-state", summary.state)
+        box.setAttribute("data-signals", str(summary.signals))
+        el["editor-preview-headline"].textContent = summary.headline
+        if self._shapes.get("preview") != summary.figures:
+            self._shapes["preview"] = summary.figures
+            items = []
+            for key, label, value in summary.figures:
+                pair = self._doc.createElement("div")
+                pair.setAttribute("data-testid", f"preview-{key}")
+                term = self._doc.createElement("dt")
+                term.textContent = label
+                figure = self._doc.createElement("dd")
+                figure.textContent = value
+                pair.append(term, figure)
+                items.append(pair)
+            el["editor-preview-figures"].replaceChildren(*items)
+        per_symbol = summary.per_symbol
+        el["editor-preview-symbols"].textContent = (
+            "Signals by symbol: " + ", ".join(f"{s} {n:,}" for s, n in per_symbol)
+            if len(per_symbol) > 1
+            else ""
+        )
 
     def _focused(self, el: Element) -> bool:
         # Equality, not identity: each read of a JS object may give another proxy of it, and ``==``

@@ -22,9 +22,14 @@ from typing import Final
 
 from signalguard.browser.editor import Draft, EditorView, draft_key
 from signalguard.browser.ports import Backend, Spawn
+from signalguard.browser.preview_text import PREVIEW_SYMBOLS, PreviewSummary, summarize
+from signalguard.core.candles import Candle, MarketDataError
 from signalguard.core.engine import TraderRecord
 from signalguard.core.ports import KeyValueStore
+from signalguard.core.preview import Preview, Previewer
+from signalguard.core.traders import TraderDefinition, TraderDefinitionError, parse_trader
 from signalguard.core.traders.templates import TEMPLATES
+from signalguard.market.klines import MarketUnavailable
 
 __all__ = ["SymbolSearch", "Workbench"]
 
@@ -37,6 +42,8 @@ KEPT: Final = "Not saved yet; kept in this browser until saved or cancelled."
 #: What the store holds instead of a draft once it is saved or dropped.
 _NO_DRAFT: Final = ""
 
+#: The closed history of a stream for the preview, oldest first (raises when the market data fails).
+History = Callable[[str, str], Awaitable[Sequence[Candle]]]
 #: Search the exchange's symbols: ``(query, limit) -> symbols``, best first (empty if unknown).
 SymbolSearch = Callable[[str, int], Awaitable[Sequence[str]]]
 
@@ -56,10 +63,14 @@ class Workbench:
         traders: Callable[[], Sequence[TraderRecord]],
         saved: Callable[[], Awaitable[None]],
         search: SymbolSearch | None = None,
+        history: History | None = None,
+        on_preview: Callable[[Preview | None], None] | None = None,
     ) -> None:
         """Edit ``user_id``'s traders, drawn with ``show``.
 
         ``traders`` answers the ones listed, ``saved`` re-reads them after a save or a delete.
+        ``search`` finds symbols for the picker; ``history`` loads what the preview runs on, and
+        ``on_preview`` hears of every preview drawn (None when there is none), for the chart.
         """
         self.user_id = user_id
         self.backend = backend
@@ -70,6 +81,14 @@ class Workbench:
         self._traders = traders
         self._saved = saved
         self._search = search
+        self._history = history
+        self._on_preview = on_preview
+        #: The loaded history and what was computed on it (kept while the tab lives: reopening the
+        #: editor on the same symbols previews at once).
+        self._previewer = Previewer()
+        #: Per stream: "" loaded, "…" loading, else why it could not be loaded.
+        self._loads: dict[tuple[str, str], str] = {}
+        self._shown_preview: tuple[TraderDefinition, int, Preview] | None = None
         self.draft: Draft | None = None
         self.editable = False
         self.note = ""
@@ -114,6 +133,7 @@ class Workbench:
         self._draw()
 
     def _open(self, draft: Draft) -> None:
+        self._loads = {k: v for k, v in self._loads.items() if v in ("", "…")}
         self.draft = draft
         self.status = ""
         self.suggestions = ()
@@ -288,6 +308,7 @@ class Workbench:
         draft = self.draft
         if draft is None:
             self._show(None)
+            self._tell_preview(None)
             return
         form = draft.form()
         templates = (
@@ -302,5 +323,63 @@ class Workbench:
                 status=self.status,
                 templates=templates,
                 suggestions=self.suggestions,
+                preview=self._preview(draft),
             )
         )
+
+    # -- the preview ----------------------------------------------------------------------------
+
+    def _tell_preview(self, preview: Preview | None) -> None:
+        if self._on_preview is not None:
+            self._on_preview(preview)
+
+    def _preview(self, draft: Draft) -> PreviewSummary | None:
+        """Preview the draft on the loaded history (loading what it lacks), or say why not."""
+        if self._history is None:
+            return None
+        try:
+            definition = parse_trader(draft.definition)
+        except TraderDefinitionError:
+            self._tell_preview(None)
+            return PreviewSummary("invalid", "Preview: once every field is valid.")
+        wanted = [(symbol, definition.interval) for symbol in definition.symbols[:PREVIEW_SYMBOLS]]
+        for stream in wanted:
+            if stream not in self._loads:
+                self._loads[stream] = "…"
+                self.spawn(self._load(*stream))
+        loading = [s for s in wanted if self._loads[s] == "…"]
+        failed = [
+            f"{s} {i}: {self._loads[(s, i)]}" for s, i in wanted if self._loads[(s, i)] not in ("", "…")
+        ]
+        version = sum(self._previewer.candles(*s) for s in wanted)
+        last = self._shown_preview
+        if last is not None and last[0] == definition and last[1] == version:
+            preview = last[2]
+        else:
+            preview = self._previewer.preview(definition)
+            self._shown_preview = (definition, version, preview)
+        self._tell_preview(preview if preview.symbols else None)
+        if not preview.symbols:
+            if loading:
+                return PreviewSummary("loading", "Preview: loading the history…")
+            return PreviewSummary("unavailable", "Preview: no history. " + "; ".join(failed))
+        summary = summarize(preview)
+        if loading:
+            return PreviewSummary("loading", summary.headline + " Loading more history…", summary.figures,
+                                  summary.per_symbol, summary.signals)  # fmt: skip
+        return summary
+
+    async def _load(self, symbol: str, interval: str) -> None:
+        assert self._history is not None
+        try:
+            candles = await self._history(symbol, interval)
+        except (MarketUnavailable, MarketDataError) as exc:
+            # Shown until the editor opens again, which retries (not every keystroke).
+            self._loads[(symbol, interval)] = str(exc)
+            if self.draft is not None:
+                self._draw()
+            return
+        self._previewer.add(candles)
+        self._loads[(symbol, interval)] = ""
+        if self.draft is not None:
+            self._draw()
