@@ -6,8 +6,8 @@ from collections.abc import Sequence
 
 from signalguard.browser.editor import Draft, EditorView, draft_key
 from signalguard.browser.ports import ApiError, ApiResult
-from signalguard.browser.testing import FakeBackend, FakeStore, FakeTasks, on_loop
 from signalguard.browser.preview_text import duration, summarize
+from signalguard.browser.testing import FakeBackend, FakeStore, FakeTasks, on_loop
 from signalguard.browser.workbench import KEPT, Workbench
 from signalguard.core.candles import Candle
 from signalguard.core.engine import TraderRecord
