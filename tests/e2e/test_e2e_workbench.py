@@ -11,7 +11,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from e2ekit import FAST_TRADER, AppPage, Browsers, cloud_worker, fresh_user, wait_until
+from e2ekit import FAST_TRADER, AppPage, Browsers, Watch, cloud_worker, fresh_user, wait_until
 from playwright.sync_api import Locator, expect
 
 from signalguard.devstack.stack import LocalStack
@@ -33,6 +33,15 @@ def signal_traders(stack: LocalStack, uid: str) -> set[str]:
         return {str(r[0]) for r in rows.fetchall()}
 
 
+def labels_of(stack: LocalStack, uid: str) -> set[str]:
+    """Every matched-condition label of the user's signals."""
+    with stack.connect() as conn:
+        rows = conn.execute(
+            "select distinct unnest(matched_conditions) from public.signals where user_id = %s", (uid,)
+        )
+        return {str(r[0]) for r in rows.fetchall()}
+
+
 def field(tab: AppPage, path: str) -> Locator:
     return tab.page.get_by_test_id("editor").get_by_test_id(f"field-{path}")
 
@@ -45,16 +54,24 @@ def row_of(tab: AppPage, name: str) -> Locator:
     return tab.page.get_by_test_id("trader-row").filter(has_text=name)
 
 
+def context(tabs: Browsers) -> tuple[Any, Watch]:
+    """A browser profile whose pages may be refused history the module's replay does not have.
+
+    The templates' 15m and 1h candles are not in the replay (1s only): the preview's request for them
+    is refused, as Binance refuses an unknown stream, and the browser logs that.
+    """
+    ctx, watch = tabs.context()
+    watch.allow(r"status of 400 .*/api/v3/klines\?symbol=\w+&interval=(?!1s&)\w+")
+    return ctx, watch
+
+
 def user(stack: LocalStack, *, machine: bool = False) -> tuple[str, str]:
     return fresh_user(stack, machine=machine, definition=FAST_TRADER, name="Fast RSI")
 
 
 def test_a_trader_made_from_a_template_generates(fast_stack: LocalStack, fast_tabs: Browsers) -> None:
     email, uid = user(fast_stack)
-    ctx, watch = fast_tabs.context()
-    # The templates' 15m and 1h candles are not in the module's replay (1s only): the preview's
-    # request for them is refused, as Binance refuses an unknown stream, and the browser logs that.
-    watch.allow(r"status of 400 .*/api/v3/klines\?symbol=\w+&interval=(?!1s&)\w+")
+    ctx, watch = context(fast_tabs)
     tab = fast_tabs.tab(ctx, watch).open().sign_in(email)
     expect(tab.badge).to_have_attribute("data-mode", "browser")
     page = tab.page
@@ -138,7 +155,7 @@ def test_an_edit_in_one_tab_shows_in_another_and_a_draft_survives_a_reload(
     fast_stack: LocalStack, fast_tabs: Browsers
 ) -> None:
     email, uid = user(fast_stack)
-    ctx, watch = fast_tabs.context()
+    ctx, watch = context(fast_tabs)
     first = fast_tabs.tab(ctx, watch).open().sign_in(email)
     expect(first.badge).to_have_attribute("data-mode", "browser")
     second = fast_tabs.tab(ctx, watch).open().wait_ready()
@@ -159,6 +176,10 @@ def test_an_edit_in_one_tab_shows_in_another_and_a_draft_survives_a_reload(
     expect(first.page.get_by_test_id("editor")).to_be_hidden(timeout=10_000)
     expect(row_of(second, "Fast RSI")).to_contain_text("RSI(2) < 45", timeout=7_000)
     assert traders_of(fast_stack, uid)["Fast RSI"]["definition"]["conditions"][0]["value"] == 45
+    # The generating tab runs the new definition from the next closed candles on.
+    wait_until(
+        "a signal of the edited definition", lambda: "RSI(2) < 45" in labels_of(fast_stack, uid), timeout=30
+    )
 
     # A half-edited trader survives a reload of the tab; nothing of it was saved.
     first.page.get_by_test_id("trader-new").click()
@@ -193,7 +214,7 @@ def test_the_editor_is_read_only_while_the_cloud_generates(
 ) -> None:
     email, uid = user(fast_stack, machine=True)
     with cloud_worker(fast_stack, fast_replay.url, email):
-        ctx, watch = fast_tabs.context()
+        ctx, watch = context(fast_tabs)
         tab = fast_tabs.tab(ctx, watch).open().sign_in(email)
         expect(tab.badge).to_have_attribute("data-mode", "cloud", timeout=40_000)
         tab.page.get_by_test_id("trader-new").click()
