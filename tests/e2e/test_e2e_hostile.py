@@ -116,7 +116,7 @@ def test_markup_in_names_definitions_and_labels_is_shown_as_text(
     # Nothing was made of the markup: the list holds only its own elements, no element anywhere carries
     # a payload, and nothing ran.
     tags = page.eval_on_selector_all("#traders *", "els => [...new Set(els.map(e => e.tagName))]")
-    assert set(tags) <= {"LI", "INPUT", "SPAN"}, tags
+    assert set(tags) <= {"LI", "INPUT", "SPAN", "BUTTON"}, tags
     assert page.evaluate("window.__xssElements") == []
     assert page.evaluate("typeof window.__xss") == "undefined"
     assert (
@@ -126,5 +126,22 @@ def test_markup_in_names_definitions_and_labels_is_shown_as_text(
     body = page.evaluate("document.body.innerText")
     for payload in NAMES:
         assert payload in body
+
+    # The editor shows a hostile trader as values and text too: the name in the field, the bad key in
+    # the message, the JSON view as the textarea's value.
+    for payload in NAMES[:2]:
+        rows.filter(has_text=payload).first.get_by_test_id("trader-edit").click()
+        expect(page.get_by_test_id("editor")).to_be_visible()
+        expect(page.get_by_test_id("field-name")).to_have_value(payload)
+        expect(page.get_by_test_id("editor-title")).to_have_text(f"Edit {payload}")
+        page.get_by_test_id("editor-cancel").click()
+    rows.filter(has_text="Invalid on purpose").get_by_test_id("trader-edit").click()
+    expect(page.get_by_test_id("editor-error")).to_contain_text(
+        f"definition[{json.dumps(BAD_KEY)}]: unknown field"
+    )
+    assert BAD_KEY in page.get_by_test_id("editor-json").input_value()
+    page.get_by_test_id("editor-cancel").click()
+    assert page.evaluate("window.__xssElements") == []
+    assert page.evaluate("typeof window.__xss") == "undefined"
     # No console error and no page error from any of it (checked again when the context closes).
     watch.assert_clean()
