@@ -48,6 +48,16 @@ noted; ``direction`` is ``"up"`` or ``"down"``; numbers are JSON numbers, never 
                                                             signal``
 =====================  ===================================  =====================================
 
+Where the rules live: :mod:`.rules` declares every field above (type, bounds, choices, which are
+required) and the cross-field rules (distinct symbols after upper-casing, ``fast < slow``, distinct
+conditions, at least one exit rule, the side-dependent bounds of the trade plan) once.
+:func:`parse_trader` walks them and reports the first offending field as ``path: problem``; the
+database's input check on ``traders.definition`` is compiled from them
+(``python -m signalguard.devstack.definition_sql``) and refuses through the API exactly what
+:func:`parse_trader` refuses, with the same message (SG009, ``invalid_argument: definition.<path>:
+<problem>``: see :func:`~.rules.database_message`); and :func:`definition_json_schema` exports them as
+a JSON Schema document for editors, listing what a schema cannot say under ``x-cross-field-rules``.
+
 Semantics: ``volume_spike`` compares ``volume / mean(previous period volumes)`` (see
 :class:`~signalguard.core.indicators.VolumeSpike`); ``price_change_pct`` is
 ``(close / close[period candles ago] - 1) * 100``. "Crosses above" means the fast line was at or
@@ -104,9 +114,16 @@ from signalguard.core.traders.definition import (
 )
 from signalguard.core.traders.evaluation import ConditionResult, EvaluationErrorCode, TraderEvaluationError
 from signalguard.core.traders.pool import IndicatorPool, TraderState
+from signalguard.core.traders.rules import (
+    DEFINITION_RULES,
+    database_message,
+    definition_json_schema,
+    problem_from_database,
+)
 from signalguard.core.traders.validation import TraderDefinitionError, parse_trader
 
 __all__ = [
+    "DEFINITION_RULES",
     "MAX_CONDITIONS",
     "MAX_COOLDOWN",
     "MAX_DEFINITION_SIZE",
@@ -134,5 +151,8 @@ __all__ = [
     "TraderDefinitionError",
     "TraderEvaluationError",
     "TraderState",
+    "database_message",
+    "definition_json_schema",
     "parse_trader",
+    "problem_from_database",
 ]
