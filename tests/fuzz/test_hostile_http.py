@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import jwt
 import pytest
-from stackkit import Actor, Actors, Api
+from stackkit import DEFINITION, Actor, Actors, Api
 
 from signalguard.devstack import tokens
 from signalguard.devstack.stack import LocalStack
@@ -230,7 +230,7 @@ def requests_for(actor: Actor, epoch: int) -> list[tuple[str, str, Any]]:
         ("POST", "rpc/update_signal_statuses", {"p_changes": []}),
         ("POST", "rpc/execution_status", {}),
         ("POST", "rpc/machine_heartbeat", {"p_status": "running"}),
-        ("POST", "traders", {"name": "forged", "definition": {"version": 1}}),
+        ("POST", "traders", {"name": "forged", "definition": DEFINITION}),
         ("GET", "traders?select=*", None),
         ("GET", "signals?select=*", None),
         ("GET", "cloud_machines?select=*", None),
@@ -277,7 +277,7 @@ def test_bad_tokens_are_refused_everywhere_and_write_nothing(
     # The same requests with the right token do write: the refusals above were not vacuous.
     r = api.rpc("write_signals", {"p_signals": [a_signal(actor, epoch)]}, actor.token)
     assert r.status == 200 and r.body[0]["outcome"] == "inserted", r.body
-    r = api.insert("traders", {"name": "real", "definition": {"version": 1}}, actor.token)
+    r = api.insert("traders", {"name": "real", "definition": DEFINITION}, actor.token)
     assert r.status == 201, r.body
     assert snapshot(stack, actor.user_id) != before
 

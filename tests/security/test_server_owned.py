@@ -10,7 +10,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from stackkit import Actors, Api, db_now, seconds_ago, signal
+from stackkit import DEFINITION, Actors, Api, db_now, seconds_ago, signal
 from test_signal_guard import local_lease_backdated, write
 from test_trades import open_op, signals
 
@@ -94,7 +94,7 @@ def test_a_trade_gets_the_databases_id_and_times(api: Api, actors: Actors, db: A
 
 def test_a_traders_created_at_is_the_databases_and_stays(api: Api, actors: Actors, db: Any) -> None:
     a = actors.make()
-    r = api.insert("traders", [{"name": "mine", "created_at": LONG_AGO}], a.token)
+    r = api.insert("traders", [{"name": "mine", "definition": DEFINITION, "created_at": LONG_AGO}], a.token)
     assert r.status == 201, r.body
     tid = r.body[0]["id"]
     created = db.execute("select created_at from traders where id = %s", (tid,)).fetchone()[0]

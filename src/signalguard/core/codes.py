@@ -98,9 +98,13 @@ REQUIRED_SCHEMA: tuple[Component, ...] = (
     Component("write_hardening", 1, "20251003060800_write_hardening.sql"),
     Component("trader_streams", 1, "20251003060900_trader_streams.sql"),
 )
-#: What only a view needs: without it the app still generates, and that view names the migration.
+#: What the app runs without: a view that needs one names its migration when it is missing.
 OPTIONAL_SCHEMA: tuple[Component, ...] = (
     Component("signal_summary", 1, "20251003060400_signal_summary.sql"),
+    # The database's check of trader definitions: the page validates a definition before saving it
+    # and the engine refuses an invalid one whatever is stored, so a database without it works as
+    # before; with it, a refused save names the field (see core.traders.rules.database_message).
+    Component("trader_definitions", 1, "20251003061100_trader_definitions.sql"),
 )
 
 
