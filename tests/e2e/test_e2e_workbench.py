@@ -225,3 +225,37 @@ def test_the_editor_is_read_only_while_the_cloud_generates(
         expect(tab.page.get_by_test_id("editor-save")).to_be_disabled()
         assert list(traders_of(fast_stack, uid)) == ["Fast RSI"]
         watch.assert_clean()
+
+
+def test_the_database_refuses_what_the_core_refuses_naming_the_field(
+    fast_stack: LocalStack, fast_tabs: Browsers
+) -> None:
+    email, uid = user(fast_stack)
+    ctx, watch = context(fast_tabs)
+    tab = fast_tabs.tab(ctx, watch).open().sign_in(email)
+    # The browser logs the API's 400 answers itself.
+    watch.allow(r"status of 400 .*/rest/v1/traders")
+    bad = {**FAST_TRADER, "conditions": [{"indicator": "rsi", "period": 1, "op": "<", "value": 50}]}
+    # Through the page's own client (the signed-in user's session), around the editor.
+    insert = tab.page.evaluate(
+        "(d) => globalThis.signalguard.from('traders')"
+        ".insert({name: 'Sneaky', definition: d}).select('id').execute()",
+        bad,
+    )
+    assert insert["status"] == 400 and insert["error"]["code"] == "SG009"
+    assert insert["error"]["message"] == (
+        "invalid_argument: definition.conditions[0].period: must be an integer between 2 and 500"
+    )
+    trader = str(traders_of(fast_stack, uid)["Fast RSI"]["id"])
+    update = tab.page.evaluate(
+        "([id, d]) => globalThis.signalguard.from('traders')"
+        ".update({definition: d}).eq('id', id).execute()",
+        [trader, {**FAST_TRADER, "interval": "2m"}],
+    )
+    assert update["status"] == 400 and update["error"]["message"].startswith(
+        'invalid_argument: definition.interval: must be one of "1s", "1m"'
+    )
+    # Nothing changed.
+    stored = traders_of(fast_stack, uid)
+    assert list(stored) == ["Fast RSI"] and stored["Fast RSI"]["definition"] == FAST_TRADER
+    watch.assert_clean()

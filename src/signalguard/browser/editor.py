@@ -34,6 +34,7 @@ from signalguard.browser.preview_text import PreviewSummary
 from signalguard.core.candles import INTERVALS, MONTH
 from signalguard.core.ports import JsonValue
 from signalguard.core.traders import TraderDefinitionError, parse_trader
+from signalguard.core.traders.rules import problem_from_database
 from signalguard.core.traders.templates import TEMPLATES, template
 
 __all__ = [
@@ -224,8 +225,11 @@ _GENERAL_KINDS: Final[Mapping[str, FieldKind]] = {
 _PATH: Final = re.compile(r"(?:conditions\[(\d{1,2})\]\.|(trade)\.)?([a-z_]{1,40})")
 _INTEGER: Final = re.compile(r"[+-]?\d{1,30}")
 _NUMBER: Final = re.compile(r"[+-]?(?:\d{1,30}(?:\.\d{0,30})?|\.\d{1,30})(?:[eE][+-]?\d{1,3})?")
-#: Where a refusal of a field inside a condition or the plan is shown: the field's own path.
-_CONDITION_PATH: Final = re.compile(r"conditions\[(\d+)\](?:\.(.+))?")
+#: The core's ``path: problem``, the path as :class:`~signalguard.core.traders.TraderDefinitionError`
+#: writes it (a quoted key may itself hold ``": "``).
+_REFUSAL: Final = re.compile(
+    r'(?P<path>[A-Za-z_]\w*(?:\[(?:\d+|"(?:[^"\\]|\\.)*")\]|\.[A-Za-z_]\w*)*): (?P<problem>.*)', re.DOTALL
+)
 
 
 #: What :meth:`Draft.form` passes to its helpers: the message for a path (marking it shown).
@@ -495,17 +499,18 @@ class Draft:
     def refuse(self, message: str) -> None:
         """The save was refused with ``message``; show it by the field it names, if it names one.
 
-        The database answers ``invalid_argument: definition.<path>: <problem>`` for a definition
-        the core would refuse too (see the migration ``trader_definitions``).
+        The database refuses a definition the core would refuse with the core's own message,
+        ``invalid_argument: definition.<path>: <problem>`` (see
+        :func:`~signalguard.core.traders.rules.problem_from_database`); anything else is shown as is.
         """
-        text = message.removeprefix("invalid_argument: ")
-        head, sep, rest = text.partition(": ")
-        if sep and head.startswith("definition."):
-            self.refused = {head.removeprefix("definition."): rest}
-        elif sep and head in ("name", "definition"):
-            self.refused = {head: rest}
+        problem = problem_from_database(message)
+        found = _REFUSAL.fullmatch(problem) if problem is not None else None
+        if found is not None:
+            self.refused = {found["path"]: found["problem"]}
+        elif message.startswith("invalid_argument: a trader's name"):
+            self.refused = {"name": message.removeprefix("invalid_argument: ")}
         else:
-            self.refused = {"definition": text}
+            self.refused = {"definition": message}
 
     # -- reading it ---------------------------------------------------------------------------
 
