@@ -215,3 +215,21 @@ def test_a_kept_draft_comes_back_as_it_was() -> None:
     for junk in ("", "x", "[]", '{"name": 5, "definition": {}}', '{"name": "a", "definition": []}'):
         assert Draft.loads(junk) is None, junk
     assert draft_key("ABC") == "trader-draft:abc"
+
+
+def test_fields_follow_the_rules_order_and_say_their_bounds() -> None:
+    draft = Draft.new("bollinger_breakout")
+    fields = draft.form().conditions[0].fields
+    assert [(f.path.rsplit(".", 1)[1], f.hint) for f in fields] == [
+        ("indicator", ""),
+        ("period", "2–500"),
+        ("k", "> 0, ≤ 10"),
+        ("band", ""),
+        ("op", ""),
+    ]
+    hints = {f.path: f.hint for f in draft.form().trade}
+    assert hints["trade.stop_loss_pct"] == "> 0, ≤ 99.99"  # a long's stop cannot pass zero
+    draft.set_field("trade.side", "short")
+    hints = {f.path: f.hint for f in draft.form().trade}
+    assert hints["trade.stop_loss_pct"] == "> 0, ≤ 1000" and hints["trade.take_profit_pct"] == "> 0, ≤ 99.99"
+    assert {f.path: f.hint for f in draft.form().general}["cooldown_candles"] == "0–10,000"

@@ -34,7 +34,16 @@ from signalguard.browser.preview_text import PreviewSummary
 from signalguard.core.candles import INTERVALS, MONTH
 from signalguard.core.ports import JsonValue
 from signalguard.core.traders import TraderDefinitionError, parse_trader
-from signalguard.core.traders.rules import problem_from_database
+from signalguard.core.traders.rules import (
+    CONDITION_RULES,
+    DEFINITION_RULES,
+    TRADE_PLAN_RULES,
+    Depends,
+    Integer,
+    Number,
+    Rule,
+    problem_from_database,
+)
 from signalguard.core.traders.templates import TEMPLATES, template
 
 __all__ = [
@@ -79,6 +88,8 @@ class FormField:
     options: tuple[tuple[str, str], ...] = ()
     #: The validator's message for this field ("" when it is fine).
     error: str = ""
+    #: What the rules allow, in a few characters (``2–500``, ``> 0, ≤ 1,000``); "" for choices.
+    hint: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,6 +274,26 @@ def _shown(value: JsonValue | None) -> str:
     if isinstance(value, int | float | str):
         return str(value)
     return json.dumps(value)
+
+
+def _bound(value: float) -> str:
+    return f"{value:,.0f}" if value == int(value) and abs(value) >= 10_000 else f"{value:g}"
+
+
+def _hint(rule: Rule, side: JsonValue = None) -> str:
+    """What ``rule`` allows, in a few characters, for the field's caption (the side picks a bound)."""
+    if isinstance(rule, Depends):
+        cases = dict(rule.cases)
+        if not isinstance(side, str) or side not in cases:
+            return ""
+        rule = cases[side]
+    if isinstance(rule, Integer):
+        return f"{_bound(rule.low)}–{_bound(rule.high)}"
+    if isinstance(rule, Number):
+        if rule.above:
+            return f"> {_bound(rule.low)}, ≤ {_bound(rule.high)}"
+        return f"{_bound(rule.low)} to {_bound(rule.high)}"
+    return ""
 
 
 def _copy(value: JsonValue) -> JsonValue:
@@ -558,6 +589,7 @@ class Draft:
             FormField(
                 "cooldown_candles", "Cooldown (candles)", FieldKind.INTEGER,
                 _shown(d.get("cooldown_candles")), error=message("cooldown_candles"),
+                hint=_hint(DEFINITION_RULES.field("cooldown_candles").rule),
             ),
         )  # fmt: skip
 
@@ -573,12 +605,12 @@ class Draft:
         plan = d.get("trade")
         trade: tuple[FormField, ...] = ()
         if isinstance(plan, dict):
+            side = plan.get("side")
             trade = tuple(
-                FormField(
-                    f"trade.{key}", label, kind, _shown(plan.get(key)), options, message(f"trade.{key}")
-                )
+                FormField(f"trade.{key}", label, kind, _shown(plan.get(key)), options,
+                          message(f"trade.{key}"), _hint(TRADE_PLAN_RULES.field(key).rule, side))
                 for key, label, kind, options in _TRADE
-            )
+            )  # fmt: skip
         try:
             parsed = parse_trader(d)
         except TraderDefinitionError:
@@ -621,13 +653,19 @@ class Draft:
         indicator = _shown(condition.get("indicator"))
         fields = [FormField(f"{base}.indicator", "Indicator", FieldKind.CHOICE, indicator, _INDICATORS,
                             message(f"{base}.indicator"))]  # fmt: skip
-        default = DEFAULT_CONDITIONS.get(indicator, {})
-        for key, (label, kind, options) in _PARAMS.items():
-            if key in default or key in condition:
-                fields.append(
-                    FormField(f"{base}.{key}", label, kind, _shown(condition.get(key)), options,
-                              message(f"{base}.{key}"))
-                )  # fmt: skip
+        # The rules' own fields of this indicator, in their order (one source of truth with the
+        # validator and the database), then whatever else the condition holds that the form knows.
+        rules = dict(CONDITION_RULES.variants).get(indicator)
+        known = {f.name: f.rule for f in rules.fields} if rules is not None else {}
+        keys = [k for k in known if k in _PARAMS]
+        keys += [k for k in _PARAMS if k in condition and k not in keys]
+        for key in keys:
+            label, kind, options = _PARAMS[key]
+            hint = _hint(known[key]) if key in known else ""
+            fields.append(
+                FormField(f"{base}.{key}", label, kind, _shown(condition.get(key)), options,
+                          message(f"{base}.{key}"), hint)
+            )  # fmt: skip
         label = ""
         own = _problem({**_PROBE_ROOT, "conditions": [condition]})
         if own is None:

@@ -39,7 +39,8 @@ Listen = Callable[["Element", str, Callable[["Event"], None]], None]
 
 
 def _shape(fields: Sequence[FormField]) -> _Shape:
-    return tuple((f.path, f.kind.value, f.options) for f in fields)
+    # The hint is drawn once with the field: a short side changes the bounds of target and stop.
+    return tuple((f.path, f"{f.kind.value} {f.hint}", f.options) for f in fields)
 
 
 def _show(el: Element, text: str) -> None:
@@ -221,6 +222,11 @@ class EditorDom:
         label.className = "field"
         caption = doc.createElement("span")
         caption.textContent = f.label
+        if f.hint:
+            hint = doc.createElement("small")
+            hint.className = "hint"
+            hint.textContent = f" ({f.hint})"
+            caption.append(hint)
         if f.kind is FieldKind.CHOICE:
             control = doc.createElement("select")
             for value, text in f.options:
