@@ -7,6 +7,7 @@ what it saves, the database checks again.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import psycopg
@@ -248,8 +249,7 @@ def test_the_database_refuses_what_the_core_refuses_naming_the_field(
     )
     trader = str(traders_of(fast_stack, uid)["Fast RSI"]["id"])
     update = tab.page.evaluate(
-        "([id, d]) => globalThis.signalguard.from('traders')"
-        ".update({definition: d}).eq('id', id).execute()",
+        "([id, d]) => globalThis.signalguard.from('traders').update({definition: d}).eq('id', id).execute()",
         [trader, {**FAST_TRADER, "interval": "2m"}],
     )
     assert update["status"] == 400 and update["error"]["message"].startswith(
@@ -258,4 +258,44 @@ def test_the_database_refuses_what_the_core_refuses_naming_the_field(
     # Nothing changed.
     stored = traders_of(fast_stack, uid)
     assert list(stored) == ["Fast RSI"] and stored["Fast RSI"]["definition"] == FAST_TRADER
+    watch.assert_clean()
+
+
+def test_duplicate_the_json_view_and_delete(fast_stack: LocalStack, fast_tabs: Browsers) -> None:
+    email, uid = user(fast_stack)
+    ctx, watch = context(fast_tabs)
+    tab = fast_tabs.tab(ctx, watch).open().sign_in(email)
+    expect(tab.badge).to_have_attribute("data-mode", "browser")
+    page = tab.page
+    row_of(tab, "Fast RSI").get_by_test_id("trader-duplicate").click()
+    expect(field(tab, "name")).to_have_value("Fast RSI (copy)")
+
+    # The JSON view: text that does not parse is kept and explained, and the form keeps the last good
+    # definition; an object that parses becomes the form.
+    page.locator("#editor details summary").click()
+    json_view = page.get_by_test_id("editor-json")
+    json_view.fill('{"version": 1,')
+    expect(page.get_by_test_id("editor-json-error")).to_contain_text("not valid JSON")
+    expect(page.get_by_test_id("editor-save")).to_be_disabled()
+    json_view.fill(json.dumps({**FAST_TRADER, "match": "any", "cooldown_candles": 3}))
+    expect(page.get_by_test_id("editor-json-error")).to_be_hidden()
+    expect(field(tab, "match")).to_have_value("any")
+    expect(field(tab, "cooldown_candles")).to_have_value("3")
+    json_view.fill(json.dumps({**FAST_TRADER, "interval": "2m"}))
+    expect(error_of(tab, "interval")).to_contain_text('must be one of "1s"')
+    json_view.fill(json.dumps({**FAST_TRADER, "cooldown_candles": 3}))
+    page.get_by_test_id("editor-save").click()
+    expect(row_of(tab, "Fast RSI (copy)")).to_be_visible(timeout=10_000)
+    assert traders_of(fast_stack, uid)["Fast RSI (copy)"]["definition"]["cooldown_candles"] == 3
+
+    # Delete asks first; dismissed, nothing happens; accepted, the trader is gone.
+    row_of(tab, "Fast RSI (copy)").get_by_test_id("trader-edit").click()
+    page.once("dialog", lambda dialog: dialog.dismiss())
+    page.get_by_test_id("editor-delete").click()
+    expect(page.get_by_test_id("editor")).to_be_visible()
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_test_id("editor-delete").click()
+    expect(page.get_by_test_id("editor")).to_be_hidden(timeout=10_000)
+    expect(row_of(tab, "Fast RSI (copy)")).to_have_count(0)
+    assert list(traders_of(fast_stack, uid)) == ["Fast RSI"]
     watch.assert_clean()
