@@ -26,7 +26,7 @@ import enum
 import json
 import math
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -711,9 +711,3 @@ class Draft:
             if not draft.json_error:
                 draft.json_text = None
         return draft
-
-
-def symbol_choices(symbols: Sequence[str], chosen: Sequence[str]) -> list[str]:
-    """The suggestions not yet chosen, in the order given."""
-    taken = set(chosen)
-    return [s for s in symbols if s not in taken]
