@@ -132,3 +132,15 @@ def test_only_the_newest_candles_with_matches_are_kept_per_stream() -> None:
     assert len(released) == CATCH_UP_CANDLES + 1
     assert released[0] == Release(bar(0, "ETH"), MATCH, 5)  # ETH's candle 0 closes first
     assert [r.candle for r in released[1:]] == [bar(i) for i in range(2, CATCH_UP_CANDLES + 2)]
+
+
+def test_the_gap_before_a_new_epoch_is_signed_under_it_and_nothing_before_the_gap() -> None:
+    # Epoch 4 (another holder) ended when candle 9 closed; epoch 5 was granted when candle 14 closed.
+    # The database lets epoch 5 sign the gap (signs_from = epoch 4's end, which its window excludes):
+    # the kept matches of candles 9..14 are released under epoch 5; epoch 4's are not this holder's.
+    window = CatchUp()
+    for i in range(5, 15):
+        window.keep(bar(i), MATCH)
+    released = window.set_lease(5, closes(9), [])
+    assert [(r.candle.open_time, r.epoch) for r in released] == [(bar(i).open_time, 5) for i in range(9, 15)]
+    assert window.epoch_at(bar(8)) is None

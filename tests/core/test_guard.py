@@ -85,6 +85,28 @@ def test_the_windows_start_goes_with_the_epoch_while_generating() -> None:
     assert fx.mode is Mode.CLOUD and fx.since_us is None
 
 
+def test_a_holder_signs_from_the_gaps_start_when_the_database_gives_it() -> None:
+    # The gap between the previous epoch's end and this grant is this holder's to sign (migration
+    # gapless_handoff): the engine catches up from there, not from the window's start.
+    g = started()
+    held = LeaseAnswer(
+        True,
+        8,
+        30.0,
+        None,
+        None,
+        False,
+        "stopped",
+        None,
+        acquired_at_us=123_000_000,
+        signs_from_us=93_000_000,
+    )
+    _, fx = g.process(Answered(held, sent_at=0.0), 0.1)
+    assert (fx.may_generate, fx.epoch, fx.since_us) == (True, 8, 93_000_000)
+    assert held.emits_from_us == 93_000_000
+    assert LeaseAnswer(True, 8, 30.0, None, None, False, None, None, acquired_at_us=5).emits_from_us == 5
+
+
 def test_deadline_counts_from_when_the_request_was_sent() -> None:
     g = started()
     g.process(Answered(answer(you_hold=True, epoch=1, expires_in=30), sent_at=10.0), 12.5)
@@ -267,6 +289,9 @@ def test_parse_server_answer() -> None:
         granted=True,
     )  # fmt: skip
     assert LeaseAnswer.from_json({**SERVER_ANSWER, "lease": {"epoch": 0}}).acquired_at_us is None
+    gap = {**SERVER_ANSWER, "lease": {**SERVER_ANSWER["lease"], "signs_from": "2026-11-21T09:19:01+00:00"}}
+    assert LeaseAnswer.from_json(gap).signs_from_us == window - 30_000_000
+    assert a.signs_from_us is None and a.emits_from_us == window
     no_machine = LeaseAnswer.from_json({**SERVER_ANSWER, "machine": None})
     assert no_machine.machine_status is None
 

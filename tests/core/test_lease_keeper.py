@@ -36,6 +36,20 @@ def test_keeper_deadline_counts_from_the_renewals_send_time() -> None:
     assert keeper.epoch is None and not keeper.may_generate(111.0) and keeper.reason == "guard verdict SG001"
 
 
+def test_the_keeper_signs_from_the_gaps_start_when_the_database_gives_it() -> None:
+    keeper = LeaseKeeper()
+    answer = granted(9, acquired_at_us=50_000_000)
+    with_gap = LeaseAnswer(
+        you_hold=True, epoch=9, expires_in_seconds=30.0, reason=None, retry_in_seconds=None,
+        takeover_available=False, machine_status="running", error_message=None,
+        acquired_at_us=50_000_000, granted=True, signs_from_us=20_000_000,
+    )  # fmt: skip
+    keeper.granted(with_gap, sent_at=1.0)
+    assert keeper.window_start_us(9) == 20_000_000
+    keeper.granted(answer, sent_at=2.0)  # a database without the gap rule: the window's own start
+    assert keeper.window_start_us(9) == 50_000_000
+
+
 def test_the_keeper_remembers_only_recent_windows() -> None:
     keeper = LeaseKeeper()
     for epoch in range(1, 21):

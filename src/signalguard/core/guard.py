@@ -219,6 +219,20 @@ class LeaseAnswer:
     expires_at_us: int | None = None
     #: A claim's verdict: granted (or renewed). False for an answer that is no claim's.
     granted: bool = False
+    #: From when the holder may sign candles (database clock, epoch µs): the start of the gap before
+    #: its epoch that no earlier epoch covers (``signs_from``, migration ``gapless_handoff``); None
+    #: from a database without it.
+    signs_from_us: int | None = None
+
+    @property
+    def emits_from_us(self) -> int | None:
+        """The earliest candle close the holder's signals may have: the gap's start, else the window's.
+
+        With ``signs_from`` the executor also signs the candles that closed between the previous
+        epoch's end and its own grant (up to the database's horizon), so every closed candle has one
+        executor; without it, only its own window's (the database would refuse the others).
+        """
+        return self.signs_from_us if self.signs_from_us is not None else self.acquired_at_us
 
     @classmethod
     def from_json(cls, data: object) -> LeaseAnswer:
@@ -249,6 +263,7 @@ class LeaseAnswer:
             acquired_at_us=timestamp_us(lease.get("acquired_at")),
             expires_at_us=timestamp_us(lease.get("expires_at")),
             granted=granted,
+            signs_from_us=timestamp_us(lease.get("signs_from")),
         )
 
 
@@ -367,9 +382,9 @@ class Effects:
     takeover_offered: bool
     #: A longer explanation (an error message, what migration is missing), or None.
     detail: str | None
-    #: When the epoch's window opened (database clock, epoch µs), while it may generate and if known:
-    #: the engine catches up the candles that closed in it before it could emit, and emits nothing
-    #: for a candle that closed before it.
+    #: From when the epoch signs candles (database clock, epoch µs: the gap's start before the epoch,
+    #: else its window's), while it may generate and if known: the engine catches up the candles that
+    #: closed since before it could emit, and emits nothing for a candle that closed before.
     since_us: int | None = None
 
 
@@ -458,7 +473,7 @@ class ExecutionGuard:
                     # on it rather than generate from two tabs.
                     return Observation.OTHER_TAB
                 c.epoch = a.epoch
-                c.since_us = a.acquired_at_us
+                c.since_us = a.emits_from_us
                 c.deadline = event.sent_at + a.expires_in_seconds
                 return Observation.HOLDING
             if a.reason is None:

@@ -12,9 +12,11 @@ The database is the judge; this only remembers its last answer and how old it is
   the database's), whether or not the renewals that should have extended it are still in flight;
 - a refused claim, a verdict on a write (the lease moved) or a stop ends generation at once; only a
   new grant starts it again, always under the epoch that grant returned;
-- :meth:`LeaseKeeper.window_start_us` is when the held epoch's window opened, which the engine takes
-  with its authorization: it never emits for a candle that closed before (the database would refuse
-  it, ``SG002``), and catches up the candles that closed inside it before it could emit.
+- :meth:`LeaseKeeper.window_start_us` is from when the held epoch signs candles, which the engine
+  takes with its authorization: the start of the gap before the epoch where the database gives it
+  (``signs_from``, so that the candles that closed between the previous holder's end and this grant
+  are evaluated too), else when the epoch's window opened. The engine never emits for a candle that
+  closed before (the database would refuse it, ``SG002``), and catches up the ones after it.
 
 Times: ``now`` and ``sent_at`` are the worker's monotonic clock (seconds); window times are the
 database's (epoch microseconds), compared with candle close times (exchange epoch milliseconds).
@@ -51,8 +53,9 @@ class LeaseKeeper:
         self.epoch = answer.epoch
         self.renewed_sent_at = sent_at
         self.reason = None
-        if answer.acquired_at_us is not None:
-            self._windows[answer.epoch] = answer.acquired_at_us
+        if answer.emits_from_us is not None:
+            # The gap's start where the database gives one: this epoch signs from there.
+            self._windows[answer.epoch] = answer.emits_from_us
             # Only recent epochs matter (signals still queued); keep the map small.
             for old in sorted(self._windows)[:-8]:
                 del self._windows[old]
@@ -77,5 +80,5 @@ class LeaseKeeper:
         return deadline is not None and now < deadline
 
     def window_start_us(self, epoch: int) -> int | None:
-        """When ``epoch``'s window opened (database clock, epoch µs), if this worker was granted it."""
+        """From when ``epoch`` signs candles (database clock, epoch µs), if this worker was granted it."""
         return self._windows.get(epoch)
