@@ -209,9 +209,11 @@ def test_without_the_tab_lock_never_claims() -> None:
     g = ExecutionGuard()
     g.process(SchemaChecked(()), 0)
     mode, fx = g.process(TabLock(False), 0)
-    assert mode is Mode.STANDBY and fx.badge == "Another tab is generating"
+    # What the tab with the lock does is the database's to say: until it answers, nothing is claimed.
+    assert mode is Mode.UNKNOWN and fx.badge == "Checking…" and not fx.may_generate
     mode, fx = g.process(Answered(answer(), sent_at=1), 1)
-    assert mode is Mode.STANDBY and fx.call is Call.STATUS and not fx.may_generate
+    assert mode is Mode.STANDBY and fx.badge == "Another tab is generating"
+    assert fx.call is Call.STATUS and not fx.may_generate
     # Even if the database said so, a tab without the lock does not generate.
     mode, fx = g.process(Answered(answer(you_hold=True, epoch=1, expires_in=30), sent_at=2), 2)
     assert mode is Mode.STANDBY and not fx.may_generate
@@ -222,6 +224,19 @@ def test_without_the_tab_lock_never_claims() -> None:
     g.process(Answered(answer(), sent_at=4), 4)
     mode, fx = g.process(TabLock(True), 5)
     assert fx.call is Call.CLAIM
+
+
+def test_a_second_tab_while_the_cloud_generates_says_cloud_active() -> None:
+    # However the tab lock's answer and the database's interleave, a tab without the lock shows the
+    # cloud as the executor, never "Another tab is generating".
+    for lock_first in (True, False):
+        g = ExecutionGuard()
+        g.process(SchemaChecked(()), 0)
+        cloud = Answered(answer(reason="cloud_healthy", machine_status="running"), sent_at=0)
+        events = [TabLock(False), cloud] if lock_first else [cloud, TabLock(False)]
+        badges = [g.process(e, 0.1)[1].badge for e in events]
+        assert "Another tab is generating" not in badges
+        assert badges[-1] == "Cloud Active"
 
 
 def test_other_device_holds_the_lease() -> None:

@@ -501,7 +501,10 @@ class ExecutionGuard:
         if isinstance(event, TabLock):
             c.tab_lock = event.held
             if not event.held:
-                return Observation.OTHER_TAB
+                # Another tab of this browser has the lock; what it does (generate, or watch the
+                # cloud) is the database's to say: the next answer sets the mode. Only a tab that
+                # generated stops at once.
+                return Observation.OTHER_TAB if c.mode is Mode.BROWSER else Observation.QUIET_TICK
             return Observation.FREE if c.mode is Mode.STANDBY else Observation.QUIET_TICK
         if isinstance(event, SchemaChecked):
             if event.problems:
