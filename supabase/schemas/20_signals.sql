@@ -33,6 +33,9 @@ create table public.signals (
   -- The fencing token: the lease epoch its writer held when the candle closed.
   epoch bigint not null,
   updated_epoch bigint,
+  -- Found late: the candle closed in the gap before its epoch began (the write guard sets it; see
+  -- private.gap_start), so the user sees the signal came from a catch-up, not as the candle closed.
+  caught_up boolean not null default false,
   constraint signals_trader_owner_fkey foreign key (trader_id, user_id)
     references public.traders (id, user_id) on delete cascade,
   constraint signals_source_check check (source in ('local', 'cloud')),
@@ -54,6 +57,8 @@ comment on column public.signals.epoch is
   'The lease epoch its writer held when the candle closed (the fencing token checked on insert)';
 comment on column public.signals.updated_epoch is
   'The live lease epoch of whoever last changed the status';
+comment on column public.signals.caught_up is
+  'Set by the write guard: the candle closed in the gap before the epoch began, and the signal was found by the new holder''s catch-up';
 
 create index signals_user_id_created_at_idx on public.signals (user_id, created_at desc);
 -- The indexes of migration 013, as written there.

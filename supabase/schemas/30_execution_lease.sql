@@ -19,8 +19,10 @@
 --                        blocks browsers; older than that it is treated as dead
 --   error takeover       'error' for at least 2 minutes, and the user confirms; clears the error
 --   lease length         30 s, renewed by the holder (browsers poll every 5 s, machines every 10 s)
+--   catch-up horizon     a new holder also signs the candles that closed in the gap before its grant
+--                        that no earlier epoch covers, back to 2 hours (and 60 candles) before it
+--                        (private.gap_start; the write guard in 40_signal_writes.sql)
 
--- The rules' numbers, in one place.
 -- The rules' numbers, in one place.
 create or replace function private.lease_ttl() returns interval
 language sql immutable set search_path = '' as $$ select interval '30 seconds' $$;
@@ -38,6 +40,20 @@ language sql immutable set search_path = '' as $$ select interval '2 minutes' $$
 create or replace function private.close_skew() returns interval
 language sql immutable parallel safe
 as $$ select '5 seconds'::pg_catalog.interval $$;
+-- How far back before its epoch began a holder may sign the candles that no earlier epoch covers (the
+-- gap, private.gap_start): 2 hours, and for a signal no more than 60 of its candles, the executor's
+-- catch-up limit (CATCH_UP_CANDLES in signalguard.core.catchup), which only 1s and 1m candles reach
+-- within 2 hours. A month counts as 30 days when intervals are compared, so 1M candles, like every
+-- interval from 2m up, are bound by the 2 hours alone. Inlined into the guard like close_skew.
+create or replace function private.catch_up_limit() returns interval
+language sql immutable parallel safe
+as $$ select '2 hours'::pg_catalog.interval $$;
+create or replace function private.catch_up_horizon(p_interval text) returns interval
+language sql immutable parallel safe
+as $$
+  select least(private.catch_up_limit(),
+               60 operator(pg_catalog.*) private.interval_length(p_interval))
+$$;
 
 create table public.execution_leases (
   user_id uuid primary key references auth.users (id) on delete cascade,
@@ -82,7 +98,7 @@ create table public.lease_epochs (
   constraint lease_epochs_holder_id_shape check (holder_id ~ '^[A-Za-z0-9_-]{8,64}$')
 );
 comment on table public.lease_epochs is
-  'Every epoch granted and its validity window; a signal is accepted if its candle closed inside the window of the epoch its writer held';
+  'Every epoch granted and its validity window; a signal is accepted if its candle closed inside the window of the epoch its writer held, or in the gap before it that no earlier epoch covers (private.gap_start)';
 
 -- Read-only for their owner (the UI shows them; see 90_privileges.sql); they change only through the
 -- functions below.
@@ -296,6 +312,29 @@ begin
 end;
 $$;
 
+-- The start of epoch p_epoch's gap: the candles that closed from here up to the epoch's start
+-- p_started_at are the epoch's to sign, besides those of its own window. It is the end of the epoch
+-- before (its window's valid_until) or p_horizon before the start, whichever is later; the first
+-- epoch of a user has only the horizon. Fixed once the epoch is granted: its start never changes,
+-- and the epoch before it has ended or expired by then and is never written again (renewals and
+-- ends touch only the current epoch, and the grant of the next one is made under the lease row
+-- lock, after them). A new holder therefore learns it once, from its grant, and the write guard
+-- reads only rows that no longer change.
+create or replace function private.gap_start(
+  p_user_id uuid, p_epoch bigint, p_started_at timestamptz, p_horizon interval
+) returns timestamptz
+language sql stable
+set search_path = ''
+as $$
+  select greatest(
+    (select e.valid_until from public.lease_epochs e
+      where e.user_id = p_user_id and e.epoch = p_epoch - 1),
+    p_started_at - p_horizon)
+$$;
+
+-- signs_from: the earliest candle close the holder of the lease's epoch may sign, the start of its gap
+-- with the 2-hour bound (per signal the bound is also 60 candles, which the executor's catch-up keeps
+-- to itself); null without a holder.
 create or replace function private.lease_json(p_lease public.execution_leases, p_now timestamptz)
 returns jsonb
 language sql stable
@@ -310,7 +349,10 @@ as $$
     'expires_at', p_lease.expires_at,
     'live', coalesce(p_lease.holder_kind is not null and p_lease.expires_at > p_now, false),
     'expires_in_seconds', case when p_lease.expires_at is not null
-                               then greatest(private.seconds(p_lease.expires_at - p_now), 0) end
+                               then greatest(private.seconds(p_lease.expires_at - p_now), 0) end,
+    'signs_from', case when p_lease.holder_kind is not null
+                       then private.gap_start(p_lease.user_id, p_lease.epoch, p_lease.acquired_at,
+                                              private.catch_up_limit()) end
   )
 $$;
 

@@ -8,9 +8,26 @@
 -- database owns (id, created_at, updated_at; a signal starts new); the bounds, naming the field; then
 -- the lease: the row's source and machine must be the token's, its epoch one this kind of writer
 -- (and, for the cloud, this machine) was granted, and the candle must have closed inside that
--- epoch's window. A signal generated under a lease its writer held is accepted even after the lease
--- moved on (the window is history); the unique signal key absorbs any overlap. All in one trigger:
--- a second trigger on the hottest write would cost more than the checks.
+-- epoch's window or in the gap before it (below). A signal generated under a lease its writer held is
+-- accepted even after the lease moved on (the window and the gap are history); the unique signal key
+-- absorbs any overlap. All in one trigger: a second trigger on the hottest write would cost more than
+-- the checks.
+--
+-- The gap: the candles that closed after the epoch before ended and before this epoch began were
+-- nobody's to sign; the new holder signs them, found late (caught_up), back to the catch-up horizon
+-- (private.gap_start, private.catch_up_horizon). Two holders never both sign one candle: with s(E)
+-- and v(E) the start and end of epoch E's window, a new epoch is granted only once the one before
+-- has ended or expired, under the lease row lock and by the database clock, so
+--   s(1) <= v(1) <= s(2) <= v(2) <= s(3) <= ...
+-- and E's window [s(E), v(E)) and E's gap, inside [v(E-1), s(E)), each lie between two neighbours of
+-- that sequence: every candle close is in one epoch's window or gap at most. (The epoch history of
+-- tests/integration/test_concurrency.py checks the sequence under racing claims.) The check needs no
+-- lock: the gap is fixed when the epoch is granted (see private.gap_start), and a later grant cannot
+-- reach back into it, since the next epoch's gap starts where this epoch's window ends.
+-- Refusals say why: the candle closed after the writer's window (SG002, as before), inside another
+-- epoch's window (SG002, naming that epoch: its executor signs it), or before the gap's start, that
+-- is before the epoch before ended or beyond the horizon (SG011: nobody may sign it any more, and
+-- the writer has not lost the lease for it).
 -- Update: only the status may change, along the lifecycle, by the holder of the live lease.
 -- Maintenance sessions that are not API roles (migrations, the database owner) are not fenced.
 create or replace function private.guard_signal_write() returns trigger
@@ -24,8 +41,11 @@ declare
   v_now timestamptz := clock_timestamp();
   v_label text;
   v_epoch public.lease_epochs;
+  v_other public.lease_epochs;
   v_lease public.execution_leases;
   v_close timestamptz;
+  v_horizon interval;
+  v_from timestamptz;
 begin
   if not private.is_api_session() then
     return new;
@@ -83,10 +103,39 @@ begin
         'candle_not_closed: the %s candle opening %s closes at %s, after the database time %s',
         new."interval", new.candle_open_time, v_close, v_now));
     end if;
-    if v_close < v_epoch.started_at or v_close >= v_epoch.valid_until then
+    if v_close >= v_epoch.valid_until then
       perform private.raise_guard('SG002', format(
         'outside_lease_window: the candle closed at %s, outside epoch %s''s lease [%s, %s)',
         v_close, new.epoch, v_epoch.started_at, v_epoch.valid_until));
+    end if;
+    -- Before the window: the gap's, if it closed after the gap's start.
+    new.caught_up := coalesce(v_close < v_epoch.started_at, false);
+    if new.caught_up then
+      v_horizon := private.catch_up_horizon(new."interval");
+      v_from := private.gap_start(new.user_id, new.epoch, v_epoch.started_at, v_horizon);
+      if v_close < v_from then
+        -- Refused; say whose candle it is, or which bound of the gap it missed.
+        select * into v_other from public.lease_epochs e
+         where e.user_id = new.user_id and e.epoch < new.epoch and e.started_at <= v_close
+         order by e.epoch desc limit 1;
+        if v_other.valid_until > v_close then
+          perform private.raise_guard('SG002', format(
+            'outside_lease_window: the candle closed at %s, inside epoch %s''s lease [%s, %s): '
+            'that epoch''s to sign, not epoch %s''s (which began at %s)',
+            v_close, v_other.epoch, v_other.started_at, v_other.valid_until, new.epoch,
+            v_epoch.started_at));
+        end if;
+        if v_from > v_epoch.started_at - v_horizon then
+          perform private.raise_guard('SG011', format(
+            'before_catch_up: the candle closed at %s, before epoch %s''s lease ended at %s: '
+            'epoch %s signs the candles that closed from then until it began at %s',
+            v_close, new.epoch - 1, v_from, new.epoch, v_epoch.started_at));
+        end if;
+        perform private.raise_guard('SG011', format(
+          'before_catch_up: the %s candle closed at %s, beyond the catch-up horizon of %s '
+          '(2 hours, at most 60 candles) before epoch %s began at %s: it signs from %s',
+          new."interval", v_close, v_horizon, new.epoch, v_epoch.started_at, v_from));
+      end if;
     end if;
     new.updated_epoch := new.epoch;
     return new;
@@ -94,10 +143,12 @@ begin
 
   -- UPDATE
   if (new.id, new.trader_id, new.user_id, new.symbol, new."interval", new.candle_open_time,
-      new.price, new.matched_conditions, new.source, new.machine_id, new.epoch, new.created_at)
+      new.price, new.matched_conditions, new.source, new.machine_id, new.epoch, new.created_at,
+      new.caught_up)
      is distinct from
      (old.id, old.trader_id, old.user_id, old.symbol, old."interval", old.candle_open_time,
-      old.price, old.matched_conditions, old.source, old.machine_id, old.epoch, old.created_at)
+      old.price, old.matched_conditions, old.source, old.machine_id, old.epoch, old.created_at,
+      old.caught_up)
   then
     perform private.raise_guard('SG005',
       'immutable_field: only status (with updated_epoch) may change on a signal');

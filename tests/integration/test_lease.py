@@ -65,6 +65,7 @@ def test_status_reports_machine_health_lease_and_server_time(api: Api, actors: A
         "expires_at": None,
         "live": False,
         "expires_in_seconds": None,
+        "signs_from": None,
     }
     assert s["may_claim"] is True and s["reason"] is None and s["may_generate"] is False
     assert s["server_time"] and s["schema_version"] == 1

@@ -137,11 +137,13 @@ def test_signal_generated_under_old_lease_is_kept_after_lease_moved(
     assert out[0]["outcome"] == "rejected" and out[0]["code"] == GuardError.OUTSIDE_LEASE_WINDOW
 
 
-def test_candle_before_epoch_started_is_refused(api: Api, actors: Actors, db: Any) -> None:
+def test_candle_before_the_catch_up_horizon_is_refused(api: Api, actors: Actors, db: Any) -> None:
+    # Before its window an epoch signs only its gap: for 1m candles, the hour before it began (see
+    # test_gapless_handoff.py).
     a = actors.make()
     epoch = local_lease_backdated(api, a, db, 100)
-    out = write(api, a, [signal(a, epoch, seconds_ago(db, 200))])
-    assert out[0]["code"] == GuardError.OUTSIDE_LEASE_WINDOW
+    out = write(api, a, [signal(a, epoch, seconds_ago(db, 100 + 3600 + 60))])
+    assert out[0]["code"] == GuardError.BEFORE_CATCH_UP
 
 
 def test_epoch_never_held_by_writer_is_refused(api: Api, actors: Actors, db: Any) -> None:

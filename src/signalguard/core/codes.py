@@ -22,7 +22,8 @@ class GuardError(enum.StrEnum):
     #: The writer never held the lease under the epoch it presented (unknown epoch, an epoch of the
     #: other side or another machine), or changes a signal without holding the live lease.
     LEASE_NOT_HELD = "SG001"
-    #: The writer held that epoch, but the signal's candle closed outside the epoch's window.
+    #: The writer held that epoch, but the signal's candle closed after the epoch's window, or before
+    #: it inside another epoch's window (the message names that epoch: its executor signs the candle).
     OUTSIDE_LEASE_WINDOW = "SG002"
     #: The signal's candle closes in the future by the database clock.
     CANDLE_NOT_CLOSED = "SG003"
@@ -42,6 +43,12 @@ class GuardError(enum.StrEnum):
     INVALID_ARGUMENT = "SG009"
     #: The call needs a signed-in user.
     NOT_AUTHENTICATED = "SG010"
+    #: The signal's candle closed before its epoch's gap (the candles a new holder signs after the
+    #: previous epoch's end, back to the catch-up horizon; ``signs_from`` in the lease answer): before
+    #: the previous epoch's window ended, or beyond the horizon of 2 hours (and 60 candles) before the
+    #: epoch began. Nobody may sign that candle any more; unlike SG002 it says nothing of the writer's
+    #: lease, so the writer drops the signal (with the reason) and goes on generating.
+    BEFORE_CATCH_UP = "SG011"
 
     @property
     def moves_guard(self) -> bool:
@@ -105,6 +112,10 @@ OPTIONAL_SCHEMA: tuple[Component, ...] = (
     # and the engine refuses an invalid one whatever is stored, so a database without it works as
     # before; with it, a refused save names the field (see core.traders.rules.database_message).
     Component("trader_definitions", 1, "20251003061100_trader_definitions.sql"),
+    # A new holder also signs the candles of the gap before its epoch (from the lease answer's
+    # ``signs_from``), marked ``caught_up``; without it an executor signs from its own window's start
+    # (``acquired_at``), as the database then refuses the gap's candles.
+    Component("gapless_handoff", 1, "20251003061200_gapless_handoff.sql"),
 )
 
 
