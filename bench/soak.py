@@ -5,6 +5,11 @@ asked. It prints the seed, every event as it is applied, then the checker's figu
 by kind; the exit status is 0 only if there is no violation of any kind. Each run keeps its logs
 (``events.log``, ``worker.log``, the pages' console errors) and its whole history (``history.json``) in
 its log folder; ``--recheck FOLDER/history.json`` judges that history again without running anything.
+
+The exactly-once property (every candle evaluated by exactly one executor; see ``tests/soak/checker.py``)
+is always reported: judged candles, missed, duplicated, and where the misses fell. A miss is a violation
+once the database reports the ``gapless_handoff`` schema component; ``--exactly-once require`` makes it
+one regardless (to judge an older run by the new rule), ``--exactly-once report`` never.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ for _folder in (ROOT / "tests" / "soak", ROOT / "tests" / "e2e"):
     if str(_folder) not in sys.path:
         sys.path.insert(0, str(_folder))
 
-from checker import check  # noqa: E402
+from checker import Rules, check  # noqa: E402
 from soakdb import load_history  # noqa: E402
 from soakkit import SoakOptions, run_soak  # noqa: E402
 
@@ -36,14 +41,22 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--log-dir", type=Path, default=None, help="where the logs go (default: a temp dir)")
     parser.add_argument(
+        "--exactly-once",
+        choices=("auto", "require", "report"),
+        default="auto",
+        help="whether a missed evaluation is a violation: as the database says (auto: the gapless_handoff "
+        "component), always, or never",
+    )
+    parser.add_argument(
         "--recheck",
         type=Path,
         metavar="HISTORY_JSON",
         help="judge a finished run's history.json again (no stack, no browser) and print the verdict",
     )
     args = parser.parse_args(argv)
+    rules = Rules(exactly_once={"auto": None, "require": True, "report": False}[args.exactly_once])
     if args.recheck is not None:
-        verdict = check(load_history(args.recheck))
+        verdict = check(load_history(args.recheck), rules)
         print(verdict.report(examples=1000))
         return 0 if verdict.ok else 1
     result = run_soak(
@@ -53,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
             quiet=args.quiet,
             long_stop=args.long_stop,
             log_dir=args.log_dir,
+            rules=rules,
         )
     )
     return 0 if result.verdict.ok else 1

@@ -16,7 +16,9 @@ What is checked, and why each kind can fail:
     A signal whose ``epoch`` was never granted, or was granted to the other kind of writer, or (cloud)
     to another machine, or whose ``machine_id`` does not follow its ``source``.
 ``signal_outside_window``
-    A signal whose candle closed outside ``[started_at, valid_until)`` of the epoch it carries.
+    A signal whose candle closed outside ``[started_at, valid_until)`` of the epoch it carries (or,
+    once the gapless handoff is in effect, outside that window and the gap just before it: see
+    "Exactly once" below).
 ``write_by_non_holder``
     A browser device sent a write (signals, status changes, trade opens and closes) under a local epoch
     that none of its tabs held. The database cannot see this (it knows the writer's kind, not which
@@ -48,6 +50,11 @@ What is checked, and why each kind can fail:
 ``orphan_open_trade``
     At the end (after the settling period), a trade still open whose entry is older than its maximum
     holding time plus ``open_slack``: nobody manages it.
+``duplicate_evaluation``
+    A candle signed by more than one executor (see "Exactly once").
+``missed_evaluation``
+    A judged candle signed by no executor (see "Exactly once"); a violation only while the gapless
+    handoff is in effect, reported in any case.
 
 The margins at the window edges. A grant is decided by the database at ``started_at``; the executor
 learns it one round trip later, and a candle that closed in between reached an engine not yet allowed
@@ -57,6 +64,48 @@ one second before its renewal-based deadline, a stopping worker before it releas
 gaps are a few hundred milliseconds when the machine is not loaded; the margins (2 s by default) cover
 them. Every expected signal left out by a margin is counted in the figures (``expected_in_margins``),
 so a margin that hides a real loss shows up as a large figure.
+
+Exactly once (:func:`check_exactly_once`, the :class:`ExactlyOnce` of every verdict). Every closed
+candle of every stream (symbol, interval) of an enabled trader is evaluated by exactly one executor
+while the user has one:
+
+- *An executor* is an epoch: one grant of the lease to one holder. Its window is
+  ``[started_at, valid_until)``; the *gap before* it is ``[max(E, started_at - H), started_at)``, where
+  ``E`` is the latest ``valid_until`` of the epochs that started before it and ``H``, the *reach*, is
+  ``min(2 h, 60 candles of the stream's interval)`` (:attr:`Rules.gap_max`, :attr:`Rules.gap_candles`).
+  The first epoch has no gap before it: the user had no executor before, so nothing is owed.
+- *The user had an executor* for a candle when its close lies in an epoch's window, or in the gap
+  before an epoch that is not the first. Such a candle is *judged* if it closed before
+  :attr:`History.horizon` (later writes may still be in flight). Not judged, and counted: candles
+  before the first grant, in a gap but further than the reach before the next epoch, after the last
+  window with no epoch since (nobody holds the lease at the read), and after the horizon.
+- *Evaluated by an executor* means the database accepted a signal of that candle under that epoch:
+  inserted, or absorbed as a duplicate of the row already there (the signal key is unique, so the
+  rows alone cannot show a second executor; :attr:`History.signings` records every accepted write,
+  see ``soakdb.record_signings``). Without signings (an older ``history.json``) the stored rows are
+  the only evidence.
+- *The observable.* An executor evaluates every candle but signs only those its traders match, so
+  a candle with no signal may simply have matched nothing. A trader whose conditions hold on every
+  candle (``soakdb.always_matches``: ``price_change_pct`` over 1 candle ``>=`` -100, since a close
+  is never 100 % below the previous one) signs every candle it evaluates; its signals are the
+  evaluation log of its streams (:attr:`History.streams` names it for each stream). A judged candle
+  on which the reference engine does not *certainly* fire it (its warm-up, or a close 99.99 % down)
+  is counted as unobservable, not judged. A stream with no such trader is reported as unobserved.
+  This needs nothing from the executors beyond what they already write, and a trader's signal is
+  exactly what the user would lose.
+- *Missed*: a judged candle whose observing trader's signal is not stored. *Duplicated*: a candle
+  (any stream, judged or not) signed under more than one epoch, whatever the traders (a row stored
+  twice under one key is ``duplicate_signal``'s).
+
+Each miss says where it fell: ``gap`` (before the epoch named), ``window start`` / ``window end``
+(within :attr:`Rules.start_margin` / :attr:`Rules.end_margin` of the window's edge, the end only if
+the window ended before the horizon), or ``inside window``. Today's database accepts a signal only
+inside its epoch's window, so every candle of a gap is missed. The issue's rule lets a holder sign
+the gap before its epoch; a database that has it reports the schema component
+:data:`GAPLESS_COMPONENT` (``schema_version()``, read into :attr:`History.schema_components`), and
+then a miss is a violation (``missed_evaluation``) and a signal in the gap before its own epoch is
+not ``signal_outside_window``. :attr:`Rules.exactly_once` overrides what the database says.
+A duplicate is a violation in any case: at most once is what the lease has always guaranteed.
 """
 
 from __future__ import annotations
@@ -69,10 +118,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from signalguard.core.candles import INTERVALS, Candle
+from signalguard.core.catchup import CATCH_UP_CANDLES
 from signalguard.core.positions import ExitReason, Side, Trade, exit_on
 
 SECOND = 1_000_000
 """One second in microseconds."""
+
+GAPLESS_COMPONENT = "gapless_handoff"
+"""The schema component of a database that lets a holder sign the candles of the gap before its epoch."""
 
 KINDS = (
     "duplicate_signal",
@@ -90,6 +143,8 @@ KINDS = (
     "trade_without_signal",
     "missing_trade",
     "orphan_open_trade",
+    "duplicate_evaluation",
+    "missed_evaluation",
 )
 
 
@@ -216,6 +271,26 @@ class LocalWrite:
     what: str
 
 
+@dataclass(frozen=True)
+class Signing:
+    """A signal write the database accepted under an epoch: inserted, or absorbed by the row already
+    there (``write_signals`` answered ``duplicate``). Refused writes are not signings."""
+
+    trader_id: str
+    symbol: str
+    interval: str
+    open_time: int
+    epoch: int
+    source: str
+    machine_id: str | None
+    at: int
+
+    @property
+    def candle(self) -> tuple[str, str, int]:
+        """(symbol, interval, candle open time)."""
+        return (self.symbol, self.interval, self.open_time)
+
+
 @dataclass
 class History:
     """Everything :func:`check` judges."""
@@ -243,6 +318,14 @@ class History:
     #: The current lease row's epoch (``execution_leases.epoch``), if any.
     lease_epoch: int | None = None
     seed: int | None = None
+    #: The streams (symbol, interval) of the user's enabled traders, each with the id of an enabled
+    #: trader on it whose conditions hold on every candle (its signals are the stream's evaluation
+    #: log), or None. Only streams with such a trader are judged by the exactly-once property.
+    streams: Mapping[tuple[str, str], str | None] = field(default_factory=dict)
+    #: Every signal write the database accepted (see :class:`Signing`); None if not recorded.
+    signings: Sequence[Signing] | None = None
+    #: The schema components the database reported (``schema_version()``).
+    schema_components: Sequence[str] = ()
 
 
 @dataclass(frozen=True)
@@ -260,6 +343,23 @@ class Rules:
     flush_period: int = 10 * SECOND
     #: How far back a loss looks for the nemesis event that preceded it.
     cause_lookback: int = 60 * SECOND
+    #: The reach of the gap before an epoch: at most this long, and at most ``gap_candles`` candles of
+    #: the stream's interval (the executor's catch-up limit).
+    gap_max: int = 2 * 3600 * SECOND
+    gap_candles: int = CATCH_UP_CANDLES
+    #: Whether a missed evaluation is a violation (and a signal may lie in the gap before its epoch):
+    #: None follows the database (:data:`GAPLESS_COMPONENT` among its schema components).
+    exactly_once: bool | None = None
+
+    def reach(self, interval: str) -> int:
+        """How far before an epoch's start its gap may reach for candles of ``interval`` (µs)."""
+        return min(self.gap_max, self.gap_candles * INTERVALS[interval] * 1000)
+
+    def gapless(self, history: History) -> bool:
+        """Whether the exactly-once property is in effect for ``history``."""
+        if self.exactly_once is not None:
+            return self.exactly_once
+        return GAPLESS_COMPONENT in history.schema_components
 
 
 @dataclass(frozen=True)
@@ -271,6 +371,83 @@ class Violation:
     cause: str | None = None
 
 
+@dataclass(frozen=True)
+class Finding:
+    """A candle the exactly-once property flags: missed, or signed by more than one executor."""
+
+    symbol: str
+    interval: str
+    open_time: int
+    close_time: int
+    #: Where its close fell: ``gap``, ``window start``, ``window end`` or ``inside window``; a duplicate
+    #: may also lie ``before first grant``, ``beyond reach``, under ``no executor`` or ``after horizon``.
+    place: str
+    #: The epoch boundary, e.g. ``7 cloud -> 8 local`` for the gap before epoch 8 or the start of its
+    #: window, ``8 local -> 9 cloud`` for the end of epoch 8's, ``8 local`` inside it.
+    boundary: str
+    #: The epochs that signed it (none for a miss, two or more for a duplicate).
+    signed_by: tuple[int, ...]
+    detail: str
+    cause: str | None = None
+
+
+@dataclass
+class ExactlyOnce:
+    """The exactly-once property's result (see the module documentation): what was judged, the
+    candles missed and those signed twice, and whether a miss is a violation (``enforced``)."""
+
+    enforced: bool = False
+    misses: list[Finding] = field(default_factory=list)
+    duplicates: list[Finding] = field(default_factory=list)
+    figures: dict[str, int] = field(default_factory=dict)
+    #: Whether every accepted write was recorded (:attr:`History.signings`), or only the rows are known.
+    signings_recorded: bool = False
+
+    @property
+    def missed(self) -> int:
+        """Judged candles no executor signed."""
+        return len(self.misses)
+
+    @property
+    def duplicated(self) -> int:
+        """Candles signed under more than one epoch."""
+        return len(self.duplicates)
+
+    @property
+    def judged(self) -> int:
+        """Candles that had an executor and whose evaluation is observable."""
+        return self.figures.get("judged", 0)
+
+    def missed_by_place(self) -> Counter[str]:
+        """Misses counted by place (``gap``, ``window start``, ``window end``, ``inside window``)."""
+        return Counter(f.place for f in self.misses)
+
+    def missed_by_boundary(self) -> Counter[tuple[str, str]]:
+        """Misses counted by (place, epoch boundary)."""
+        return Counter((f.place, f.boundary) for f in self.misses)
+
+    def report_lines(self, *, examples: int = 5) -> list[str]:
+        """The property's figures, misses by place and boundary, and a few examples, as text lines."""
+        how = "enforced" if self.enforced else f"reported only (no {GAPLESS_COMPONENT})"
+        lines = [
+            f"exactly once ({how}): judged {self.judged}, missed {self.missed}, "
+            f"duplicated {self.duplicated}"
+            + ("" if self.signings_recorded else " (signings not recorded: duplicates from rows only)")
+        ]
+        lines += [f"  {name}: {value}" for name, value in self.figures.items()]
+        if self.misses:
+            lines.append(
+                "  missed by place: "
+                + ", ".join(f"{place} {n}" for place, n in sorted(self.missed_by_place().items()))
+            )
+            boundaries = self.missed_by_boundary().most_common()
+            lines.append(f"  missed at {len(boundaries)} epoch boundaries, most first:")
+            lines += [f"    {place} {where}: {n}" for (place, where), n in boundaries[: max(examples, 10)]]
+            lines += [f"    e.g. {f.detail}" for f in self.misses[:examples]]
+        lines += [f"  duplicated e.g. {f.detail}" for f in self.duplicates[:examples]]
+        return lines
+
+
 @dataclass
 class Verdict:
     """What :func:`check` found."""
@@ -279,6 +456,7 @@ class Verdict:
     figures: dict[str, int] = field(default_factory=dict)
     events_by_kind: Counter[str] = field(default_factory=Counter)
     seed: int | None = None
+    exactly_once: ExactlyOnce = field(default_factory=ExactlyOnce)
 
     @property
     def ok(self) -> bool:
@@ -310,6 +488,7 @@ class Verdict:
         lines.append(f"events applied: {total}")
         lines += [f"  {kind}: {n}" for kind, n in sorted(self.events_by_kind.items())]
         lines += [f"{name}: {value}" for name, value in self.figures.items()]
+        lines += self.exactly_once.report_lines(examples=examples)
         kinds = self.by_kind()
         lines.append(f"violations: {sum(kinds.values())}")
         for kind, n in kinds.items():
@@ -340,10 +519,14 @@ def check(history: History, rules: Rules | None = None) -> Verdict:
     out = verdict.violations
 
     _check_epochs(history, out)
-    _check_signals(history, epochs, out)
+    _check_signals(history, epochs, rules, out)
     _check_local_writers(history, epochs, out)
     lost_figures = _check_lost(history, epochs, rules, out)
     _check_trades(history, epochs, rules, out)
+    once = verdict.exactly_once = check_exactly_once(history, rules)
+    out += [Violation("duplicate_evaluation", f.detail, f.cause) for f in once.duplicates]
+    if once.enforced:
+        out += [Violation("missed_evaluation", f.detail, f.cause) for f in once.misses]
 
     holders = [(e.holder_kind, e.holder_id) for e in sorted(history.epochs, key=lambda e: e.epoch)]
     verdict.figures.update(
@@ -406,7 +589,7 @@ def _held_by(epoch: Epoch | None, kind: str, machine: str | None) -> str | None:
     return None
 
 
-def _check_signals(history: History, epochs: Mapping[int, Epoch], out: list[Violation]) -> None:
+def _check_signals(history: History, epochs: Mapping[int, Epoch], rules: Rules, out: list[Violation]) -> None:
     keys = Counter(s.signal_key for s in history.signals)
     out += [Violation("duplicate_signal", f"{k} stored {n} times") for k, n in keys.items() if n > 1]
     idents = Counter((s.trader_id, s.symbol, s.interval, s.open_time) for s in history.signals)
@@ -415,6 +598,7 @@ def _check_signals(history: History, epochs: Mapping[int, Epoch], out: list[Viol
         for i, n in idents.items()
         if n > 1
     ]
+    timeline = _Timeline(history.epochs) if rules.gapless(history) else None
     for s in history.signals:
         epoch = epochs.get(s.epoch)
         why = _held_by(epoch, s.source, s.machine_id)
@@ -422,7 +606,9 @@ def _check_signals(history: History, epochs: Mapping[int, Epoch], out: list[Viol
             out.append(Violation("signal_unheld_epoch", f"{_short(s.signal_key)} epoch {s.epoch}: {why}"))
             continue
         assert epoch is not None
-        if not epoch.started_at <= s.close_time < epoch.valid_until:
+        # With the gapless handoff, a holder also signs the gap just before its epoch.
+        in_gap = timeline is not None and timeline.in_gap_before(epoch, s.close_time, rules.reach(s.interval))
+        if not epoch.started_at <= s.close_time < epoch.valid_until and not in_gap:
             out.append(
                 Violation(
                     "signal_outside_window",
@@ -661,6 +847,174 @@ def _exit_problem(t: StoredTrade, candles: Sequence[Candle]) -> tuple[str | None
             ), done.time * 1000
         return None, done.time * 1000
     return f"closed {t.exit_reason} at {_t(t.exit_time)}, but no served candle triggers an exit", None
+
+
+# -- exactly once ---------------------------------------------------------------------------------
+
+
+class _Timeline:
+    """The user's epochs by start: which window holds a time, or which epoch's gap it lies in."""
+
+    def __init__(self, epochs: Sequence[Epoch]) -> None:
+        self.ordered = sorted(epochs, key=lambda e: (e.started_at, e.epoch))
+        self.starts = [e.started_at for e in self.ordered]
+        # The latest end among the windows that started at or before each one: a time before it lies
+        # in some window (overlapping windows are ``overlapping_epochs``; this stays exact even then).
+        self.ended = list(itertools.accumulate((e.valid_until for e in self.ordered), max))
+        self.index = {e.epoch: i for i, e in enumerate(self.ordered)}
+
+    def gap_start(self, i: int, reach: int) -> int:
+        """Where the gap before ``ordered[i]`` begins: the previous windows' end, at most ``reach`` back."""
+        start = self.ordered[i].started_at - reach
+        return start if i == 0 else max(start, self.ended[i - 1])
+
+    def in_gap_before(self, epoch: Epoch, t: int, reach: int) -> bool:
+        """Whether ``t`` lies in the gap before ``epoch``, where its holder may sign with the gapless
+        handoff (before the first epoch too: no earlier epoch covers it, as the database's rule says)."""
+        i = self.index.get(epoch.epoch)
+        return i is not None and self.gap_start(i, reach) <= t < epoch.started_at
+
+    def place(self, t: int, reach: int) -> tuple[str, int | None]:
+        """Where ``t`` lies: ``window`` (with the index of the epoch whose window holds it), ``gap``
+        (with the index of the epoch it precedes), ``beyond reach`` (a gap, further back than ``reach``
+        from the next epoch), ``before first grant`` or ``no executor`` (after every window, no epoch
+        since)."""
+        i = bisect.bisect_right(self.starts, t) - 1
+        if i >= 0 and t < self.ended[i]:
+            j = next(j for j in range(i, -1, -1) if t < self.ordered[j].valid_until)
+            return "window", j
+        following = i + 1
+        if following == 0:
+            return "before first grant", None
+        if following == len(self.ordered):
+            return "no executor", None
+        if t >= self.gap_start(following, reach):
+            return "gap", following
+        return "beyond reach", following
+
+    def boundary(self, place: str, i: int | None, close: int, rules: Rules, horizon: int) -> tuple[str, str]:
+        """The finer place of a time in a window (its start, its end, or inside) and the boundary."""
+        if i is None:
+            return place, "-"
+        e = self.ordered[i]
+        previous = self.ordered[i - 1] if i > 0 else None
+        following = self.ordered[i + 1] if i + 1 < len(self.ordered) else None
+
+        def name(x: Epoch | None) -> str:
+            return "nobody" if x is None else f"{x.epoch} {x.holder_kind}"
+
+        if place != "window":
+            return place, f"{name(previous)} -> {name(e)}"
+        if close < e.started_at + rules.start_margin:
+            return "window start", f"{name(previous)} -> {name(e)}"
+        # No end at the horizon: a window still running goes on past it.
+        if e.valid_until <= horizon and close >= e.valid_until - rules.end_margin:
+            return "window end", f"{name(e)} -> {name(following)}"
+        return "inside window", name(e)
+
+
+def check_exactly_once(history: History, rules: Rules | None = None) -> ExactlyOnce:
+    """Every closed candle of every observed stream, evaluated by exactly one executor while the user
+    had one: the misses and duplicates, and what was judged (see the module documentation)."""
+    rules = rules or Rules()
+    result = ExactlyOnce(enforced=rules.gapless(history), signings_recorded=history.signings is not None)
+    timeline = _Timeline(history.epochs)
+    figures = Counter(
+        dict.fromkeys(
+            (
+                "streams",
+                "streams_unobserved",
+                "judged",
+                "judged_in_windows",
+                "judged_in_gaps",
+                "unobservable",
+                "before_first_grant",
+                "beyond_reach",
+                "no_executor",
+                "after_horizon",
+                "signings",
+            ),
+            0,
+        )
+    )
+    figures["streams"] = len(history.streams)
+    figures["streams_unobserved"] = sum(1 for t in history.streams.values() if t is None)
+    figures["signings"] = len(history.signings or ())
+    stored = {(s.trader_id, s.symbol, s.interval, s.open_time) for s in history.signals}
+    certain = {x.ident for x in history.expected if x.certain}
+    for (symbol, interval), observer in sorted(history.streams.items()):
+        if observer is None:
+            continue
+        step = INTERVALS[interval] * 1000
+        reach = rules.reach(interval)
+        for candle in history.candles.get((symbol, interval), ()):
+            open_time = candle.open_time * 1000
+            close = open_time + step
+            if close >= history.horizon:
+                figures["after_horizon"] += 1
+                continue
+            place, i = timeline.place(close, reach)
+            if place not in ("window", "gap"):
+                figures[place.replace(" ", "_")] += 1
+                continue
+            ident = (observer, symbol, interval, open_time)
+            if ident not in certain:
+                figures["unobservable"] += 1
+                continue
+            figures["judged"] += 1
+            figures["judged_in_windows" if place == "window" else "judged_in_gaps"] += 1
+            if ident in stored:
+                continue
+            where, boundary = timeline.boundary(place, i, close, rules, history.horizon)
+            assert i is not None
+            epoch = timeline.ordered[i]
+            cause = f"handoff {boundary}" if place == "gap" else _cause(history, epoch, close, rules)
+            result.misses.append(
+                Finding(
+                    symbol,
+                    interval,
+                    open_time,
+                    close,
+                    where,
+                    boundary,
+                    (),
+                    f"{symbol} {interval} {_t(open_time)} (closed {_t(close)}) signed by nobody: {where} "
+                    + (f"before epoch {epoch.epoch}" if place == "gap" else f"of epoch {epoch.epoch}")
+                    + f" [{boundary}]",
+                    cause,
+                )
+            )
+    # Who signed each candle: every accepted write (the stored row is one of them, and the only one
+    # known when the writes were not recorded).
+    signers: dict[tuple[str, str, int], set[int]] = {}
+    for s in history.signals:
+        signers.setdefault((s.symbol, s.interval, s.open_time), set()).add(s.epoch)
+    for w in history.signings or ():
+        signers.setdefault(w.candle, set()).add(w.epoch)
+    for (symbol, interval, open_time), epochs in sorted(signers.items(), key=lambda kv: kv[0][2]):
+        if len(epochs) < 2:
+            continue
+        close = open_time + INTERVALS[interval] * 1000
+        place, i = timeline.place(close, rules.reach(interval))
+        if close >= history.horizon:
+            place = "after horizon"
+        where, boundary = timeline.boundary(place, i, close, rules, history.horizon)
+        signed_by = tuple(sorted(epochs))
+        result.duplicates.append(
+            Finding(
+                symbol,
+                interval,
+                open_time,
+                close,
+                where,
+                boundary,
+                signed_by,
+                f"{symbol} {interval} {_t(open_time)} (closed {_t(close)}) signed under epochs "
+                f"{', '.join(map(str, signed_by))}: {where} [{boundary}]",
+            )
+        )
+    result.figures = dict(figures)
+    return result
 
 
 # -- printing ---------------------------------------------------------------------------------------

@@ -1,7 +1,12 @@
 """What the soak's checker judges, read from the world: the database's rows, and the reference run.
 
 - :func:`read_rows` reads one user's lease epochs, signals and trades (and the database clock) into the
-  checker's row types;
+  checker's row types, with the signal writes the database accepted (if :func:`record_signings` was
+  installed) and its schema components;
+- :func:`record_signings` makes a soak's own database record every signal write it accepts (the unique
+  signal key keeps one row per candle, so the rows cannot show a second executor signing it);
+- :func:`stream_observers` names, for each stream of the user's traders, a trader that matches every
+  candle (:func:`always_matches`), whose signals show which candles were evaluated;
 - :func:`served_candles` rebuilds exactly the candles a replay server has served so far, from its
   series and its placement in time (the same rows its REST endpoint answers);
 - :func:`local_writes` reads what each browser device sent (its requests, as Playwright saw them);
@@ -32,6 +37,7 @@ from checker import (
     History,
     LocalWrite,
     NemesisEvent,
+    Signing,
     StoredSignal,
     StoredTrade,
 )
@@ -39,6 +45,7 @@ from psycopg.rows import dict_row
 
 from signalguard.core.candles import Candle, parse_rest_kline
 from signalguard.core.engine import TraderRecord
+from signalguard.core.traders.rules import CONDITION_RULES, Field, Number
 from signalguard.replay.reference import run_reference
 from signalguard.replay.series import interval_ms, kline_row
 from signalguard.replay.server import ReplayServer
@@ -75,6 +82,80 @@ class Rows:
     trades: list[StoredTrade]
     lease_epoch: int | None
     read_at: int
+    #: The accepted signal writes (None if :func:`record_signings` was not installed).
+    signings: list[Signing] | None = None
+    #: The schema components ``schema_version()`` reports.
+    schema_components: tuple[str, ...] = ()
+
+
+#: Records every signal write the write guard accepted, in the soak's throwaway database only (never a
+#: migration: production has no use for it). A BEFORE INSERT trigger runs for every proposed row, also
+#: one that ``on conflict do nothing`` then skips as a duplicate; triggers of one event fire in name
+#: order, so this one (``signals_zz_…``) runs after the guard (``signals_guard_write``) has let the row
+#: through. A refused row raises, and its statement (or ``write_signals``' subtransaction) is rolled
+#: back with the record: what is left is exactly the writes answered ``inserted`` or ``duplicate``.
+SIGNINGS_DDL = """
+create schema if not exists soak;
+create table if not exists soak.signal_signings (
+  id bigserial primary key,
+  user_id uuid not null,
+  trader_id uuid not null,
+  symbol text not null,
+  "interval" text not null,
+  candle_open_time timestamptz not null,
+  epoch bigint not null,
+  source text not null,
+  machine_id uuid,
+  signed_at timestamptz not null default clock_timestamp()
+);
+create or replace function soak.record_signing() returns trigger
+language plpgsql
+security definer
+set search_path = ''
+as $$
+begin
+  insert into soak.signal_signings
+    (user_id, trader_id, symbol, "interval", candle_open_time, epoch, source, machine_id)
+  values
+    (new.user_id, new.trader_id, new.symbol, new."interval", new.candle_open_time, new.epoch, new.source,
+     new.machine_id);
+  return new;
+end;
+$$;
+drop trigger if exists signals_zz_soak_signing on public.signals;
+create trigger signals_zz_soak_signing before insert on public.signals
+  for each row execute function soak.record_signing();
+"""
+
+
+def record_signings(conn: psycopg.Connection[Any]) -> None:
+    """Make this (throwaway) database record every signal write it accepts (see :data:`SIGNINGS_DDL`)."""
+    conn.execute(SIGNINGS_DDL)
+
+
+def _read_signings(cur: psycopg.Cursor[dict[str, Any]], user_id: str) -> list[Signing] | None:
+    cur.execute("select to_regclass('soak.signal_signings') is not null as here")
+    here = cur.fetchone()
+    if here is None or not here["here"]:
+        return None
+    cur.execute(
+        'select trader_id::text, symbol, "interval", candle_open_time, epoch, source, machine_id::text, '
+        "signed_at from soak.signal_signings where user_id = %s order by id",
+        (user_id,),
+    )
+    return [
+        Signing(
+            trader_id=r["trader_id"],
+            symbol=r["symbol"],
+            interval=r["interval"],
+            open_time=_us(r["candle_open_time"]),
+            epoch=r["epoch"],
+            source=r["source"],
+            machine_id=r["machine_id"],
+            at=_us(r["signed_at"]),
+        )
+        for r in cur.fetchall()
+    ]
 
 
 def read_rows(conn: psycopg.Connection[Any], user_id: str) -> Rows:
@@ -159,7 +240,57 @@ def read_rows(conn: psycopg.Connection[Any], user_id: str) -> Rows:
         ]
         cur.execute("select epoch from public.execution_leases where user_id = %s", (user_id,))
         lease = cur.fetchone()
-    return Rows(epochs, signals, trades, None if lease is None else lease["epoch"], _us(now["now"]))
+        signings = _read_signings(cur, user_id)
+        cur.execute("select public.schema_version() -> 'components' as components")
+        version = cur.fetchone()
+        components = version["components"] if version is not None else None
+    return Rows(
+        epochs,
+        signals,
+        trades,
+        None if lease is None else lease["epoch"],
+        _us(now["now"]),
+        signings,
+        tuple(sorted(components)) if isinstance(components, dict) else (),
+    )
+
+
+def always_matches(definition: Mapping[str, Any]) -> bool:
+    """Whether a trader signals on every candle its engine evaluates (once its indicators are warm).
+
+    True for a trader without a cooldown whose conditions all hold on any candle (one of them, with
+    ``match: any``): ``price_change_pct`` ``>=`` or ``>`` -100 (a close is never 100 % below an earlier
+    one: prices are positive), ``rsi`` ``<=`` 100 or ``>=`` 0 (RSI lies in [0, 100]).
+    """
+
+    def always(condition: Any) -> bool:
+        if not isinstance(condition, Mapping) or not isinstance(condition.get("value"), int | float):
+            return False
+        kind, op, value = condition.get("indicator"), condition.get("op"), condition["value"]
+        if kind == "price_change_pct":
+            return op in (">=", ">") and value <= -100
+        if kind == "rsi":
+            return (op == "<=" and value >= 100) or (op == ">=" and value <= 0)
+        return False
+
+    conditions = definition.get("conditions")
+    if definition.get("cooldown_candles", 0) or not isinstance(conditions, list) or not conditions:
+        return False
+    holds = [always(c) for c in conditions]
+    return any(holds) if definition.get("match") == "any" else all(holds)
+
+
+def stream_observers(traders: Iterable[TraderRecord]) -> dict[tuple[str, str], str | None]:
+    """Each stream (symbol, interval) of ``traders``, with a trader on it that matches every candle
+    (:func:`always_matches`; the first by id), or None: the checker's exactly-once property."""
+    out: dict[tuple[str, str], str | None] = {}
+    for t in sorted(traders, key=lambda t: t.id.lower()):
+        d = _mapping(t.definition)
+        for symbol in d.get("symbols", []):
+            stream = (str(symbol).upper(), str(d["interval"]))
+            if out.get(stream) is None:
+                out[stream] = t.id.lower() if always_matches(d) else None
+    return out
 
 
 def read_traders(conn: psycopg.Connection[Any], user_id: str) -> list[TraderRecord]:
@@ -200,6 +331,9 @@ def shifted(definition: Mapping[str, Any], delta: float) -> dict[str, Any]:
 
     Only comparisons with a number (``<``, ``<=``, ``>``, ``>=`` against ``value``) move; with no
     cooldown, a harder trader's signals are a subset of the original's, an easier one's a superset.
+    A value that would leave the core's bounds for it stays where it is: the engine refuses such a
+    trader (it would signal nothing), and no indicator lies beyond its bound anyway (``rsi <= 100``,
+    ``price_change_pct >= -100``: already as easy as they can be).
     """
     out = copy.deepcopy(dict(definition))
     if out.get("cooldown_candles", 0):
@@ -207,8 +341,29 @@ def shifted(definition: Mapping[str, Any], delta: float) -> dict[str, Any]:
     for condition in out.get("conditions", []):
         sign = _HARDER.get(condition.get("op", ""))
         if sign is not None and isinstance(condition.get("value"), int | float):
-            condition["value"] = condition["value"] + sign * delta
+            moved = condition["value"] + sign * delta
+            bounds = _value_bounds(condition.get("indicator"))
+            if bounds is None or (
+                (bounds.low < moved if bounds.above else bounds.low <= moved) and moved <= bounds.high
+            ):
+                condition["value"] = moved
     return out
+
+
+def _value_bounds(indicator: object) -> Number | None:
+    """The core's bounds of a threshold condition's ``value`` (None for an unknown indicator)."""
+    variants = dict(CONDITION_RULES.variants)
+    shape = variants.get(indicator) if isinstance(indicator, str) else None
+    if shape is None:
+        return None
+    return next(
+        (
+            m.rule
+            for m in shape.members
+            if isinstance(m, Field) and m.name == "value" and isinstance(m.rule, Number)
+        ),
+        None,
+    )
 
 
 def expected_signals(
@@ -320,6 +475,9 @@ def dump_history(history: History, path: Path) -> None:
         "downtime": [dataclasses.asdict(d) for d in history.downtime],
         "local_writes": [dataclasses.asdict(w) for w in history.local_writes],
         "device_holders": {k: list(v) for k, v in history.device_holders.items()},
+        "streams": [[symbol, interval, t] for (symbol, interval), t in history.streams.items()],
+        "signings": None if history.signings is None else [dataclasses.asdict(w) for w in history.signings],
+        "schema_components": list(history.schema_components),
         "candles": {
             f"{symbol} {interval}": [[c.open_time, c.open, c.high, c.low, c.close, c.volume] for c in stream]
             for (symbol, interval), stream in history.candles.items()
@@ -353,4 +511,8 @@ def load_history(path: Path) -> History:
         device_holders=doc.get("device_holders", {}),
         lease_epoch=doc["lease_epoch"],
         seed=doc["seed"],
+        # Absent from the histories written before the exactly-once property.
+        streams={(r[0], r[1]): r[2] for r in doc.get("streams", [])},
+        signings=None if doc.get("signings") is None else [Signing(**w) for w in doc["signings"]],
+        schema_components=tuple(doc.get("schema_components", [])),
     )

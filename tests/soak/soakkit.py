@@ -5,7 +5,10 @@ One run (:class:`Soak`):
 1. a replay server of two symbols on the ``1s`` interval (a candle a second, looping; its series is
    generated from the seed), a local stack of its own (PostgreSQL + PostgREST + gateway), one Chromium
    with two contexts — *device A* with two tabs, *device B* with one — each signed in as a fresh user
-   who has a cloud machine and two fast traders (one plain, one with a paper-trade plan);
+   who has a cloud machine and three fast traders (one plain, one with a paper-trade plan, and one that
+   matches every candle, whose signals show which executor evaluated each candle: the checker's
+   exactly-once property); the database records every signal write it accepts
+   (:func:`soakdb.record_signings`);
 2. the nemesis applies ``events`` random events drawn from ``random.Random(seed)`` among those that make
    sense in the current state (a worker must run to be killed; one started by one of the last two
    events is signalled less often), with a short random gap after each.
@@ -81,7 +84,9 @@ from soakdb import (
     max_holds,
     read_rows,
     read_traders,
+    record_signings,
     served_candles,
+    stream_observers,
 )
 
 from signalguard.devstack.assets import build
@@ -96,6 +101,14 @@ TRADED_TRADER = {
     **FAST_TRADER,
     "conditions": [{"indicator": "rsi", "period": 2, "op": "<", "value": 35}],
     "trade": {"side": "long", "notional": 100, "max_hold_candles": HOLD_CANDLES},
+}
+
+#: Matches every candle (a close is never 100 % below the previous one): one signal per candle it
+#: evaluates, so its signals tell which candles were evaluated, and under which epoch (the checker's
+#: exactly-once property; ``soakdb.always_matches``).
+EVERY_CANDLE_TRADER = {
+    **FAST_TRADER,
+    "conditions": [{"indicator": "price_change_pct", "period": 1, "op": ">=", "value": -100}],
 }
 
 #: Relative weights of the nemesis' events (those that make no sense in the current state are skipped).
@@ -291,12 +304,18 @@ class Soak:
         )
         self.stack = make_stack(self.replay.url)
         things.callback(self.stack.reset)
+        with self.stack.connect() as conn:
+            record_signings(conn)
         self.email, self.uid = fresh_user(self.stack, machine=True, definition=FAST_TRADER, name="Fast RSI")
         with self.stack.connect() as conn:
-            conn.execute(
-                "insert into public.traders (user_id, name, definition) values (%s, 'Fast RSI, traded', %s)",
-                (self.uid, Jsonb(TRADED_TRADER)),
-            )
+            for name, definition in (
+                ("Fast RSI, traded", TRADED_TRADER),
+                ("Every candle", EVERY_CANDLE_TRADER),
+            ):
+                conn.execute(
+                    "insert into public.traders (user_id, name, definition) values (%s, %s, %s)",
+                    (self.uid, name, Jsonb(definition)),
+                )
         self.worker = Worker(self.stack, self.replay.url, self.email, self.log_dir / "worker.log")
         things.callback(self.worker.stop)
         playwright = things.enter_context(sync_playwright())
@@ -702,6 +721,9 @@ def read_history(
         downtime=list(downtime),
         lease_epoch=rows.lease_epoch,
         seed=seed,
+        streams=stream_observers(traders),
+        signings=rows.signings,
+        schema_components=rows.schema_components,
     )
 
 
