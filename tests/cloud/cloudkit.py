@@ -248,7 +248,7 @@ def signals(db: psycopg.Connection[Any], user_id: str) -> list[dict[str, Any]]:
     with db.cursor(row_factory=dict_row) as cur:
         return cur.execute(
             "select signal_key, source, machine_id::text as machine_id, epoch, updated_epoch, status,"
-            " trader_id::text as trader_id, symbol, price, matched_conditions, candle_open_time"
+            " trader_id::text as trader_id, symbol, price, matched_conditions, candle_open_time, caught_up"
             " from public.signals where user_id = %s order by candle_open_time, signal_key",
             (user_id,),
         ).fetchall()
@@ -257,7 +257,11 @@ def signals(db: psycopg.Connection[Any], user_id: str) -> list[dict[str, Any]]:
 def epochs(db: psycopg.Connection[Any], user_id: str) -> list[dict[str, Any]]:
     with db.cursor(row_factory=dict_row) as cur:
         return cur.execute(
-            "select epoch, holder_kind, machine_id::text as machine_id, started_at, valid_until, ended_reason"
+            # signs_from: where the epoch's signatures may begin, the gap before it (migration
+            # gapless_handoff), for the tests' 1s candles.
+            "select epoch, holder_kind, machine_id::text as machine_id, started_at, valid_until,"
+            " ended_reason,"
+            " private.gap_start(user_id, epoch, started_at, private.catch_up_horizon('1s')) as signs_from"
             " from public.lease_epochs where user_id = %s order by epoch",
             (user_id,),
         ).fetchall()

@@ -87,9 +87,11 @@ def config() -> WorkerConfig:
 class Rig:
     """A worker over the fakes, running in a task."""
 
-    def __init__(self, *, local_lease: bool = False, traders: list[TraderRecord] | None = None) -> None:
+    def __init__(
+        self, *, local_lease: bool = False, traders: list[TraderRecord] | None = None, gapless: bool = False
+    ) -> None:
         self.clock = FakeClock(BASE_MS / 1000 + HISTORY)
-        self.db = FakeDatabase(OWNER, MACHINE, traders=traders or [TRADER], clock=self.clock)
+        self.db = FakeDatabase(OWNER, MACHINE, traders=traders or [TRADER], clock=self.clock, gapless=gapless)
         if local_lease:
             self.db.local_lease()
         self.market = FakeMarketData(HISTORY_CANDLES)
@@ -303,6 +305,24 @@ async def test_worker_writes_the_reference_signals_under_the_returned_epoch() ->
     assert tail[-2:] == ["release", "heartbeat:stopped"]
     assert set(tail[1:-2]) <= {"write_signals", "update_statuses"}
     assert rig.db.statuses[-2:] == ["stopping", "stopped"] and rig.db.holder is None
+
+
+async def test_with_the_gap_rule_the_worker_also_signs_the_candles_before_its_lease() -> None:
+    # The database has gapless_handoff: the first epoch signs the 60 candles (1s) before its grant,
+    # which nobody executed; those signals are marked caught up, the window's are not.
+    rig = await Rig(gapless=True).start()
+    await eventually(lambda: rig.worker.manager.may_generate, what="generating")
+    start_ms = rig.db.epochs[1].start_ms
+    await rig.candles(40)
+    ref = run_reference(OWNER, [TRADER], HISTORY_CANDLES + LIVE[:40])
+    expected = [s["key"] for s in ref if s["open_time"] + 1000 >= start_ms - 60_000]
+    assert [s for s in ref if s["open_time"] + 1000 < start_ms - 60_000]  # older ones: not the gap's
+    await eventually(lambda: len(rig.db.signals) == len(expected), what="signals written")
+    assert await rig.stop() == 0
+    assert sorted(rig.db.signals) == sorted(expected)
+    late = {k for k, r in rig.db.signals.items() if r["caught_up"]}
+    assert late and late == {s["key"] for s in ref if start_ms - 60_000 <= s["open_time"] + 1000 < start_ms}
+    assert {r["epoch"] for r in rig.db.signals.values()} == {1}
 
 
 async def test_worker_waits_while_a_browser_holds_the_lease_and_writes_nothing() -> None:

@@ -56,11 +56,12 @@ def assert_signals_are_the_reference(
     market: Market, user: CloudUser, rows: list[dict[str, Any]], window: dict[str, Any], stop_sent_at: float
 ) -> int:
     """The worker's signals are exactly the reference run's on the candles that closed while it held the
-    lease: each stored signal is a reference signal (same key, price and labels) whose candle closed
-    inside the cloud epoch's window, and every reference signal in that window is stored — except within
-    1 s of the window's edges, where the claim's answer and the SIGTERM race the candles in flight.
-    Returns how many signals were compared."""
-    start, end = ms(window["started_at"]), ms(window["valid_until"])
+    lease or in the gap before it (``signs_from``: since the previous epoch ended, at most 60 candles):
+    each stored signal is a reference signal (same key, price and labels) whose candle closed there,
+    marked ``caught_up`` exactly when it closed before the window; and every reference signal there is
+    stored — except within 1 s of the edges, where the claim's answer and the SIGTERM race the candles
+    in flight. Returns how many signals were compared."""
+    start, end = ms(window["signs_from"]), ms(window["valid_until"])
     reference = {s["key"]: s for s in market.reference(user.user_id, user.traders, end + 1000)}
     in_window = {k: s for k, s in reference.items() if start <= s["open_time"] + 1000 < end}
     stored = {r["signal_key"]: r for r in rows}
@@ -71,6 +72,7 @@ def assert_signals_are_the_reference(
             row["price"] == Decimal(repr(ref["price"]))
             and row["matched_conditions"] == ref["matched_conditions"]
         )
+        assert row["caught_up"] is (close_ms(row) < ms(window["started_at"])), key
     sure_until = min(end, int(stop_sent_at * 1000)) - 1000
     expected = {k for k, s in in_window.items() if start + 1000 <= s["open_time"] + 1000 < sure_until}
     missing = expected - set(stored)
@@ -144,7 +146,10 @@ def test_worker_writes_cloud_signals_with_source_machine_and_epoch(plain_run: Pl
     # new -> active on the next candle, written under the live lease (PATCH with updated_epoch).
     assert "active" in {r["status"] for r in run.signals}
     assert {r["updated_epoch"] for r in run.signals} == {window["epoch"]}
-    assert all(ms(window["started_at"]) <= close_ms(r) < ms(window["valid_until"]) for r in run.signals)
+    assert all(ms(window["signs_from"]) <= close_ms(r) < ms(window["valid_until"]) for r in run.signals)
+    # The first epoch signs the minute before it too (60 candles of 1s: nobody executed then).
+    assert ms(window["started_at"]) - ms(window["signs_from"]) == 60_000
+    assert {r["caught_up"] for r in run.signals} == {True, False}
     # Handoff timing: the process was spawned with no browser holding the lease.
     lease_after = ms(window["started_at"]) - run.spawned_db_ms
     print(f"\nstart -> lease: {lease_after} ms (interpreter start, imports, schema check, heartbeat, claim)")
@@ -233,19 +238,33 @@ def _finish_after_handoff(
     window = cloud_epoch(db, user)
     assert window is not None and worker.stop_sent_at is not None
     # No cloud write before the lease moved: every row is the cloud epoch's, for a candle that closed
-    # inside its window, and the worker never sent anything the database refused.
+    # inside its window or in the gap after the browser's epoch ended, and the worker never sent
+    # anything the database refused.
     assert rows and {(r["source"], r["epoch"]) for r in rows} == {("cloud", window["epoch"])}
-    assert all(close_ms(r) >= ms(window["started_at"]) for r in rows)
+    [local] = [e for e in epochs(db, user.user_id) if e["epoch"] == local_epoch]
+    assert ms(window["signs_from"]) == ms(local["valid_until"])
+    assert all(close_ms(r) >= ms(local["valid_until"]) for r in rows)
     assert worker.final_counters()["rejected"] == 0
     assert_signals_are_the_reference(market, user, rows, window, worker.stop_sent_at)
-    # ... while the engine did match signals before the handoff (not emitted, so not written): at least
-    # the one _start_behind_browser waited for, which closed after the worker was seen streaming.
-    before = [
+    # ... while the engine did match signals before the handoff: those of the browser's window are not
+    # the cloud's (not written); those of the gap between the browser's end and the cloud's grant are,
+    # caught up. At least the one _start_behind_browser waited for, closed after the worker was seen
+    # streaming, is one or the other (the other: a browser lease that expired, its window backdated).
+    matched = [
         s
         for s in market.reference(user.user_id, user.traders, ms(window["started_at"]))
         if s["open_time"] + 1000 > streaming_ms
     ]
-    assert before and not {s["key"] for s in before} & {r["signal_key"] for r in rows}
+    browsers = [s for s in matched if s["open_time"] + 1000 < ms(local["valid_until"])]
+    gap = [
+        s
+        for s in matched
+        if ms(local["valid_until"]) + 1000 <= s["open_time"] + 1000 < ms(window["started_at"])
+    ]
+    assert browsers or gap
+    stored = {r["signal_key"]: r for r in rows}
+    assert not {s["key"] for s in browsers} & set(stored)
+    assert all(stored[s["key"]]["caught_up"] for s in gap), [s["key"] for s in gap if s["key"] not in stored]
     return rows
 
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 from signalguard.core.candles import INTERVALS, Candle
 from signalguard.core.catchup import (
     CATCH_UP_CANDLES,
+    EVALUATED_CANDLES,
     CatchUp,
     LeaseWindow,
     Release,
+    catch_up_horizon_us,
     close_us,
     primed_candles,
     warm_up_candles,
@@ -34,15 +36,15 @@ def test_a_candle_closes_at_the_next_open_in_microseconds() -> None:
 
 
 def test_the_warm_up_fetches_the_catch_up_on_top_of_the_rule_and_primes_the_oldest() -> None:
-    assert warm_up_candles(0) == CATCH_UP_CANDLES
-    assert warm_up_candles(202) == 202 + CATCH_UP_CANDLES
+    assert warm_up_candles(0) == EVALUATED_CANDLES
+    assert warm_up_candles(202) == 202 + EVALUATED_CANDLES
     # As many as asked: the rule's history primes, the catch-up is evaluated.
-    assert primed_candles(202 + CATCH_UP_CANDLES, 202) == 202
+    assert primed_candles(202 + EVALUATED_CANDLES, 202) == 202
     # Fewer (a young market): the rule's history still primes first, only the rest is evaluated.
     assert primed_candles(210, 202) == 202
     assert primed_candles(100, 202) == 100
-    # More than asked: only the newest CATCH_UP_CANDLES are evaluated.
-    assert primed_candles(500, 202) == 500 - CATCH_UP_CANDLES
+    # More than asked: only the newest EVALUATED_CANDLES are evaluated.
+    assert primed_candles(500, 202) == 500 - EVALUATED_CANDLES
     assert primed_candles(10, 0) == 0
 
 
@@ -144,3 +146,21 @@ def test_the_gap_before_a_new_epoch_is_signed_under_it_and_nothing_before_the_ga
     released = window.set_lease(5, closes(9), [])
     assert [(r.candle.open_time, r.epoch) for r in released] == [(bar(i).open_time, 5) for i in range(9, 15)]
     assert window.epoch_at(bar(8)) is None
+
+
+def test_a_gap_candle_beyond_the_horizon_is_not_signed() -> None:
+    # signs_from is the 2-hour bound; for 1m candles the database allows 60 candles before the window:
+    # the engine evaluates one more (a grant on a boundary), and does not emit what would be refused.
+    assert catch_up_horizon_us("1m") == 60 * MINUTE * 1000
+    assert catch_up_horizon_us("1d") == catch_up_horizon_us("1M") == 2 * 3600 * 1_000_000
+    window = CatchUp()
+    granted = closes(100) + 500_000  # the grant came half a second after candle 100 closed
+    for i in range(20, 101, 2):  # 41 candles with matches: fewer than are kept
+        window.keep(bar(i), MATCH)
+    released = window.set_lease(9, granted - 2 * 3600 * 1_000_000, [], granted)
+    assert [r.candle for r in released] == [bar(i) for i in range(42, 101, 2)]  # closed within 60 min
+    assert window.epoch_at(bar(40)) is None and window.epoch_at(bar(41)) == 9
+    # Without the window's start (an older database or answer), the gap's start alone decides.
+    window = CatchUp()
+    window.set_lease(9, closes(39), [])
+    assert window.epoch_at(bar(39)) == 9 and window.epoch_at(bar(38)) is None

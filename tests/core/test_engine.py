@@ -8,8 +8,8 @@ import random
 import pytest
 
 from signalguard.core.candles import INTERVALS, Candle
+from signalguard.core.catchup import EVALUATED_CANDLES
 from signalguard.core.engine import (
-    CATCH_UP_CANDLES,
     LIFECYCLE,
     HistoryNeed,
     LeaseWindow,
@@ -211,7 +211,7 @@ def test_invalid_trader_is_reported_and_others_run() -> None:
 
 
 #: The warm-up rule's history of RSI(14), plus the candles evaluated to catch a window up.
-RSI_LOW_HISTORY = 202 + CATCH_UP_CANDLES
+RSI_LOW_HISTORY = 202 + EVALUATED_CANDLES
 
 
 def test_a_trader_that_raises_is_isolated(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -265,7 +265,7 @@ def test_changed_definition_restarts_only_that_trader() -> None:
     changed = {**VOLUME, "conditions": [{"indicator": "volume_spike", "period": 10, "op": ">", "value": 4}]}
     needs = m.set_traders([TraderRecord(T_RSI, "RSI low", RSI_LOW), TraderRecord(T_VOL, "Volume", changed)])
     assert m._traders[T_RSI].states["BTCUSDT"] is rsi_state
-    assert needs == [HistoryNeed("BTCUSDT", "1m", 11 + CATCH_UP_CANDLES)]
+    assert needs == [HistoryNeed("BTCUSDT", "1m", 11 + EVALUATED_CANDLES)]
     m.set_traders([TraderRecord(T_RSI, "RSI low", RSI_LOW, enabled=False)])
     assert m.streams() == []
 
@@ -426,7 +426,7 @@ def test_warm_up_evaluates_its_newest_candles_inside_a_known_window() -> None:
     full = run(reference, candles)
     m = SignalManager(USER)
     (need,) = [n for n in m.set_traders(traders) if n.symbol == "BTCUSDT"]
-    assert need.candles == 202 + CATCH_UP_CANDLES
+    assert need.candles == 202 + EVALUATED_CANDLES
     since = close_us(candles[640])
     m.authorize(True, 7, since_us=since)
     m.warm_up(candles[660 - need.candles : 660])  # the newest closed candles when it starts
@@ -441,7 +441,7 @@ def test_warm_up_evaluates_its_newest_candles_inside_a_known_window() -> None:
         [
             s
             for s in full
-            if candles[660 - CATCH_UP_CANDLES].open_time <= s.open_time
+            if candles[660 - EVALUATED_CANDLES].open_time <= s.open_time
             and (s.open_time + MINUTE) * 1000 < since
         ]
     )
@@ -462,7 +462,7 @@ def test_a_grant_fills_the_tail_of_an_earlier_window_of_the_same_holder() -> Non
     full = run(reference, candles)
     m = SignalManager(USER)
     m.set_traders(traders)
-    m.warm_up(candles[660 - 202 - CATCH_UP_CANDLES : 660])  # not generating yet: matches are kept
+    m.warm_up(candles[660 - 202 - EVALUATED_CANDLES : 660])  # not generating yet: matches are kept
     own = LeaseWindow(5, close_us(candles[605]), close_us(candles[625]))
     other_from = close_us(candles[630])  # epoch 6 was another holder's: not passed as earlier
     since = close_us(candles[650])
@@ -483,7 +483,7 @@ def test_a_grant_fills_the_tail_of_an_earlier_window_of_the_same_holder() -> Non
     again = SignalManager(USER)
     again.set_traders(traders)
     again.authorize(True, 9, since_us=since, earlier=[own])
-    again.warm_up(candles[660 - 202 - CATCH_UP_CANDLES : 660])
+    again.warm_up(candles[660 - 202 - EVALUATED_CANDLES : 660])
     assert sorted(e.signal.key for e in again.drain() if isinstance(e, SignalCreated)) == sorted(
         in_own + in_live
     )
@@ -491,7 +491,7 @@ def test_a_grant_fills_the_tail_of_an_earlier_window_of_the_same_holder() -> Non
     blind = SignalManager(USER)
     blind.set_traders(traders)
     blind.authorize(True, 9, earlier=[own])
-    blind.warm_up(candles[660 - 202 - CATCH_UP_CANDLES : 660])
+    blind.warm_up(candles[660 - 202 - EVALUATED_CANDLES : 660])
     assert not [e for e in blind.drain() if isinstance(e, SignalCreated)]
 
 
@@ -501,7 +501,7 @@ def test_a_trade_of_an_earlier_window_opens_under_the_live_epoch_and_takes_its_m
     candles = series("BTCUSDT", 700, 1)
     m = SignalManager(USER)
     m.set_traders(traders)
-    m.warm_up(candles[660 - 202 - CATCH_UP_CANDLES : 660])
+    m.warm_up(candles[660 - 202 - EVALUATED_CANDLES : 660])
     late = close_us(candles[659]) + 1  # granted after the newest candle closed
     m.authorize(True, 9, since_us=late, earlier=[LeaseWindow(5, 0, close_us(candles[655]))])
     effects = m.drain()
@@ -522,7 +522,7 @@ def test_warm_up_without_a_window_start_emits_nothing_and_keeps_it_for_the_grant
     m = SignalManager(USER)
     m.set_traders(traders)
     m.authorize(True, 7)  # a tab that learned no window start: historical candles emit nothing
-    m.warm_up(candles[660 - 202 - CATCH_UP_CANDLES : 660])
+    m.warm_up(candles[660 - 202 - EVALUATED_CANDLES : 660])
     assert not [e for e in m.drain() if isinstance(e, SignalCreated)]
     m.authorize(True, 8, since_us=close_us(candles[600]))  # the next grant knows its window
     assert [e for e in m.drain() if isinstance(e, SignalCreated)]
@@ -588,7 +588,7 @@ def test_a_warm_up_that_only_primes_still_releases_the_trades_it_covers() -> Non
     m.adopt_trades([adopted_long(1)])
     # A young market: no more candles than the warm-up rule asks, so none is evaluated.
     candles = [flat(0, 100.0), flat(1, 99.0, low=97.0)]
-    assert len(candles) <= need.candles - CATCH_UP_CANDLES
+    assert len(candles) <= need.candles - EVALUATED_CANDLES
     m.warm_up(candles)
     closed = [e for e in m.drain() if isinstance(e, TradeClosed)]
     assert [(c.trade.key, c.exit.time) for c in closed] == [("k", START + 2 * MINUTE)]

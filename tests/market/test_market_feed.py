@@ -201,8 +201,8 @@ async def test_served_streams_are_verified_connected_and_warmed_up() -> None:
         assert [(r["symbol"], r["limit"]) for r in rig.market.requests] == [
             ("BTCUSDT", 2),
             ("ETHUSDT", 2),
-            ("BTCUSDT", 63),
-            ("ETHUSDT", 63),
+            ("BTCUSDT", 64),
+            ("ETHUSDT", 64),
         ]
         assert rig.market.subscriptions == [[name(BTC), name(ETH)]]
         assert rig.feed.connections == 1
@@ -293,7 +293,7 @@ async def test_a_refused_stream_is_retried_on_the_schedule_and_joins_when_served
         assert rig.market.subscriptions[-1] == [name(BTC), name(ETH), name(BAD)]
         await eventually(lambda: rig.feed.pending_warmups == 0, what="its warm-up")
         # Retried with what its catch-up asks (its warm-up history), then warmed up in the connection.
-        assert [r["limit"] for r in rig.market.asked("NOSUCHUSDT")][-2:] == [63, 63]
+        assert [r["limit"] for r in rig.market.asked("NOSUCHUSDT")][-2:] == [64, 64]
         await eventually(lambda: rig.problems[-1] == {}, what="the problem cleared")
         assert rig.feed.planner.problems == {}
 

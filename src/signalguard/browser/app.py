@@ -73,6 +73,8 @@ from signalguard.market.klines import MarketUnavailable, fetch_history
 HISTORY_LIMIT: Final = 50
 TRADER_COLUMNS: Final = "id,name,definition,enabled"
 HISTORY_COLUMNS: Final = "signal_key,symbol,interval,candle_open_time,price,status,source"
+#: The column that says a signal was caught up, read only from a database that has it (no 400).
+GAPLESS_COMPONENT: Final = next(c for c in OPTIONAL_SCHEMA if c.name == "gapless_handoff")
 #: The signals table is re-read this often (other sources' signals; statuses moved elsewhere).
 HISTORY_SECONDS: Final = 5.0
 HISTORY_TIMER: Final = "history"
@@ -219,6 +221,7 @@ def history_items(rows: object) -> list[HistoryItem]:
                 status=str(row.get("status", "")),
                 source=str(row.get("source", "")),
                 open_ms=_open_ms(row.get("candle_open_time")),
+                caught_up=row.get("caught_up") is True,
             )
         )
     return out
@@ -586,9 +589,11 @@ class App:
 
     async def _history_step(self) -> bool:
         source = self._source
+        components = self.driver.components if self.driver is not None else None
+        gapless = components is not None and has_component(components, GAPLESS_COMPONENT)
         result = await self.backend.select(
             "signals",
-            HISTORY_COLUMNS,
+            HISTORY_COLUMNS + (",caught_up" if gapless else ""),
             order="candle_open_time",
             descending=True,
             limit=HISTORY_LIMIT,

@@ -295,9 +295,13 @@ class DomView:
             tr.setAttribute("data-source", it.source)
             tr.setAttribute("data-signal-key", it.key)
             tr.setAttribute("data-status", it.status)
+            tr.setAttribute("data-caught-up", "1" if it.caught_up else "0")
+            # A caught-up signal was found after the fact (its candle closed before its executor's
+            # lease began): said in the source column, so the row reads "Cloud · caught up".
+            source = f"{it.source} · caught up" if it.caught_up else it.source
             self._cells(tr, (
                 (it.candle, False), (it.symbol, False), (it.interval, False), (it.price, True),
-                (it.status, False), (it.source, False),
+                (it.status, False), (source, False),
             ))  # fmt: skip
             rows.append(tr)
         body.replaceChildren(*rows)

@@ -132,7 +132,9 @@ class Generation:
 
     def on_effects(self, effects: Effects) -> None:
         """The guard decided: generate (under its epoch) or not."""
-        self.manager.authorize(effects.may_generate and not self._paused, effects.epoch, effects.since_us)
+        self.manager.authorize(
+            effects.may_generate and not self._paused, effects.epoch, effects.since_us, (), effects.started_us
+        )
         self.sync.set_live_epoch(effects.epoch if effects.may_generate else None)
         self._epoch = effects.epoch if effects.may_generate else None
         if self._epoch is None:

@@ -196,6 +196,9 @@ class HistoryItem:
     source: str
     #: The candle's open time, epoch milliseconds (for ordering; -1 if unknown).
     open_ms: int = -1
+    #: Found late: signed by an executor for a candle that closed before its own lease began (in the
+    #: gap after the previous executor's end), not live.
+    caught_up: bool = False
 
 
 class Intents(Protocol):

@@ -3,7 +3,10 @@
 - :class:`FakeDatabase` implements :class:`~.database.Database` with the rules the worker depends on:
   heartbeats and machine status, the cloud lease with its epochs and windows (and a browser lease a
   test can hold), the write guard's verdicts (``SG001`` for an epoch not held or a status change
-  without the live lease, ``SG002`` for a candle outside the epoch's window, ``SG006`` for a bad
+  without the live lease, ``SG002`` for a candle after the epoch's window or inside another epoch's,
+  ``SG011`` for one before the gap the epoch may sign (migration ``gapless_handoff``: from the
+  previous epoch's end, at most :data:`GAP_HORIZON_MS` and 60 candles back; such signals are marked
+  ``caught_up``, and the lease answers say ``signs_from``), ``SG006`` for a bad
   transition), signal keys as uniqueness, paper trades (an open or a close needs the live lease, a
   close of a closed trade changes nothing), and outages (:attr:`FakeDatabase.down`).
 - :class:`~signalguard.market.testing.FakeMarketData` (re-exported here) implements the market data
@@ -21,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from signalguard.cloud.database import DatabaseRefused, DatabaseUnavailable
-from signalguard.core.candles import next_open_time
+from signalguard.core.candles import INTERVALS, next_open_time
 from signalguard.core.engine import LeaseWindow, Signal, SignalStatus, TraderRecord, signal_key
 from signalguard.core.guard import LeaseAnswer
 from signalguard.core.ports import JsonValue
@@ -48,6 +51,12 @@ class _Epoch:
     end_ms: int
 
 
+#: How far before its start an epoch may sign the gap, at most (the database's 2 hours).
+GAP_HORIZON_MS = 2 * 3600 * 1000
+#: Candles of catch-up, which bound the gap for short intervals (``CATCH_UP_CANDLES``).
+GAP_CANDLES = 60
+
+
 class FakeDatabase:
     """See the module documentation."""
 
@@ -59,6 +68,7 @@ class FakeDatabase:
         traders: Iterable[TraderRecord] = (),
         clock: Callable[[], float] = time.time,
         lease_seconds: float = 30.0,
+        gapless: bool = False,
     ) -> None:
         """A database with one user (``owner_id``) and their machine (``machine_id``)."""
         self.owner_id = owner_id.lower()
@@ -80,6 +90,9 @@ class FakeDatabase:
         self.calls: list[str] = []
         self.write_calls: list[int] = []
         self.schema_missing: list[str] = []
+        #: Whether the database has migration ``gapless_handoff`` (an epoch signs the gap before it,
+        #: the answers say ``signs_from``); without it, only the epoch's own window, as before.
+        self.gapless = gapless
         #: What report_trader_problems stored: trader id to its line.
         self.trader_problems: dict[str, str] = {}
         #: While true, every call raises :class:`DatabaseUnavailable` (an outage).
@@ -132,6 +145,15 @@ class FakeDatabase:
         if self.epoch in self.epochs:
             self.epochs[self.epoch].end_ms = now
 
+    def _gap_start_ms(self, epoch: int, interval: str | None = None) -> int:
+        """From when ``epoch`` may sign: the previous epoch's end, at most the horizon back."""
+        window = self.epochs[epoch]
+        horizon = GAP_HORIZON_MS
+        if interval is not None and interval in INTERVALS:
+            horizon = min(horizon, GAP_CANDLES * INTERVALS[interval])
+        earlier = [w.end_ms for e, w in self.epochs.items() if e < epoch]
+        return max([window.start_ms - horizon, *earlier])
+
     def _answer(self, granted: bool, reason: str | None, now: int) -> LeaseAnswer:
         holds = self.holder == "cloud" and self._live(now)
         start = self.epochs[self.epoch].start_ms if self.epoch in self.epochs else None
@@ -147,6 +169,11 @@ class FakeDatabase:
             acquired_at_us=start * 1000 if start is not None and holds else None,
             expires_at_us=self.expires_ms * 1000 if holds else None,
             granted=granted,
+            signs_from_us=(
+                self._gap_start_ms(self.epoch) * 1000
+                if self.gapless and start is not None and holds
+                else None
+            ),
         )
 
     # -- Database ---------------------------------------------------------------------------------
@@ -244,10 +271,14 @@ class FakeDatabase:
                 out.append(
                     {"index": i, "outcome": "rejected", "code": "SG003", "message": "candle_not_closed"}
                 )
-            elif not window.start_ms <= close_ms < window.end_ms:
+            elif close_ms >= window.end_ms or any(
+                w.start_ms <= close_ms < w.end_ms for e, w in self.epochs.items() if e != epoch
+            ) or (not self.gapless and close_ms < window.start_ms):
                 out.append(
                     {"index": i, "outcome": "rejected", "code": "SG002", "message": "outside_lease_window"}
                 )
+            elif close_ms < self._gap_start_ms(epoch, interval):  # type: ignore[arg-type]
+                out.append({"index": i, "outcome": "rejected", "code": "SG011", "message": "before_catch_up"})
             else:
                 key = signal_key(self.owner_id, str(row["trader_id"]), str(row["symbol"]), interval, open_ms)
                 if key in self.signals:
@@ -258,6 +289,7 @@ class FakeDatabase:
                     "key": key,
                     "status": row.get("status") or "new",
                     "updated_epoch": epoch,
+                    "caught_up": close_ms < window.start_ms,
                 }
                 out.append({"index": i, "signal_key": key, "outcome": "inserted"})
         return out

@@ -364,7 +364,8 @@ class CloudWorker:
             caught_up = self.manager.caught_up
             earlier = self.manager.caught_up_earlier
             since = self.keeper.window_start_us(epoch) if epoch is not None else None
-            self.manager.authorize(may, epoch, since, self._earlier if may else ())
+            opened = self.keeper.window_opened_us(epoch) if epoch is not None else None
+            self.manager.authorize(may, epoch, since, self._earlier if may else (), opened)
             self._authorized = decision
             if may:
                 log.info("generating under epoch %s", epoch)

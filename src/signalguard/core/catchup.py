@@ -4,7 +4,7 @@ A lease's window can open before the engine may emit: the claim's answer arrives
 the database opened the window, and a restarted executor renews the window its previous process held
 (a cloud machine's lease outlives a killed worker by up to 30 s). The candles that closed in between
 belong to the window, so their signals must still be written. So a stream's warm-up history is
-:data:`CATCH_UP_CANDLES` longer than the warm-up rule of :mod:`signalguard.core.traders` asks
+:data:`EVALUATED_CANDLES` longer than the warm-up rule of :mod:`signalguard.core.traders` asks
 (:func:`warm_up_candles`): the oldest candles prime the indicators, the newest are *evaluated* like
 live candles (:func:`primed_candles` says where the split falls). While the engine may not emit, the
 matches of evaluated candles are kept (:meth:`CatchUp.keep`; the last :data:`CATCH_UP_CANDLES`
@@ -35,12 +35,32 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Final
 
-from signalguard.core.candles import Candle, next_open_time
+from signalguard.core.candles import INTERVALS, Candle, next_open_time
 
 #: Candles of each stream evaluated (not just primed) at warm-up, and candles with matches kept while the
 #: engine may not emit: a window that opened up to this many candles ago is caught up. 60 covers the
 #: 30 s lease twice over at the shortest interval (1s), and an hour at 1m.
 CATCH_UP_CANDLES: Final = 60
+
+#: Candles of each stream evaluated at warm-up: one more than :data:`CATCH_UP_CANDLES`, because the
+#: gap a new epoch signs reaches back that many intervals from its grant *inclusive* (migration
+#: ``gapless_handoff``: ``close >= started_at - 60 × interval``), which is 61 closes when the grant
+#: falls on a candle boundary; the warm-up comes before the grant, so its newest 61 cover them all.
+EVALUATED_CANDLES: Final = CATCH_UP_CANDLES + 1
+
+#: How far before its window an epoch may sign at most (the database's ``private.catch_up_limit()``).
+CATCH_UP_LIMIT_US: Final = 2 * 3600 * 1_000_000
+
+
+def catch_up_horizon_us(interval: str) -> int:
+    """How far before its window's start an epoch signs a stream's candles (µs): 2 h or 60 candles.
+
+    The database's ``private.catch_up_horizon(interval)``; a candle that closed earlier is refused
+    (``SG011``), so the engine does not emit it. A month has no fixed length: its horizon is 2 h.
+    """
+    length = INTERVALS.get(interval)
+    return CATCH_UP_LIMIT_US if length is None else min(CATCH_UP_LIMIT_US, CATCH_UP_CANDLES * length * 1000)
+
 
 #: The matches of one candle: (trader id, matched condition labels) per trader that signalled.
 Matches = tuple[tuple[str, tuple[str, ...]], ...]
@@ -71,16 +91,16 @@ def close_us(candle: Candle) -> int:
 
 def warm_up_candles(history: int) -> int:
     """The closed candles to fetch for a stream whose traders' warm-up rule asks for ``history``."""
-    return history + CATCH_UP_CANDLES
+    return history + EVALUATED_CANDLES
 
 
 def primed_candles(count: int, history: int) -> int:
     """Of ``count`` warm-up candles, how many (the oldest) only prime; the rest are evaluated.
 
     The warm-up rule's ``history`` are primed, since no indicator has settled before them; of the
-    rest, at most :data:`CATCH_UP_CANDLES`, the newest, are evaluated.
+    rest, at most :data:`EVALUATED_CANDLES`, the newest, are evaluated.
     """
-    return max(min(count, history), count - CATCH_UP_CANDLES)
+    return max(min(count, history), count - EVALUATED_CANDLES)
 
 
 @dataclass(slots=True)
@@ -89,8 +109,11 @@ class CatchUp:
 
     # The live lease's epoch; None while this side may not generate.
     _epoch: int | None = None
-    # The live window's start (database clock, µs); None when it is not known.
+    # From when the live epoch signs (database clock, µs: the gap's start, or the window's); None
+    # when it is not known.
     _since_us: int | None = None
+    # The live window's own start (µs), which the catch-up horizon counts back from; None: unknown.
+    _started_us: int | None = None
     # Earlier windows of this holder (see set_lease), newest first.
     _earlier: tuple[LeaseWindow, ...] = ()
     # Matches of evaluated candles that were not emitted (not allowed to, or no window start known),
@@ -108,11 +131,17 @@ class CatchUp:
         return self._epoch
 
     def set_lease(
-        self, epoch: int | None, since_us: int | None, earlier: Iterable[LeaseWindow]
+        self,
+        epoch: int | None,
+        since_us: int | None,
+        earlier: Iterable[LeaseWindow],
+        started_us: int | None = None,
     ) -> list[Release]:
         """Hold the live lease's window (``epoch`` None: none); at a grant, release the kept matches.
 
-        ``since_us`` is the window's start and ``earlier`` the holder's earlier windows, as
+        ``since_us`` is from when the epoch signs (the gap's start, or its window's), ``started_us``
+        its window's own start (a gap candle further back than :func:`catch_up_horizon_us` is not
+        signed), and ``earlier`` the holder's earlier windows, as
         :meth:`signalguard.core.engine.SignalManager.authorize` takes them. A grant is a new epoch, or
         one held again after a pause: the matches it releases come in candle order across streams, as
         they would have been emitted live, each with the epoch whose window holds its candle; the
@@ -122,6 +151,7 @@ class CatchUp:
         renewed = epoch is not None and epoch == self._epoch
         self._epoch = epoch
         self._since_us = since_us if epoch is not None else None
+        self._started_us = started_us if epoch is not None else None
         self._earlier = (
             tuple(
                 sorted(
@@ -164,6 +194,9 @@ class CatchUp:
         """
         closed = close_us(candle)
         if self._since_us is None or closed >= self._since_us:
+            started = self._started_us
+            if started is not None and closed < started - catch_up_horizon_us(candle.interval):
+                return None  # in the gap, but beyond the horizon the database allows
             return self._epoch
         for window in self._earlier:
             if window.start_us <= closed < window.end_us:

@@ -497,6 +497,7 @@ class SignalManager:
         epoch: int | None,
         since_us: int | None = None,
         earlier: Iterable[LeaseWindow] = (),
+        started_us: int | None = None,
     ) -> None:
         """Apply the guard's decision: generate (under ``epoch``, whose window opened at ``since_us``) or not.
 
@@ -510,7 +511,7 @@ class SignalManager:
         Losing the right to generate forgets the trade book at once: another executor may manage those
         trades from now on, and this side reloads them (:meth:`adopt_trades`) at its next lease.
         """
-        released = self._window.set_lease(epoch if may_generate else None, since_us, earlier)
+        released = self._window.set_lease(epoch if may_generate else None, since_us, earlier, started_us)
         if not self.may_generate:
             self._trades.clear()
             return
@@ -553,9 +554,10 @@ class SignalManager:
         """Feed a stream's warm-up history, oldest first (the newest closed candles a HistoryNeed asked for).
 
         The oldest candles, as many as the warm-up rule asks, prime the traders (nothing is evaluated:
-        their indicators have not settled yet); the rest (at most :data:`CATCH_UP_CANDLES`) are
-        evaluated like live candles. Their signals are emitted only inside a known window (see
-        :meth:`authorize`), otherwise kept for the next grant. Candles a running stream has already
+        their indicators have not settled yet); the rest (at most
+        :data:`~signalguard.core.catchup.EVALUATED_CANDLES`) are evaluated like live candles. Their
+        signals are emitted only inside a known window (see :meth:`authorize`), otherwise kept for
+        the next grant. Candles a running stream has already
         taken are skipped, so warming up a stream again is harmless.
         """
         if not candles:

@@ -386,6 +386,9 @@ class Effects:
     #: else its window's), while it may generate and if known: the engine catches up the candles that
     #: closed since before it could emit, and emits nothing for a candle that closed before.
     since_us: int | None = None
+    #: When the epoch's own window opened (database clock, epoch µs), while it may generate and if
+    #: known: the gap before it is signed back to a horizon counted from here.
+    started_us: int | None = None
 
 
 @dataclass(slots=True)
@@ -393,6 +396,7 @@ class _Context:
     mode: Mode = Mode.UNKNOWN
     epoch: int | None = None
     since_us: int | None = None
+    started_us: int | None = None
     deadline: float | None = None
     tab_lock: bool = False
     failures: int = 0
@@ -441,6 +445,7 @@ class ExecutionGuard:
         if c.mode is not Mode.BROWSER:
             c.epoch = None
             c.since_us = None
+            c.started_us = None
             c.deadline = None
         call, call_in = self._next_call(obs, event, now)
         toast = self._toast(now) if c.mode is not before else None
@@ -455,6 +460,7 @@ class ExecutionGuard:
             takeover_offered=c.mode is Mode.ERROR and c.takeover,
             detail=c.detail,
             since_us=c.since_us if self.may_generate(now) else None,
+            started_us=c.started_us if self.may_generate(now) else None,
         )
 
     # -- classification ---------------------------------------------------------------------------
@@ -474,6 +480,7 @@ class ExecutionGuard:
                     return Observation.OTHER_TAB
                 c.epoch = a.epoch
                 c.since_us = a.emits_from_us
+                c.started_us = a.acquired_at_us
                 c.deadline = event.sent_at + a.expires_in_seconds
                 return Observation.HOLDING
             if a.reason is None:

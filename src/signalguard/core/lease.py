@@ -46,6 +46,7 @@ class LeaseKeeper:
     #: Why the worker does not hold the lease (the last refusal, failure or verdict), for the log.
     reason: str | None = "not claimed yet"
     _windows: dict[int, int] = field(default_factory=dict)
+    _opened: dict[int, int] = field(default_factory=dict)
 
     def granted(self, answer: LeaseAnswer, sent_at: float) -> bool:
         """Record a granted claim sent at ``sent_at``; True if it is a new epoch (not a renewal)."""
@@ -59,6 +60,10 @@ class LeaseKeeper:
             # Only recent epochs matter (signals still queued); keep the map small.
             for old in sorted(self._windows)[:-8]:
                 del self._windows[old]
+        if answer.acquired_at_us is not None:
+            self._opened[answer.epoch] = answer.acquired_at_us
+            for old in sorted(self._opened)[:-8]:
+                del self._opened[old]
         return new
 
     def drop(self, reason: str) -> None:
@@ -78,6 +83,10 @@ class LeaseKeeper:
         """Whether the worker may generate at ``now``."""
         deadline = self.deadline
         return deadline is not None and now < deadline
+
+    def window_opened_us(self, epoch: int) -> int | None:
+        """When ``epoch``'s own window opened (database clock, epoch µs), if this worker was granted it."""
+        return self._opened.get(epoch)
 
     def window_start_us(self, epoch: int) -> int | None:
         """From when ``epoch`` signs candles (database clock, epoch µs), if this worker was granted it."""

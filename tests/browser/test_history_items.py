@@ -1,0 +1,31 @@
+"""The signals table's rows as the page reads them from the API (no browser)."""
+
+from __future__ import annotations
+
+from signalguard.browser.app import GAPLESS_COMPONENT, HISTORY_COLUMNS, history_items
+
+ROW = {
+    "signal_key": "u:t:BTCUSDT:1m:1764979200000",
+    "symbol": "BTCUSDT",
+    "interval": "1m",
+    "candle_open_time": "2025-12-06T00:00:00+00:00",
+    "price": 91000.5,
+    "status": "new",
+    "source": "cloud",
+}
+
+
+def test_a_caught_up_signal_is_marked_and_others_are_not() -> None:
+    late, live, old_schema = history_items([{**ROW, "caught_up": True}, {**ROW, "caught_up": False}, ROW])
+    assert late.caught_up and not live.caught_up and not old_schema.caught_up
+    assert late.candle == live.candle and late.open_ms == 1_764_979_200_000
+    # Only a real true marks it: whatever else a malformed row says does not.
+    assert [i.caught_up for i in history_items([{**ROW, "caught_up": "true"}, {**ROW, "caught_up": 1}])] == [
+        False,
+        False,
+    ]
+
+
+def test_the_column_is_asked_for_only_from_a_database_that_has_it() -> None:
+    assert "caught_up" not in HISTORY_COLUMNS  # app.py adds it when schema_version() lists the component
+    assert GAPLESS_COMPONENT.name == "gapless_handoff"
