@@ -273,7 +273,7 @@ def signals_of(stack: LocalStack, uid: str) -> list[dict[str, Any]]:
     """Every stored signal of the user, oldest candle first (``candle_close`` for 1s candles)."""
     with stack.connect() as conn, conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
         cur.execute(
-            "select signal_key, source, machine_id, epoch, status, candle_open_time, created_at, "
+            "select signal_key, source, machine_id, epoch, status, candle_open_time, created_at, caught_up, "
             "candle_open_time + interval '1 second' as candle_close "
             "from public.signals where user_id = %s order by candle_open_time",
             (uid,),

@@ -226,10 +226,12 @@ def test_cloud_stop_grace_countdown_then_browser_mode(fast_stack: LocalStack, fa
         assert local_window["started_at"] >= cloud_window["valid_until"]
         assert machine_row(stack, uid)["status"] == "stopped"
 
-        # Local signals follow, under the new epoch and outside the cloud's window.
+        # Local signals follow, under the new epoch and outside the cloud's window: those of the candles
+        # that closed between the cloud's release and this tab's grant too (nobody executed then: the
+        # tab evaluated them during the grace and signs them now, marked caught up).
         stored = wait_until(
             "local signals after the switch",
-            lambda: (s := signals_of(stack, uid)) and len(s) >= 2 and s,
+            lambda: (s := signals_of(stack, uid)) and [r for r in s if not r["caught_up"]] and s,
             timeout=30,
         )
         cloud_start: datetime = cloud_window["started_at"]
@@ -238,7 +240,13 @@ def test_cloud_stop_grace_countdown_then_browser_mode(fast_stack: LocalStack, fa
             assert row["source"] == "local" and row["machine_id"] is None, row
             assert row["epoch"] == lease.epoch, row
             assert not (cloud_start <= row["created_at"] < cloud_end), row
-            assert row["candle_close"] >= local_window["started_at"], row
+            assert row["candle_close"] >= cloud_end, row
+            assert row["caught_up"] is (row["candle_close"] < local_window["started_at"]), row
+        late = [r for r in stored if r["caught_up"]]
+        assert late, "no signal of the gap between the cloud's release and the tab's grant"
+        late_row = tab.page.locator(f"[data-testid='signal-row'][data-signal-key='{late[-1]['signal_key']}']")
+        expect(late_row).to_have_attribute("data-caught-up", "1", timeout=10_000)
+        expect(late_row).to_contain_text("caught up")
         with stack.connect() as conn:
             inside = conn.execute(
                 "select count(*) from public.signals where user_id = %s and source = 'local' "
