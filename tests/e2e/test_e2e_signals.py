@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import signal
 import time
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -393,8 +394,15 @@ def test_the_real_cloud_worker_takes_over_and_hands_back(
         expected_source = "cloud" if window["holder_kind"] == "cloud" else "local"
         assert row["source"] == expected_source
         assert (row["machine_id"] == machine[0]) if expected_source == "cloud" else row["machine_id"] is None
-        # Every signal's candle closed inside its writer's window.
-        assert window["started_at"] <= row["candle_close"]
+        # Every signal's candle closed inside its writer's window, or in the gap before it after the
+        # previous epoch ended (then it is marked caught up).
+        # (The first epoch's gap is the 60 candles before it: 60 s of 1s candles.)
+        previous = by_epoch.get(row["epoch"] - 1)
+        if row["caught_up"]:
+            after = previous["valid_until"] if previous else window["started_at"] - timedelta(seconds=60)
+            assert after <= row["candle_close"] < window["started_at"]
+        else:
+            assert window["started_at"] <= row["candle_close"]
         assert window["valid_until"] is None or row["candle_close"] <= window["valid_until"]
     watch.assert_clean()
 
