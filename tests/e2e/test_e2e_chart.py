@@ -50,6 +50,26 @@ def put_signals(stack: LocalStack, user_id: str, rows: list[tuple[str, int, str]
             )
 
 
+def cloud_ran_until_now(stack: LocalStack, user_id: str) -> None:
+    """The machine held epoch 1 for the last hour and released it now.
+
+    So the page's own epoch (2) has no gap to sign: every signal it could add to the chart is one of a
+    candle that closes while the test runs, and the counts below are the ones put here.
+    """
+    with stack.connect() as conn:
+        conn.execute(
+            "insert into public.lease_epochs (user_id, epoch, holder_kind, holder_id, machine_id, "
+            "started_at, valid_until, ended_reason) select m.user_id, 1, 'cloud', m.id::text, m.id, "
+            "now() - interval '1 hour', now(), 'released' from public.cloud_machines m where m.user_id = %s",
+            (user_id,),
+        )
+        conn.execute(
+            "insert into public.execution_leases (user_id, epoch) values (%s, 1) "
+            "on conflict (user_id) do update set epoch = 1",
+            (user_id,),
+        )
+
+
 def open_times(market: ReplayServer, symbol: str, n: int) -> list[int]:
     rows: list[list[Any]] = httpx.get(
         f"{market.url}/api/v3/klines", params={"symbol": symbol, "interval": "1m", "limit": n}, timeout=10
@@ -72,6 +92,7 @@ def test_chart_marks_signals_by_source_and_the_summary_counts_them(
             ("ETHUSDT", times[5], "local"),
         ],
     )
+    cloud_ran_until_now(stack, uid)
     ctx, watch = browsers.context()
     tab = browsers.tab(ctx, watch).open().sign_in(email)
     page = tab.page

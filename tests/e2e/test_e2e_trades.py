@@ -73,7 +73,10 @@ def test_the_page_opens_shows_and_closes_paper_trades(fast_stack: LocalStack, fa
     open_row = rows.filter(has_text="BTCUSDT").first
     expect(open_row).to_be_visible(timeout=20_000)
     key = str(open_row.get_attribute("data-signal-key"))
-    open_row.get_by_test_id("close-trade").click()
+    # By its key: the list is re-drawn as trades open and close, so ".first" may be another row
+    # by the time of the click.
+    trade_row = page.locator(f"[data-testid='trade-row'][data-signal-key='{key}']")
+    trade_row.get_by_test_id("close-trade").click()
     manual = wait_until(
         "the manual close stored",
         lambda: next(
@@ -82,9 +85,7 @@ def test_the_page_opens_shows_and_closes_paper_trades(fast_stack: LocalStack, fa
         ),
     )
     assert (manual["exit_reason"], manual["close_source"]) == ("manual", "local")
-    expect(page.locator(f"[data-testid='trade-row'][data-signal-key='{key}']")).to_have_attribute(
-        "data-status", "closed", timeout=15_000
-    )
+    expect(trade_row).to_have_attribute("data-status", "closed", timeout=15_000)
     wait_until(
         "a trade closed at its expiry",
         lambda: any(r["exit_reason"] == "expiry" for r in trades_of(fast_stack, uid)),
