@@ -19,6 +19,10 @@
 --      before this migration keep false. Readable like every other column (the table's grants).
 --   3. The lease answer of every lease RPC (private.lease_json) gains signs_from: the gap's start for
 --      the lease's epoch, with the 2-hour bound; null without a holder.
+--   4. A release says where its holder stopped evaluating (release_local_lease and
+--      release_cloud_lease take p_evaluated_until, and claim_local_lease for the renewal that yields
+--      to the machine): the window ends there when that is before the release, so the candles that
+--      closed after it are the next holder's gap, not nobody's.
 --
 -- Registered as the optional component gapless_handoff: a client without it signs from its own
 -- window as before.
@@ -278,5 +282,165 @@ begin
   return new;
 end;
 $$;
+
+-- ---------------------------------------------------------------------------------------------
+-- A release says how far its holder evaluated
+-- ---------------------------------------------------------------------------------------------
+
+-- A holder that lets go stops evaluating before the release reaches the database: a tab closes 0.2 s
+-- after its grant, before the kline of a candle that has just closed reaches it; a worker stops
+-- generating, then drains its outbox for seconds, then releases. The candles that closed in between
+-- lay inside its window, so nobody signed them: the next holder's gap starts where that window ends.
+-- So a release may say where its holder stopped: p_evaluated_until, the close of the earliest candle
+-- it has not evaluated on any of its streams (exchange time). The window then ends there when that is
+-- before the release (never before the window's start, as before), and the candles after it fall in
+-- the next holder's gap. Null (an older client, or a holder that knows no such candle) ends it at the
+-- release, as before. A later time changes nothing: a window never grows.
+drop function private.end_lease(public.execution_leases, timestamptz, text);
+create function private.end_lease(
+  p_lease public.execution_leases, p_now timestamptz, p_reason text,
+  p_evaluated_until timestamptz default null
+) returns public.execution_leases
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_lease public.execution_leases;
+begin
+  update public.lease_epochs e
+     set valid_until = least(e.valid_until,
+                             greatest(least(p_now, coalesce(p_evaluated_until, p_now)), e.started_at)),
+         ended_reason = p_reason
+   where e.user_id = p_lease.user_id and e.epoch = p_lease.epoch;
+  update public.execution_leases l
+     set holder_kind = null, holder_id = null, machine_id = null, expires_at = null,
+         updated_at = p_now
+   where l.user_id = p_lease.user_id
+   returning * into v_lease;
+  return v_lease;
+end;
+$$;
+
+-- A renewal refused because the machine is ready gives the browser's lease up at once (yields): the
+-- renewal says where the tab's evaluation stands too, and the window ends there.
+-- Only the lease functions (security definer, as its owner) call it.
+revoke execute on function
+  private.end_lease(public.execution_leases, timestamptz, text, timestamptz) from public;
+
+drop function public.claim_local_lease(text, boolean);
+create function public.claim_local_lease(
+  p_holder_id text, p_confirm_takeover boolean default false, p_evaluated_until timestamptz default null
+) returns jsonb
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_uid uuid := private.require_browser();
+  v_lease public.execution_leases;
+  v_machine public.cloud_machines;
+  v_now timestamptz;
+  v_reason text;
+  v_retry double precision;
+  v_renewal boolean;
+  v_clears boolean;
+  v_yielded boolean := false;
+begin
+  perform private.check_holder_id(p_holder_id);
+  v_lease := private.lock_lease(v_uid);
+  -- The machine row is locked too: a takeover may clear its error, and a concurrent heartbeat must
+  -- not slip in between the decision and the grant.
+  select * into v_machine from public.cloud_machines m where m.user_id = v_uid for update;
+  v_now := clock_timestamp();
+  select d.reason, d.retry_in_seconds, d.is_renewal, d.clears_error
+    into v_reason, v_retry, v_renewal, v_clears
+    from private.local_claim_decision(v_machine, v_lease, p_holder_id, p_confirm_takeover, v_now) d;
+  if v_reason is null then
+    if v_clears then
+      update public.cloud_machines m
+         set status = 'stopped', error_message = null
+       where m.id = v_machine.id
+       returning * into v_machine;
+    end if;
+    v_lease := private.grant_lease(v_lease, 'local', p_holder_id, null, v_now);
+  elsif v_renewal then
+    v_lease := private.end_lease(v_lease, v_now, 'yielded_to_cloud', p_evaluated_until);
+    v_yielded := true;
+  end if;
+  return private.status_json(v_uid, v_machine, v_lease, 'local', p_holder_id, v_now)
+    || jsonb_build_object(
+         'granted', v_reason is null,
+         'renewed', v_reason is null and coalesce(v_renewal, false),
+         'cleared_error', v_reason is null and coalesce(v_clears, false),
+         'yielded', v_yielded,
+         'reason', v_reason,
+         'retry_in_seconds', v_retry);
+end;
+$$;
+
+drop function public.release_local_lease(text);
+create function public.release_local_lease(
+  p_holder_id text, p_evaluated_until timestamptz default null
+) returns jsonb
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_uid uuid := private.require_browser();
+  v_lease public.execution_leases;
+  v_machine public.cloud_machines;
+  v_now timestamptz;
+  v_released boolean := false;
+begin
+  perform private.check_holder_id(p_holder_id);
+  v_lease := private.lock_lease(v_uid);
+  v_now := clock_timestamp();
+  if v_lease.holder_kind = 'local' and v_lease.holder_id = p_holder_id
+     and v_lease.expires_at > v_now then
+    v_lease := private.end_lease(v_lease, v_now, 'released', p_evaluated_until);
+    v_released := true;
+  end if;
+  select * into v_machine from public.cloud_machines m where m.user_id = v_uid;
+  return private.status_json(v_uid, v_machine, v_lease, 'local', p_holder_id, v_now)
+    || jsonb_build_object('released', v_released);
+end;
+$$;
+
+drop function public.release_cloud_lease();
+create function public.release_cloud_lease(p_evaluated_until timestamptz default null) returns jsonb
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_machine public.cloud_machines := private.require_machine();
+  v_lease public.execution_leases;
+  v_now timestamptz;
+  v_released boolean := false;
+begin
+  v_lease := private.lock_lease(v_machine.user_id);
+  v_now := clock_timestamp();
+  if v_lease.holder_kind = 'cloud' and v_lease.machine_id = v_machine.id
+     and v_lease.expires_at > v_now then
+    v_lease := private.end_lease(v_lease, v_now, 'released', p_evaluated_until);
+    v_released := true;
+  end if;
+  return private.status_json(v_machine.user_id, v_machine, v_lease, 'cloud', v_machine.id::text,
+                             v_now)
+    || jsonb_build_object('released', v_released);
+end;
+$$;
+
+revoke execute on function
+  public.claim_local_lease(text, boolean, timestamptz),
+  public.release_local_lease(text, timestamptz),
+  public.release_cloud_lease(timestamptz)
+  from public, anon;
+grant execute on function
+  public.claim_local_lease(text, boolean, timestamptz),
+  public.release_local_lease(text, timestamptz),
+  public.release_cloud_lease(timestamptz)
+  to authenticated, service_role;
 
 select private.register_component('gapless_handoff', 1, '20251003061200_gapless_handoff');

@@ -290,9 +290,13 @@ begin
 end;
 $$;
 
--- End the current lease now (release, yield or stop); its epoch's window closes at p_now.
+-- End the current lease now (release, yield or stop); its epoch's window closes at p_now, or earlier
+-- at p_evaluated_until when a releasing holder says it evaluated nothing from then on (the close of the
+-- earliest candle it has not evaluated on any of its streams): the candles after it then fall in the
+-- next holder's gap. Never before the window's start; a window never grows.
 create or replace function private.end_lease(
-  p_lease public.execution_leases, p_now timestamptz, p_reason text
+  p_lease public.execution_leases, p_now timestamptz, p_reason text,
+  p_evaluated_until timestamptz default null
 ) returns public.execution_leases
 language plpgsql
 set search_path = ''
@@ -301,7 +305,9 @@ declare
   v_lease public.execution_leases;
 begin
   update public.lease_epochs e
-     set valid_until = least(e.valid_until, greatest(p_now, e.started_at)), ended_reason = p_reason
+     set valid_until = least(e.valid_until,
+                             greatest(least(p_now, coalesce(p_evaluated_until, p_now)), e.started_at)),
+         ended_reason = p_reason
    where e.user_id = p_lease.user_id and e.epoch = p_lease.epoch;
   update public.execution_leases l
      set holder_kind = null, holder_id = null, machine_id = null, expires_at = null,
@@ -470,9 +476,10 @@ $$;
 -- Claim or renew the browser lease for a holder id. Never raises for a refusal: the result says
 -- `granted` and, if not, `reason` and `retry_in_seconds`. A renewal refused because the cloud is
 -- healthy or starting gives the lease up at once, so the machine can take over without waiting for
--- it to expire.
+-- it to expire; p_evaluated_until (where the holder's evaluation stands, see private.end_lease) then
+-- ends its window there, so the candles after it are the machine's gap.
 create or replace function public.claim_local_lease(
-  p_holder_id text, p_confirm_takeover boolean default false
+  p_holder_id text, p_confirm_takeover boolean default false, p_evaluated_until timestamptz default null
 ) returns jsonb
 language plpgsql
 security definer
@@ -507,7 +514,7 @@ begin
     end if;
     v_lease := private.grant_lease(v_lease, 'local', p_holder_id, null, v_now);
   elsif v_renewal then
-    v_lease := private.end_lease(v_lease, v_now, 'yielded_to_cloud');
+    v_lease := private.end_lease(v_lease, v_now, 'yielded_to_cloud', p_evaluated_until);
     v_yielded := true;
   end if;
   return private.status_json(v_uid, v_machine, v_lease, 'local', p_holder_id, v_now)
@@ -521,7 +528,10 @@ begin
 end;
 $$;
 
-create or replace function public.release_local_lease(p_holder_id text) returns jsonb
+-- p_evaluated_until: see private.end_lease (null: the window ends at the release).
+create or replace function public.release_local_lease(
+  p_holder_id text, p_evaluated_until timestamptz default null
+) returns jsonb
 language plpgsql
 security definer
 set search_path = ''
@@ -538,7 +548,7 @@ begin
   v_now := clock_timestamp();
   if v_lease.holder_kind = 'local' and v_lease.holder_id = p_holder_id
      and v_lease.expires_at > v_now then
-    v_lease := private.end_lease(v_lease, v_now, 'released');
+    v_lease := private.end_lease(v_lease, v_now, 'released', p_evaluated_until);
     v_released := true;
   end if;
   select * into v_machine from public.cloud_machines m where m.user_id = v_uid;
@@ -631,7 +641,9 @@ begin
 end;
 $$;
 
-create or replace function public.release_cloud_lease() returns jsonb
+-- p_evaluated_until: see private.end_lease (null: the window ends at the release).
+create or replace function public.release_cloud_lease(p_evaluated_until timestamptz default null)
+returns jsonb
 language plpgsql
 security definer
 set search_path = ''
@@ -646,7 +658,7 @@ begin
   v_now := clock_timestamp();
   if v_lease.holder_kind = 'cloud' and v_lease.machine_id = v_machine.id
      and v_lease.expires_at > v_now then
-    v_lease := private.end_lease(v_lease, v_now, 'released');
+    v_lease := private.end_lease(v_lease, v_now, 'released', p_evaluated_until);
     v_released := true;
   end if;
   return private.status_json(v_machine.user_id, v_machine, v_lease, 'cloud', v_machine.id::text,

@@ -594,3 +594,23 @@ async def test_without_a_report_function_problems_are_only_heard() -> None:
     await rig.tasks.until(lambda: bool(heard))
     assert list(heard[0]) == [T_BAD] and rig.reports() == [] and gen.adopted == 0
     await rig.tasks.cancel()
+
+
+@on_loop
+async def test_where_evaluation_stands_is_said_only_while_the_tab_generates() -> None:
+    rig = Rig(FakeMarketData())
+    gen = rig.gen
+    gen.set_traders([DROP])
+    assert gen.feed is not None
+    planner = gen.feed.planner
+    planner.watch([("BTCUSDT", "1m")])  # as the feed does when it runs
+    planner.served(("BTCUSDT", "1m"))
+    planner.fed(candle(4, 100.0))
+    assert gen.evaluated_until() is None  # fed, but not generating: nothing it says it signed
+    gen.on_effects(grant(7))
+    # Candle 4 closed at START + 5 min; the next one, not yet fed, closes a minute later.
+    assert gen.evaluated_until() == START + 6 * MINUTE
+    gen.on_effects(grant(None))
+    assert gen.evaluated_until() is None
+    assert Rig(None).gen.evaluated_until() is None  # no market data
+    await rig.tasks.settle()

@@ -325,6 +325,27 @@ async def test_with_the_gap_rule_the_worker_also_signs_the_candles_before_its_le
     assert {r["epoch"] for r in rig.db.signals.values()} == {1}
 
 
+async def test_the_release_ends_the_window_where_the_workers_evaluation_stopped() -> None:
+    # Candles close that the worker never gets (its stream lags as it stops): its release says where its
+    # evaluation stands, the close of the first candle it did not evaluate, and the window ends there,
+    # so the next holder's gap starts with that candle.
+    rig = await Rig(gapless=True).start()
+    await eventually(lambda: rig.worker.manager.may_generate, what="generating")
+    fed = await rig.candles(20)
+    rig.clock.t += 5  # five more 1s candles closed, not delivered
+    assert await rig.stop() == 0
+    next_close = fed[-1].open_time + 2 * 1000
+    assert rig.db.released_until == [next_close]
+    assert rig.db.epochs[1].end_ms == next_close < rig.clock.t * 1000
+    # Without the gap rule the database does not take it: the window ends at the release.
+    plain = await Rig().start()
+    await eventually(lambda: plain.worker.manager.may_generate, what="generating")
+    await plain.candles(4)
+    plain.clock.t += 5
+    assert await plain.stop() == 0
+    assert plain.db.epochs[1].end_ms == plain.clock.t * 1000
+
+
 async def test_worker_waits_while_a_browser_holds_the_lease_and_writes_nothing() -> None:
     rig = await Rig(local_lease=True).start()
     await rig.candles(20)  # the engine runs (and matches) while the browser holds the lease

@@ -580,3 +580,44 @@ def test_a_failed_stream_is_retried_with_what_its_catch_up_asks() -> None:
     p.need([HistoryNeed("BTCUSDT", "1m", 62)])
     assert p.retry_count(("BTCUSDT", "1m")) == 62  # its warm-up history
     assert p.retry_count(("ETHUSDT", "1m")) == 1  # warm already: one candle says it is served
+
+
+# -- where evaluation stands (a release's p_evaluated_until) ----------------------------------------
+
+
+def test_evaluated_until_is_the_earliest_next_close_over_the_fed_streams() -> None:
+    p = serving(BTC, ETH, SOL)
+    assert p.evaluated_until() is None  # nothing fed yet
+    p.fed(candle(BTC, T0 + 5 * M))
+    # BTC's candle opening T0+5m closed at T0+6m; the next one closes at T0+7m, not evaluated yet.
+    assert p.evaluated_until() == T0 + 7 * M
+    p.fed(candle(ETH, T0 + 3 * M))
+    assert p.evaluated_until() == T0 + 5 * M  # ETH lags: its T0+4m candle (closing T0+5m) is not fed
+    # An hourly stream: its next candle closes an hour after the last one closed, so it holds
+    # nothing back; one a candle behind does.
+    p.fed(candle(SOL, T0 - H))
+    assert p.evaluated_until() == T0 + 5 * M
+    q = serving(BTC, SOL)
+    q.fed(candle(BTC, T0 + 5 * M))
+    q.fed(candle(SOL, T0 - 2 * H))
+    assert q.evaluated_until() == T0
+    p.fed(candle(ETH, T0 + 9 * M))
+    assert p.evaluated_until() == T0 + 7 * M
+
+
+def test_evaluated_until_leaves_out_streams_not_fed_failed_or_no_longer_watched() -> None:
+    p = serving(BTC, ETH, XRP)
+    p.fed(candle(BTC, T0 + 5 * M))
+    p.fed(candle(ETH, T0 + 1 * M))
+    assert p.evaluated_until() == T0 + 3 * M  # XRP, never fed, is left out
+    p.refused(ETH, "HTTP 400: Invalid symbol", now=0.0)
+    assert p.evaluated_until() == T0 + 7 * M  # a failed stream does not hold the others back
+    p.watch([XRP])
+    assert p.evaluated_until() is None
+
+
+def test_evaluated_until_counts_months_by_the_calendar() -> None:
+    p = serving(("BTCUSDT", "1M"))
+    p.fed(candle(("BTCUSDT", "1M"), JAN))
+    # January's candle closed on 1 February; February's closes on 1 March (29 days later in 2024).
+    assert p.evaluated_until() == FEB + 29 * 24 * H

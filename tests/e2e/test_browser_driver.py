@@ -9,10 +9,13 @@ from typing import Any
 from signalguard.browser.driver import CALL_TIMER, TICK_TIMER, GuardDriver
 from signalguard.browser.ports import ApiError, ApiResult
 from signalguard.browser.testing import FakeBackend, FakeTimers
-from signalguard.core.codes import REQUIRED_SCHEMA
+from signalguard.core.codes import OPTIONAL_SCHEMA, REQUIRED_SCHEMA
 from signalguard.core.guard import Effects, Mode, TabLock
 
 ALL_SCHEMA = {"components": {c.name: {"version": c.version} for c in REQUIRED_SCHEMA}}
+GAPLESS_SCHEMA = {
+    "components": {c.name: {"version": c.version} for c in (*REQUIRED_SCHEMA, *OPTIONAL_SCHEMA)}
+}
 NO_LEASE_SCHEMA = {"components": {c.name: {"version": c.version} for c in REQUIRED_SCHEMA[:3]}}
 HOLDER = "tab-holder-0001"
 
@@ -35,7 +38,7 @@ def ok(data: object) -> ApiResult:
 
 
 class Rig:
-    def __init__(self, backend: FakeBackend) -> None:
+    def __init__(self, backend: FakeBackend, evaluated_until: int | None = None) -> None:
         self.now = 100.0
         self.timers = FakeTimers()
         self.backend = backend
@@ -48,6 +51,7 @@ class Rig:
             self.spawn,
             HOLDER,
             self.effects.append,
+            evaluated_until=lambda: evaluated_until,
         )
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
@@ -202,5 +206,51 @@ def test_stale_schema_cache_is_named_and_nothing_is_claimed_until_the_api_sees_t
         # Once the API sees the functions (the cache was reloaded), the tab claims as usual.
         await rig.fire()
         assert "claim_local_lease" in rig.names() and rig.driver.effects.mode is Mode.BROWSER
+
+    run(scenario())
+
+
+#: 2023-11-14T22:13:20Z, where the tab's evaluation stands.
+EVALUATED_MS = 1_700_000_000_000
+
+
+async def holding_then(rig: Rig, leave: str) -> dict[str, object]:
+    """Hold the lease, then leave (``stop`` or ``unload``); the release's arguments."""
+    rig.driver.start()
+    rig.driver.feed(TabLock(True))
+    await rig.fire()
+    assert rig.driver.effects.mode is Mode.BROWSER
+    if leave == "stop":
+        await rig.driver.stop()
+        return rig.backend.args_of("release_local_lease")[-1]
+    rig.driver.unload()
+    return rig.backend.unload_args[-1]
+
+
+def holding(schema: dict[str, Any]) -> FakeBackend:
+    return FakeBackend(
+        {
+            "schema_version": [ok(schema)],
+            "execution_status": [ok(status())],
+            "claim_local_lease": [ok(status(you_hold=True, expires=30.0))],
+            "release_local_lease": [ok(status())],
+        }
+    )
+
+
+def test_a_release_says_where_the_tabs_evaluation_stands_when_the_database_takes_it() -> None:
+    async def scenario() -> None:
+        for leave in ("stop", "unload"):
+            rig = Rig(holding(GAPLESS_SCHEMA), EVALUATED_MS)
+            args = await holding_then(rig, leave)
+            assert args == {"p_holder_id": HOLDER, "p_evaluated_until": "2023-11-14T22:13:20.000+00:00"}
+            # A claim too: the renewal the database refuses when the machine is ready ends the lease.
+            assert rig.backend.args_of("claim_local_lease") == [args]
+            # A database without the gapless handoff does not know the argument: not sent.
+            args = await holding_then(Rig(holding(ALL_SCHEMA), EVALUATED_MS), leave)
+            assert args == {"p_holder_id": HOLDER}
+            # Nothing evaluated (or no longer generating): the window ends at the release.
+            args = await holding_then(Rig(holding(GAPLESS_SCHEMA), None), leave)
+            assert args == {"p_holder_id": HOLDER}
 
     run(scenario())

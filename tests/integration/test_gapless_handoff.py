@@ -351,6 +351,119 @@ def test_signals_written_before_the_migration_are_not_caught_up(empty_db: Any) -
     assert "gapless_handoff" in components(empty_db)
 
 
+# -- a release says where its holder stopped evaluating -------------------------------------------
+
+
+def window_of(db: Any, a: Actor, epoch: int) -> tuple[datetime, datetime, str | None]:
+    found = db.execute(
+        "select started_at, valid_until, ended_reason from lease_epochs where user_id = %s and epoch = %s",
+        (a.user_id, epoch),
+    ).fetchone()
+    assert found is not None
+    return found[0], found[1], found[2]
+
+
+def test_a_release_ends_the_window_where_its_holder_stopped_evaluating(
+    api: Api, actors: Actors, db: Any
+) -> None:
+    """A tab closes before the kline of a candle that closed in its window reached it: the release
+    says so, that candle is the next holder's gap, and no candle is left to nobody or to two."""
+    a = actors.make(machine=False)
+    assert claim(api, a)["lease"]["epoch"] == 1
+    t = reshape(db, a, (600, -30))
+    stopped = at(t, 100)
+    r = api.rpc(
+        "release_local_lease", {"p_holder_id": a.holder, "p_evaluated_until": stopped.isoformat()}, a.token
+    )
+    assert r.status == 200 and r.body["released"], r.body
+    assert window_of(db, a, 1) == (at(t, 600), stopped, "released")
+    # Epoch 1 signs what it evaluated, not the candle after it.
+    assert verdicts(write(api, a, [row(a, 1, at(t, 100.001))])) == [("inserted", None)]
+    out = write(api, a, [row(a, 1, stopped, symbol="ETHUSDT")])
+    assert verdicts(out) == [("rejected", GuardError.OUTSIDE_LEASE_WINDOW)]
+    # The next holder's gap starts there: it signs that candle, found late.
+    second = claim(api, a, a.other_holder())
+    assert second["lease"]["epoch"] == 2 and signs_from(second) == stopped
+    gap = row(a, 2, stopped, symbol="ETHUSDT")
+    assert verdicts(write(api, a, [gap])) == [("inserted", None)]
+    assert caught_up(db, a)[key(a, gap)] is True
+    out = write(api, a, [row(a, 2, at(t, 100.001), symbol="SOLUSDT")])
+    assert verdicts(out) == [("rejected", GuardError.OUTSIDE_LEASE_WINDOW)]
+    assert "inside epoch 1's lease" in out[0]["message"]
+
+
+def test_a_renewal_that_yields_to_the_machine_ends_the_window_where_the_tab_stopped(
+    api: Api, actors: Actors, db: Any
+) -> None:
+    a = actors.make()
+    assert claim(api, a)["lease"]["epoch"] == 1
+    t = reshape(db, a, (600, -30))
+    heartbeat(api, a, "starting")
+    stopped = at(t, 50)
+    r = api.rpc(
+        "claim_local_lease", {"p_holder_id": a.holder, "p_evaluated_until": stopped.isoformat()}, a.token
+    )
+    assert r.status == 200 and r.body["yielded"] is True, r.body
+    assert window_of(db, a, 1) == (at(t, 600), stopped, "yielded_to_cloud")
+    heartbeat(api, a, "running")
+    cloud = cloud_claim(api, a)
+    assert cloud["granted"] and cloud["lease"]["epoch"] == 2 and signs_from(cloud) == stopped
+    # A renewal that is granted ignores it: the lease goes on.
+    b = actors.make(machine=False)
+    assert claim(api, b)["lease"]["epoch"] == 1
+    r = api.rpc(
+        "claim_local_lease", {"p_holder_id": b.holder, "p_evaluated_until": db_now(db).isoformat()}, b.token
+    )
+    assert r.body["renewed"] is True and status(api, b)["lease"]["live"] is True
+
+
+def test_a_release_never_moves_the_window_later_or_before_its_start(
+    api: Api, actors: Actors, db: Any
+) -> None:
+    a = actors.make()
+    # A time after the release: the window ends at the release, as without one.
+    assert claim(api, a)["lease"]["epoch"] == 1
+    reshape(db, a, (600, -30))
+    later = db_now(db) + timedelta(hours=1)
+    r = api.rpc(
+        "release_local_lease", {"p_holder_id": a.holder, "p_evaluated_until": later.isoformat()}, a.token
+    )
+    assert r.body["released"]
+    _, end, _ = window_of(db, a, 1)
+    assert end <= db_now(db)
+    # Before the window's start: the window is empty, never reversed.
+    assert claim(api, a)["lease"]["epoch"] == 2
+    t = reshape(db, a, (900, 800), (600, -30))
+    r = api.rpc(
+        "release_local_lease",
+        {"p_holder_id": a.holder, "p_evaluated_until": at(t, 700).isoformat()},
+        a.token,
+    )
+    assert r.body["released"]
+    assert window_of(db, a, 2)[:2] == (at(t, 600), at(t, 600))
+    # Not a time: refused by the API, and the lease is untouched.
+    assert claim(api, a)["lease"]["epoch"] == 3
+    r = api.rpc("release_local_lease", {"p_holder_id": a.holder, "p_evaluated_until": "soon"}, a.token)
+    assert r.status == 400, r.body
+    assert status(api, a)["lease"]["live"] is True
+    # Someone else's release changes nothing, whatever it says.
+    r = api.rpc(
+        "release_local_lease",
+        {"p_holder_id": a.other_holder(), "p_evaluated_until": at(t, 650).isoformat()},
+        a.token,
+    )
+    assert r.status == 200 and not r.body["released"]
+    assert status(api, a)["lease"]["live"] is True
+    # The machine's release takes it too.
+    api.rpc("release_local_lease", {"p_holder_id": a.holder}, a.token)
+    heartbeat(api, a, "running")
+    assert cloud_claim(api, a)["lease"]["epoch"] == 4
+    t = reshape(db, a, (900, 800), (700, 650), (600, 500), (300, -30))
+    r = api.rpc("release_cloud_lease", {"p_evaluated_until": at(t, 20).isoformat()}, a.machine_token)
+    assert r.status == 200 and r.body["released"], r.body
+    assert window_of(db, a, 4) == (at(t, 300), at(t, 20), "released")
+
+
 # -- signs_from in the lease answers ---------------------------------------------------------------
 
 

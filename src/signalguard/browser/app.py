@@ -379,7 +379,13 @@ class App:
         self.generation = generation
         self.effect_listeners.append(generation.on_effects)
         driver = GuardDriver(
-            self.backend, self.timers, self.clock, self.spawn, self.holder_id, self.on_effects
+            self.backend,
+            self.timers,
+            self.clock,
+            self.spawn,
+            self.holder_id,
+            self.on_effects,
+            evaluated_until=generation.evaluated_until,
         )
         self.driver = driver
         self.on_effects(driver.effects)

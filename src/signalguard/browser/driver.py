@@ -27,7 +27,8 @@ from typing import Final
 
 from signalguard.browser.ports import ApiResult, Backend, Spawn, Timers
 from signalguard.core.backoff import BACKOFF
-from signalguard.core.codes import missing_schema
+from signalguard.core.candles import iso_from_ms
+from signalguard.core.codes import OPTIONAL_SCHEMA, has_component, missing_schema
 from signalguard.core.guard import (
     Answered,
     Call,
@@ -53,6 +54,8 @@ CALL_TIMER: Final = "guard-call"
 TICK_TIMER: Final = "guard-tick"
 
 _LEASE_CALLS: Final = frozenset({Call.STATUS, Call.CLAIM, Call.CLAIM_CONFIRMED})
+#: A database with it takes a release's ``p_evaluated_until``.
+GAPLESS: Final = next(c for c in OPTIONAL_SCHEMA if c.name == "gapless_handoff")
 
 
 class GuardDriver:
@@ -66,8 +69,14 @@ class GuardDriver:
         spawn: Spawn,
         holder_id: str,
         on_effects: Callable[[Effects], None],
+        evaluated_until: Callable[[], int | None] = lambda: None,
     ) -> None:
-        """Prepare the driver; nothing happens until :meth:`start`."""
+        """Prepare the driver; nothing happens until :meth:`start`.
+
+        ``evaluated_until`` says where the tab's evaluation stands (epoch ms, see
+        ``FeedPlanner.evaluated_until``); a release passes it on, so that the candles after it are the
+        next holder's to sign.
+        """
         self.guard = ExecutionGuard()
         self.holder_id = holder_id
         self.effects: Effects = initial_effects()
@@ -76,6 +85,7 @@ class GuardDriver:
         self._clock = clock
         self._spawn = spawn
         self._on_effects = on_effects
+        self._evaluated_until = evaluated_until
         self._next: tuple[Call, float] | None = None
         self._in_flight: asyncio.Future[None] | None = None
         self._schema_ok = False
@@ -116,7 +126,7 @@ class GuardDriver:
         _, effects = self.guard.process(Shutdown(), self._clock())
         self.effects = effects
         if effects.call is Call.RELEASE:
-            await self._backend.rpc("release_local_lease", {"p_holder_id": self.holder_id})
+            await self._backend.rpc("release_local_lease", self._release_args())
 
     def unload(self) -> None:
         """The page is going away: release the lease with a request that outlives it."""
@@ -126,7 +136,19 @@ class GuardDriver:
         _, effects = self.guard.process(Shutdown(), self._clock())
         self.effects = effects
         if effects.call is Call.RELEASE:
-            self._backend.rpc_on_unload("release_local_lease", {"p_holder_id": self.holder_id})
+            self._backend.rpc_on_unload("release_local_lease", self._release_args())
+
+    def _release_args(self) -> dict[str, object]:
+        """A release's (and a claim's) arguments: the holder, and where its evaluation stands.
+
+        The second only when the database takes it (migration ``gapless_handoff``; an older one does
+        not know the argument, and PostgREST would find no such function).
+        """
+        args: dict[str, object] = {"p_holder_id": self.holder_id}
+        until = self._evaluated_until()
+        if until is not None and self.components is not None and has_component(self.components, GAPLESS):
+            args["p_evaluated_until"] = iso_from_ms(until)
+        return args
 
     def _halt(self) -> None:
         self._stopped = True
@@ -217,6 +239,10 @@ class GuardDriver:
         if call is Call.SCHEMA:
             return self._schema_event(await self._backend.rpc("schema_version", {}))
         name, args = _LEASE_RPCS[call]
+        if call in (Call.RELEASE, Call.CLAIM, Call.CLAIM_CONFIRMED):
+            # A renewal the database refuses because the machine is ready ends the lease there and
+            # then (it yields): it says where the evaluation stands, like a release.
+            args = {**args, **self._release_args()}
         result = await self._backend.rpc(name, {**holder, **args})
         if result.error is not None and result.error.code == STALE_SCHEMA_CACHE:
             # schema_version() said the functions are there, but the API does not know them: its

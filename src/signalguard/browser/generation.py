@@ -220,6 +220,16 @@ class Generation:
         if self._on_trades is not None:
             self._on_trades()
 
+    def evaluated_until(self) -> int | None:
+        """Where this tab's evaluation stands, for its release (see ``FeedPlanner.evaluated_until``).
+
+        None unless the engine generates now: a tab that has stopped generating kept its matches since
+        then unsigned, so it does not say it evaluated them (its window then ends at the release).
+        """
+        if self.feed is None or not self.manager.may_generate:
+            return None
+        return self.feed.planner.evaluated_until()
+
     def close_trade(self, key: str) -> bool:
         """Close an open trade by hand (the user asked); False if this tab cannot now."""
         done = self.manager.close_trade(key)

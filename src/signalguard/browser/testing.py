@@ -203,6 +203,8 @@ class FakeBackend:
         self.down = False
         #: Names of the RPCs sent with :meth:`rpc_on_unload`.
         self.unload_calls: list[str] = []
+        #: Their arguments, in the same order.
+        self.unload_args: list[dict[str, object]] = []
         #: Rows of each table, for ``select`` and ``update``.
         self.tables: dict[str, list[dict[str, object]]] = {}
         #: Every ``select``: the table and its filters.
@@ -373,6 +375,7 @@ class FakeBackend:
     def rpc_on_unload(self, name: str, args: Mapping[str, object]) -> bool:
         """See :meth:`~.ports.Backend.rpc_on_unload` (recorded; not sent during an outage)."""
         self.unload_calls.append(name)
+        self.unload_args.append(dict(args))
         return not self.down
 
 

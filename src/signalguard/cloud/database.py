@@ -30,8 +30,8 @@ from postgrest.exceptions import APIError
 from supabase import AsyncClient, AsyncClientOptions, acreate_client
 
 from signalguard.cloud.config import WorkerConfig
-from signalguard.core.candles import timestamp_us
-from signalguard.core.codes import GuardError, missing_schema
+from signalguard.core.candles import iso_from_ms, timestamp_us
+from signalguard.core.codes import OPTIONAL_SCHEMA, GuardError, has_component, missing_schema
 from signalguard.core.engine import (
     DEFAULT_MAX_TRACKED,
     OPEN_STATUSES,
@@ -149,8 +149,13 @@ class Database(Protocol):
         """``claim_cloud_lease``: claim or renew the cloud lease."""
         ...
 
-    async def release_lease(self) -> LeaseAnswer:
-        """``release_cloud_lease``: end the machine's lease now."""
+    async def release_lease(self, evaluated_until_ms: int | None = None) -> LeaseAnswer:
+        """``release_cloud_lease``: end the machine's lease now.
+
+        ``evaluated_until_ms``: where the machine's evaluation stopped (``FeedPlanner.evaluated_until``);
+        a database with migration ``gapless_handoff`` ends the window there when it is earlier, so that
+        the candles after it are the next holder's to sign.
+        """
         ...
 
     async def earlier_windows(self, epoch: int) -> list[LeaseWindow]:
@@ -193,6 +198,10 @@ class Database(Protocol):
         ...
 
 
+#: A database with it takes a release's ``p_evaluated_until``.
+GAPLESS: Final = next(c for c in OPTIONAL_SCHEMA if c.name == "gapless_handoff")
+
+
 class SupabaseDatabase:
     """:class:`Database` over supabase-py's async client, authenticated with the machine token."""
 
@@ -206,6 +215,8 @@ class SupabaseDatabase:
         # A bound on each call as a whole: httpx's timeouts are per phase, and a call that outlives the
         # lease would stall the heartbeat behind it.
         self._deadline = timeout * 1.5
+        # What schema_version() last reported (the release's argument depends on it).
+        self._components: Mapping[str, object] = {}
 
     @classmethod
     async def connect(cls, config: WorkerConfig, *, timeout: float = 8.0) -> SupabaseDatabase:
@@ -238,7 +249,8 @@ class SupabaseDatabase:
         """See :meth:`Database.schema_problems`."""
         data = await self._run(self._client.rpc("schema_version", {}).execute())
         components = data.get("components") if isinstance(data, Mapping) else None
-        return missing_schema(components if isinstance(components, Mapping) else {})
+        self._components = components if isinstance(components, Mapping) else {}
+        return missing_schema(self._components)
 
     async def heartbeat(self, status: str | None = None, error_message: str | None = None) -> None:
         """See :meth:`Database.heartbeat`."""
@@ -253,9 +265,13 @@ class SupabaseDatabase:
         """See :meth:`Database.claim_lease`."""
         return _lease_answer(await self._run(self._client.rpc("claim_cloud_lease", {}).execute()))
 
-    async def release_lease(self) -> LeaseAnswer:
+    async def release_lease(self, evaluated_until_ms: int | None = None) -> LeaseAnswer:
         """See :meth:`Database.release_lease`."""
-        answer = _lease_answer(await self._run(self._client.rpc("release_cloud_lease", {}).execute()))
+        params: dict[str, Any] = {}
+        if evaluated_until_ms is not None and has_component(self._components, GAPLESS):
+            # An older database does not know the argument (PostgREST would find no such function).
+            params["p_evaluated_until"] = iso_from_ms(evaluated_until_ms)
+        answer = _lease_answer(await self._run(self._client.rpc("release_cloud_lease", params).execute()))
         # A release is "granted" once the machine no longer holds the lease (it had none, or gave it up).
         return dataclasses.replace(answer, granted=not answer.you_hold, reason=None)
 

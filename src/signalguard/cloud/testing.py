@@ -93,6 +93,8 @@ class FakeDatabase:
         #: Whether the database has migration ``gapless_handoff`` (an epoch signs the gap before it,
         #: the answers say ``signs_from``); without it, only the epoch's own window, as before.
         self.gapless = gapless
+        #: The ``evaluated_until_ms`` of every release, in order.
+        self.released_until: list[int | None] = []
         #: What report_trader_problems stored: trader id to its line.
         self.trader_problems: dict[str, str] = {}
         #: While true, every call raises :class:`DatabaseUnavailable` (an outage).
@@ -124,10 +126,11 @@ class FakeDatabase:
         self.expires_ms = now + self.lease_ms
         self.epochs[self.epoch] = _Epoch(kind, now, self.expires_ms)
 
-    def _end(self, now: int) -> None:
+    def _end(self, now: int, evaluated_until_ms: int | None = None) -> None:
         if self.holder is not None and self._live(now):
             window = self.epochs[self.epoch]
-            window.end_ms = max(window.start_ms, min(window.end_ms, now))
+            end = now if evaluated_until_ms is None else min(now, evaluated_until_ms)
+            window.end_ms = max(window.start_ms, min(window.end_ms, end))
         self.holder = None
 
     def local_lease(self) -> int:
@@ -206,11 +209,12 @@ class FakeDatabase:
         self._grant("cloud", now)
         return self._answer(True, None, now)
 
-    async def release_lease(self) -> LeaseAnswer:
-        """See :meth:`~.database.Database.release_lease`."""
+    async def release_lease(self, evaluated_until_ms: int | None = None) -> LeaseAnswer:
+        """See :meth:`~.database.Database.release_lease` (``evaluated_until_ms`` counts when ``gapless``)."""
         now = self._enter("release")
+        self.released_until.append(evaluated_until_ms)
         if self.holder == "cloud":
-            self._end(now)
+            self._end(now, evaluated_until_ms if self.gapless else None)
         return self._answer(True, None, now)
 
     async def earlier_windows(self, epoch: int) -> list[LeaseWindow]:
@@ -271,9 +275,11 @@ class FakeDatabase:
                 out.append(
                     {"index": i, "outcome": "rejected", "code": "SG003", "message": "candle_not_closed"}
                 )
-            elif close_ms >= window.end_ms or any(
-                w.start_ms <= close_ms < w.end_ms for e, w in self.epochs.items() if e != epoch
-            ) or (not self.gapless and close_ms < window.start_ms):
+            elif (
+                close_ms >= window.end_ms
+                or any(w.start_ms <= close_ms < w.end_ms for e, w in self.epochs.items() if e != epoch)
+                or (not self.gapless and close_ms < window.start_ms)
+            ):
                 out.append(
                     {"index": i, "outcome": "rejected", "code": "SG002", "message": "outside_lease_window"}
                 )

@@ -555,13 +555,18 @@ class CloudWorker:
         started = self._clock()
         log.info("stopping (%s)", self.stop_reason)
         self.status = "stopping"
+        # Where evaluation stops, read as generation stops: the candles that close while the outbox
+        # drains are the next holder's to sign, and the release says so.
+        evaluated_until = (
+            self.feed.planner.evaluated_until() if self.keeper.may_generate(self._clock()) else None
+        )
         self._stop_generating("stopping")
         await self._best_effort("heartbeat 'stopping'", self.db.heartbeat("stopping"))
         if not await self.sync.drain(self.timings.stop_flush):
             log.error(
                 "%d writes could not be sent before the stop; unsent: %s", len(self.sync), self.sync.unsent()
             )
-        answer = await self._best_effort("releasing the lease", self.db.release_lease())
+        answer = await self._best_effort("releasing the lease", self.db.release_lease(evaluated_until))
         await self._best_effort("heartbeat 'stopped'", self.db.heartbeat("stopped"))
         self.status = "stopped"
         self.stats.stop_took = self._clock() - started

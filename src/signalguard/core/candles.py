@@ -50,6 +50,7 @@ __all__ = [
     "MarketDataError",
     "candle_index",
     "is_aligned",
+    "iso_from_ms",
     "next_open_time",
     "normalize_symbol",
     "parse_rest_kline",
@@ -252,6 +253,11 @@ def timestamp_us(value: object) -> int | None:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return (moment - _UNIX) // timedelta(microseconds=1)
+
+
+def iso_from_ms(ms: int) -> str:
+    """Epoch milliseconds as ISO 8601 UTC text (what PostgREST takes for a ``timestamptz`` argument)."""
+    return (_UNIX + timedelta(milliseconds=ms)).isoformat(timespec="milliseconds")
 
 
 def normalize_symbol(symbol: object) -> str:

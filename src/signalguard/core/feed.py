@@ -262,6 +262,25 @@ class FeedPlanner:
         if gap:
             self.gap_candles += 1
 
+    def evaluated_until(self) -> int | None:
+        """Where this side's evaluation stands; None when no stream has been fed.
+
+        It is the close (epoch ms, exchange time) of the earliest candle not yet fed on any served
+        stream that has been fed: every candle that closed before it has been fed on every such
+        stream. A holder that lets go gives it to the database with its release
+        (``p_evaluated_until``): its window then ends there, and the candles that closed after it (the
+        one that closed as a tab was closing, those of a worker's final outbox drain) are the next
+        holder's to sign, not nobody's. Streams never fed (still warming up) or failed are left out:
+        they would hold the window's end back for the candles of every other stream, which would then
+        be evaluated twice.
+        """
+        ends = (
+            next_open_time(key[1], next_open_time(key[1], last))
+            for key, last in self._last.items()
+            if key in self._served
+        )
+        return min(ends, default=None)
+
     # -- the page's line ----------------------------------------------------------------------
 
     def describe(self, rejected: int = 0) -> str:
