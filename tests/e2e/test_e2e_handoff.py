@@ -9,11 +9,13 @@ says "Cloud Active", not "Another tab is generating".
 
 from __future__ import annotations
 
+import re
 import time
+from datetime import datetime, timedelta
 
 import pytest
 from e2ekit import Browsers, cloud_worker, fast_user, lease_of
-from playwright.sync_api import expect
+from playwright.sync_api import WebSocketRoute, expect
 
 from signalguard.devstack.stack import LocalStack
 from signalguard.replay.server import ReplayServer
@@ -21,10 +23,26 @@ from signalguard.replay.server import ReplayServer
 pytestmark = pytest.mark.stack
 
 
+def db_clock(stack: LocalStack) -> datetime:
+    with stack.connect() as conn:
+        found = conn.execute("select clock_timestamp()").fetchone()
+    assert found is not None
+    moment: datetime = found[0]
+    return moment
+
+
 def test_a_closed_device_hands_over_at_once(fast_stack: LocalStack, fast_tabs: Browsers) -> None:
     email, uid = fast_user(fast_stack)
     first_ctx, first_watch = fast_tabs.context()
     second_ctx, second_watch = fast_tabs.context()
+    # The first device's market data can be held back, so that its evaluation lags as it closes.
+    held_back = False
+
+    def market_stream(ws: WebSocketRoute) -> None:
+        server = ws.connect_to_server()
+        server.on_message(lambda message: None if held_back else ws.send(message))
+
+    first_ctx.route_web_socket(re.compile(".*"), market_stream)
     first = fast_tabs.tab(first_ctx, first_watch).open().sign_in(email)
     expect(first.badge).to_have_attribute("data-mode", "browser")
     second = fast_tabs.tab(second_ctx, second_watch).open().sign_in(email)
@@ -33,7 +51,11 @@ def test_a_closed_device_hands_over_at_once(fast_stack: LocalStack, fast_tabs: B
     lease = lease_of(fast_stack, uid)
     assert lease is not None and lease.live and lease.holder_id == first.holder_id()
 
+    # The candles that close from now on never reach the first device before it closes.
+    held_back = True
+    first.page.wait_for_timeout(2_500)
     closed = time.monotonic()
+    closed_db = db_clock(fast_stack)
     first.page.close(run_before_unload=True)
     expect(second.badge).to_have_attribute("data-mode", "browser", timeout=12_000)
     waited = time.monotonic() - closed
@@ -41,6 +63,20 @@ def test_a_closed_device_hands_over_at_once(fast_stack: LocalStack, fast_tabs: B
     assert waited < 12  # one poll and a claim, not the lease's 30 s
     lease = lease_of(fast_stack, uid)
     assert lease is not None and lease.live and lease.holder_id == second.holder_id()
+    # The release said where the first device's evaluation stood: its window ends at the close of the
+    # first candle it did not evaluate (a whole second, for 1s candles), seconds before the release,
+    # and the second device's gap starts there.
+    with fast_stack.connect() as conn:
+        found = conn.execute(
+            "select e.started_at, e.valid_until, e.ended_reason, l.epoch from public.lease_epochs e"
+            " join public.execution_leases l using (user_id) where e.user_id = %s and e.epoch = 1",
+            (uid,),
+        ).fetchone()
+    assert found is not None
+    started, ended, reason, epoch = found
+    assert reason == "released" and started < ended and ended.microsecond == 0, found
+    assert ended < closed_db - timedelta(seconds=1), (ended, closed_db)
+    assert epoch == 2
     first_watch.assert_clean()
     second_watch.assert_clean()
 
