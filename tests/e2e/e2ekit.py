@@ -30,6 +30,7 @@ from playwright.sync_api import (
     Route,
 )
 
+from signalguard.devstack import demo_market
 from signalguard.devstack.config import StackConfig
 from signalguard.devstack.stack import DEMO_PASSWORD, LocalStack
 
@@ -75,7 +76,7 @@ FAST_TRADER = {
 }
 #: What the demo users' traders watch (seed.sql): a replay of these on 1m keeps their pages' market
 #: data live, so a test page never logs a refused connection.
-DEMO_SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT")
+DEMO_SYMBOLS = demo_market.DEMO_SYMBOLS
 
 
 def make_stack(market_data_url: str, **start: Any) -> LocalStack:

@@ -6,6 +6,7 @@ import os
 import queue
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -20,6 +21,7 @@ import pytest
 
 from signalguard.devstack import tokens
 from signalguard.devstack.config import free_port
+from signalguard.devstack.demo_market import DEMO_SYMBOLS
 
 pytestmark = pytest.mark.stack
 
@@ -47,7 +49,9 @@ def processes_using(path: Path) -> list[str]:
 def start_dev(
     state_dir: Path, port: int, env_extra: dict[str, str] | None = None
 ) -> tuple[subprocess.Popen[str], list[str]]:
-    env = {**os.environ, "SIGNALGUARD_STATE_DIR": str(state_dir), **(env_extra or {})}
+    env = {**os.environ, "SIGNALGUARD_STATE_DIR": str(state_dir)}
+    env.pop("SIGNALGUARD_MARKET_DATA_URL", None)  # the default unless a test sets it
+    env.update(env_extra or {})
     proc = subprocess.Popen(
         [sys.executable, "-m", "signalguard", "dev", "--port", str(port)],
         stdout=subprocess.PIPE,
@@ -98,9 +102,17 @@ def test_dev_starts_prints_url_and_stops_everything(state_dir: Path) -> None:
         "SIGNALGUARD_PG_PORT": str(free_port()),
         "SIGNALGUARD_REST_PORT": str(free_port()),
         "SIGNALGUARD_REST_ADMIN_PORT": str(free_port()),
+        "SIGNALGUARD_REPLAY_PORT": str(free_port()),
     }
     proc, lines = start_dev(state_dir, port, env)
     text = "\n".join(lines)
+    # The demo market data, served by the same command and named in the page's settings.
+    market = f"http://127.0.0.1:{env['SIGNALGUARD_REPLAY_PORT']}"
+    assert f"Market:    {market} (a replay of BTCUSDT, ETHUSDT, SOLUSDT, BNBUSDT on 1m, looping;" in text
+    assert httpx.get(f"http://127.0.0.1:{port}/config.json").json()["market_data_url"] == market
+    for symbol in DEMO_SYMBOLS:
+        params = {"symbol": symbol, "interval": "1m", "limit": 5}
+        assert len(httpx.get(f"{market}/api/v3/klines", params=params).json()) == 5
     assert f"App:       http://127.0.0.1:{port}/" in text
     assert "DEVELOPMENT ONLY" in text
     assert "alice@signalguard.test" in text and "signalguard-demo" in text
@@ -112,10 +124,14 @@ def test_dev_starts_prints_url_and_stops_everything(state_dir: Path) -> None:
     assert processes_using(state_dir) == []
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"http://127.0.0.1:{port}/_stack/health")
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{market}/api/v3/exchangeInfo")
 
-    # A restart keeps the data and applies nothing new.
+    # A restart keeps the data and applies nothing new. With a market data URL set, that is where the
+    # page goes, and no replay is served.
     marker = "persisted-trader"
-    proc, lines = start_dev(state_dir, port, env)
+    elsewhere = f"http://127.0.0.1:{free_port()}"
+    proc, lines = start_dev(state_dir, port, {**env, "SIGNALGUARD_MARKET_DATA_URL": elsewhere})
     try:
         from signalguard.devstack.config import StackConfig
         from signalguard.devstack.stack import LocalStack
@@ -129,6 +145,10 @@ def test_dev_starts_prints_url_and_stops_everything(state_dir: Path) -> None:
             )
         assert not any("applied migration" in line for line in lines)
         assert not any("new database" in line for line in lines)
+        assert f"  Market:    {elsewhere} (SIGNALGUARD_MARKET_DATA_URL)" in lines
+        assert httpx.get(f"http://127.0.0.1:{port}/config.json").json()["market_data_url"] == elsewhere
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"{market}/api/v3/exchangeInfo")
     finally:
         stop_dev(proc)
     proc, lines = start_dev(state_dir, port, env)
@@ -150,6 +170,41 @@ def test_dev_starts_prints_url_and_stops_everything(state_dir: Path) -> None:
         check=True,
     )
     assert "removed" in out.stdout and not state_dir.exists()
+
+
+def test_dev_names_a_taken_replay_port_and_starts_nothing(state_dir: Path) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        env = {**os.environ, "SIGNALGUARD_STATE_DIR": str(state_dir), "SIGNALGUARD_REPLAY_PORT": str(busy)}
+        env.pop("SIGNALGUARD_MARKET_DATA_URL", None)
+        out = subprocess.run(
+            [sys.executable, "-m", "signalguard", "dev", "--port", str(free_port())],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+            check=False,
+        )
+    assert out.returncode == 2, out
+    [line] = out.stderr.strip().splitlines()
+    assert line.startswith(
+        f"signalguard dev: SIGNALGUARD_REPLAY_PORT: cannot serve the demo market data on port {busy}"
+    )
+    assert "SIGNALGUARD_MARKET_DATA_URL" in line
+    assert not (state_dir / "pg").exists() and processes_using(state_dir) == []
+    # A malformed port is named too.
+    env["SIGNALGUARD_REPLAY_PORT"] = "ninety"
+    out = subprocess.run(
+        [sys.executable, "-m", "signalguard", "dev"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == 2 and "SIGNALGUARD_REPLAY_PORT must be a TCP port number" in out.stderr, out
 
 
 def test_token_cli_mints_user_and_machine_tokens(stack: Any) -> None:

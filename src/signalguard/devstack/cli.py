@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
 import sys
 import threading
 
 from signalguard.devstack.config import StackConfig
+from signalguard.devstack.demo_market import describe as describe_demo_market
+from signalguard.devstack.demo_market import serving_demo_market
 from signalguard.devstack.postgres import StackError
 from signalguard.devstack.stack import DEMO_PASSWORD, DEMO_USERS, LocalStack
 
@@ -33,8 +36,28 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
-    """Start the stack, print where it is, and stop everything it started on Ctrl-C or SIGTERM."""
-    config = StackConfig() if args.port is None else StackConfig(gateway_port=args.port)
+    """Start the stack (and the demo market data), print where it is, and stop everything on Ctrl-C."""
+    try:
+        config = StackConfig() if args.port is None else StackConfig(gateway_port=args.port)
+    except ValueError as exc:  # a malformed SIGNALGUARD_* setting: its name and what is wrong
+        print(f"signalguard dev: {exc}", file=sys.stderr)
+        return 2
+    with contextlib.ExitStack() as market:
+        if config.demo_market:
+            try:
+                market.enter_context(serving_demo_market(config.replay_port))
+            except OSError as exc:
+                print(
+                    f"signalguard dev: SIGNALGUARD_REPLAY_PORT: cannot serve the demo market data on "
+                    f"port {config.replay_port} ({exc.strerror or exc}); stop what listens there, choose "
+                    "another port, or set SIGNALGUARD_MARKET_DATA_URL",
+                    file=sys.stderr,
+                )
+                return 2
+        return _run_dev(config)
+
+
+def _run_dev(config: StackConfig) -> int:
     stack = LocalStack(config)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -52,6 +75,11 @@ def cmd_dev(args: argparse.Namespace) -> int:
     print(f"  REST API:  {stack.url}/rest/v1")
     print(f"  Sign-in:   {stack.url}/auth/v1")
     print(f"  Anon key:  {config.anon_key()}")
+    if config.demo_market:
+        print(f"  Market:    {config.market_data_url} ({describe_demo_market()};")
+        print("             real data: SIGNALGUARD_MARKET_DATA_URL=https://api.binance.com make dev)")
+    else:
+        print(f"  Market:    {config.market_data_url} (SIGNALGUARD_MARKET_DATA_URL)")
     print()
     print(f"  Demo users (password: {DEMO_PASSWORD}):")
     for email, what in DEMO_USERS:

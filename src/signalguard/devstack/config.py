@@ -152,11 +152,18 @@ class StackConfig:
     gateway_port: int = field(default_factory=lambda: _env_port("PORT", 8000))
     #: The folder whose allow-listed files the gateway serves as the app.
     app_root: Path = REPO_ROOT
-    #: Where the app fetches market data (Binance's REST and WebSocket API shape); the local replay
-    #: server by default (``signalguard replay``), ``https://api.binance.com`` in production.
+    #: The port of the demo replay ``signalguard dev`` serves when no market data URL is set.
+    replay_port: int = field(default_factory=lambda: _env_port("REPLAY_PORT", 9443))
+    #: Where the app fetches market data (Binance's REST and WebSocket API shape): the local replay
+    #: by default (``signalguard dev`` serves it, see ``devstack.demo_market``), or
+    #: ``$SIGNALGUARD_MARKET_DATA_URL``, e.g. ``https://api.binance.com``.
     market_data_url: str = field(
-        default_factory=lambda: os.environ.get("SIGNALGUARD_MARKET_DATA_URL", f"http://{HOST}:9443")
+        default_factory=lambda: os.environ.get(
+            "SIGNALGUARD_MARKET_DATA_URL", f"http://{HOST}:{_env_port('REPLAY_PORT', 9443)}"
+        )
     )
+    #: Whether ``signalguard dev`` serves the demo replay: unless a market data URL is configured.
+    demo_market: bool = field(default_factory=lambda: not os.environ.get("SIGNALGUARD_MARKET_DATA_URL"))
     migrations_dir: Path = REPO_ROOT / "supabase" / "migrations"
     #: Seed the demo users, traders and machines when the database is first made.
     seed: bool = True
