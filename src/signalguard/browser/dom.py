@@ -59,6 +59,8 @@ class DomView:
         self._proxy = create_proxy
         self._keep: list[JsFunction] = []
         self._el: dict[str, Element] = {}
+        # Column headings by table id, read from index.html on first use (see _cells).
+        self._headings: dict[str, list[str]] = {}
         for name in _IDS:
             el = document.getElementById(name)
             if not present(el):
@@ -275,14 +277,29 @@ class DomView:
             raise RuntimeError(f"index.html has no tbody in #{table}")
         return body
 
-    def _cells(self, tr: Element, cells: Sequence[tuple[str, bool]]) -> None:
-        """Append a ``<td>`` per (text, numeric) to ``tr``; the text as text, never as HTML."""
-        for text, numeric in cells:
+    def _cells(self, table: str, tr: Element, cells: Sequence[tuple[str, bool]]) -> None:
+        """Append a ``<td>`` per (text, numeric) to ``tr``; the text as text, never as HTML.
+
+        Each cell carries its column's heading (``data-label``): on a phone the tables read as lists,
+        one block per row, each value under its name (``web/app.css``).
+        """
+        labels = self._labels(table)
+        for i, (text, numeric) in enumerate(cells):
             td = self._doc.createElement("td")
             td.textContent = text
             if numeric:
                 td.className = "num"
+            if i < len(labels) and labels[i]:
+                td.setAttribute("data-label", labels[i])
             tr.append(td)
+
+    def _labels(self, table: str) -> list[str]:
+        """The column headings of the table ``#table``, read once from ``index.html``."""
+        found = self._headings.get(table)
+        if found is None:
+            found = [str(th.textContent or "").strip() for th in self._el[table].querySelectorAll("thead th")]
+            self._headings[table] = found
+        return found
 
     def show_history(self, items: Sequence[HistoryItem]) -> None:
         """Redraw the signals table (``signal-row`` rows carrying their source and key)."""
@@ -299,7 +316,7 @@ class DomView:
             # A caught-up signal was found after the fact (its candle closed before its executor's
             # lease began): said in the source column, so the row reads "Cloud · caught up".
             source = f"{it.source} · caught up" if it.caught_up else it.source
-            self._cells(tr, (
+            self._cells("history", tr, (
                 (it.candle, False), (it.symbol, False), (it.interval, False), (it.price, True),
                 (it.status, False), (source, False),
             ))  # fmt: skip
@@ -387,7 +404,7 @@ class DomView:
             tr.setAttribute("data-source", it.source)
             tr.setAttribute("data-close-source", it.close_source)
             tr.setAttribute("data-pnl-sign", it.sign)
-            self._cells(tr, (
+            self._cells("trades", tr, (
                 (it.symbol, False), (it.side, False), (it.entry, True), (it.price, True), (it.pnl, True),
                 (it.status, False), (source_name(it.source), False), (source_name(it.close_source), False),
                 (it.detail, False),
@@ -416,7 +433,7 @@ class DomView:
             tr.setAttribute("data-testid", "profit-row")
             tr.setAttribute("data-source", line.source)
             tr.setAttribute("data-trades", str(line.trades))
-            self._cells(tr, (
+            self._cells("profit", tr, (
                 (line.label, False), (str(line.signals), True), (str(line.trades), True),
                 (str(line.open), True), (f"{line.wins} / {line.losses}", True), (line.avg, True),
                 (line.realised, True),
@@ -437,7 +454,7 @@ class DomView:
             tr.setAttribute("data-testid", "summary-row")
             tr.setAttribute("data-machine" if line.machine else "data-source", line.key)
             tr.setAttribute("data-signals", str(line.signals))
-            self._cells(tr, (
+            self._cells("summary", tr, (
                 (line.label, False), (str(line.signals), True), (str(line.traders), True), (line.last, False),
             ))  # fmt: skip
             rows.append(tr)
