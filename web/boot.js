@@ -23,6 +23,47 @@
     if (bar && at >= 0) bar.value = (at + 1) / (STEPS.length + 1);
   });
 
+  // The colour scheme: the system's, unless the user picked one with the header's switch (kept in this
+  // browser's localStorage). Set before the body is drawn, so a dark page never flashes white; the
+  // chart hears "signalguard:theme" and recolours itself.
+  const THEME_KEY = "signalguard:theme";
+  const systemDark = matchMedia("(prefers-color-scheme: dark)");
+
+  function chosenTheme() {
+    try {
+      const value = localStorage.getItem(THEME_KEY);
+      return value === "light" || value === "dark" ? value : "auto";
+    } catch {
+      return "auto";  // storage refused (a privacy setting): follow the system
+    }
+  }
+
+  function applyTheme() {
+    const chosen = chosenTheme();
+    const dark = chosen === "auto" ? systemDark.matches : chosen === "dark";
+    document.documentElement.dataset.theme = dark ? "dark" : "light";
+    dispatchEvent(new CustomEvent("signalguard:theme"));
+  }
+
+  applyTheme();
+  systemDark.addEventListener("change", applyTheme);
+  addEventListener("DOMContentLoaded", () => {
+    const control = document.getElementById("theme-switch");
+    if (!control) return;
+    control.value = chosenTheme();
+    control.addEventListener("change", () => {
+      try {
+        if (control.value === "auto") localStorage.removeItem(THEME_KEY);
+        else localStorage.setItem(THEME_KEY, control.value);
+      } catch {
+        // Not kept across reloads, but applied now.
+      }
+      document.documentElement.dataset.theme = control.value === "auto"
+        ? (systemDark.matches ? "dark" : "light") : control.value;
+      dispatchEvent(new CustomEvent("signalguard:theme"));
+    });
+  });
+
   setTimeout(() => {
     const el = boot();
     if (!el || el.hidden) return;

@@ -28,16 +28,30 @@
     }
   }
 
+  // The page's colour scheme (boot.js sets <html data-theme>): the chart follows it.
+  function colours() {
+    const dark = document.documentElement.dataset.theme === "dark";
+    const grid = dark ? "#2c3a48" : "#eef1f4";
+    return {
+      // The logo injects an inline <style>, which the page's Content-Security-Policy refuses; the
+      // attribution is a plain link under the chart instead.
+      layout: {
+        attributionLogo: false,
+        background: { color: dark ? "#18222d" : "#ffffff" },
+        textColor: dark ? "#e3e9ef" : "#18222d",
+      },
+      grid: { vertLines: { color: grid }, horzLines: { color: grid } },
+    };
+  }
+  addEventListener("signalguard:theme", () => chart && chart.applyOptions(colours()));
+
   function create(el) {
     const lib = globalThis.LightweightCharts;
     if (!lib) return false;
     chart = lib.createChart(el, {
       autoSize: true,
-      // The logo injects an inline <style>, which the page's Content-Security-Policy refuses; the
-      // attribution is a plain link under the chart instead.
-      layout: { attributionLogo: false, background: { color: "#ffffff" }, textColor: "#18222d" },
-      grid: { vertLines: { color: "#eef1f4" }, horzLines: { color: "#eef1f4" } },
       timeScale: { timeVisible: true, secondsVisible: true },
+      ...colours(),
     });
     series = chart.addSeries(lib.CandlestickSeries, {
       upColor: "#1f7a4d", downColor: "#a12a2a", wickUpColor: "#1f7a4d", wickDownColor: "#a12a2a",

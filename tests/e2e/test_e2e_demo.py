@@ -139,3 +139,53 @@ def test_nothing_scrolls_sideways_and_every_control_is_reachable(
         watch.assert_clean()
     finally:
         tabs.close()
+
+
+def background(page: Page) -> str:
+    return str(page.evaluate("getComputedStyle(document.documentElement).backgroundColor"))
+
+
+def test_dark_mode_follows_the_system_and_the_switch_is_kept(
+    chromium: Browser, dev_stack: LocalStack
+) -> None:
+    email, _ = fresh_user(dev_stack, machine=True, definition=OVERSOLD)
+    tabs = Browsers(chromium, dev_stack)
+    try:
+        ctx, watch = tabs.context()
+        tab = tabs.tab(ctx, watch)
+        page = tab.page
+        page.emulate_media(color_scheme="dark")
+        tab.open()
+        html = page.locator("html")
+        switch = page.get_by_test_id("theme-switch")
+        # The system's setting, from the first paint.
+        expect(html).to_have_attribute("data-theme", "dark")
+        expect(switch).to_have_value("auto")
+        assert background(page) == "rgb(15, 23, 32)"
+        # The switch overrides it, and is kept across a reload.
+        switch.select_option("light")
+        expect(html).to_have_attribute("data-theme", "light")
+        assert background(page) == "rgb(245, 247, 250)"
+        page.reload()
+        expect(html).to_have_attribute("data-theme", "light")
+        expect(switch).to_have_value("light")
+        # Back to the system's: it follows a change of the system setting at once.
+        switch.select_option("auto")
+        expect(html).to_have_attribute("data-theme", "dark")
+        page.emulate_media(color_scheme="light")
+        expect(html).to_have_attribute("data-theme", "light")
+        # The app in dark, on a phone.
+        page.emulate_media(color_scheme="dark")
+        page.set_viewport_size({"width": 390, "height": 844})
+        tab.sign_in(email)
+        expect(page.locator("[data-testid='signal-row']").first).to_be_attached(timeout=60_000)
+        expect(page.get_by_test_id("chart")).to_have_attribute(
+            "data-symbol", re.compile(".+"), timeout=30_000
+        )
+        expect(html).to_have_attribute("data-theme", "dark")
+        found = overflow(page)
+        assert found["scrollWidth"] <= found["width"] and not found["outside"], found
+        screenshot(page, "page-dark-390x844")
+        watch.assert_clean()
+    finally:
+        tabs.close()
