@@ -29,7 +29,11 @@
   const THEME_KEY = "signalguard:theme";
   const systemDark = matchMedia("(prefers-color-scheme: dark)");
 
+  // The switch's choice for this page, whether or not the browser lets it be kept.
+  let picked = null;
+
   function chosenTheme() {
+    if (picked) return picked;
     try {
       const value = localStorage.getItem(THEME_KEY);
       return value === "light" || value === "dark" ? value : "auto";
@@ -52,15 +56,14 @@
     if (!control) return;
     control.value = chosenTheme();
     control.addEventListener("change", () => {
+      picked = control.value;
       try {
-        if (control.value === "auto") localStorage.removeItem(THEME_KEY);
-        else localStorage.setItem(THEME_KEY, control.value);
+        if (picked === "auto") localStorage.removeItem(THEME_KEY);
+        else localStorage.setItem(THEME_KEY, picked);
       } catch {
         // Not kept across reloads, but applied now.
       }
-      document.documentElement.dataset.theme = control.value === "auto"
-        ? (systemDark.matches ? "dark" : "light") : control.value;
-      dispatchEvent(new CustomEvent("signalguard:theme"));
+      applyTheme();
     });
   });
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from signalguard.browser.app import GAPLESS_COMPONENT, HISTORY_COLUMNS, history_items
+from signalguard.browser.app import HISTORY_COLUMNS, history_items
+from signalguard.core.codes import GAPLESS_HANDOFF
 
 ROW = {
     "signal_key": "u:t:BTCUSDT:1m:1764979200000",
@@ -28,4 +29,4 @@ def test_a_caught_up_signal_is_marked_and_others_are_not() -> None:
 
 def test_the_column_is_asked_for_only_from_a_database_that_has_it() -> None:
     assert "caught_up" not in HISTORY_COLUMNS  # app.py adds it when schema_version() lists the component
-    assert GAPLESS_COMPONENT.name == "gapless_handoff"
+    assert GAPLESS_HANDOFF.name == "gapless_handoff"

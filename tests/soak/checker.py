@@ -119,12 +119,13 @@ from dataclasses import dataclass, field
 
 from signalguard.core.candles import INTERVALS, Candle
 from signalguard.core.catchup import CATCH_UP_CANDLES
+from signalguard.core.codes import GAPLESS_HANDOFF
 from signalguard.core.positions import ExitReason, Side, Trade, exit_on
 
 SECOND = 1_000_000
 """One second in microseconds."""
 
-GAPLESS_COMPONENT = "gapless_handoff"
+GAPLESS_COMPONENT = GAPLESS_HANDOFF.name
 """The schema component of a database that lets a holder sign the candles of the gap before its epoch."""
 
 KINDS = (

@@ -52,7 +52,13 @@ from signalguard.browser.trades import (
 )
 from signalguard.browser.workbench import SymbolSearch, Workbench
 from signalguard.core.candles import Candle, MarketDataError
-from signalguard.core.codes import OPTIONAL_SCHEMA, REQUIRED_SCHEMA, GuardError, has_component
+from signalguard.core.codes import (
+    GAPLESS_HANDOFF,
+    OPTIONAL_SCHEMA,
+    REQUIRED_SCHEMA,
+    GuardError,
+    has_component,
+)
 from signalguard.core.engine import (
     DEFAULT_MAX_TRACKED,
     OPEN_STATUSES,
@@ -73,8 +79,6 @@ from signalguard.market.klines import MarketUnavailable, fetch_history
 HISTORY_LIMIT: Final = 50
 TRADER_COLUMNS: Final = "id,name,definition,enabled"
 HISTORY_COLUMNS: Final = "signal_key,symbol,interval,candle_open_time,price,status,source"
-#: The column that says a signal was caught up, read only from a database that has it (no 400).
-GAPLESS_COMPONENT: Final = next(c for c in OPTIONAL_SCHEMA if c.name == "gapless_handoff")
 #: The signals table is re-read this often (other sources' signals; statuses moved elsewhere).
 HISTORY_SECONDS: Final = 5.0
 HISTORY_TIMER: Final = "history"
@@ -596,7 +600,7 @@ class App:
     async def _history_step(self) -> bool:
         source = self._source
         components = self.driver.components if self.driver is not None else None
-        gapless = components is not None and has_component(components, GAPLESS_COMPONENT)
+        gapless = components is not None and has_component(components, GAPLESS_HANDOFF)
         result = await self.backend.select(
             "signals",
             HISTORY_COLUMNS + (",caught_up" if gapless else ""),

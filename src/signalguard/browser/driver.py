@@ -28,7 +28,7 @@ from typing import Final
 from signalguard.browser.ports import ApiResult, Backend, Spawn, Timers
 from signalguard.core.backoff import BACKOFF
 from signalguard.core.candles import iso_from_ms
-from signalguard.core.codes import OPTIONAL_SCHEMA, has_component, missing_schema
+from signalguard.core.codes import GAPLESS_HANDOFF, has_component, missing_schema
 from signalguard.core.guard import (
     Answered,
     Call,
@@ -54,8 +54,6 @@ CALL_TIMER: Final = "guard-call"
 TICK_TIMER: Final = "guard-tick"
 
 _LEASE_CALLS: Final = frozenset({Call.STATUS, Call.CLAIM, Call.CLAIM_CONFIRMED})
-#: A database with it takes a release's ``p_evaluated_until``.
-GAPLESS: Final = next(c for c in OPTIONAL_SCHEMA if c.name == "gapless_handoff")
 
 
 class GuardDriver:
@@ -146,7 +144,11 @@ class GuardDriver:
         """
         args: dict[str, object] = {"p_holder_id": self.holder_id}
         until = self._evaluated_until()
-        if until is not None and self.components is not None and has_component(self.components, GAPLESS):
+        if (
+            until is not None
+            and self.components is not None
+            and has_component(self.components, GAPLESS_HANDOFF)
+        ):
             args["p_evaluated_until"] = iso_from_ms(until)
         return args
 

@@ -31,7 +31,7 @@ from supabase import AsyncClient, AsyncClientOptions, acreate_client
 
 from signalguard.cloud.config import WorkerConfig
 from signalguard.core.candles import iso_from_ms, timestamp_us
-from signalguard.core.codes import OPTIONAL_SCHEMA, GuardError, has_component, missing_schema
+from signalguard.core.codes import GAPLESS_HANDOFF, GuardError, has_component, missing_schema
 from signalguard.core.engine import (
     DEFAULT_MAX_TRACKED,
     OPEN_STATUSES,
@@ -198,10 +198,6 @@ class Database(Protocol):
         ...
 
 
-#: A database with it takes a release's ``p_evaluated_until``.
-GAPLESS: Final = next(c for c in OPTIONAL_SCHEMA if c.name == "gapless_handoff")
-
-
 class SupabaseDatabase:
     """:class:`Database` over supabase-py's async client, authenticated with the machine token."""
 
@@ -268,7 +264,7 @@ class SupabaseDatabase:
     async def release_lease(self, evaluated_until_ms: int | None = None) -> LeaseAnswer:
         """See :meth:`Database.release_lease`."""
         params: dict[str, Any] = {}
-        if evaluated_until_ms is not None and has_component(self._components, GAPLESS):
+        if evaluated_until_ms is not None and has_component(self._components, GAPLESS_HANDOFF):
             # An older database does not know the argument (PostgREST would find no such function).
             params["p_evaluated_until"] = iso_from_ms(evaluated_until_ms)
         answer = _lease_answer(await self._run(self._client.rpc("release_cloud_lease", params).execute()))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Final
 
 
 class GuardError(enum.StrEnum):
@@ -117,6 +118,11 @@ OPTIONAL_SCHEMA: tuple[Component, ...] = (
     # (``acquired_at``), as the database then refuses the gap's candles.
     Component("gapless_handoff", 1, "20251003061200_gapless_handoff.sql"),
 )
+
+
+#: The gapless handoff: lease answers give ``signs_from``, signals have ``caught_up``, and a release
+#: (or the renewal that yields) takes ``p_evaluated_until``. Clients check for it before using any.
+GAPLESS_HANDOFF: Final = next(c for c in OPTIONAL_SCHEMA if c.name == "gapless_handoff")
 
 
 def has_component(reported: Mapping[str, object], component: Component) -> bool:
