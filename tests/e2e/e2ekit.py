@@ -186,8 +186,9 @@ class Browsers:
         self.stack = stack
         self.contexts: list[tuple[BrowserContext, Watch]] = []
 
-    def context(self) -> tuple[BrowserContext, Watch]:
-        ctx = self.chromium.new_context()
+    def context(self, **options: Any) -> tuple[BrowserContext, Watch]:
+        """A new profile (``options`` as Playwright's ``new_context`` takes them), watched."""
+        ctx = self.chromium.new_context(**options)
         watch = Watch()
         ctx.on("request", watch.on_request)
 

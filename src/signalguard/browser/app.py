@@ -26,6 +26,13 @@ from collections.abc import Callable, Coroutine, Mapping
 from datetime import UTC, datetime
 from typing import Final
 
+from signalguard.browser.alerts import (
+    ALERT_COLUMNS,
+    ALERT_READ_LIMIT,
+    AlertCenter,
+    Channel,
+    arrivals,
+)
 from signalguard.browser.chart import (
     CHART_CANDLES,
     CHART_MARKERS,
@@ -40,7 +47,18 @@ from signalguard.browser.chart import (
 )
 from signalguard.browser.driver import GuardDriver
 from signalguard.browser.generation import Generation, StartTask
-from signalguard.browser.ports import Backend, HistoryItem, Spawn, TabLocks, Timers, TraderItem, User, View
+from signalguard.browser.ports import (
+    Attention,
+    Backend,
+    HistoryItem,
+    Preferences,
+    Spawn,
+    TabLocks,
+    Timers,
+    TraderItem,
+    User,
+    View,
+)
 from signalguard.browser.preview_text import PREVIEW_CANDLES
 from signalguard.browser.sync import SignalSync
 from signalguard.browser.trades import (
@@ -136,15 +154,21 @@ def lock_name(user_id: str) -> str:
     return f"signalguard:{user_id.lower()}"
 
 
-def trader_item(record: TraderRecord, problem: str = "") -> TraderItem:
+def trader_item(
+    record: TraderRecord, problem: str = "", alerts: frozenset[Channel] = frozenset()
+) -> TraderItem:
     """How a trader is listed: what it watches, or why its definition is invalid.
 
     ``problem`` says why it does not generate (a stream the market data refuses); shown while enabled.
+    ``alerts`` are the channels chosen for it on this browser.
     """
+    chosen = frozenset(c.value for c in alerts)
     try:
         d = parse_trader(record.definition)
     except TraderDefinitionError as exc:
-        return TraderItem(record.id, record.name, record.enabled, f"invalid definition — {exc}", False)
+        return TraderItem(
+            record.id, record.name, record.enabled, f"invalid definition — {exc}", False, alerts=chosen
+        )
     joiner = " and " if str(d.match) == "all" else " or "
     summary = f"{', '.join(d.symbols)} · {d.interval} · {joiner.join(d.labels)}"
     if d.trade is not None:
@@ -160,7 +184,7 @@ def trader_item(record: TraderRecord, problem: str = "") -> TraderItem:
         ]
         summary += f" · paper {t.side} {t.notional:g} ({', '.join(rules)})"
     return TraderItem(
-        record.id, record.name, record.enabled, summary, True, problem if record.enabled else ""
+        record.id, record.name, record.enabled, summary, True, problem if record.enabled else "", chosen
     )
 
 
@@ -310,12 +334,16 @@ class App:
         start_task: StartTask,
         wall: Clock,
         symbols: SymbolSearch | None = None,
+        attention: Attention | None = None,
+        prefs: Preferences | None = None,
     ) -> None:
         """Wire the app to the page's adapters; nothing happens until :meth:`start`.
 
         ``store`` keeps the outbox, ``market`` is the market-data service (None: not configured),
         ``start_task`` runs a cancellable background task, ``wall`` is the wall clock (epoch seconds),
-        ``symbols`` searches the market data's symbols for the editor (None: typed by hand).
+        ``symbols`` searches the market data's symbols for the editor (None: typed by hand),
+        ``attention`` and ``prefs`` are the page's alert channels and the browser's preferences (None:
+        no alerts).
         """
         self.backend = backend
         self.view = view
@@ -329,6 +357,11 @@ class App:
         self.start_task = start_task
         self.wall = wall
         self.symbols = symbols
+        self.attention = attention
+        self.prefs = prefs
+        #: The signed-in user's alerts (None: signed out, or no alert channels on this page).
+        self.alerts: AlertCenter | None = None
+        self._alerting = Coalesced(self._alerts_step, spawn)
         self.workbench: Workbench | None = None
         self.user: User | None = None
         self.driver: GuardDriver | None = None
@@ -394,11 +427,23 @@ class App:
         self.driver = driver
         self.on_effects(driver.effects)
         driver.start()
+        if self.attention is not None and self.prefs is not None:
+            self.alerts = AlertCenter(
+                user.id,
+                self.prefs,
+                self.attention,
+                lambda: {t.id.lower(): t.name for t in self.traders},
+                on_note=self.view.toast,
+            )
+        alerts = self.alerts
 
         def tab_lock(held: bool) -> None:
             driver.tab_lock(held)
             if self.generation is generation:
                 generation.set_active(held)
+            if alerts is not None and self.alerts is alerts:
+                # The tab holding the lock is the browser's one alerting tab.
+                alerts.set_leader(held, round(self.wall() * 1000))
 
         self._release_lock = self.locks.hold(lock_name(user.id), tab_lock)
         self.workbench = Workbench(
@@ -415,7 +460,7 @@ class App:
             on_preview=self._previewed,
         )
         self.workbench.set_editable(self._editable, self._traders_note())
-        await asyncio.gather(self.reload_traders(), self.reload_history())
+        await asyncio.gather(self.reload_traders(), self.reload_history(), self._alerting.run())
         await self.workbench.restore()
         self.timers.every(HISTORY_TIMER, HISTORY_SECONDS, self.refresh_history)
         self.timers.every(TRADERS_TIMER, TRADERS_SECONDS, lambda: self.spawn(self.reload_traders()))
@@ -478,6 +523,39 @@ class App:
     def _written(self) -> None:
         self.refresh_history()
         self.refresh_trades()
+
+    # -- alerts ---------------------------------------------------------------------------------
+
+    async def _alerts_step(self) -> bool:
+        """Read the signals stored since the last read; alert the new ones (the first read primes)."""
+        alerts = self.alerts
+        if alerts is None or self.user is None:
+            return False
+        after = alerts.feed.after()
+        result = await self.backend.select(
+            "signals",
+            ALERT_COLUMNS,
+            # The priming read takes the newest rows; then the rows after the cursor, oldest first,
+            # so that a backlog larger than one read is read over the next ones.
+            order="created_at",
+            descending=after is None,
+            limit=ALERT_READ_LIMIT,
+            after={"created_at": after} if after is not None else None,
+        )
+        if self.alerts is not alerts or result.error is not None:
+            return False  # signed out meanwhile, or a failed read: the next one reads from the cursor
+        alerts.arrived(alerts.feed.observe(arrivals(result.data)), round(self.wall() * 1000))
+        return True
+
+    def choose_alert(self, trader_id: str, channel: str, on: bool) -> None:
+        """Switch one alert channel of a trader on this browser (called within the click)."""
+        alerts = self.alerts
+        try:
+            chosen = Channel(channel)
+        except ValueError:
+            return
+        if alerts is not None:
+            alerts.choose(trader_id, chosen, on, self._draw_traders)
 
     async def _trade_book(self) -> TradeBook | None:
         """The user's open trades and which open signals have a trade (None: a read failed)."""
@@ -560,8 +638,17 @@ class App:
         # This tab's feed knows first; otherwise the database says what the executor (maybe the
         # cloud) sees.
         problems = {**self._stored_problems, **self._local_problems}
-        items = [trader_item(r, problems.get(r.id.lower(), "")) for r in self.traders]
+        alerts = self.alerts
+        items = [
+            trader_item(
+                r,
+                problems.get(r.id.lower(), ""),
+                alerts.channels(r.id) if alerts is not None else frozenset(),
+            )
+            for r in self.traders
+        ]
         self.view.show_traders(items, editable=self._editable, note=self._traders_note())
+        self.view.show_alerts_note(alerts.note() if alerts is not None else "")
 
     async def reload_traders(self) -> None:
         """Read the user's traders and draw them (the engine hears of them only if they changed)."""
@@ -592,6 +679,7 @@ class App:
         """Re-read the signals table soon (coalesced: one read at a time, one more if asked meanwhile)."""
         if self.user is not None:
             self._history.request()
+            self._alerting.request()
 
     async def reload_history(self) -> None:
         """Read the most recent signals (of the chosen source) and draw them with the pending ones."""
@@ -875,6 +963,9 @@ class App:
         ):
             self.timers.clear(timer)
         self._summary_soon = False
+        if self.alerts is not None and self.attention is not None:
+            self.attention.set_title_count(0)
+        self.alerts = None
         self._preview_stream, self._preview_markers = None, []
         self._trade_rows = []
         self._stored = []

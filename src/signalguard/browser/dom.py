@@ -30,6 +30,13 @@ if TYPE_CHECKING:
         Window,
     )
 
+#: A trader's alert switches: channel, label, what it does.
+ALERT_SWITCHES: Final = (
+    ("notify", "Notify", "Browser notification"),
+    ("sound", "Sound", "Sound"),
+    ("count", "Count", "Count in the tab title"),
+)
+
 #: How long a toast stays, and how many are shown at most.
 TOAST_SECONDS: Final = 8.0
 TOAST_MAX: Final = 5
@@ -37,7 +44,7 @@ TOAST_MAX: Final = 5
 _IDS: Final = (
     "boot", "fatal", "sign-in", "sign-in-email", "sign-in-password", "sign-in-error", "app",
     "mode-badge", "user-email", "sign-out", "schema-message", "guard-detail", "takeover-button",
-    "takeover-dialog", "traders", "traders-note", "history", "history-empty", "toasts",
+    "takeover-dialog", "traders", "traders-note", "alerts-note", "history", "history-empty", "toasts",
     "source-filter", "pending-count", "pending-detail", "market-status", "chart-symbol", "chart",
     "chart-note", "summary", "summary-note", "trades", "trades-note", "trades-empty", "profit",
     *EDITOR_IDS,
@@ -95,7 +102,11 @@ class DomView:
         def toggled(event: Event) -> None:
             target = event.target
             trader_id = target.getAttribute("data-trader-id")
-            if isinstance(trader_id, str):  # an absent attribute is jsnull, not None
+            channel = target.getAttribute("data-channel")
+            if isinstance(trader_id, str) and isinstance(channel, str):
+                # An alert switch: handled within the click, as a permission prompt needs.
+                intents.choose_alert(trader_id, channel, bool(target.checked))
+            elif isinstance(trader_id, str):  # an absent attribute is jsnull, not None
                 target.disabled = True
                 intents.toggle_trader(trader_id, bool(target.checked))
 
@@ -245,7 +256,7 @@ class DomView:
             what = doc.createElement("span")
             what.className = "what"
             what.textContent = t.summary
-            li.append(toggle, name, what)
+            li.append(toggle, name, what, self._alert_switches(t))
             for action, text in (("edit", "Edit"), ("duplicate", "Duplicate")):
                 button = doc.createElement("button")
                 button.type = "button"
@@ -265,6 +276,36 @@ class DomView:
                 li.append(problem)
             rows.append(li)
         ul.replaceChildren(*rows)
+
+    def _alert_switches(self, t: TraderItem) -> Element:
+        """A trader's alert switches (this browser's choice; switchable whoever generates)."""
+        doc = self._doc
+        group = doc.createElement("span")
+        group.className = "alerts"
+        group.setAttribute("role", "group")
+        group.setAttribute("aria-label", f"Alerts for {t.name}")
+        for channel, text, title in ALERT_SWITCHES:
+            label = doc.createElement("label")
+            label.className = "alert-switch"
+            label.setAttribute("title", title)
+            box = doc.createElement("input")
+            box.type = "checkbox"
+            box.checked = channel in t.alerts
+            box.setAttribute("data-trader-id", t.id)
+            box.setAttribute("data-channel", channel)
+            box.setAttribute("data-testid", f"trader-alert-{channel}")
+            box.setAttribute("aria-label", f"{title} for {t.name}")
+            words = doc.createElement("span")
+            words.textContent = text
+            label.append(box, words)
+            group.append(label)
+        return group
+
+    def show_alerts_note(self, text: str) -> None:
+        """A line on the alerts (a blocked permission); hidden when empty."""
+        el = self._el["alerts-note"]
+        el.textContent = text
+        el.hidden = not text
 
     def show_editor(self, editor: EditorView | None) -> None:
         """The trader editor (None: closed)."""

@@ -17,12 +17,14 @@ import json
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Final
 
-from signalguard.browser.ports import ApiResult, User
+from signalguard.browser.jstypes import present
+from signalguard.browser.ports import ApiResult, Permission, User
 from signalguard.core.ports import JsonValue
 from signalguard.market.klines import MarketUnavailable, RestKlines
 
 if TYPE_CHECKING:
     from signalguard.browser.jstypes import (
+        AlertsFacade,
         CreateProxy,
         DatabaseFacade,
         JsFunction,
@@ -86,11 +88,14 @@ class SupabaseBackend:
         limit: int | None = None,
         match: Mapping[str, str] | None = None,
         among: Mapping[str, Sequence[str]] | None = None,
+        after: Mapping[str, str] | None = None,
     ) -> ApiResult:
         """Read rows."""
         query = self._from(table).select(columns)
         for column, value in (match or {}).items():
             query = query.eq(column, value)
+        for column, value in (after or {}).items():
+            query = query.gt(column, value)
         for column, values in (among or {}).items():
             # ``in`` is a Python keyword too.
             one_of: Callable[[str, JsObject], Query] = getattr(query, "in")
@@ -252,6 +257,67 @@ class WebTabLocks:
                 release()
 
         return give_up
+
+
+class WebAttention:
+    """:class:`~.ports.Attention` and :class:`~.ports.Preferences` on ``web/alerts.js``."""
+
+    def __init__(self, alerts: AlertsFacade, create_proxy: CreateProxy) -> None:
+        """Use the page's alert helpers."""
+        self._alerts = alerts
+        self._create_proxy = create_proxy
+        self._keep: list[JsFunction] = []
+
+    def permission(self) -> Permission:
+        """The notification permission now."""
+        try:
+            return Permission(str(self._alerts.permission()))
+        except ValueError:
+            return Permission.UNSUPPORTED
+
+    def request_permission(self, done: Callable[[Permission], None]) -> None:
+        """Ask the browser; ``done`` gets the answer."""
+
+        def answered(answer: object) -> None:
+            try:
+                done(Permission(str(answer)))
+            except ValueError:
+                done(Permission.UNSUPPORTED)
+
+        proxy = self._create_proxy(answered)
+        self._keep.append(proxy)  # called once, later: kept alive (a handful per page at most)
+        self._alerts.requestPermission(proxy)
+
+    def notify(self, title: str, body: str, tag: str) -> bool:
+        """Show a notification."""
+        return bool(self._alerts.notify(title, body, tag))
+
+    def chime(self) -> None:
+        """Play the alert sound."""
+        self._alerts.chime()
+
+    def set_title_count(self, count: int) -> None:
+        """The count in the tab title."""
+        self._alerts.setTitleCount(count)
+
+    def looking(self) -> bool:
+        """Whether the tab is visible and focused."""
+        return bool(self._alerts.looking())
+
+    def on_look(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` when the tab is shown or focused again."""
+        proxy = self._create_proxy(callback)
+        self._keep.append(proxy)
+        self._alerts.onLook(proxy)
+
+    def get(self, key: str) -> str | None:
+        """A preference (``localStorage``)."""
+        value = self._alerts.prefGet(key)
+        return str(value) if present(value) else None
+
+    def put(self, key: str, value: str) -> None:
+        """Store a preference."""
+        self._alerts.prefPut(key, value)
 
 
 class IndexedDbStore:

@@ -114,6 +114,10 @@ class Query(JsonRequest, Protocol):
         """At most ``count`` rows."""
         ...
 
+    def gt(self, column: str, value: str) -> Query:
+        """Only rows whose ``column`` is greater than ``value``."""
+        ...
+
 
 class DatabaseFacade(Protocol):
     """The facade's supabase-js part: requests and the session (``globalThis.signalguard``).
@@ -194,6 +198,46 @@ class Response(Protocol):
 
     def text(self) -> Awaitable[str]:
         """The body as text."""
+        ...
+
+
+class AlertsFacade(Protocol):
+    """``globalThis.signalguardAlerts`` (``web/alerts.js``): notifications, the chime, the title."""
+
+    def permission(self) -> str:
+        """``default``, ``granted``, ``denied`` or ``unsupported``."""
+        ...
+
+    def requestPermission(self, done: JsFunction) -> None:
+        """Ask the browser; ``done(answer)`` (call from a click's handler)."""
+        ...
+
+    def notify(self, title: str, body: str, tag: str) -> bool:
+        """Show a notification; whether the browser took it."""
+        ...
+
+    def chime(self) -> None:
+        """Play the alert sound."""
+        ...
+
+    def setTitleCount(self, count: int) -> None:
+        """Put the count in the tab title (0: the plain title)."""
+        ...
+
+    def looking(self) -> bool:
+        """Whether the tab is visible and focused."""
+        ...
+
+    def onLook(self, callback: JsFunction) -> None:
+        """Call ``callback()`` when the tab is shown or focused again."""
+        ...
+
+    def prefGet(self, key: str) -> str | JsNull:
+        """``localStorage.getItem``."""
+        ...
+
+    def prefPut(self, key: str, value: str) -> None:
+        """``localStorage.setItem`` (a full store is ignored)."""
         ...
 
 

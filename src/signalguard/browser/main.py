@@ -24,11 +24,13 @@ from signalguard.browser.dom import DomView
 from signalguard.browser.jsbridge import (
     IndexedDbStore,
     SupabaseBackend,
+    WebAttention,
     WebMarketData,
     WebTabLocks,
     WorkerTimers,
 )
 from signalguard.browser.jstypes import (
+    AlertsFacade,
     CreateProxy,
     Event,
     Facade,
@@ -159,6 +161,8 @@ async def run() -> None:
     backend = SupabaseBackend(facade, js.JSON.parse, create_proxy)
     timers = WorkerTimers(_timer_worker(), js.window, js.JSON.parse, create_proxy)
     market = WebMarketData(facade, config.market_data_url, create_proxy) if config.market_data_url else None
+    alerts_js: AlertsFacade | None = getattr(js, "signalguardAlerts", None)
+    attention = WebAttention(alerts_js, create_proxy) if alerts_js is not None else None
     app = App(
         backend,
         view,
@@ -173,6 +177,8 @@ async def run() -> None:
         wall=wall,
         # The editor's symbol picker: the market data's own list, fetched on the first search.
         symbols=SymbolDirectory(market).names if market is not None else None,
+        attention=attention,
+        prefs=attention,
     )
     _app = app
 

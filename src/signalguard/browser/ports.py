@@ -7,6 +7,7 @@ of :mod:`~signalguard.browser.jsbridge` and :mod:`~signalguard.browser.dom`.
 
 from __future__ import annotations
 
+import enum
 import json
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
@@ -93,10 +94,12 @@ class Backend(Protocol):
         limit: int | None = None,
         match: Mapping[str, str] | None = None,
         among: Mapping[str, Sequence[str]] | None = None,
+        after: Mapping[str, str] | None = None,
     ) -> ApiResult:
         """Read rows of a table (row level security limits them to the user's).
 
-        Only rows whose columns equal ``match`` and are each one of ``among``'s values.
+        Only rows whose columns equal ``match``, are each one of ``among``'s values, and are greater
+        than ``after``'s.
         """
         ...
 
@@ -181,6 +184,8 @@ class TraderItem:
     #: Why the trader does not generate although enabled (a stream the market data does not serve),
     #: in one plain line; empty when nothing is wrong.
     problem: str = ""
+    #: The alert channels chosen for it on this browser (:class:`~.alerts.Channel` values).
+    alerts: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,6 +223,10 @@ class Intents(Protocol):
 
     def take_over(self) -> None:
         """Take over from a cloud machine in error (already confirmed by the user)."""
+        ...
+
+    def choose_alert(self, trader_id: str, channel: str, on: bool) -> None:
+        """Switch one alert channel of a trader on this browser (from the click's handler)."""
         ...
 
     def filter_source(self, source: str) -> None:
@@ -276,6 +285,10 @@ class View(Protocol):
         """The traders list; toggles are disabled unless ``editable``."""
         ...
 
+    def show_alerts_note(self, text: str) -> None:
+        """A line about the alerts (a notification permission the browser refused); "" hides it."""
+        ...
+
     def show_history(self, items: Sequence[HistoryItem]) -> None:
         """The recent signals."""
         ...
@@ -310,4 +323,61 @@ class View(Protocol):
 
     def set_ready(self, ready: bool) -> None:
         """Mark the page ready (``body[data-ready="1"]``): guard state known, lists drawn."""
+        ...
+
+
+class Permission(enum.Enum):
+    """The browser's answer about notifications (``Notification.permission``)."""
+
+    #: Not asked yet: the next click on a trader's notification switch asks.
+    DEFAULT = "default"
+    #: Allowed.
+    GRANTED = "granted"
+    #: Refused by the user or the browser's settings: shown, never asked again from the page.
+    DENIED = "denied"
+    #: This browser has no Notification API (or not in this context, e.g. an insecure origin).
+    UNSUPPORTED = "unsupported"
+
+
+class Preferences(Protocol):
+    """Small strings kept by the browser and shared by its tabs (``localStorage``)."""
+
+    def get(self, key: str) -> str | None:
+        """The stored text, or None."""
+        ...
+
+    def put(self, key: str, value: str) -> None:
+        """Store ``value`` (a full store is ignored: preferences are not worth an error)."""
+        ...
+
+
+class Attention(Protocol):
+    """The page's ways to get the user's attention, and whether the user is looking."""
+
+    def permission(self) -> Permission:
+        """The notification permission now."""
+        ...
+
+    def request_permission(self, done: Callable[[Permission], None]) -> None:
+        """Ask the browser (must run inside the click's handler); ``done`` gets the answer."""
+        ...
+
+    def notify(self, title: str, body: str, tag: str) -> bool:
+        """Show a notification; whether the browser took it."""
+        ...
+
+    def chime(self) -> None:
+        """Play the alert sound."""
+        ...
+
+    def set_title_count(self, count: int) -> None:
+        """Show ``count`` unseen signals in the tab title (0: the plain title)."""
+        ...
+
+    def looking(self) -> bool:
+        """Whether the tab is visible and focused."""
+        ...
+
+    def on_look(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` whenever the user looks at the tab again (shown, or focused)."""
         ...

@@ -21,6 +21,9 @@ the test says so:
   :data:`~signalguard.browser.generation.StartTask` (:meth:`FakeTasks.start_task`) on the running loop;
   :meth:`FakeTasks.settle` runs what they started to completion and raises what one of them raised.
 - :class:`~signalguard.market.testing.FakeMarketData` (re-exported here) is the market data service.
+- :class:`FakeAttention` is the page's :class:`~.ports.Attention` and :class:`~.ports.Preferences`:
+  it records notifications, chimes and the title count; the test sets the permission, the user's
+  answer to a permission request, and whether the user is looking (:meth:`FakeAttention.look`).
 - :class:`FakeTab` wires one tab's doubles together, with a :class:`~.sync.SignalSync` on them that
   records what it reports.
 
@@ -35,7 +38,7 @@ import functools
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, ParamSpec
 
-from signalguard.browser.ports import ApiError, ApiResult, User
+from signalguard.browser.ports import ApiError, ApiResult, Permission, User
 from signalguard.browser.sync import SignalSync
 from signalguard.core.codes import GuardError
 from signalguard.market.testing import FakeMarketData
@@ -45,6 +48,7 @@ if TYPE_CHECKING:
     from signalguard.browser.ports import Backend, Spawn, Timers
 
 __all__ = [
+    "FakeAttention",
     "FakeBackend",
     "FakeClock",
     "FakeMarketData",
@@ -280,15 +284,24 @@ class FakeBackend:
         limit: int | None = None,
         match: Mapping[str, str] | None = None,
         among: Mapping[str, Sequence[str]] | None = None,
+        after: Mapping[str, str] | None = None,
     ) -> ApiResult:
-        """See :meth:`~.ports.Backend.select`: the rows of :attr:`tables` (every column) that match."""
+        """See :meth:`~.ports.Backend.select`: the rows of :attr:`tables` (every column) that match.
+
+        ``after`` compares as text (ISO times of one format compare in order).
+        """
         filters: dict[str, object] = {"columns": columns, "order": order, "descending": descending}
         filters |= {"limit": limit, "match": dict(match or {}), "among": dict(among or {})}
+        filters |= {"after": dict(after or {})}
         self.selects.append((table, filters))
         await self._enter()
         if self.down:
             return lost()
-        rows = [dict(r) for r in _matching(self.tables.get(table, []), match, among)]
+        rows = [
+            dict(r)
+            for r in _matching(self.tables.get(table, []), match, among)
+            if all(str(r.get(k)) > v for k, v in (after or {}).items())
+        ]
         if order is not None:
             rows.sort(key=lambda r: str(r.get(order)), reverse=descending)
         return ok(rows[:limit] if limit is not None else rows)
@@ -400,6 +413,74 @@ def _matching(
             str(row.get(k)) in values for k, values in (among or {}).items()
         ):
             yield row
+
+
+class FakeAttention:
+    """The page's attention channels and its preferences, recorded (see the module documentation)."""
+
+    def __init__(self, permission: Permission = Permission.DEFAULT) -> None:
+        """Start with ``permission``; the user is looking until :attr:`is_looking` is cleared."""
+        self.current = permission
+        #: What the user answers when asked (``default``: the prompt was dismissed).
+        self.answer = Permission.GRANTED
+        #: How many times the browser was asked.
+        self.asked = 0
+        self.is_looking = True
+        #: Every notification shown: (title, body, tag).
+        self.notes: list[tuple[str, str, str]] = []
+        self.chimes = 0
+        self.title_count = 0
+        #: The preferences (``localStorage``), shared by every page given this dict.
+        self.prefs: dict[str, str] = {}
+        self._look: list[Callable[[], None]] = []
+
+    def permission(self) -> Permission:
+        """See :meth:`~.ports.Attention.permission`."""
+        return self.current
+
+    def request_permission(self, done: Callable[[Permission], None]) -> None:
+        """Ask: the answer is :attr:`answer`, given at once."""
+        self.asked += 1
+        if self.current is Permission.DEFAULT:
+            self.current = self.answer
+        done(self.current)
+
+    def notify(self, title: str, body: str, tag: str) -> bool:
+        """Record a notification (refused unless the permission is granted)."""
+        if self.current is not Permission.GRANTED:
+            return False
+        self.notes.append((title, body, tag))
+        return True
+
+    def chime(self) -> None:
+        """Count a chime."""
+        self.chimes += 1
+
+    def set_title_count(self, count: int) -> None:
+        """Record the title's count."""
+        self.title_count = count
+
+    def looking(self) -> bool:
+        """Whether the user looks at the tab (:attr:`is_looking`)."""
+        return self.is_looking
+
+    def on_look(self, callback: Callable[[], None]) -> None:
+        """Remember ``callback`` for :meth:`look`."""
+        self._look.append(callback)
+
+    def look(self) -> None:
+        """The user looks at the tab again."""
+        self.is_looking = True
+        for callback in self._look:
+            callback()
+
+    def get(self, key: str) -> str | None:
+        """A preference."""
+        return self.prefs.get(key)
+
+    def put(self, key: str, value: str) -> None:
+        """Store a preference."""
+        self.prefs[key] = value
 
 
 class StoreUnavailable(RuntimeError):
