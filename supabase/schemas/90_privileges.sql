@@ -9,8 +9,9 @@
 --     trade or a lease through the API (signals and trades are history); users delete their own
 --     traders (a policy says which);
 --   - machines change only through the machine functions, leases and epochs only through the lease
---     functions, trader problems only through report_trader_problems() and the traders' trigger
---     (all security definer);
+--     functions, trader problems only through report_trader_problems() and the traders' trigger,
+--     webhook deliveries only through the signals' trigger and the webhook RPCs (all security
+--     definer);
 --   - of the private helpers, only those that row level security, CHECK constraints and the
 --     security-invoker RPCs call as the requesting role are callable by it; trigger functions need no
 --     grant, and security-definer functions call the rest as their owner.
@@ -23,7 +24,8 @@ grant usage on schema private to authenticated, service_role;
 -- ---------------------------------------------------------------------------------------------
 
 revoke all on public.traders, public.cloud_machines, public.signals, public.execution_leases,
-  public.lease_epochs, public.trades, public.trader_problems
+  public.lease_epochs, public.trades, public.trader_problems, public.webhooks,
+  public.webhook_deliveries
   from anon, authenticated, service_role;
 grant select, insert, update, delete on public.traders to authenticated, service_role;
 grant select on public.cloud_machines, public.execution_leases, public.lease_epochs
@@ -33,6 +35,8 @@ grant select, insert, update, delete on public.cloud_machines, public.execution_
 grant select, insert, update on public.signals, public.trades to authenticated;
 grant select, insert, update, delete on public.signals, public.trades to service_role;
 grant select on public.trader_problems to authenticated, service_role;
+grant select, insert, update, delete on public.webhooks to authenticated, service_role;
+grant select on public.webhook_deliveries to authenticated, service_role;
 
 -- ---------------------------------------------------------------------------------------------
 -- Functions
@@ -52,7 +56,10 @@ revoke execute on function
   public.write_trades(jsonb),
   public.report_trader_problems(bigint, jsonb),
   public.signal_summary(integer),
-  public.trade_summary(integer)
+  public.trade_summary(integer),
+  public.claim_webhook_deliveries(bigint, integer),
+  public.record_webhook_deliveries(bigint, jsonb),
+  public.retry_webhook_delivery(text)
   from public, anon;
 grant execute on function
   public.schema_version(),
@@ -67,7 +74,10 @@ grant execute on function
   public.write_trades(jsonb),
   public.report_trader_problems(bigint, jsonb),
   public.signal_summary(integer),
-  public.trade_summary(integer)
+  public.trade_summary(integer),
+  public.claim_webhook_deliveries(bigint, integer),
+  public.record_webhook_deliveries(bigint, jsonb),
+  public.retry_webhook_delivery(text)
   to authenticated, service_role;
 
 -- The private helpers: none callable but these, which row level security, CHECK constraints, the
@@ -166,5 +176,26 @@ create policy trades_update_own on public.trades
 
 -- trader_problems: users and their machine read their own.
 create policy trader_problems_select_own on public.trader_problems
+  for select to authenticated
+  using (user_id = (select auth.uid()));
+
+-- webhooks: the user sets their own from the page; a machine token reads it (the claim hands it the URL
+-- and secret anyway) but never changes it.
+create policy webhooks_select_own on public.webhooks
+  for select to authenticated
+  using (user_id = (select auth.uid()));
+create policy webhooks_insert_own on public.webhooks
+  for insert to authenticated
+  with check (user_id = (select auth.uid()) and (select private.jwt_machine_id()) is null);
+create policy webhooks_update_own on public.webhooks
+  for update to authenticated
+  using (user_id = (select auth.uid()) and (select private.jwt_machine_id()) is null)
+  with check (user_id = (select auth.uid()));
+create policy webhooks_delete_own on public.webhooks
+  for delete to authenticated
+  using (user_id = (select auth.uid()) and (select private.jwt_machine_id()) is null);
+
+-- webhook_deliveries: users and their machine read their own (the page shows the failures).
+create policy webhook_deliveries_select_own on public.webhook_deliveries
   for select to authenticated
   using (user_id = (select auth.uid()));

@@ -98,8 +98,10 @@ ALTERATIONS = [
     ),
     pytest.param(
         "90_privileges.sql",
-        "  using (user_id = (select auth.uid()) and (select private.jwt_machine_id()) is null);",
-        "  using (user_id = (select auth.uid()));",
+        "  for delete to authenticated\n"
+        "  using (user_id = (select auth.uid()) and (select private.jwt_machine_id()) is null);\n"
+        "\n-- cloud_machines",
+        "  for delete to authenticated\n  using (user_id = (select auth.uid()));\n\n-- cloud_machines",
         {"policy public.traders.traders_delete_own"},
         id="policy",
     ),

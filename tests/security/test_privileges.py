@@ -34,6 +34,14 @@ EXPECTED: dict[str, dict[str, set[str]]] = {
     "lease_epochs": {"anon": set(), "authenticated": {"SELECT"}, "service_role": SERVER_SIDE},
     # Problems are set and cleared only by report_trader_problems() and the traders' trigger.
     "trader_problems": {"anon": set(), "authenticated": {"SELECT"}, "service_role": {"SELECT"}},
+    # Users set, change and remove their own webhook (policies say whose; a machine only reads it).
+    "webhooks": {
+        "anon": set(),
+        "authenticated": {"SELECT", "INSERT", "UPDATE", "DELETE"},
+        "service_role": SERVER_SIDE,
+    },
+    # Deliveries change only through the signals' trigger and the webhook RPCs (security definer).
+    "webhook_deliveries": {"anon": set(), "authenticated": {"SELECT"}, "service_role": {"SELECT"}},
 }
 
 

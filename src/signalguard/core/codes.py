@@ -117,12 +117,19 @@ OPTIONAL_SCHEMA: tuple[Component, ...] = (
     # ``signs_from``), marked ``caught_up``; without it an executor signs from its own window's start
     # (``acquired_at``), as the database then refuses the gap's candles.
     Component("gapless_handoff", 1, "20251003061200_gapless_handoff.sql"),
+    # Webhooks: the user's webhook, a delivery row per stored signal, and the executor's claim and
+    # record RPCs (see core.webhooks). Without it the executor delivers no webhooks, and generates as
+    # before.
+    Component("webhooks", 1, "20251003061300_webhooks.sql"),
 )
 
 
 #: The gapless handoff: lease answers give ``signs_from``, signals have ``caught_up``, and a release
 #: (or the renewal that yields) takes ``p_evaluated_until``. Clients check for it before using any.
 GAPLESS_HANDOFF: Final = next(c for c in OPTIONAL_SCHEMA if c.name == "gapless_handoff")
+#: Webhooks: ``claim_webhook_deliveries`` and ``record_webhook_deliveries`` exist; an executor delivers
+#: webhooks only when the database reports it.
+WEBHOOKS: Final = next(c for c in OPTIONAL_SCHEMA if c.name == "webhooks")
 
 
 def has_component(reported: Mapping[str, object], component: Component) -> bool:
