@@ -13,11 +13,13 @@ Only types live here (no behaviour, no I/O), so the core and both hosts import t
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Protocol
 
 __all__ = [
+    "CallRpc",
     "Clock",
+    "HttpPoster",
     "JsonValue",
     "KeyValueStore",
     "KlineSource",
@@ -37,6 +39,12 @@ Clock = Callable[[], float]
 WallClock = Callable[[], float]
 #: ``report_trader_problems(epoch, {trader_id: line | None})``: whether the database stored it.
 ReportProblems = Callable[[int, dict[str, str | None]], Awaitable[bool]]
+#: ``await call(name, args)``: a database RPC by name (``claim_webhook_deliveries``, …), answering
+#: ``(data, None)`` with the decoded answer, or ``(None, error)`` with one line saying why there is
+#: none (the database's refusal with its code, ``SG001: lease_not_held: …``, or a network error). It
+#: does not raise for either. The webhook driver's (:mod:`signalguard.webhooks`) way to the database:
+#: supabase-js's ``rpc`` in the page, supabase-py's in the worker.
+CallRpc = Callable[[str, dict[str, JsonValue]], Awaitable[tuple[object, str | None]]]
 
 
 class KlineSource(Protocol):
@@ -78,4 +86,17 @@ class KeyValueStore(Protocol):
 
     async def put(self, key: str, value: str) -> str | None:
         """Store ``value`` durably; an error message, or None."""
+        ...
+
+
+class HttpPoster(Protocol):
+    """One HTTP POST to a webhook receiver: the page's ``fetch``, the worker's httpx."""
+
+    async def post(self, url: str, headers: Mapping[str, str], body: str, timeout: float) -> int | str:
+        """Post ``body`` (sent as UTF-8) with ``headers``, giving up after ``timeout`` seconds.
+
+        The response's status code, or one line saying why there is none (a network error, the
+        time-out, a refusal by the browser). A redirect is not followed: its 3xx is the answer. The
+        response's body is not needed.
+        """
         ...
