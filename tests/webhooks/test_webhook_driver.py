@@ -89,7 +89,7 @@ async def test_each_due_delivery_is_posted_once_with_its_key_and_signature() -> 
     keys = rig.signals(3)
     summary = await rig.driver.deliver_due(1)
     assert (summary.claimed, summary.delivered, summary.error) == (3, 3, None)
-    assert sorted(rig.poster.keys()) == sorted(keys)
+    assert sorted(rig.poster.idempotency_keys()) == sorted(keys)
     for post in rig.poster.posts:
         assert post.url == URL and post.headers["Content-Type"] == "application/json"
         expected = hmac.new(b"s3cret", post.body.encode(), hashlib.sha256).hexdigest()
@@ -127,7 +127,7 @@ async def test_a_transient_failure_is_retried_on_the_backoff_then_failed_at_the_
     assert rig.problems[-1].message == "ConnectError: refused"
     rig.later(BACKOFF.delay(2))
     assert (await rig.driver.deliver_due(1)).delivered == 1
-    assert rig.store.rows[key].attempts == 3 and rig.poster.keys() == [key] * 3
+    assert rig.store.rows[key].attempts == 3 and rig.poster.idempotency_keys() == [key] * 3
     # One that never recovers is failed after MAX_ATTEMPTS attempts, and said so.
     (stuck,) = rig.signals(1, start=5)
     rig.poster.default = 500
@@ -153,7 +153,7 @@ async def test_a_refusal_fails_at_once_and_the_user_retries_it() -> None:
     ]
     assert rig.store.retry(key)["retried"] is True
     assert (await rig.driver.deliver_due(1)).delivered == 1
-    assert rig.poster.keys() == [key, key]
+    assert rig.poster.idempotency_keys() == [key, key]
 
 
 @bounded
@@ -174,7 +174,7 @@ async def test_a_malformed_row_is_recorded_as_failed_and_the_others_go_out() -> 
     rig.store.rows[bad].signal["price"] = "lots"
     summary = await rig.driver.deliver_due(1)
     assert (summary.claimed, summary.malformed, summary.delivered, summary.failed) == (2, 1, 1, 1)
-    assert rig.poster.keys() == [good]
+    assert rig.poster.idempotency_keys() == [good]
     assert rig.store.rows[bad].status == "failed"
     assert rig.store.rows[bad].last_error == "malformed delivery: price must be a number > 0"
 
@@ -201,7 +201,7 @@ async def test_without_the_lease_nothing_is_claimed_or_recorded() -> None:
     assert (await rig.driver.deliver_due(2)).claimed == 0  # still in flight
     rig.later(IN_FLIGHT_SECONDS)
     assert (await rig.driver.deliver_due(2)).delivered == 1
-    assert rig.poster.keys() == [key, key]
+    assert rig.poster.idempotency_keys() == [key, key]
 
 
 @bounded
@@ -257,7 +257,7 @@ async def test_posts_run_concurrently_but_bounded_and_full_claims_go_on() -> Non
     assert (summary.claimed, summary.delivered, summary.more) == (10, 10, True)
     assert rig.poster.most_at_once == 3
     assert (await rig.driver.deliver_due(1)).delivered == 2
-    assert sorted(rig.poster.keys()) == sorted(keys)
+    assert sorted(rig.poster.idempotency_keys()) == sorted(keys)
 
 
 @bounded

@@ -34,6 +34,7 @@ from typing import Final
 from urllib.parse import urlsplit, urlunsplit
 
 from signalguard.core.backoff import BACKOFF, Backoff
+from signalguard.core.webhooks import POST_TIMEOUT
 
 __all__ = [
     "BINANCE_REST_URL",
@@ -93,6 +94,9 @@ class Timings:
     #: How often the executor re-reads the open trades, so that one whose open landed after its last
     #: read (an outbox replayed late) is managed within this bound rather than left open.
     trades_recheck: float = 30.0
+    #: A webhook post's time limit: well inside the database's in-flight window (30 s), so that an
+    #: attempt has ended before anyone may post the delivery again.
+    webhook_post: float = POST_TIMEOUT
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,7 +31,7 @@ from supabase import AsyncClient, AsyncClientOptions, acreate_client
 
 from signalguard.cloud.config import WorkerConfig
 from signalguard.core.candles import iso_from_ms, timestamp_us
-from signalguard.core.codes import GAPLESS_HANDOFF, GuardError, has_component, missing_schema
+from signalguard.core.codes import GAPLESS_HANDOFF, Component, GuardError, has_component, missing_schema
 from signalguard.core.engine import (
     DEFAULT_MAX_TRACKED,
     OPEN_STATUSES,
@@ -191,6 +191,17 @@ class Database(Protocol):
 
     async def report_trader_problems(self, epoch: int, problems: Mapping[str, str | None]) -> None:
         """``report_trader_problems``: set (a line) or clear (None) why traders do not generate."""
+        ...
+
+    def has_component(self, component: Component) -> bool:
+        """Whether ``schema_version()`` reported ``component`` (at its version or later) at start."""
+        ...
+
+    async def webhook_rpc(self, name: str, args: Mapping[str, JsonValue]) -> object:
+        """Call the webhook RPC ``name`` (``claim_webhook_deliveries``, ``record_webhook_deliveries``).
+
+        The decoded answer; raises :class:`DatabaseError` like every call.
+        """
         ...
 
     async def aclose(self) -> None:
@@ -366,6 +377,14 @@ class SupabaseDatabase:
         """See :meth:`Database.report_trader_problems`."""
         params = {"p_epoch": epoch, "p_problems": dict(problems)}
         await self._run(self._client.rpc("report_trader_problems", params).execute())
+
+    def has_component(self, component: Component) -> bool:
+        """See :meth:`Database.has_component`."""
+        return has_component(self._components, component)
+
+    async def webhook_rpc(self, name: str, args: Mapping[str, JsonValue]) -> object:
+        """See :meth:`Database.webhook_rpc`."""
+        return await self._run(self._client.rpc(name, dict(args)).execute())
 
     async def aclose(self) -> None:
         """See :meth:`Database.aclose`."""

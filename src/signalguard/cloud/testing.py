@@ -8,7 +8,10 @@
   previous epoch's end, at most :data:`GAP_HORIZON_MS` and 60 candles back; such signals are marked
   ``caught_up``, and the lease answers say ``signs_from``), ``SG006`` for a bad
   transition), signal keys as uniqueness, paper trades (an open or a close needs the live lease, a
-  close of a closed trade changes nothing), and outages (:attr:`FakeDatabase.down`).
+  close of a closed trade changes nothing), outages (:attr:`FakeDatabase.down`), and, once a test
+  sets a webhook (:meth:`FakeDatabase.set_webhook`: the ``webhooks`` component), the webhook RPCs with
+  the database's rules (:class:`~signalguard.webhooks.testing.FakeWebhookStore`: a delivery row per
+  signal stored, claims and records under the cloud's live epoch).
 - :class:`~signalguard.market.testing.FakeMarketData` (re-exported here) implements the market data
   both hosts use.
 
@@ -24,14 +27,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from signalguard.cloud.database import DatabaseRefused, DatabaseUnavailable
-from signalguard.core.candles import INTERVALS, next_open_time
+from signalguard.core.candles import INTERVALS, iso_from_ms, next_open_time
+from signalguard.core.codes import Component
 from signalguard.core.engine import LeaseWindow, Signal, SignalStatus, TraderRecord, signal_key
 from signalguard.core.guard import LeaseAnswer
 from signalguard.core.ports import JsonValue
 from signalguard.core.positions import Side, Trade, TradeBook
 from signalguard.market.testing import FakeMarketData, kline_event, kline_row
-
-__all__ = ["FakeDatabase", "FakeMarketData", "kline_event", "kline_row"]
+from signalguard.webhooks.testing import FakeWebhookStore
 
 __all__ = ["FakeDatabase", "FakeMarketData", "kline_event", "kline_row"]
 
@@ -101,8 +104,20 @@ class FakeDatabase:
         self.down = False
         #: The next this many write calls raise :class:`DatabaseUnavailable`.
         self.fail_writes = 0
+        #: The webhook side (see :meth:`set_webhook`); its clock is this database's.
+        self.webhooks = FakeWebhookStore(clock=self.clock, holds=self._cloud_holds)
+        #: Schema components reported besides the required ones (``webhooks`` once a webhook is set).
+        self.components: set[str] = set()
 
     # -- helpers for tests ------------------------------------------------------------------------
+
+    def _cloud_holds(self, epoch: int) -> bool:
+        return self.holder == "cloud" and self._live(self._now_ms()) and epoch == self.epoch
+
+    def set_webhook(self, url: str | None, secret: str | None = None, *, enabled: bool = True) -> None:
+        """Set the user's webhook (the database then has the ``webhooks`` component)."""
+        self.components.add("webhooks")
+        self.webhooks.set_webhook(url, secret, enabled=enabled)
 
     def _now_ms(self) -> int:
         return int(self.clock() * 1000)
@@ -297,6 +312,7 @@ class FakeDatabase:
                     "updated_epoch": epoch,
                     "caught_up": close_ms < window.start_ms,
                 }
+                self.webhooks.signal_stored(key, self._webhook_fields(self.signals[key]))
                 out.append({"index": i, "signal_key": key, "outcome": "inserted"})
         return out
 
@@ -415,6 +431,35 @@ class FakeDatabase:
                 self.trader_problems.pop(trader.lower(), None)
             else:
                 self.trader_problems[trader.lower()] = line
+
+    def _webhook_fields(self, row: Mapping[str, Any]) -> dict[str, JsonValue]:
+        """A stored signal as the claim hands it out."""
+        names = {t.id.lower(): t.name for t in self.traders}
+        return {
+            "trader_id": str(row["trader_id"]),
+            "trader_name": names.get(str(row["trader_id"]).lower(), ""),
+            "symbol": str(row["symbol"]),
+            "interval": str(row["interval"]),
+            "candle_open_time": iso_from_ms(int(row["candle_open_time"])),
+            "price": float(row["price"]),
+            "matched_conditions": [str(x) for x in row.get("matched_conditions") or ()],
+            "status": str(row["status"]),
+            "source": str(row["source"]),
+            "caught_up": bool(row["caught_up"]),
+        }
+
+    def has_component(self, component: Component) -> bool:
+        """See :meth:`~.database.Database.has_component`: the optional ones in :attr:`components`."""
+        return component.name in self.components
+
+    async def webhook_rpc(self, name: str, args: Mapping[str, JsonValue]) -> object:
+        """See :meth:`~.database.Database.webhook_rpc`: the store's rules; SG001 without the lease."""
+        self._enter(name)
+        data, error = await self.webhooks.call(name, dict(args))
+        if error is not None:
+            code, _, message = error.partition(": ")
+            raise DatabaseRefused(code, message) if code.startswith("SG") else DatabaseUnavailable(error)
+        return data
 
     async def aclose(self) -> None:
         """See :meth:`~.database.Database.aclose`."""

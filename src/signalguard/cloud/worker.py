@@ -10,6 +10,8 @@ Life of a worker (:meth:`CloudWorker.run`)::
        ─▶ every 10 s: heartbeat + claim again (the renewal); a candle's new signals and trades are
           written as soon as its burst is drained, status changes every 10 s (one batch each);
           every 30 s: reload the traders
+       after each write (and when a retry is due): the user's webhook deliveries, claimed, posted and
+          recorded under the held epoch (signalguard.webhooks)
     SIGTERM/SIGINT ─▶ stop generating, heartbeat 'stopping', write what is queued (at most 10 s),
                       release the lease, heartbeat 'stopped' (sets stopped_at), exit 0
     unexpected error ─▶ stop generating, write what is queued (at most 5 s), heartbeat 'error' with
@@ -37,6 +39,7 @@ import json
 import logging
 import signal
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Final, TypeVar
@@ -51,13 +54,16 @@ from signalguard.cloud.database import (
 )
 from signalguard.cloud.market import BinanceMarketData, MarketData
 from signalguard.cloud.sync import FlushReport, StateSynchronizer
-from signalguard.core.codes import GuardError
+from signalguard.cloud.webhooks import HttpxPoster, rpc_port
+from signalguard.core.codes import WEBHOOKS, GuardError
 from signalguard.core.engine import LeaseWindow, SignalManager, TraderRecord, sort_effects
 from signalguard.core.feed import ProblemReporter, Stream, trader_problems
 from signalguard.core.lease import LeaseKeeper
 from signalguard.core.outbox import Rejection
+from signalguard.core.ports import HttpPoster
 from signalguard.core.positions import TradeBook
 from signalguard.market.feed import MarketFeed
+from signalguard.webhooks import DeliveryProblem, DeliverySummary, WebhookDriver
 
 __all__ = ["CloudWorker", "SchemaMismatch", "WorkerStats", "run_worker"]
 
@@ -102,8 +108,13 @@ class CloudWorker:
         timings: Timings | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
+        poster: HttpPoster | None = None,
     ) -> None:
-        """Prepare a worker; :meth:`run` runs it. ``db`` and ``market`` stay the caller's to close."""
+        """Prepare a worker; :meth:`run` runs it. ``db``, ``market``, ``poster`` stay the caller's to close.
+
+        ``poster`` posts the user's webhooks (:class:`~signalguard.cloud.webhooks.HttpxPoster` in
+        :func:`run_worker`); without one the worker delivers none.
+        """
         self.config = config
         self.timings = timings or Timings()
         self.db = db
@@ -126,6 +137,21 @@ class CloudWorker:
             backoff=self.timings.backoff,
             rest_concurrency=REST_CONCURRENCY,
         )
+        self.webhooks = (
+            None
+            if poster is None
+            else WebhookDriver(
+                rpc_port(db),
+                poster,
+                stack_urls=(config.supabase_url,),
+                on_problem=self._on_webhook_problem,
+                timeout=self.timings.webhook_post,
+                backoff=self.timings.backoff,
+            )
+        )
+        #: What the webhook deliveries came to so far (the database's outcomes, counted).
+        self.webhook_outcomes: Counter[str] = Counter()
+        self._deliver_soon = asyncio.Event()
         self._records: list[TraderRecord] = []
         self._stream_problems: dict[Stream, str] = {}
         self._reporter = ProblemReporter()
@@ -210,6 +236,7 @@ class CloudWorker:
             group.create_task(self._market_loop(), name="market")
             group.create_task(self._flush_loop(), name="flush")
             group.create_task(self._traders_loop(), name="traders")
+            group.create_task(self._webhook_loop(), name="webhooks")
 
     async def _retry(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
         """Call until the database answers (transient failures only; verdicts propagate)."""
@@ -494,6 +521,52 @@ class CloudWorker:
             if report.batches or report.failed or not done:
                 self._log_flush(report)
             await self._report_problems()
+            # The signals just written may have webhook deliveries: the webhook loop claims them (in
+            # a task of its own, so that a slow receiver never holds up the next signal's write).
+            self._deliver_soon.set()
+
+    # -- webhooks ---------------------------------------------------------------------------------
+
+    async def _webhook_loop(self) -> None:
+        """Deliver the user's due webhooks while generating.
+
+        After each flush, when a retry is due, and at least every ``flush`` seconds (a delivery another
+        holder left in flight comes due without a write of this one).
+        """
+        wait = self.timings.flush
+        while True:
+            await self._pause(wait, self._deliver_soon)
+            wait = self.timings.flush
+            epoch = self.keeper.epoch
+            if (
+                self.webhooks is None
+                or epoch is None
+                or not self.keeper.may_generate(self._clock())
+                or not self.db.has_component(WEBHOOKS)
+            ):
+                continue
+            summary = await self.webhooks.deliver_due(epoch)
+            self._log_webhooks(summary)
+            if summary.more:
+                wait = 0.0
+            elif summary.next_retry_in is not None:
+                wait = min(wait, summary.next_retry_in)
+
+    def _log_webhooks(self, summary: DeliverySummary) -> None:
+        self.webhook_outcomes.update(summary.recorded)
+        if summary.claimed:
+            outcomes = ", ".join(f"{k} {v}" for k, v in sorted(summary.recorded.items()))
+            log.info("webhooks: %d claimed (%s)", summary.claimed, outcomes or "nothing recorded")
+
+    def _on_webhook_problem(self, problem: DeliveryProblem) -> None:
+        if problem.kind != "delivery":
+            # A claim or record refused for want of the lease is the lease loop's business; the rows
+            # come due again for whoever holds it.
+            log.warning("webhooks: %s", problem.message)
+        elif problem.final:
+            log.warning("webhook delivery of %s failed: %s", problem.signal_key, problem.message)
+        else:
+            log.info("webhook delivery of %s not done yet: %s", problem.signal_key, problem.message)
 
     def _on_problems(self, problems: dict[Stream, str]) -> None:
         """The feed's failed streams changed: the database hears it with the next flush."""
@@ -618,8 +691,10 @@ async def run_worker(config: WorkerConfig, *, timings: Timings | None = None) ->
         timeout=timings.request_timeout,
         stall=timings.stream_stall,
     )
+    poster = HttpxPoster()
     try:
-        return await CloudWorker(config, db, market, timings=timings).run()
+        return await CloudWorker(config, db, market, timings=timings, poster=poster).run()
     finally:
+        await poster.aclose()
         await market.aclose()
         await db.aclose()

@@ -6,10 +6,11 @@ Two outputs, both derived from files in the checkout and both ignored by git:
   PyScript's core and the chunks it imports on this app's path, Pyodide's runtime, the supabase-js
   UMD bundle, TradingView's Lightweight Charts (standalone build). The page loads nothing from any
   other host, so everything it needs is copied here.
-- ``web/app.zip`` — ``signalguard/__init__.py``, ``signalguard/core/**``, ``signalguard/market/**`` and
-  ``signalguard/browser/**``, each with its bytecode as compiled by the pinned Pyodide (``pyc.mjs``);
-  ``pyscript.toml`` unpacks it into the interpreter's working directory. Deterministic: sorted entries,
-  fixed timestamps and permissions, so the same sources always give the same bytes.
+- ``web/app.zip`` — ``signalguard/__init__.py``, ``signalguard/core/**``, ``signalguard/market/**``,
+  ``signalguard/webhooks/**`` and ``signalguard/browser/**``, each with its bytecode as compiled by
+  the pinned Pyodide (``pyc.mjs``); ``pyscript.toml`` unpacks it into the interpreter's working
+  directory. Deterministic: sorted entries, fixed timestamps and permissions, so the same sources
+  always give the same bytes.
 
 Both steps are idempotent and cheap when nothing changed (a vendored file is copied only when its size
 or modification time differs; the zip records a digest of its sources and is rewritten only when the
@@ -48,7 +49,7 @@ PYODIDE_FILES: Final = (
     "pyodide-lock.json",
 )
 #: Packages of ``src/signalguard`` shipped to the browser; devstack, replay and cloud code never are.
-APP_PACKAGES: Final = ("core", "market", "browser")
+APP_PACKAGES: Final = ("core", "market", "webhooks", "browser")
 #: Zip entries carry this timestamp whatever the files' times (the earliest a zip can record).
 ZIP_EPOCH: Final = (1980, 1, 1, 0, 0, 0)
 #: The zip's comment starts with this, followed by the digest of the sources it was built from.

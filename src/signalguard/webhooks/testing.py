@@ -216,7 +216,7 @@ class RecordingPoster:
         """Answer the next posts to ``url`` with ``answers``, in order."""
         self.scripts.setdefault(url, deque()).extend(answers)
 
-    def keys(self) -> list[str]:
+    def idempotency_keys(self) -> list[str]:
         """The ``Idempotency-Key`` of every post, in order."""
         return [p.headers.get("Idempotency-Key", "") for p in self.posts]
 
