@@ -50,7 +50,10 @@
     if (!lib) return false;
     chart = lib.createChart(el, {
       autoSize: true,
-      timeScale: { timeVisible: true, secondsVisible: true },
+      // Room for the markers under the lowest bars and beside the newest one, so that no marker
+      // or its letter is cut off at the chart's edges.
+      timeScale: { timeVisible: true, secondsVisible: true, rightOffset: 4 },
+      rightPriceScale: { scaleMargins: { top: 0.08, bottom: 0.16 } },
       ...colours(),
     });
     series = chart.addSeries(lib.CandlestickSeries, {

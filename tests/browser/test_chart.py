@@ -9,6 +9,7 @@ import pytest
 from signalguard.browser.chart import (
     CHART_CANDLES,
     ChartData,
+    Marker,
     chart_candles,
     chart_markers,
     chart_streams,
@@ -93,8 +94,27 @@ def test_chart_json_keeps_markers_on_drawn_candles_and_counts_by_source() -> Non
         (T0 // 1000, "B", "#2962ff"),
         ((T0 + MINUTE) // 1000, "C", "#e8590c"),
     ]
-    assert data.counts() == {"local": 1, "cloud": 2, "preview": 0}
+    assert data.counts() == {"local": 1, "cloud": 2, "preview": 0, "caught_up": 0}
     assert len(json.loads(data.candles_json())) == 3
+
+
+def test_caught_up_signals_are_squares_live_ones_arrows_and_previews_dots() -> None:
+    bars = chart_candles([row(i) for i in range(3)], "BTCUSDT", "1m", now_ms=T0 + 10**9)
+    rows = [
+        stored("live", 0, "cloud"),
+        {**stored("late", 1, "local"), "caught_up": True},
+        {**stored("odd", 2, "cloud"), "caught_up": "yes"},  # only a real true marks it
+    ]
+    markers = [*chart_markers(rows, [], "BTCUSDT", "1m"), Marker(T0 + 2 * MINUTE, "preview", "p")]
+    data = ChartData([("BTCUSDT", "1m")], ("BTCUSDT", "1m"), bars, markers)
+    drawn = [(m["shape"], m["text"], m["position"]) for m in json.loads(data.markers_json())]
+    assert drawn == [
+        ("arrowUp", "C", "belowBar"),
+        ("square", "b", "belowBar"),
+        ("arrowUp", "C", "belowBar"),
+        ("circle", "P", "aboveBar"),
+    ]
+    assert data.counts() == {"local": 1, "cloud": 2, "preview": 1, "caught_up": 1}
 
 
 def test_summary_lists_each_source_then_machines_under_the_cloud() -> None:

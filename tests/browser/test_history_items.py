@@ -30,3 +30,18 @@ def test_a_caught_up_signal_is_marked_and_others_are_not() -> None:
 def test_the_column_is_asked_for_only_from_a_database_that_has_it() -> None:
     assert "caught_up" not in HISTORY_COLUMNS  # app.py adds it when schema_version() lists the component
     assert GAPLESS_HANDOFF.name == "gapless_handoff"
+
+
+def test_a_row_names_its_trader_and_conditions_with_the_symbols_precision_in_the_chosen_zone() -> None:
+    from signalguard.browser.formats import Formats
+
+    row = {**ROW, "trader_id": "ABC", "matched_conditions": ["RSI(14) < 30", "volume > 2x"]}
+    fmt = Formats(utc=False, zone="Asia/Tokyo", offset=lambda _ms: 540, precision=lambda _s: 1)
+    (item,) = history_items([row], fmt, {"abc": "Dip buyer"})
+    assert (item.candle, item.trader, item.price) == ("2025-12-06 09:00", "Dip buyer", "91,000.5")
+    assert item.conditions == "RSI(14) < 30, volume > 2x"
+    (utc,) = history_items([row])
+    assert (utc.candle, utc.trader, utc.price) == ("2025-12-06 00:00", "", "91,000.50")
+    # A 1s stream's times have seconds; a malformed price or label list reads as unknown, not a crash.
+    (fast,) = history_items([{**ROW, "interval": "1s", "price": "x", "matched_conditions": "RSI"}])
+    assert (fast.candle, fast.price, fast.conditions) == ("2025-12-06 00:00:00", "—", "")

@@ -132,3 +132,54 @@ def test_chart_marks_signals_by_source_and_the_summary_counts_them(
             ).fetchall()
         )
     assert counts == {"local": 2, "cloud": 2}
+
+
+def test_the_chart_opens_on_the_newest_signal_and_follows_clicks_and_rows_read_in_the_users_zone(
+    browsers: Browsers, stack: LocalStack, demo_market: ReplayServer
+) -> None:
+    email, uid = fresh_user(stack, machine=True)
+    times = open_times(demo_market, "BTCUSDT", 20)
+    put_signals(stack, uid, [("BTCUSDT", times[3], "local"), ("ETHUSDT", times[8], "cloud")])
+    with stack.connect() as conn:
+        conn.execute(
+            "update public.signals set caught_up = true where user_id = %s and symbol = 'ETHUSDT'", (uid,)
+        )
+    cloud_ran_until_now(stack, uid)
+    ctx, watch = browsers.context(timezone_id="Asia/Tokyo")
+    tab = browsers.tab(ctx, watch).open().sign_in(email)
+    page = tab.page
+    chart = page.get_by_test_id("chart")
+
+    # The newest signal is ETHUSDT's (a caught-up one, told apart from the live markers).
+    expect(chart).to_have_attribute("data-symbol", "ETHUSDT", timeout=EXTRA_MS)
+    expect(chart).to_have_attribute("data-markers-cloud", "1")
+    expect(chart).to_have_attribute("data-markers-caught-up", "1")
+
+    # A row names its trader and conditions, its time in the browser's zone (Tokyo: UTC+9).
+    btc = page.locator("[data-testid=signal-row][data-chart='BTCUSDT|1m']")
+    local_text = datetime.fromtimestamp(times[3] / 1000 + 9 * 3600, UTC).strftime("%Y-%m-%d %H:%M")
+    utc_text = datetime.fromtimestamp(times[3] / 1000, UTC).strftime("%Y-%m-%d %H:%M")
+    expect(btc).to_contain_text(local_text)
+    expect(btc).to_contain_text("RSI(14) < 30")
+    expect(btc.locator("td").nth(1)).not_to_have_text("")
+    expect(page.locator("#history-time")).to_have_text("Candle (Asia/Tokyo)")
+    zone = page.get_by_test_id("zone-switch")
+    expect(zone.locator("option").first).to_have_text("Local time (Asia/Tokyo)")
+    zone.select_option("utc")
+    expect(page.locator("#history-time")).to_have_text("Candle (UTC)")
+    expect(btc).to_contain_text(utc_text)
+    # The choice is the browser's: kept across a reload.
+    page.reload()
+    tab.wait_ready()
+    expect(page.locator("#history-time")).to_have_text("Candle (UTC)")
+
+    # A click on a signal's row charts its stream; a click on the trader's name, its first stream.
+    expect(chart).to_have_attribute("data-symbol", "ETHUSDT", timeout=EXTRA_MS)
+    btc.click()
+    expect(chart).to_have_attribute("data-symbol", "BTCUSDT")
+    expect(chart).to_have_attribute("data-markers-local", "1")
+    page.get_by_test_id("chart-symbol").select_option("ETHUSDT|1m")
+    expect(chart).to_have_attribute("data-symbol", "ETHUSDT")
+    page.get_by_test_id("trader-name").first.click()
+    expect(chart).to_have_attribute("data-symbol", "BTCUSDT")
+    watch.assert_clean()

@@ -95,6 +95,30 @@ def overflow(page: Page) -> dict[str, Any]:
     return found
 
 
+def assert_toasts_cover_nothing(page: Page) -> None:
+    """No visible notice overlaps a card, and scrolled down the notices stay in view."""
+    covered: list[str] = page.evaluate(
+        """() => {
+          window.scrollTo(0, 0);
+          const hit = (a, b) => a.left < b.right && b.left < a.right && a.top < b.bottom && b.top < a.bottom;
+          const out = [];
+          for (const t of document.querySelectorAll('[data-testid=toast]')) {
+            const r = t.getBoundingClientRect();
+            for (const c of document.querySelectorAll('main .card')) {
+              if (c.closest('[hidden]')) continue;
+              const over = `${t.textContent} over ${c.textContent.slice(0, 30)}`;
+              if (hit(r, c.getBoundingClientRect())) out.push(over);
+            }
+          }
+          return out;
+        }"""
+    )
+    assert not covered, covered
+    page.evaluate("() => window.scrollTo(0, 600)")
+    expect(page.get_by_test_id("toast").first).to_be_in_viewport()
+    page.evaluate("() => window.scrollTo(0, 0)")
+
+
 def screenshot(page: Page, name: str) -> None:
     folder = Path(os.environ.get(SCREENSHOTS_VARIABLE) or REPO_ROOT / "build" / "screens")
     folder.mkdir(parents=True, exist_ok=True)
@@ -116,6 +140,9 @@ def test_nothing_scrolls_sideways_and_every_control_is_reachable(
         page.set_viewport_size({"width": width, "height": height})
         tab.open().sign_in(email)
         expect(tab.badge).to_have_attribute("data-mode", "browser")
+        # The notice of the mode takes its own room under the bar: it covers no card.
+        expect(page.get_by_test_id("toast").first).to_be_visible()
+        assert_toasts_cover_nothing(page)
         # The page with content: signals, paper trades, the summary and the chart.
         expect(page.locator("[data-testid='signal-row']").first).to_be_attached(timeout=60_000)
         expect(page.locator("[data-testid='trade-row']").first).to_be_attached(timeout=30_000)

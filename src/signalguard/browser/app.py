@@ -46,13 +46,16 @@ from signalguard.browser.chart import (
     summary_lines,
 )
 from signalguard.browser.driver import GuardDriver
+from signalguard.browser.formats import Formats
 from signalguard.browser.generation import Generation, StartTask
 from signalguard.browser.ports import (
     Attention,
     Backend,
     HistoryItem,
+    Locale,
     Preferences,
     Spawn,
+    SymbolList,
     TabLocks,
     Timers,
     TraderItem,
@@ -96,7 +99,11 @@ from signalguard.market.klines import MarketUnavailable, fetch_history
 #: Recent signals shown.
 HISTORY_LIMIT: Final = 50
 TRADER_COLUMNS: Final = "id,name,definition,enabled"
-HISTORY_COLUMNS: Final = "signal_key,symbol,interval,candle_open_time,price,status,source"
+HISTORY_COLUMNS: Final = (
+    "signal_key,trader_id,symbol,interval,candle_open_time,price,matched_conditions,status,source"
+)
+#: Where the time zone switch is kept (``utc`` or ``local``), shared by the browser's tabs.
+ZONE_KEY: Final = "signalguard:time-zone"
 #: The signals table is re-read this often (other sources' signals; statuses moved elsewhere).
 HISTORY_SECONDS: Final = 5.0
 HISTORY_TIMER: Final = "history"
@@ -184,7 +191,14 @@ def trader_item(
         ]
         summary += f" · paper {t.side} {t.notional:g} ({', '.join(rules)})"
     return TraderItem(
-        record.id, record.name, record.enabled, summary, True, problem if record.enabled else "", chosen
+        record.id,
+        record.name,
+        record.enabled,
+        summary,
+        True,
+        problem if record.enabled else "",
+        chosen,
+        stream=f"{d.symbols[0]}|{d.interval}" if d.symbols else "",
     )
 
 
@@ -212,15 +226,6 @@ def trader_records(rows: object) -> list[TraderRecord]:
     return out
 
 
-def _candle_text(value: object) -> str:
-    if not isinstance(value, str):
-        return "?"
-    try:
-        return datetime.fromisoformat(value).strftime("%Y-%m-%d %H:%M:%S")
-    except ValueError:
-        return value
-
-
 def _open_ms(value: object) -> int:
     if not isinstance(value, str):
         return -1
@@ -233,42 +238,70 @@ def _open_ms(value: object) -> int:
     return round(moment.timestamp() * 1000)
 
 
-def history_items(rows: object) -> list[HistoryItem]:
-    """Signal rows from the API as shown (all text)."""
+def _float(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        return None
+
+
+def _labels(value: object) -> str:
+    return ", ".join(str(c) for c in value) if isinstance(value, list) else ""
+
+
+def history_items(
+    rows: object, fmt: Formats | None = None, names: Mapping[str, str] | None = None
+) -> list[HistoryItem]:
+    """Signal rows from the API as shown (all text, written by ``fmt``; traders named by ``names``)."""
+    fmt, names = fmt or Formats(), names or {}
     out: list[HistoryItem] = []
     for row in rows if isinstance(rows, list) else []:
         if not isinstance(row, dict):
             continue
+        symbol, interval = str(row.get("symbol", "")), str(row.get("interval", ""))
+        open_ms = _open_ms(row.get("candle_open_time"))
         out.append(
             HistoryItem(
                 key=str(row.get("signal_key", "")),
-                candle=_candle_text(row.get("candle_open_time")),
-                symbol=str(row.get("symbol", "")),
-                interval=str(row.get("interval", "")),
-                price=str(row.get("price", "")),
+                candle=fmt.time(open_ms, seconds=interval.endswith("s")),
+                symbol=symbol,
+                interval=interval,
+                price=fmt.price(symbol, _float(row.get("price"))),
                 status=str(row.get("status", "")),
                 source=str(row.get("source", "")),
-                open_ms=_open_ms(row.get("candle_open_time")),
+                open_ms=open_ms,
                 caught_up=row.get("caught_up") is True,
+                trader=names.get(str(row.get("trader_id", "")).lower(), ""),
+                conditions=_labels(row.get("matched_conditions")),
             )
         )
     return out
 
 
-def pending_item(key: str, payload: Mapping[str, JsonValue]) -> HistoryItem:
+def pending_item(
+    key: str,
+    payload: Mapping[str, JsonValue],
+    fmt: Formats | None = None,
+    names: Mapping[str, str] | None = None,
+) -> HistoryItem:
     """A signal still in the outbox, as shown (its status says it is not stored yet)."""
+    fmt, names = fmt or Formats(), names or {}
     open_ms = payload.get("candle_open_time")
     ms = open_ms if isinstance(open_ms, int) else -1
-    candle = datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S") if ms >= 0 else "?"
+    symbol, interval = str(payload.get("symbol", "")), str(payload.get("interval", ""))
     return HistoryItem(
         key=key,
-        candle=candle,
-        symbol=str(payload.get("symbol", "")),
-        interval=str(payload.get("interval", "")),
-        price=str(payload.get("price", "")),
+        candle=fmt.time(ms, seconds=interval.endswith("s")),
+        symbol=symbol,
+        interval=interval,
+        price=fmt.price(symbol, _float(payload.get("price"))),
         status="pending",
         source="local",
         open_ms=ms,
+        trader=names.get(str(payload.get("trader_id", "")).lower(), ""),
+        conditions=_labels(payload.get("matched_conditions")),
     )
 
 
@@ -336,6 +369,8 @@ class App:
         symbols: SymbolSearch | None = None,
         attention: Attention | None = None,
         prefs: Preferences | None = None,
+        locale: Locale | None = None,
+        symbol_list: SymbolList | None = None,
     ) -> None:
         """Wire the app to the page's adapters; nothing happens until :meth:`start`.
 
@@ -343,7 +378,8 @@ class App:
         ``start_task`` runs a cancellable background task, ``wall`` is the wall clock (epoch seconds),
         ``symbols`` searches the market data's symbols for the editor (None: typed by hand),
         ``attention`` and ``prefs`` are the page's alert channels and the browser's preferences (None:
-        no alerts).
+        no alerts), ``locale`` the browser's time zone (None: UTC only), ``symbol_list`` the market
+        data's symbols, whose tick sizes give the prices their decimals (None: by their size).
         """
         self.backend = backend
         self.view = view
@@ -359,6 +395,11 @@ class App:
         self.symbols = symbols
         self.attention = attention
         self.prefs = prefs
+        self.locale = locale
+        self.symbol_list = symbol_list
+        self.formats = self._formats()
+        #: The signals last read, as the API answered them (drawn again when the zone changes).
+        self._stored_rows: object = []
         #: The signed-in user's alerts (None: signed out, or no alert channels on this page).
         self.alerts: AlertCenter | None = None
         self._alerting = Coalesced(self._alerts_step, spawn)
@@ -384,6 +425,8 @@ class App:
         #: The trades last read (the API's rows), redrawn as they were while a read fails.
         self._trade_rows: object = []
         self._chart: tuple[str, str] | None = None
+        #: The user picked the chart's stream (otherwise it follows the newest signal).
+        self._chart_chosen = False
         self._charting = Coalesced(self._chart_step, spawn)
         self._trading = Coalesced(self._trades_step, spawn)
         #: The stream the editor previews and its markers (drawn on the chart while it is open).
@@ -432,7 +475,7 @@ class App:
                 user.id,
                 self.prefs,
                 self.attention,
-                lambda: {t.id.lower(): t.name for t in self.traders},
+                self._names,
                 on_note=self.view.toast,
             )
         alerts = self.alerts
@@ -523,6 +566,48 @@ class App:
     def _written(self) -> None:
         self.refresh_history()
         self.refresh_trades()
+
+    # -- how times and numbers are written ----------------------------------------------------------
+
+    def _formats(self) -> Formats:
+        locale = self.locale
+        stored = self.prefs.get(ZONE_KEY) if self.prefs is not None else None
+        utc = locale is None or stored == "utc"
+        self.view.show_zone(
+            utc=utc, local=locale.zone() if locale is not None else "", switchable=locale is not None
+        )
+        if locale is None:
+            return Formats(precision=self._symbol_precision)
+        return Formats(utc=utc, zone=locale.zone(), offset=locale.offset, precision=self._symbol_precision)
+
+    def _symbol_precision(self, symbol: str) -> int | None:
+        info = self.symbol_list.get(symbol) if self.symbol_list is not None else None
+        return info.price_precision if info is not None else None
+
+    async def _load_symbols(self) -> None:
+        """Load the symbol list once (prices get their tick size's decimals), then draw again."""
+        if self.symbol_list is None:
+            return
+        try:
+            await self.symbol_list.symbols()
+        except MarketUnavailable:
+            return  # prices keep the decimals their size gives; the editor's picker says why
+        if self.user is not None:
+            self._draw_history()
+            self.refresh_trades()
+
+    def choose_zone(self, utc: bool) -> None:
+        """The time zone switch: times in UTC, or in the browser's zone (kept in the browser)."""
+        if self.prefs is not None:
+            self.prefs.put(ZONE_KEY, "utc" if utc else "local")
+        self.formats = self._formats()
+        if self.user is not None:
+            self._draw_history()
+            self.refresh_trades()
+            self.refresh_summary()
+
+    def _names(self) -> dict[str, str]:
+        return {t.id.lower(): t.name for t in self.traders}
 
     # -- alerts ---------------------------------------------------------------------------------
 
@@ -620,6 +705,7 @@ class App:
         self.refresh_chart()
         self.refresh_summary()
         self.refresh_trades()
+        self.spawn(self._load_symbols())
         self.timers.every(TRADES_TIMER, TRADES_SECONDS, self.refresh_trades)
         self.spawn(self._read_problems())
         self.timers.every(PROBLEMS_TIMER, PROBLEMS_SECONDS, lambda: self.spawn(self._read_problems()))
@@ -707,8 +793,11 @@ class App:
             stored = history_items(result.data)
             changed = stored != self._stored
             self._stored = stored
+            self._stored_rows = result.data
             if changed and self._ready:
                 self._summary_after_change()
+            if stored and not self._chart_chosen:
+                self._chart_newest(stored[0])
         self._draw_history()
         return True
 
@@ -730,11 +819,13 @@ class App:
     def _draw_history(self) -> None:
         pending: list[HistoryItem] = []
         generation = self.generation
+        names = self._names()
         if generation is not None and self._source in ("all", "local"):
             keys = generation.sync.pending_keys()
             payloads = generation.sync.pending_signals()
-            pending = [pending_item(k, p) for k, p in zip(keys, payloads, strict=True)]
-        self.view.show_history(merge_history(self._stored, pending, HISTORY_LIMIT))
+            pending = [pending_item(k, p, self.formats, names) for k, p in zip(keys, payloads, strict=True)]
+        stored = history_items(self._stored_rows, self.formats, names)
+        self.view.show_history(merge_history(stored, pending, HISTORY_LIMIT), zone=self.formats.zone_label)
 
     # -- chart and summary --------------------------------------------------------------------------
 
@@ -786,11 +877,13 @@ class App:
         symbol, interval = selected
         if self.market is None:
             return ChartData(streams, selected, problem="No market data URL is configured.")
+        components = self.driver.components if self.driver is not None else None
+        gapless = components is not None and has_component(components, GAPLESS_HANDOFF)
         rows, signals = await asyncio.gather(
             self._klines(symbol, interval),
             self.backend.select(
                 "signals",
-                CHART_COLUMNS,
+                CHART_COLUMNS + (",caught_up" if gapless else ""),
                 order="candle_open_time",
                 descending=True,
                 limit=CHART_MARKERS,
@@ -881,7 +974,9 @@ class App:
             # Keep the positions last read (an outage must not empty the panel), without Close buttons:
             # what they would close is not known to be current.
             note = f"Could not load the trades: {trades.error}"
-            self.view.show_trades(trade_items(self._trade_rows, last), closable=False, note=note)
+            self.view.show_trades(
+                trade_items(self._trade_rows, last, self.formats), closable=False, note=note
+            )
         else:
             self._trade_rows = trades.data
             note = (
@@ -892,7 +987,7 @@ class App:
                     "Read-only: open trades are managed by whoever generates signals.",
                 )
             )
-            self.view.show_trades(trade_items(trades.data, last), closable=closable, note=note)
+            self.view.show_trades(trade_items(trades.data, last, self.formats), closable=closable, note=note)
         if profit.error is None:
             self.view.show_profit(profit_lines(profit.data))
         return True
@@ -905,12 +1000,25 @@ class App:
         self.refresh_trades()
 
     def select_chart(self, value: str) -> None:
-        """The chart's selector changed (``SYMBOL|interval``)."""
+        """Chart another stream (``SYMBOL|interval``): the selector, a signal's row or a trader's name.
+
+        Chosen by the user: the chart no longer follows the newest signal.
+        """
         symbol, _, interval = value.partition("|")
         known = [*chart_streams(self.traders), self._preview_stream]
-        if (symbol, interval) in known and (symbol, interval) != self._chart:
-            self._chart = (symbol, interval)
-            self.refresh_chart()
+        if (symbol, interval) in known:
+            self._chart_chosen = True
+            if (symbol, interval) != self._chart:
+                self._chart = (symbol, interval)
+                self.refresh_chart()
+
+    def _chart_newest(self, newest: HistoryItem) -> None:
+        """Until the user picks a stream, the chart shows the stream of the newest signal."""
+        stream = (newest.symbol, newest.interval)
+        if stream != self._chart and stream in chart_streams(self.traders) and self._preview_stream is None:
+            self._chart = stream
+            if self._drawn:
+                self.refresh_chart()
 
     # -- intents ----------------------------------------------------------------------------------
 
@@ -969,7 +1077,9 @@ class App:
         self._preview_stream, self._preview_markers = None, []
         self._trade_rows = []
         self._stored = []
+        self._stored_rows = []
         self._chart = None
+        self._chart_chosen = False
         self.user = None
         self.traders = []
         self._stored_problems = {}
@@ -1018,6 +1128,7 @@ class App:
             return
         self._source = source
         self._stored = []
+        self._stored_rows = []
         self._draw_history()
         self.refresh_history()
 

@@ -82,16 +82,24 @@ class Marker:
     open_ms: int
     source: str
     key: str
+    #: Found by a catch-up after a handoff, not live: drawn as a square instead of an arrow.
+    caught_up: bool = False
 
     def to_json(self) -> dict[str, object]:
-        """Lightweight Charts' series marker (a preview's above the bar, as a dot: not a signal)."""
+        """Lightweight Charts' series marker.
+
+        Live signals are arrows under the bar in their source's colour, caught-up ones squares (with a
+        lower-case letter: ``b``, ``c``), a preview's dots above the bar: three kinds told apart by
+        shape as well as by colour, so that they read in either colour scheme and without colour.
+        """
         preview = self.source == "preview"
+        letter = SOURCE_LETTERS.get(self.source, "?")
         return {
             "time": self.open_ms // 1000,
             "position": "aboveBar" if preview else "belowBar",
-            "shape": "circle" if preview else "arrowUp",
+            "shape": "circle" if preview else "square" if self.caught_up else "arrowUp",
             "color": SOURCE_COLORS.get(self.source, "#868e96"),
-            "text": SOURCE_LETTERS.get(self.source, "?"),
+            "text": letter.lower() if self.caught_up else letter,
         }
 
 
@@ -119,7 +127,7 @@ def chart_markers(
             continue
         key, ms, source = row.get("signal_key"), _open_ms(row.get("candle_open_time")), row.get("source")
         if isinstance(key, str) and ms is not None and isinstance(source, str):
-            seen[key] = Marker(ms, source, key)
+            seen[key] = Marker(ms, source, key, caught_up=row.get("caught_up") is True)
     for key, payload in pending:
         if payload.get("symbol") != symbol or payload.get("interval") != interval:
             continue
@@ -142,10 +150,11 @@ class ChartData:
     problem: str = ""
 
     def counts(self) -> dict[str, int]:
-        """Markers by source (the page exposes them for tests and screen readers)."""
-        out = {"local": 0, "cloud": 0, "preview": 0}
+        """Markers by source, and the caught-up ones (the page exposes them for tests and readers)."""
+        out = {"local": 0, "cloud": 0, "preview": 0, "caught_up": 0}
         for m in self.markers:
             out[m.source] = out.get(m.source, 0) + 1
+            out["caught_up"] += m.caught_up
         return out
 
     def candles_json(self) -> str:

@@ -44,7 +44,8 @@ TOAST_MAX: Final = 5
 _IDS: Final = (
     "boot", "fatal", "sign-in", "sign-in-email", "sign-in-password", "sign-in-error", "app",
     "mode-badge", "user-email", "sign-out", "schema-message", "guard-detail", "takeover-button",
-    "takeover-dialog", "traders", "traders-note", "alerts-note", "history", "history-empty", "toasts",
+    "takeover-dialog", "traders", "traders-note", "alerts-note", "zone-switch", "history-time", "history",
+    "history-empty", "toasts",
     "source-filter", "pending-count", "pending-detail", "market-status", "chart-symbol", "chart",
     "chart-note", "summary", "summary-note", "trades", "trades-note", "trades-empty", "profit",
     *EDITOR_IDS,
@@ -123,6 +124,9 @@ class DomView:
             el["source-filter"], "change", lambda _e: intents.filter_source(str(el["source-filter"].value))
         )
         self._listen(
+            el["zone-switch"], "change", lambda _e: intents.choose_zone(str(el["zone-switch"].value) == "utc")
+        )
+        self._listen(
             el["chart-symbol"], "change", lambda _e: intents.select_chart(str(el["chart-symbol"].value))
         )
 
@@ -134,6 +138,17 @@ class DomView:
                 intents.close_trade(key)
 
         self._listen(el["trades"], "click", close_clicked)
+
+        def chart_clicked(event: Event) -> None:
+            # A signal's row or a trader's name: chart that stream, and bring the chart into view.
+            target = event.target.closest("[data-chart]")
+            stream = target.getAttribute("data-chart") if present(target) else None
+            if isinstance(stream, str):
+                intents.select_chart(stream)
+                el["chart"].scrollIntoView(False)  # false: its bottom at the viewport's bottom
+
+        self._listen(el["history"], "click", chart_clicked)
+        self._listen(el["traders"], "click", chart_clicked)
         self._editor.bind(intents, self._listen)
 
     # -- states of the page ---------------------------------------------------------------------
@@ -250,9 +265,15 @@ class DomView:
             toggle.setAttribute("data-testid", "trader-toggle")
             toggle.setAttribute("data-trader-id", t.id)
             toggle.setAttribute("aria-label", f"Enable {t.name}")
-            name = doc.createElement("span")
+            # The name charts the trader's first stream when clicked.
+            name = doc.createElement("button" if t.stream else "span")
             name.className = "name"
             name.textContent = t.name
+            if t.stream:
+                name.type = "button"
+                name.setAttribute("data-chart", t.stream)
+                name.setAttribute("data-testid", "trader-name")
+                name.setAttribute("title", "Show on the chart")
             what = doc.createElement("span")
             what.className = "what"
             what.textContent = t.summary
@@ -301,6 +322,15 @@ class DomView:
             group.append(label)
         return group
 
+    def show_zone(self, *, utc: bool, local: str, switchable: bool) -> None:
+        """The header's time zone switch."""
+        select = self._el["zone-switch"]
+        select.hidden = not switchable
+        option = select.querySelector("option[value='local']")
+        if present(option):
+            option.textContent = f"Local time ({local})" if local else "Local time"
+        select.value = "utc" if utc else "local"
+
     def show_alerts_note(self, text: str) -> None:
         """A line on the alerts (a blocked permission); hidden when empty."""
         el = self._el["alerts-note"]
@@ -318,18 +348,20 @@ class DomView:
             raise RuntimeError(f"index.html has no tbody in #{table}")
         return body
 
-    def _cells(self, table: str, tr: Element, cells: Sequence[tuple[str, bool]]) -> None:
+    def _cells(
+        self, table: str, tr: Element, cells: Sequence[tuple[str, bool]], *, lines: bool = False
+    ) -> None:
         """Append a ``<td>`` per (text, numeric) to ``tr``; the text as text, never as HTML.
 
         Each cell carries its column's heading (``data-label``): on a phone the tables read as lists,
-        one block per row, each value under its name (``web/app.css``).
+        one block per row, each value under its name (``web/app.css``). With ``lines``, a newline in a
+        text breaks the line there.
         """
         labels = self._labels(table)
         for i, (text, numeric) in enumerate(cells):
             td = self._doc.createElement("td")
             td.textContent = text
-            if numeric:
-                td.className = "num"
+            td.className = " ".join(c for c, on in (("num", numeric), ("lines", lines)) if on)
             if i < len(labels) and labels[i]:
                 td.setAttribute("data-label", labels[i])
             tr.append(td)
@@ -342,9 +374,10 @@ class DomView:
             self._headings[table] = found
         return found
 
-    def show_history(self, items: Sequence[HistoryItem]) -> None:
+    def show_history(self, items: Sequence[HistoryItem], *, zone: str) -> None:
         """Redraw the signals table (``signal-row`` rows carrying their source and key)."""
         doc = self._doc
+        self._el["history-time"].textContent = f"Candle ({zone})"
         body = self._tbody("history")
         rows = []
         for it in items:
@@ -354,12 +387,15 @@ class DomView:
             tr.setAttribute("data-signal-key", it.key)
             tr.setAttribute("data-status", it.status)
             tr.setAttribute("data-caught-up", "1" if it.caught_up else "0")
+            # A click on the row charts its stream (dom.bind).
+            tr.setAttribute("data-chart", f"{it.symbol}|{it.interval}")
+            tr.setAttribute("title", "Show on the chart")
             # A caught-up signal was found after the fact (its candle closed before its executor's
             # lease began): said in the source column, so the row reads "Cloud · caught up".
             source = f"{it.source} · caught up" if it.caught_up else it.source
             self._cells("history", tr, (
-                (it.candle, False), (it.symbol, False), (it.interval, False), (it.price, True),
-                (it.status, False), (source, False),
+                (it.candle, False), (it.trader, False), (it.symbol, False), (it.interval, False),
+                (it.price, True), (it.conditions, False), (it.status, False), (source, False),
             ))  # fmt: skip
             rows.append(tr)
         body.replaceChildren(*rows)
@@ -417,6 +453,7 @@ class DomView:
         el.setAttribute("data-markers-local", str(counts.get("local", 0)))
         el.setAttribute("data-markers-cloud", str(counts.get("cloud", 0)))
         el.setAttribute("data-markers-preview", str(counts.get("preview", 0)))
+        el.setAttribute("data-markers-caught-up", str(counts.get("caught_up", 0)))
         lib: ChartLib | None = getattr(self._window, "signalguardChart", None)
         drawn = False
         if lib is not None:
@@ -445,11 +482,15 @@ class DomView:
             tr.setAttribute("data-source", it.source)
             tr.setAttribute("data-close-source", it.close_source)
             tr.setAttribute("data-pnl-sign", it.sign)
+            # Two lines where two values belong together: the wide table fits a card, and reads as
+            # "what, when" and "how much, what share".
+            by = source_name(it.source) + (f" → {source_name(it.close_source)}" if it.close_source else "")
+            exit_line = f"{it.price}\n{it.closed}" if it.closed else it.price
             self._cells("trades", tr, (
-                (it.symbol, False), (it.side, False), (it.entry, True), (it.price, True), (it.pnl, True),
-                (it.status, False), (source_name(it.source), False), (source_name(it.close_source), False),
+                (f"{it.symbol} {it.side}\n{it.quantity}", False), (f"{it.entry}\n{it.opened}", True),
+                (exit_line, True), (f"{it.pnl}\n{it.pnl_pct}", True), (it.status, False), (by, False),
                 (it.detail, False),
-            ))  # fmt: skip
+            ), lines=True)  # fmt: skip
             td = doc.createElement("td")
             if closable and it.status == "open":
                 button = doc.createElement("button")

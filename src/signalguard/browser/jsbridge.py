@@ -27,6 +27,8 @@ if TYPE_CHECKING:
         AlertsFacade,
         CreateProxy,
         DatabaseFacade,
+        DateClass,
+        Intl,
         JsFunction,
         JsObject,
         LockFacade,
@@ -318,6 +320,31 @@ class WebAttention:
     def put(self, key: str, value: str) -> None:
         """Store a preference."""
         self._alerts.prefPut(key, value)
+
+
+class WebLocale:
+    """:class:`~.ports.Locale` from the page's ``Date`` and ``Intl``."""
+
+    def __init__(self, date: DateClass, intl: Intl) -> None:
+        """Use the page's ``Date`` constructor and ``Intl`` namespace."""
+        self._date = date
+        self._intl = intl
+
+    def zone(self) -> str:
+        """The browser's zone name (``Europe/Berlin``), or its offset now (``UTC+01:00``)."""
+        try:
+            name = self._intl.DateTimeFormat.new().resolvedOptions().timeZone
+        except Exception:
+            name = None
+        if isinstance(name, str) and name:
+            return name
+        minutes = self.offset(int(self._date.now()))
+        sign = "+" if minutes >= 0 else "-"
+        return f"UTC{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+
+    def offset(self, ms: int) -> int:
+        """Minutes east of UTC at ``ms`` (``getTimezoneOffset`` counts west)."""
+        return -int(self._date.new(ms).getTimezoneOffset())
 
 
 class IndexedDbStore:

@@ -326,6 +326,14 @@ class Element(EventTarget, Protocol):
         """Take it out of the document."""
         ...
 
+    def closest(self, selectors: str) -> Element | JsNull:
+        """The nearest ancestor (or itself) matching ``selectors``."""
+        ...
+
+    def scrollIntoView(self, align_to_top: bool, /) -> None:
+        """Scroll the page so that the element is in view (its top or its bottom aligned)."""
+        ...
+
     # Form controls (<input>, <select>, <button>).
     disabled: bool
     value: str
@@ -507,12 +515,52 @@ class Console(Protocol):
         ...
 
 
+class JsDate(Protocol):
+    """A ``Date``."""
+
+    def getTimezoneOffset(self) -> int:
+        """Minutes *west* of UTC at this instant in the browser's zone (JavaScript's sign)."""
+        ...
+
+
 class DateClass(Protocol):
     """The ``Date`` constructor's static members."""
 
     def now(self) -> float:
         """Milliseconds since the epoch."""
         ...
+
+    def new(self, ms: float, /) -> JsDate:
+        """``new Date(ms)``."""
+        ...
+
+
+class ResolvedOptions(Protocol):
+    """``Intl.DateTimeFormat().resolvedOptions()``."""
+
+    timeZone: str | None
+
+
+class DateTimeFormat(Protocol):
+    """An ``Intl.DateTimeFormat``."""
+
+    def resolvedOptions(self) -> ResolvedOptions:
+        """Its settings, the browser's time zone among them."""
+        ...
+
+
+class DateTimeFormatClass(Protocol):
+    """The ``Intl.DateTimeFormat`` constructor."""
+
+    def new(self) -> DateTimeFormat:
+        """``new Intl.DateTimeFormat()``: the browser's defaults."""
+        ...
+
+
+class Intl(Protocol):
+    """The ``Intl`` namespace."""
+
+    DateTimeFormat: DateTimeFormatClass
 
 
 class Storage(Protocol):
@@ -565,6 +613,7 @@ class Globals(Protocol):
 
     console: Console
     Date: DateClass
+    Intl: Intl
     performance: Performance
     sessionStorage: Storage
     crypto: Crypto

@@ -25,6 +25,7 @@ from signalguard.browser.jsbridge import (
     IndexedDbStore,
     SupabaseBackend,
     WebAttention,
+    WebLocale,
     WebMarketData,
     WebTabLocks,
     WorkerTimers,
@@ -161,6 +162,7 @@ async def run() -> None:
     backend = SupabaseBackend(facade, js.JSON.parse, create_proxy)
     timers = WorkerTimers(_timer_worker(), js.window, js.JSON.parse, create_proxy)
     market = WebMarketData(facade, config.market_data_url, create_proxy) if config.market_data_url else None
+    directory = SymbolDirectory(market) if market is not None else None
     alerts_js: AlertsFacade | None = getattr(js, "signalguardAlerts", None)
     attention = WebAttention(alerts_js, create_proxy) if alerts_js is not None else None
     app = App(
@@ -176,9 +178,11 @@ async def run() -> None:
         start_task=start_task,
         wall=wall,
         # The editor's symbol picker: the market data's own list, fetched on the first search.
-        symbols=SymbolDirectory(market).names if market is not None else None,
+        symbols=directory.names if directory is not None else None,
         attention=attention,
         prefs=attention,
+        locale=WebLocale(js.Date, js.Intl),
+        symbol_list=directory,
     )
     _app = app
 

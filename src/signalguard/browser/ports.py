@@ -17,6 +17,7 @@ from signalguard.browser.chart import ChartData, SummaryLine
 from signalguard.browser.editor import EditorView
 from signalguard.browser.trades import ProfitLine, TradeItem
 from signalguard.core.guard import Effects
+from signalguard.core.symbols import SymbolInfo
 
 #: Run a coroutine in the background (the page's event loop); errors are reported, not raised. What
 #: the coroutine yields to the loop and is sent back is the loop's business: ``object`` for both.
@@ -186,6 +187,8 @@ class TraderItem:
     problem: str = ""
     #: The alert channels chosen for it on this browser (:class:`~.alerts.Channel` values).
     alerts: frozenset[str] = frozenset()
+    #: The stream a click on its name charts (``SYMBOL|interval``; "" when its definition is invalid).
+    stream: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +207,9 @@ class HistoryItem:
     #: Found late: signed by an executor for a candle that closed before its own lease began (in the
     #: gap after the previous executor's end), not live.
     caught_up: bool = False
+    #: The trader's name ("" when not known here), and the conditions that matched.
+    trader: str = ""
+    conditions: str = ""
 
 
 class Intents(Protocol):
@@ -223,6 +229,10 @@ class Intents(Protocol):
 
     def take_over(self) -> None:
         """Take over from a cloud machine in error (already confirmed by the user)."""
+        ...
+
+    def choose_zone(self, utc: bool) -> None:
+        """Write times in UTC, or in the browser's zone."""
         ...
 
     def choose_alert(self, trader_id: str, channel: str, on: bool) -> None:
@@ -285,12 +295,16 @@ class View(Protocol):
         """The traders list; toggles are disabled unless ``editable``."""
         ...
 
+    def show_zone(self, *, utc: bool, local: str, switchable: bool) -> None:
+        """The time zone switch: UTC or the browser's zone ``local`` (hidden unless ``switchable``)."""
+        ...
+
     def show_alerts_note(self, text: str) -> None:
         """A line about the alerts (a notification permission the browser refused); "" hides it."""
         ...
 
-    def show_history(self, items: Sequence[HistoryItem]) -> None:
-        """The recent signals."""
+    def show_history(self, items: Sequence[HistoryItem], *, zone: str) -> None:
+        """The recent signals; their times are in ``zone`` (named in the heading)."""
         ...
 
     def show_pending(self, count: int, detail: str) -> None:
@@ -380,4 +394,28 @@ class Attention(Protocol):
 
     def on_look(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` whenever the user looks at the tab again (shown, or focused)."""
+        ...
+
+
+class Locale(Protocol):
+    """The browser's time zone."""
+
+    def zone(self) -> str:
+        """Its name (``Europe/Berlin``), or a UTC offset when the browser names none."""
+        ...
+
+    def offset(self, ms: int) -> int:
+        """Minutes east of UTC at the instant ``ms`` (epoch ms): daylight saving is the zone's."""
+        ...
+
+
+class SymbolList(Protocol):
+    """The market data's symbols (:class:`~signalguard.market.klines.SymbolDirectory`)."""
+
+    def get(self, symbol: str) -> SymbolInfo | None:
+        """The symbol's entry if the list is loaded (its ``price_precision``), without fetching."""
+        ...
+
+    async def symbols(self) -> tuple[SymbolInfo, ...]:
+        """Load the list (once); raises ``MarketUnavailable``."""
         ...

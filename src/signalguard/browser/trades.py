@@ -10,15 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Final
 
+from signalguard.browser.formats import UNKNOWN, Formats
 from signalguard.core.candles import timestamp_us
 
 #: Columns the panel reads.
 TRADE_VIEW_COLUMNS: Final = (
     "signal_key,symbol,interval,side,size,entry_price,entry_time,take_profit_price,stop_loss_price,"
-    "expires_at,status,exit_price,exit_reason,profit_loss,source,close_source,created_at"
+    "expires_at,status,exit_price,exit_time,exit_reason,profit_loss,source,close_source,created_at"
 )
 #: Trades shown at most.
 TRADES_SHOWN: Final = 50
@@ -48,12 +48,19 @@ class TradeItem:
     entry: str
     #: The exit price (closed), the last price (open, when known), or "—".
     price: str
-    #: Signed P&L in the quote currency, or "—" when not known.
+    #: Signed P&L in the quote currency (``+12.34 USDT``), or "—" when not known.
     pnl: str
     #: ``+``, ``-`` or ``0`` for styling; "" when not known.
     sign: str
     #: Why it closed ("take-profit", …), or the exit levels while open.
     detail: str
+    #: When it opened and closed ("" while open), in the page's zone.
+    opened: str = ""
+    closed: str = ""
+    #: The quantity of the base asset.
+    quantity: str = ""
+    #: The P&L as a percentage of the entry, signed, or "—".
+    pnl_pct: str = UNKNOWN
 
 
 def _num(value: object) -> float | None:
@@ -67,30 +74,20 @@ def _num(value: object) -> float | None:
     return None
 
 
-def _price(value: float | None) -> str:
-    return "—" if value is None else f"{value:.8g}"
-
-
-def _clock_time(value: object) -> str:
-    """A stored timestamp as ``HH:MM:SS`` UTC ("" if absent or unreadable)."""
+def _ms(value: object) -> int | None:
     us = timestamp_us(value)
-    if us is None:
-        return ""
-    return datetime.fromtimestamp(us / 1e6, tz=UTC).strftime("%H:%M:%S")
+    return None if us is None else us // 1000
 
 
-def _pnl(value: float | None) -> tuple[str, str]:
-    if value is None:
-        return "—", ""
-    rounded = round(value, 2)
-    return f"{rounded:+,.2f}", "+" if rounded > 0 else "-" if rounded < 0 else "0"
-
-
-def trade_items(rows: object, last_price: Callable[[str, str], float | None]) -> list[TradeItem]:
+def trade_items(
+    rows: object, last_price: Callable[[str, str], float | None], fmt: Formats | None = None
+) -> list[TradeItem]:
     """Stored trades (newest first) as panel rows, open ones first; malformed rows are skipped.
 
-    ``last_price(symbol, interval)`` is the last closed price this tab has seen, or None.
+    ``last_price(symbol, interval)`` is the last closed price this tab has seen, or None; ``fmt``
+    writes the numbers and times (UTC and the default precision if not given).
     """
+    fmt = fmt or Formats()
     items: list[tuple[bool, int, TradeItem]] = []
     for i, row in enumerate(rows if isinstance(rows, list) else ()):
         if not isinstance(row, Mapping) or not isinstance(row.get("signal_key"), str):
@@ -103,27 +100,30 @@ def trade_items(rows: object, last_price: Callable[[str, str], float | None]) ->
         if size is None or entry is None:
             continue
         symbol, interval = str(row.get("symbol")), str(row.get("interval"))
+        seconds = interval.endswith("s")
+        direction = 1 if side == "long" else -1
         if status == "open":
             price = last_price(symbol, interval)
-            pnl = None if price is None else size * (price - entry) * (1 if side == "long" else -1)
+            pnl = None if price is None else size * (price - entry) * direction
             levels = [
-                f"{name} {_price(v)}"
+                f"{name} {fmt.price(symbol, v)}"
                 for name, v in (
                     ("target", _num(row.get("take_profit_price"))),
                     ("stop", _num(row.get("stop_loss_price"))),
                 )
                 if v is not None
             ]
-            until = _clock_time(row.get("expires_at"))
-            if until:
-                levels.append(f"until {until}")
+            until = _ms(row.get("expires_at"))
+            if until is not None:
+                levels.append(f"until {fmt.time(until, seconds=seconds)}")
             detail = ", ".join(levels)
         else:
             price = _num(row.get("exit_price"))
             pnl = _num(row.get("profit_loss"))
             detail = _REASONS.get(str(row.get("exit_reason")), "cancelled" if status == "cancelled" else "")
-        text, sign = _pnl(pnl)
+        pct = None if price is None or status == "cancelled" else (price - entry) / entry * 100 * direction
         close_source = row.get("close_source")
+        exit_ms = _ms(row.get("exit_time"))
         item = TradeItem(
             key=str(row["signal_key"]),
             symbol=symbol,
@@ -131,11 +131,15 @@ def trade_items(rows: object, last_price: Callable[[str, str], float | None]) ->
             status=status,
             source=str(row.get("source")),
             close_source=str(close_source) if isinstance(close_source, str) else "",
-            entry=_price(entry),
-            price=_price(price),
-            pnl=text,
-            sign=sign,
+            entry=fmt.price(symbol, entry),
+            price=fmt.price(symbol, price),
+            pnl=fmt.amount(pnl, symbol),
+            sign=fmt.sign(pnl),
             detail=detail,
+            opened=fmt.time(_ms(row.get("entry_time")), seconds=seconds),
+            closed=fmt.time(exit_ms, seconds=seconds) if exit_ms is not None else "",
+            quantity=fmt.quantity(size),
+            pnl_pct=fmt.percent(pct),
         )
         items.append((status != "open", i, item))
     items.sort(key=lambda t: (t[0], t[1]))
@@ -184,8 +188,8 @@ def profit_lines(answer: object) -> list[ProfitLine]:
                 open=count("open_trades"),
                 wins=count("wins"),
                 losses=count("losses"),
-                avg=_pnl(_num(row.get("avg_profit")))[0],
-                realised=_pnl(_num(row.get("realised_pnl")))[0],
+                avg=Formats().amount(_num(row.get("avg_profit"))),
+                realised=Formats().amount(_num(row.get("realised_pnl"))),
             )
         )
     return lines
