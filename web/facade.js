@@ -29,6 +29,11 @@
 //                                       / Promise<JSON {error: string | null}>
 //   marketGet(url)                      GET on the market-data service: Promise<JSON {status, body,
 //                                       error}> (status 0 and an error when unreachable)
+//   webhookPost(url, headersJson, body, timeoutMs)
+//                                       POST a signal to the user's webhook: Promise<JSON {status,
+//                                       error}>; redirects are not followed (status 0 and an error),
+//                                       and a receiver that refuses this origin (CORS) or cannot be
+//                                       reached is an error too
 //   openStream(url, onEvent)            a WebSocket; onEvent(kind, text) with kind "open", "message",
 //                                       "close" (text: the close code and reason); returns close()
 //
@@ -253,6 +258,37 @@
     }
   }
 
+  async function webhookPost(url, headersJson, body, timeoutMs) {
+    const abort = new AbortController();
+    const timer = setTimeout(() => abort.abort(), timeoutMs);
+    try {
+      const response = await fetch(url, {
+        method: "POST",
+        headers: JSON.parse(headersJson),
+        body,
+        // Only the receiver's status matters: no cookies, no referrer, no redirects (a redirect
+        // could send the signal somewhere the user did not choose).
+        credentials: "omit",
+        referrerPolicy: "no-referrer",
+        redirect: "manual",
+        cache: "no-store",
+        signal: abort.signal,
+      });
+      if (response.type === "opaqueredirect") {
+        return JSON.stringify({ status: 0, error: "the receiver answered with a redirect (not followed)" });
+      }
+      return JSON.stringify({ status: response.status, error: null });
+    } catch (exc) {
+      const error = abort.signal.aborted
+        ? `no answer within ${timeoutMs / 1000} s`
+        : "not reachable from this page (network error, or the receiver does not allow this page's " +
+          `origin: CORS) — ${exc}`;
+      return JSON.stringify({ status: 0, error });
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
   function openStream(url, onEvent) {
     let ws;
     try {
@@ -330,6 +366,7 @@
     storeGet,
     storePut,
     marketGet,
+    webhookPost,
     openStream,
   });
 })();

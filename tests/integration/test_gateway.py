@@ -226,7 +226,7 @@ def test_config_json_is_the_apps_one_place_of_configuration(api: Api, stack: Loc
 def test_pages_carry_a_content_security_policy(app_gateway: str) -> None:
     csp = httpx.get(app_gateway + "/").headers["content-security-policy"]
     assert "default-src 'self'" in csp and "object-src 'none'" in csp
-    assert "connect-src 'self' http://127.0.0.1:9443 ws://127.0.0.1:9443" in csp
+    assert "connect-src 'self' http://127.0.0.1:9443 ws://127.0.0.1:9443 https: http://127.0.0.1:*" in csp
     assert "content-security-policy" not in httpx.get(app_gateway + "/web/app.zip").headers
 
 

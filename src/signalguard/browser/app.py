@@ -71,12 +71,14 @@ from signalguard.browser.trades import (
     profit_lines,
     trade_items,
 )
+from signalguard.browser.webhooks import WebhookPanel
 from signalguard.browser.workbench import SymbolSearch, Workbench
 from signalguard.core.candles import Candle, MarketDataError
 from signalguard.core.codes import (
     GAPLESS_HANDOFF,
     OPTIONAL_SCHEMA,
     REQUIRED_SCHEMA,
+    WEBHOOKS,
     GuardError,
     has_component,
 )
@@ -89,7 +91,7 @@ from signalguard.core.engine import (
     open_signals,
 )
 from signalguard.core.guard import Effects, Mode, WriteRefused
-from signalguard.core.ports import Clock, JsonValue, KeyValueStore
+from signalguard.core.ports import Clock, HttpPoster, JsonValue, KeyValueStore
 from signalguard.core.positions import TRADE_COLUMNS, TradeBook, trade_book
 from signalguard.core.preview import Preview
 from signalguard.core.traders import TraderDefinitionError, parse_trader
@@ -141,6 +143,9 @@ CHART_TIMER: Final = "chart"
 TRADES_SECONDS: Final = 10.0
 TRADES_TIMER: Final = "trades"
 CHART_COLUMNS: Final = "signal_key,symbol,interval,candle_open_time,source"
+#: The webhook's deliveries are re-read this often (failures of the cloud's posts show too).
+WEBHOOK_STATE_SECONDS: Final = 10.0
+WEBHOOK_STATE_TIMER: Final = "webhook-state"
 #: The summary is re-read this often.
 SUMMARY_SECONDS: Final = 30.0
 SUMMARY_TIMER: Final = "summary"
@@ -371,6 +376,8 @@ class App:
         prefs: Preferences | None = None,
         locale: Locale | None = None,
         symbol_list: SymbolList | None = None,
+        poster: HttpPoster | None = None,
+        stack_urls: tuple[str, ...] = (),
     ) -> None:
         """Wire the app to the page's adapters; nothing happens until :meth:`start`.
 
@@ -379,7 +386,9 @@ class App:
         ``symbols`` searches the market data's symbols for the editor (None: typed by hand),
         ``attention`` and ``prefs`` are the page's alert channels and the browser's preferences (None:
         no alerts), ``locale`` the browser's time zone (None: UTC only), ``symbol_list`` the market
-        data's symbols, whose tick sizes give the prices their decimals (None: by their size).
+        data's symbols, whose tick sizes give the prices their decimals (None: by their size),
+        ``poster`` posts the user's webhook while this tab generates (None: it shows, never posts), and
+        ``stack_urls`` are this app's own servers, which a webhook may not point at.
         """
         self.backend = backend
         self.view = view
@@ -397,6 +406,10 @@ class App:
         self.prefs = prefs
         self.locale = locale
         self.symbol_list = symbol_list
+        self.poster = poster
+        self.stack_urls = stack_urls
+        #: The signed-in user's webhook panel (None: signed out).
+        self.webhooks: WebhookPanel | None = None
         self.formats = self._formats()
         #: The signals last read, as the API answered them (drawn again when the zone changes).
         self._stored_rows: object = []
@@ -479,6 +492,19 @@ class App:
                 on_note=self.view.toast,
             )
         alerts = self.alerts
+        webhooks = WebhookPanel(
+            user.id,
+            self.backend,
+            self.timers,
+            self.spawn,
+            poster=self.poster,
+            stack_urls=self.stack_urls,
+            show=self.view.show_webhook,
+            formats=lambda: self.formats,
+            available=self._has_webhooks,
+        )
+        self.webhooks = webhooks
+        self.effect_listeners.append(webhooks.on_effects)
 
         def tab_lock(held: bool) -> None:
             driver.tab_lock(held)
@@ -566,6 +592,27 @@ class App:
     def _written(self) -> None:
         self.refresh_history()
         self.refresh_trades()
+        if self.webhooks is not None:
+            self.webhooks.kick()  # the signals just stored have their delivery rows
+
+    def _has_webhooks(self) -> bool:
+        components = self.driver.components if self.driver is not None else None
+        return components is not None and has_component(components, WEBHOOKS)
+
+    def save_webhook(self, url: str, secret: str, enabled: bool) -> None:
+        """Store the user's webhook (checked here first, then by the database)."""
+        if self.webhooks is not None:
+            self.webhooks.save(url, secret, enabled)
+
+    def remove_webhook(self) -> None:
+        """Delete the user's webhook (already confirmed by the user)."""
+        if self.webhooks is not None:
+            self.webhooks.remove()
+
+    def retry_webhook(self, key: str) -> None:
+        """Put a failed delivery back in line."""
+        if self.webhooks is not None:
+            self.webhooks.retry(key)
 
     # -- how times and numbers are written ----------------------------------------------------------
 
@@ -706,6 +753,9 @@ class App:
         self.refresh_summary()
         self.refresh_trades()
         self.spawn(self._load_symbols())
+        if self.webhooks is not None:
+            self.webhooks.refresh()
+            self.timers.every(WEBHOOK_STATE_TIMER, WEBHOOK_STATE_SECONDS, self.webhooks.refresh)
         self.timers.every(TRADES_TIMER, TRADES_SECONDS, self.refresh_trades)
         self.spawn(self._read_problems())
         self.timers.every(PROBLEMS_TIMER, PROBLEMS_SECONDS, lambda: self.spawn(self._read_problems()))
@@ -1056,6 +1106,10 @@ class App:
         if generation is not None:
             generation.stop()
             self.effect_listeners.remove(generation.on_effects)
+        webhooks, self.webhooks = self.webhooks, None
+        if webhooks is not None:
+            webhooks.stop()
+            self.effect_listeners.remove(webhooks.on_effects)
         workbench, self.workbench = self.workbench, None
         if workbench is not None:
             self.view.show_editor(None)
@@ -1068,6 +1122,7 @@ class App:
             SUMMARY_TIMER,
             SUMMARY_RETRY_TIMER,
             SUMMARY_SOON_TIMER,
+            WEBHOOK_STATE_TIMER,
         ):
             self.timers.clear(timer)
         self._summary_soon = False

@@ -17,6 +17,7 @@ from signalguard.browser.editor_dom import EDITOR_IDS, EditorDom
 from signalguard.browser.jstypes import present
 from signalguard.browser.ports import HistoryItem, Intents, TraderItem, User
 from signalguard.browser.trades import ProfitLine, TradeItem, source_name
+from signalguard.browser.webhooks import WebhookView
 from signalguard.core.guard import Effects, Mode
 
 if TYPE_CHECKING:
@@ -45,7 +46,8 @@ _IDS: Final = (
     "boot", "fatal", "sign-in", "sign-in-email", "sign-in-password", "sign-in-error", "app",
     "mode-badge", "user-email", "sign-out", "schema-message", "guard-detail", "takeover-button",
     "takeover-dialog", "traders", "traders-note", "alerts-note", "zone-switch", "history-time", "history",
-    "history-empty", "toasts",
+    "history-empty", "toasts", "webhook", "webhook-form", "webhook-url", "webhook-secret",
+    "webhook-enabled", "webhook-save", "webhook-remove", "webhook-error", "webhook-note", "webhook-failures",
     "source-filter", "pending-count", "pending-detail", "market-status", "chart-symbol", "chart",
     "chart-note", "summary", "summary-note", "trades", "trades-note", "trades-empty", "profit",
     *EDITOR_IDS,
@@ -148,6 +150,28 @@ class DomView:
                 el["chart"].scrollIntoView(False)  # false: its bottom at the viewport's bottom
 
         self._listen(el["history"], "click", chart_clicked)
+
+        def webhook_saved(event: Event) -> None:
+            event.preventDefault()
+            secret = el["webhook-secret"]
+            intents.save_webhook(
+                str(el["webhook-url"].value), str(secret.value), bool(el["webhook-enabled"].checked)
+            )
+            secret.value = ""  # never kept in the page longer than the save
+
+        def webhook_removed(_event: Event) -> None:
+            if self._window.confirm("Remove the webhook? No signal is posted to it from now on."):
+                intents.remove_webhook()
+
+        def failure_clicked(event: Event) -> None:
+            key = event.target.getAttribute("data-retry")
+            if isinstance(key, str):
+                event.target.disabled = True
+                intents.retry_webhook(key)
+
+        self._listen(el["webhook-form"], "submit", webhook_saved)
+        self._listen(el["webhook-remove"], "click", webhook_removed)
+        self._listen(el["webhook-failures"], "click", failure_clicked)
         self._listen(el["traders"], "click", chart_clicked)
         self._editor.bind(intents, self._listen)
 
@@ -321,6 +345,41 @@ class DomView:
             label.append(box, words)
             group.append(label)
         return group
+
+    def show_webhook(self, view: WebhookView) -> None:
+        """The webhook panel (hidden while the database has no webhooks)."""
+        el = self._el
+        el["webhook"].hidden = not view.available
+        url = el["webhook-url"]
+        typing = url.matches(":focus")
+        if str(url.value) != view.url and not typing:
+            url.value = view.url  # not while the user types in it
+        el["webhook-enabled"].checked = view.enabled
+        el["webhook-secret"].setAttribute(
+            "placeholder", "set: type to replace" if view.has_secret else "none"
+        )
+        el["webhook-save"].disabled = view.busy
+        el["webhook-remove"].hidden = not view.url
+        el["webhook-remove"].disabled = view.busy
+        for name, text in (("webhook-error", view.error), ("webhook-note", view.note)):
+            el[name].textContent = text
+            el[name].hidden = not text
+        items = []
+        for failure in view.failures:
+            li = self._doc.createElement("li")
+            li.setAttribute("data-testid", "webhook-failure")
+            li.setAttribute("data-signal-key", failure.key)
+            what = self._doc.createElement("span")
+            what.textContent = f"{failure.signal}: {failure.reason}"
+            button = self._doc.createElement("button")
+            button.type = "button"
+            button.className = "link"
+            button.textContent = "Retry"
+            button.setAttribute("data-retry", failure.key)
+            button.setAttribute("data-testid", "webhook-retry")
+            li.append(what, button)
+            items.append(li)
+        el["webhook-failures"].replaceChildren(*items)
 
     def show_zone(self, *, utc: bool, local: str, switchable: bool) -> None:
         """The header's time zone switch."""

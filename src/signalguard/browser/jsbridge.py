@@ -38,6 +38,7 @@ if TYPE_CHECKING:
         Query,
         StoreFacade,
         TimerScope,
+        WebhookFacade,
         Worker,
     )
 
@@ -320,6 +321,27 @@ class WebAttention:
     def put(self, key: str, value: str) -> None:
         """Store a preference."""
         self._alerts.prefPut(key, value)
+
+
+class WebPoster:
+    """:class:`~signalguard.core.ports.HttpPoster` over the facade's ``webhookPost`` (``fetch``)."""
+
+    def __init__(self, facade: WebhookFacade) -> None:
+        """Post through the facade."""
+        self._facade = facade
+
+    async def post(self, url: str, headers: Mapping[str, str], body: str, timeout: float) -> int | str:
+        """See :class:`~signalguard.core.ports.HttpPoster`."""
+        try:
+            answer = json.loads(
+                str(await self._facade.webhookPost(url, _DUMPS(dict(headers)), body, timeout * 1000))
+            )
+        except ValueError:
+            return "unreadable answer from the page's fetch"
+        status, error = answer.get("status"), answer.get("error")
+        if isinstance(status, int) and status > 0:
+            return status
+        return str(error) if error else "no answer"
 
 
 class WebLocale:

@@ -201,6 +201,14 @@ class Response(Protocol):
         ...
 
 
+class WebhookFacade(Protocol):
+    """The facade's webhook post."""
+
+    def webhookPost(self, url: str, headers_json: str, body: str, timeout_ms: float) -> Awaitable[str]:
+        """POST to a receiver: JSON ``{status, error}`` (status 0 with an error when none came)."""
+        ...
+
+
 class AlertsFacade(Protocol):
     """``globalThis.signalguardAlerts`` (``web/alerts.js``): notifications, the chime, the title."""
 
@@ -241,7 +249,7 @@ class AlertsFacade(Protocol):
         ...
 
 
-class Facade(DatabaseFacade, LockFacade, StoreFacade, MarketFacade, Protocol):
+class Facade(DatabaseFacade, LockFacade, StoreFacade, MarketFacade, WebhookFacade, Protocol):
     """``globalThis.signalguard`` as a whole (``web/facade.js``)."""
 
     def init(self, url: str, anon_key: str) -> None:
@@ -324,6 +332,10 @@ class Element(EventTarget, Protocol):
 
     def remove(self) -> None:
         """Take it out of the document."""
+        ...
+
+    def matches(self, selectors: str) -> bool:
+        """Whether the element matches ``selectors`` (``:focus``: the user is in it)."""
         ...
 
     def closest(self, selectors: str) -> Element | JsNull:

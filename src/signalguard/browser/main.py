@@ -27,6 +27,7 @@ from signalguard.browser.jsbridge import (
     WebAttention,
     WebLocale,
     WebMarketData,
+    WebPoster,
     WebTabLocks,
     WorkerTimers,
 )
@@ -183,6 +184,9 @@ async def run() -> None:
         prefs=attention,
         locale=WebLocale(js.Date, js.Intl),
         symbol_list=directory,
+        poster=WebPoster(facade),
+        # A webhook may not point at this app's own servers: the API, and the page's origin.
+        stack_urls=(config.supabase_url, str(js.location.origin)),
     )
     _app = app
 

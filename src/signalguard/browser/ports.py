@@ -11,12 +11,15 @@ import enum
 import json
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from signalguard.browser.chart import ChartData, SummaryLine
 from signalguard.browser.editor import EditorView
 from signalguard.browser.trades import ProfitLine, TradeItem
 from signalguard.core.guard import Effects
+
+if TYPE_CHECKING:
+    from signalguard.browser.webhooks import WebhookView
 from signalguard.core.symbols import SymbolInfo
 
 #: Run a coroutine in the background (the page's event loop); errors are reported, not raised. What
@@ -231,6 +234,18 @@ class Intents(Protocol):
         """Take over from a cloud machine in error (already confirmed by the user)."""
         ...
 
+    def save_webhook(self, url: str, secret: str, enabled: bool) -> None:
+        """Store the webhook (an empty secret keeps the stored one)."""
+        ...
+
+    def remove_webhook(self) -> None:
+        """Delete the webhook (already confirmed by the user)."""
+        ...
+
+    def retry_webhook(self, key: str) -> None:
+        """Put the failed delivery of signal ``key`` back in line."""
+        ...
+
     def choose_zone(self, utc: bool) -> None:
         """Write times in UTC, or in the browser's zone."""
         ...
@@ -293,6 +308,10 @@ class View(Protocol):
 
     def show_traders(self, traders: Sequence[TraderItem], *, editable: bool, note: str) -> None:
         """The traders list; toggles are disabled unless ``editable``."""
+        ...
+
+    def show_webhook(self, view: WebhookView) -> None:
+        """The webhook panel: its settings, its deliveries' state, the failed ones."""
         ...
 
     def show_zone(self, *, utc: bool, local: str, switchable: bool) -> None:

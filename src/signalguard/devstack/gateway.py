@@ -88,6 +88,9 @@ _HOP_HEADERS = frozenset(
     }
 )
 
+#: Where the page may post the user's webhook: any https receiver and, this stack being local, a
+#: receiver on this machine (the page refuses a webhook on this stack's own port).
+WEBHOOK_CONNECT = "https: http://127.0.0.1:* http://localhost:*"
 STACK_HEADER = ("X-Signalguard-Stack", "local-dev")
 API_VERSION_HEADER = ("X-Supabase-Api-Version", "2024-01-01")
 API_PREFIXES = ("/rest/v1/", "/auth/v1/")
@@ -744,13 +747,17 @@ class Gateway:
         """The page's Content-Security-Policy: its own origin, plus the market-data service.
 
         Pyodide compiles WebAssembly and PyScript evaluates its bootstrap, hence the two eval
-        allowances; nothing else loads from anywhere but the origin.
+        allowances; nothing else loads from anywhere but the origin. Connections go to the origin, the
+        market data and, for the user's webhook (which the generating tab posts), the receivers of
+        :data:`WEBHOOK_CONNECT`. Scripts still come from the origin only, and the page puts no text
+        from the network into HTML.
         """
         market = self.config.market_data_url.rstrip("/")
         stream = "ws" + market[len("http") :] if market.startswith("http") else market
         return (
             "default-src 'self'; script-src 'self' 'wasm-unsafe-eval' 'unsafe-eval'; "
-            f"connect-src 'self' {market} {stream}; worker-src 'self'; img-src 'self' data:; "
+            f"connect-src 'self' {market} {stream} {WEBHOOK_CONNECT}; worker-src 'self'; "
+            "img-src 'self' data:; "
             "style-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; "
             "form-action 'self'"
         )
