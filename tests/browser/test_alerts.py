@@ -45,6 +45,7 @@ def row(key: str, stored_ms: int, trader: str = TRADER, **extra: object) -> dict
         "price": 42123.5,
         "source": "cloud",
         "candle_open_time": "2025-12-06T10:15:00+00:00",
+        "matched_conditions": ["RSI(14) 27.4 < 30"],
         "created_at": iso(stored_ms),
     }
     return base | extra
@@ -296,7 +297,7 @@ def test_one_signal_names_its_trader_stream_price_candle_and_source() -> None:
     alert = compose([arrival("k1")], lambda _t: frozenset({Channel.NOTIFY}), {TRADER: "RSI dip"})
     assert alert is not None
     assert alert.title == "New signal"
-    assert alert.body == "RSI dip: BTCUSDT 1m at 42123.5, candle 10:15 UTC (cloud)"
+    assert alert.body == "RSI dip: BTCUSDT 1m at 42123.5, candle 10:15 UTC (cloud): RSI(14) 27.4 < 30"
     assert alert.tag == "signalguard:k1"
     assert alert.notify and not alert.sound
 

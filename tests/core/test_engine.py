@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 
 import pytest
 
@@ -101,9 +102,10 @@ def test_signals_only_while_authorized_and_stamped_with_epoch() -> None:
     assert {s.epoch for s in signals} == {7}
     s = signals[0]
     assert s.key == signal_key(USER, s.trader_id, s.symbol, "1m", s.open_time)
-    assert s.status is SignalStatus.NEW and s.matched_conditions in (
-        ("RSI(14) < 35",),
-        ("Volume > 3.0x avg(20)",),
+    # Each matched condition with the figure that decided it: "RSI(14) 28.7 < 35".
+    assert s.status is SignalStatus.NEW and len(s.matched_conditions) == 1
+    assert re.fullmatch(
+        r"RSI\(14\) \d+\.\d < 35|Volume \d+\.\d\dx > 3\.0x avg\(20\)", s.matched_conditions[0]
     )
     assert {x.trader_id for x in signals} == {T_RSI, T_VOL}
     assert s.row(source="local") == {

@@ -485,7 +485,12 @@ def test_readings_name_every_condition_and_any_lists_only_those_that_held() -> N
     assert triggers
     for t in triggers:
         assert tuple(r.label for r in t.readings) == d.labels
-        assert t.labels == tuple(r.label for r in t.readings if r.matched)
+        matched = [r for r in t.readings if r.matched]
+        assert len(t.labels) == len(matched)
+        # What the signal will record: each matched label with its figures.
+        for text, r in zip(t.labels, matched, strict=True):
+            head = r.label.partition(" crosses ")[0].partition(" < ")[0]
+            assert text.startswith(head) and text != r.label
         rsi, band, _cross = t.readings
         assert rsi.value is not None and rsi.matched == (rsi.value < 35)
         assert band.value is not None and band.matched == (t.price < band.value)

@@ -329,7 +329,7 @@ def test_no_signal_before_warm_up() -> None:
     assert state.warmup == 2 and not state.ready
     assert state.update(bar(0, 100.0)) == ()
     assert state.status() == (("Price change(1) > -100%", None),)
-    assert state.update(bar(1, 101.0)) == ("Price change(1) > -100%",)
+    assert state.update(bar(1, 101.0)) == ("Price change(1) 1.00% > -100%",)
     assert state.ready and state.status() == (("Price change(1) > -100%", True),)
 
 
@@ -357,12 +357,17 @@ def test_match_all_and_any() -> None:
     any_state = TraderState(parse_trader(definition(up, down, match="any")), "BTCUSDT")
     all_results = [all_state.update(c) for c in bars(closes)]
     any_results = [any_state.update(c) for c in bars(closes)]
-    assert all_results == [(), ("Price change(1) > 0%", "Price change(1) > -100%"), (), all_results[1]]
+    assert all_results == [
+        (),
+        ("Price change(1) 1.00% > 0%", "Price change(1) 1.00% > -100%"),
+        (),
+        ("Price change(1) 1.49% > 0%", "Price change(1) 1.49% > -100%"),
+    ]
     assert any_results == [
         (),
-        ("Price change(1) > 0%",),
-        ("Price change(1) < 0%",),
-        ("Price change(1) > 0%",),
+        ("Price change(1) 1.00% > 0%",),
+        ("Price change(1) -0.50% < 0%",),
+        ("Price change(1) 1.49% > 0%",),
     ]
 
 
@@ -446,7 +451,7 @@ def test_duplicates_and_overlap_are_ignored() -> None:
     for c in history:
         state.prime(c)
     assert state.update(history[-1]) == ()  # REST/stream overlap
-    assert state.update(bar(3, 103.0)) == ("Price change(1) > -100%",)
+    assert state.update(bar(3, 103.0)) == ("Price change(1) 0.98% > -100%",)
     assert state.update(bar(3, 103.0)) == ()  # duplicate
     assert state.update(bar(2, 50.0)) == ()  # older than the last seen
 
@@ -456,7 +461,7 @@ def test_prime_never_signals_nor_starts_a_cooldown() -> None:
     for c in bars([100.0 + i for i in range(20)]):
         state.prime(c)
     assert state.ready
-    assert state.update(bar(20, 200.0)) == ("Price change(1) > -100%",)
+    assert state.update(bar(20, 200.0)) == ("Price change(1) 68.07% > -100%",)
 
 
 def test_evaluation_errors_are_typed() -> None:
@@ -491,7 +496,7 @@ def test_errors_in_one_trader_leave_the_others_running() -> None:
         b.update(bar(1, 101.0))
     assert info.value.code is EvaluationErrorCode.OUT_OF_STEP
     # … but it carries on with the next candle, as does everyone else.
-    assert b.update(bar(3, 103.0)) == a.update(bar(3, 103.0)) == ("Price change(1) > -100%",)
+    assert b.update(bar(3, 103.0)) == a.update(bar(3, 103.0)) == ("Price change(1) 0.98% > -100%",)
 
 
 def test_shared_pool_computes_each_indicator_once() -> None:
@@ -616,13 +621,13 @@ def test_internal_failure_is_isolated_and_sticky(monkeypatch: pytest.MonkeyPatch
     )
     # The other indicator took the candle exactly once, and its trader goes on.
     assert pool._indicators[("rsi", 2, 0, 0, 0.0)][0].value != rsi_before
-    assert healthy.update(bar(4, 90.0)) == ("RSI(2) > 0",) and healthy.failure is None
+    assert healthy.update(bar(4, 90.0)) == ("RSI(2) 7.1 > 0",) and healthy.failure is None
     assert list(pool.broken) == list(failing.definition.conditions)
     monkeypatch.undo()
     with pytest.raises(TraderEvaluationError) as info:
         failing.update(bar(5, 95.0))
     assert info.value.code is EvaluationErrorCode.INTERNAL
-    assert healthy.update(bar(5, 95.0)) == ("RSI(2) > 0",)
+    assert healthy.update(bar(5, 95.0)) == ("RSI(2) 45.8 > 0",)
     # The failed indicator stays retired until its last user leaves; then the condition can return.
     late = TraderState(parse_trader(definition(always())), "BTCUSDT", pool)
     assert late.failure is not None
@@ -635,7 +640,7 @@ def test_internal_failure_is_isolated_and_sticky(monkeypatch: pytest.MonkeyPatch
     assert pool.broken == {} and ("roc", 1, 0, 0, 0.0) not in pool._indicators
     again = TraderState(parse_trader(definition(always())), "BTCUSDT", pool)
     # Rebuilt from the closes the pool remembers, it is warm at once.
-    assert again.update(bar(6, 96.0)) == ("Price change(1) > -100%",)
+    assert again.update(bar(6, 96.0)) == ("Price change(1) 1.05% > -100%",)
 
 
 RSI_ANY: dict[str, Any] = {"indicator": "rsi", "period": 2, "op": ">", "value": 0}
@@ -658,7 +663,7 @@ def test_a_failing_condition_alone_is_retired(monkeypatch: pytest.MonkeyPatch) -
     # A match-any trader does not signal on its healthy condition while another has failed.
     with pytest.raises(TraderEvaluationError, match="exploded"):
         both.update(bar(3, 110.0))
-    assert only_rsi.update(bar(3, 110.0)) == ("RSI(2) > 0",)
+    assert only_rsi.update(bar(3, 110.0)) == ("RSI(2) 100.0 > 0",)
     assert ("roc", 1, 0, 0, 0.0) in pool._indicators and not pool._dead  # the indicator was fine
 
 

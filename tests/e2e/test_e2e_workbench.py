@@ -8,6 +8,7 @@ what it saves, the database checks again.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import psycopg
@@ -35,7 +36,7 @@ def signal_traders(stack: LocalStack, uid: str) -> set[str]:
 
 
 def labels_of(stack: LocalStack, uid: str) -> set[str]:
-    """Every matched-condition label of the user's signals."""
+    """Every matched condition of the user's signals, as recorded (``RSI(2) 31.4 < 45``)."""
     with stack.connect() as conn:
         rows = conn.execute(
             "select distinct unnest(matched_conditions) from public.signals where user_id = %s", (uid,)
@@ -179,7 +180,9 @@ def test_an_edit_in_one_tab_shows_in_another_and_a_draft_survives_a_reload(
     assert traders_of(fast_stack, uid)["Fast RSI"]["definition"]["conditions"][0]["value"] == 45
     # The generating tab runs the new definition from the next closed candles on.
     wait_until(
-        "a signal of the edited definition", lambda: "RSI(2) < 45" in labels_of(fast_stack, uid), timeout=30
+        "a signal of the edited definition",
+        lambda: any(re.fullmatch(r"RSI\(2\) \d+\.\d < 45", t) for t in labels_of(fast_stack, uid)) or None,
+        timeout=30,
     )
 
     # A half-edited trader survives a reload of the tab; nothing of it was saved.

@@ -70,7 +70,9 @@ class Channel(enum.Enum):
 #: makes no noise).
 DEFAULT_CHANNELS: Final = frozenset({Channel.COUNT})
 #: The columns an alert read asks for.
-ALERT_COLUMNS: Final = "signal_key,trader_id,symbol,interval,price,source,candle_open_time,created_at"
+ALERT_COLUMNS: Final = (
+    "signal_key,trader_id,symbol,interval,price,source,candle_open_time,matched_conditions,created_at"
+)
 #: Rows per read; a backlog larger than this is read over the next reads (the cursor moves on).
 ALERT_READ_LIMIT: Final = 100
 #: Each read goes back this far before the newest ``created_at`` seen (rows commit out of order).
@@ -134,6 +136,8 @@ class Arrival:
     candle: str
     #: When the database stored it, epoch milliseconds.
     stored_ms: int
+    #: What triggered it: the matched conditions with their figures (``RSI(14) 27.4 < 30``).
+    conditions: tuple[str, ...] = ()
 
 
 def _ms(value: object) -> int | None:
@@ -167,6 +171,9 @@ def arrivals(rows: object) -> list[Arrival]:
                 source=str(row.get("source") or ""),
                 candle=str(row.get("candle_open_time") or ""),
                 stored_ms=stored,
+                conditions=tuple(str(c) for c in labels)
+                if isinstance(labels := row.get("matched_conditions"), list)
+                else (),
             )
         )
     return out
@@ -290,7 +297,8 @@ def compose(
         for a in shown:
             trader = names.get(a.trader_id, "A trader")
             when = _candle_time(a.candle)
-            lines.append(f"{trader}: {a.symbol} {a.interval} at {a.price}, candle {when} ({a.source})")
+            why = f": {', '.join(a.conditions)}" if a.conditions else ""
+            lines.append(f"{trader}: {a.symbol} {a.interval} at {a.price}, candle {when} ({a.source}){why}")
         title = "New signal" if len(shown) == 1 else f"{len(shown)} new signals"
         body = "\n".join(lines)
     return Alert(title, body, f"signalguard:{newest.key}", notify=bool(notify), sound=sound)

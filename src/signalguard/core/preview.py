@@ -105,6 +105,7 @@ from signalguard.core.traders.evaluation import (
     _MacdCrossProbe,
     _MacdHistogramProbe,
     _ThresholdProbe,
+    reading_text,
 )
 from signalguard.core.traders.pool import IndicatorPool
 
@@ -189,7 +190,8 @@ class Trigger:
     open_time: int
     #: The candle's close: the signal's price.
     price: float
-    #: The matched conditions' labels, as the signal's ``matched_conditions``.
+    #: The matched conditions with the figures that decided them (``RSI(14) 27.4 < 30``), as the
+    #: signal's ``matched_conditions`` (:func:`~signalguard.core.traders.evaluation.reading_text`).
     labels: tuple[str, ...]
     #: Every condition of the definition on this candle, in definition order.
     readings: tuple[Reading, ...]
@@ -665,19 +667,20 @@ def _symbol_preview(stream: _Stream, definition: TraderDefinition, primed: int) 
     plan = definition.trade
     triggers: list[Trigger] = []
     for position in positions:
+        candle = stream.candles[position]
         if definition.match is Match.ALL:
-            matched = labels
-            readings = tuple(
-                Reading(label, r.reading(position), True) for label, r in zip(labels, results, strict=True)
-            )
+            held = [True] * len(results)
         else:
             held = [position in r.held() for r in results]
-            matched = tuple(label for label, h in zip(labels, held, strict=True) if h)
-            readings = tuple(
-                Reading(label, r.reading(position), h)
-                for label, r, h in zip(labels, results, held, strict=True)
-            )
-        candle = stream.candles[position]
+        readings = tuple(
+            Reading(label, r.reading(position), h) for label, r, h in zip(labels, results, held, strict=True)
+        )
+        # What the signal records: each matched condition with its figures, as the engine writes it.
+        matched = tuple(
+            reading_text(c, candle.close, x.value)
+            for c, x in zip(conditions, readings, strict=True)
+            if x.matched
+        )
         trade = stream.trade(plan, position) if plan is not None else None
         triggers.append(Trigger(candle.open_time, candle.close, matched, readings, trade))
     closed = sorted(

@@ -6,6 +6,7 @@ The probes here are what the pool shares between traders: one per distinct condi
 from __future__ import annotations
 
 import enum
+import math
 from typing import TYPE_CHECKING
 
 from signalguard.core.indicators import (
@@ -17,7 +18,19 @@ from signalguard.core.indicators import (
     PriceChangePct,
     VolumeSpike,
 )
-from signalguard.core.traders.definition import COMPARE, Band, Condition, Direction, Op
+from signalguard.core.traders.definition import (
+    COMPARE,
+    Band,
+    CloseVsAverage,
+    CloseVsBollinger,
+    Condition,
+    Direction,
+    Kind,
+    MacdHistogram,
+    MovingAverageCross,
+    Op,
+    Threshold,
+)
 
 if TYPE_CHECKING:
     from signalguard.core.traders.pool import TraderState
@@ -41,6 +54,66 @@ class TraderEvaluationError(Exception):
         super().__init__(message)
         self.code: EvaluationErrorCode = code
         self.message: str = message
+
+
+def figure(value: float, scale: float | None = None) -> str:
+    """A value as a signal's reading shows it: six significant digits, no exponent, no trailing zeros.
+
+    ``91234.5``, ``101.235``, ``0.00001234``. With ``scale`` (the price), a difference of two nearly
+    equal averages keeps six digits of the price or two of its own (``0.0041`` near 138), and never
+    the digits below a 10^-12 share of the price, where its operands may disagree across hosts. The worker and
+    the browser warm their averages up from different first candles; the decisions agree (the warm-up
+    rule settles the averages), the last digits of a difference need not.
+    """
+    if value != value or value in (float("inf"), float("-inf")):
+        return str(value)
+    if value == 0:
+        return "0"
+    own = math.floor(math.log10(abs(value)))
+    if scale:
+        # Six digits of the price, or two of the value itself, but never below a millionth of a
+        # millionth of the price, where two hosts' averages may differ.
+        of_scale = math.floor(math.log10(abs(scale)))
+        decimals = min(max(5 - of_scale, 1 - own), 9 - of_scale)
+    else:
+        decimals = 5 - own
+    text = f"{value:.{max(0, decimals)}f}"
+    text = text.rstrip("0").rstrip(".") if "." in text else text
+    return "0" if text in ("-0", "") else text
+
+
+def _with_value(label: str, op: str, value: str) -> str:
+    """``RSI(14) < 30`` with ``27.4`` before its operator: ``RSI(14) 27.4 < 30``."""
+    lhs, sep, rhs = label.partition(f" {op} ")
+    return f"{lhs} {value} {op} {rhs}" if sep else f"{label} ({value})"
+
+
+def reading_text(condition: Condition, close: float, value: float | None) -> str:
+    """A matched condition with the values that decided it, as a signal records it.
+
+    ``value`` is the figure the condition compared on the candle (the preview's
+    :class:`~signalguard.core.preview.Reading` value): the indicator of a threshold (``RSI(14) 27.4 <
+    30``, ``Volume 3.12x > 2x avg(20)``, ``Price change(5) 2.41% > 2%``), the average or band the close
+    was compared with (``Close 101.2 > SMA(50) 99.8``), fast minus slow for a cross (``EMA(9) crosses
+    above EMA(21) by 0.42``), the MACD histogram (``MACD(12, 26, 9) histogram 0.42 > 0``). The engine
+    and the preview write it with this one function from the same figures, so that a preview's
+    trigger and the signal it foretells read alike. None (not warm): the label alone.
+    """
+    label = condition.label
+    if value is None:
+        return label
+    if isinstance(condition, Threshold):
+        unit = {Kind.RSI: "", Kind.VOLUME_SPIKE: "x"}.get(condition.kind, "%")
+        text = f"{value:.1f}" if condition.kind is Kind.RSI else f"{value:.2f}{unit}"
+        return _with_value(label, str(condition.op), text)
+    if isinstance(condition, CloseVsAverage | CloseVsBollinger):
+        return f"{_with_value(label, str(condition.op), figure(close))} {figure(value)}"
+    # Differences of averages: written to the digits of the price (see figure()).
+    if isinstance(condition, MovingAverageCross):
+        return f"{label} by {figure(value, close)}"
+    if isinstance(condition, MacdHistogram):
+        return _with_value(label, str(condition.op), figure(value, close))
+    return f"{label} (histogram {figure(value, close)})"
 
 
 class ConditionResult:
@@ -74,6 +147,19 @@ class ConditionResult:
         """Re-evaluate after the pool's indicators took the candle closing at ``close``."""
         raise NotImplementedError
 
+    def figure(self) -> float | None:
+        """The figure the condition compared on the last candle (see :func:`reading_text`)."""
+        return None
+
+    def reading(self, label: str, close: float) -> str:
+        """``label`` with the values that decided it on the last candle (closing at ``close``).
+
+        ``RSI(14) 27.4 < 30``. Read only when a trader signals (a signal records what triggered it),
+        never on the hot path.
+        """
+        condition = self.condition
+        return label if condition is None else reading_text(condition, close, self.figure())
+
 
 class _ThresholdProbe(ConditionResult):
     __slots__ = ("_compare", "_indicator", "_value")
@@ -85,6 +171,9 @@ class _ThresholdProbe(ConditionResult):
         self._indicator = indicator
         self._compare = COMPARE[op]
         self._value = value
+
+    def figure(self) -> float | None:
+        return self._indicator.value
 
     def evaluate(self, close: float) -> None:
         v = self._indicator.value
@@ -109,6 +198,9 @@ class _CloseVsAverageProbe(ConditionResult):
         self.ready = True
         self.matched = self._compare(close, v)
 
+    def figure(self) -> float | None:
+        return self._indicator.value
+
 
 class _CloseVsBandProbe(ConditionResult):
     __slots__ = ("_band", "_compare", "_indicator")
@@ -120,6 +212,11 @@ class _CloseVsBandProbe(ConditionResult):
         self._compare = COMPARE[op]
         # Outside a band is rare; either side of the middle line is a coin toss.
         self.prior = 0.5 if band is Band.MIDDLE else 0.05
+
+    def figure(self) -> float | None:
+        bands = self._indicator
+        band = self._band
+        return bands.lower if band is Band.LOWER else bands.upper if band is Band.UPPER else bands.middle
 
     def evaluate(self, close: float) -> None:
         bands = self._indicator
@@ -150,6 +247,10 @@ class _CrossProbe(ConditionResult):
         self._up = direction is Direction.UP
         self._previous: float | None = None
 
+    def figure(self) -> float | None:
+        f, s = self._fast.value, self._slow.value
+        return None if f is None or s is None else f - s
+
     def evaluate(self, close: float) -> None:
         f = self._fast.value
         s = self._slow.value
@@ -173,6 +274,9 @@ class _MacdHistogramProbe(ConditionResult):
         self._compare = COMPARE[op]
         self._value = value
 
+    def figure(self) -> float | None:
+        return self._macd.histogram
+
     def evaluate(self, close: float) -> None:
         h = self._macd.histogram
         if h is None:
@@ -185,6 +289,9 @@ class _MacdCrossProbe(ConditionResult):
     __slots__ = ("_macd", "_previous", "_up")
 
     PRIOR = 0.02
+
+    def figure(self) -> float | None:
+        return self._macd.histogram
 
     def __init__(self, macd: MACD, direction: Direction) -> None:
         super().__init__()

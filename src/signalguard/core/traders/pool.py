@@ -639,7 +639,6 @@ class TraderState:
             for probe in self._probes:
                 if not probe.matched:
                     return _NO_SIGNAL
-            labels = self.labels
         else:
             for probe in self._probes:
                 if probe.matched:
@@ -648,9 +647,12 @@ class TraderState:
                 return _NO_SIGNAL
             if not self._warm and not self.ready:
                 return _NO_SIGNAL
-            labels = tuple(label for label, p in zip(self.labels, self._probes, strict=True) if p.matched)
         self._next_index = index + self._step
-        return labels
+        # A signal: the matched conditions with the values that decided them (off the hot path).
+        close = self.pool.last_close or 0.0
+        return tuple(
+            p.reading(label, close) for label, p in zip(self.labels, self._probes, strict=True) if p.matched
+        )
 
     def close(self) -> None:
         """Release the trader's conditions from the pool. The state cannot be used afterwards."""
