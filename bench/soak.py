@@ -56,7 +56,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     rules = Rules(exactly_once={"auto": None, "require": True, "report": False}[args.exactly_once])
     if args.recheck is not None:
-        verdict = check(load_history(args.recheck), rules)
+        try:
+            history = load_history(args.recheck)
+        except OSError as exc:
+            print(f"--recheck: cannot read {args.recheck}: {exc.strerror or exc}", file=sys.stderr)
+            return 2
+        except (ValueError, KeyError, TypeError) as exc:
+            # Not a history this soak wrote (malformed JSON, missing or mistyped fields).
+            print(f"--recheck: {args.recheck} is not a soak history: {exc!r}", file=sys.stderr)
+            return 2
+        verdict = check(history, rules)
         print(verdict.report(examples=1000))
         return 0 if verdict.ok else 1
     result = run_soak(
