@@ -297,7 +297,7 @@ def test_one_signal_names_its_trader_stream_price_candle_and_source() -> None:
     alert = compose([arrival("k1")], lambda _t: frozenset({Channel.NOTIFY}), {TRADER: "RSI dip"})
     assert alert is not None
     assert alert.title == "New signal"
-    assert alert.body == "RSI dip: BTCUSDT 1m at 42123.5, candle 10:15 UTC (cloud): RSI(14) 27.4 < 30"
+    assert alert.body == "RSI dip: BTCUSDT 1m at 42,123.50, candle 10:15 UTC (cloud): RSI(14) 27.4 < 30"
     assert alert.tag == "signalguard:k1"
     assert alert.notify and not alert.sound
 

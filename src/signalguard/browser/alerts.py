@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final
 
+from signalguard.browser.formats import Formats
 from signalguard.browser.ports import Attention, Permission, Preferences
 
 __all__ = [
@@ -265,21 +266,26 @@ class Alert:
     sound: bool
 
 
-def _candle_time(text: str) -> str:
-    ms = _ms(text)
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%H:%M UTC") if ms is not None else text
+def _price(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
 
 
 def compose(
     arrived: Sequence[Arrival],
     choices: Callable[[str], frozenset[Channel]],
     names: Mapping[str, str],
+    fmt: Formats | None = None,
 ) -> Alert | None:
     """The alert for signals that arrived together (None: no trader of theirs wants one).
 
-    One signal gets its own notification (trader, stream, price, candle, source); more than
-    :data:`GROUP_OVER` at once get one that counts them, so a catch-up does not bury the screen.
+    One signal gets its own notification (trader, stream, price, candle, source, what triggered it);
+    more than :data:`GROUP_OVER` at once get one that counts them, so a catch-up does not bury the
+    screen. ``fmt`` writes the price and the candle's time as the page's tables do.
     """
+    fmt = fmt or Formats()
     wanted = [a for a in arrived if choices(a.trader_id) & {Channel.NOTIFY, Channel.SOUND}]
     if not wanted:
         return None
@@ -296,9 +302,10 @@ def compose(
         lines = []
         for a in shown:
             trader = names.get(a.trader_id, "A trader")
-            when = _candle_time(a.candle)
+            when = f"{fmt.clock(_ms(a.candle))} {fmt.zone_label}"
+            price = fmt.price(a.symbol, _price(a.price))
             why = f": {', '.join(a.conditions)}" if a.conditions else ""
-            lines.append(f"{trader}: {a.symbol} {a.interval} at {a.price}, candle {when} ({a.source}){why}")
+            lines.append(f"{trader}: {a.symbol} {a.interval} at {price}, candle {when} ({a.source}){why}")
         title = "New signal" if len(shown) == 1 else f"{len(shown)} new signals"
         body = "\n".join(lines)
     return Alert(title, body, f"signalguard:{newest.key}", notify=bool(notify), sound=sound)
@@ -315,12 +322,18 @@ class AlertCenter:
         names: Callable[[], Mapping[str, str]],
         *,
         on_note: Callable[[str], None],
+        formats: Callable[[], Formats] = Formats,
     ) -> None:
-        """``names`` gives trader names by id; ``on_note`` shows a line about the alerts."""
+        """Alert for ``user_id`` through ``attention``, the choices kept in ``prefs``.
+
+        ``names`` gives trader names by id; ``on_note`` shows a line about the alerts; ``formats`` is
+        the page's way to write prices and times.
+        """
         self._key = channels_key(user_id)
         self._prefs = prefs
         self._attention = attention
         self._names = names
+        self._formats = formats
         self._on_note = on_note
         self._ledger = Ledger(prefs)
         self._choices, problem = parse_channels(prefs.get(self._key))
@@ -418,7 +431,7 @@ class AlertCenter:
 
     def _fire(self, arrived: Sequence[Arrival]) -> None:
         fresh = set(self._ledger.claim([a.key for a in arrived]))
-        alert = compose([a for a in arrived if a.key in fresh], self.channels, self._names())
+        alert = compose([a for a in arrived if a.key in fresh], self.channels, self._names(), self._formats())
         if alert is None:
             return
         if alert.notify and self._attention.permission() is Permission.GRANTED:

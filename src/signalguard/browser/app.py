@@ -490,6 +490,7 @@ class App:
                 self.attention,
                 self._names,
                 on_note=self.view.toast,
+                formats=lambda: self.formats,
             )
         alerts = self.alerts
         webhooks = WebhookPanel(
