@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import Awaitable
 from typing import Any, TypeVar
@@ -196,9 +197,16 @@ def test_an_unknown_symbol_is_refused() -> None:
             429,
             '{"code":-1003,"msg":"Too much request weight used."}',
             False,
-            "exchangeInfo: HTTP 429 Too much request weight used.",
+            "exchangeInfo: HTTP 429: the market data's request limit was reached (Too much request "
+            "weight used.); no request is sent for 60 s (until HH:MM:SS UTC)",
         ),
-        (418, "", False, "exchangeInfo: HTTP 418"),
+        (
+            418,
+            "",
+            False,
+            "exchangeInfo: HTTP 418: the market data has banned this address for going over its "
+            "request limit; no request is sent for 120 s (until HH:MM:SS UTC)",
+        ),
         (503, "Service Unavailable", False, "exchangeInfo: HTTP 503 Service Unavailable"),
         (302, "", False, "exchangeInfo: HTTP 302"),
     ],
@@ -208,7 +216,9 @@ def test_http_errors(status: int, body: str, refused: bool, message: str) -> Non
     market.exchange_info = status, body
     with pytest.raises(MarketUnavailable) as caught:
         run(exchange_symbols(market))
-    assert (caught.value.refused, str(caught.value)) == (refused, message)
+    # The rate limits' lines end with the wall-clock time their wait ends.
+    shown = re.sub(r"\d\d:\d\d:\d\d UTC", "HH:MM:SS UTC", str(caught.value))
+    assert (caught.value.refused, shown) == (refused, message)
 
 
 def test_no_answer() -> None:

@@ -10,9 +10,11 @@ For each (symbol, interval) the running traders watch, the plan is:
 1. **verify** a stream it has not seen served yet with one small REST request, before any connection
    names it: a stream the market data refuses (an unknown symbol, an interval the source lacks, a
    region block) must not take the connection of the others down with it;
-2. **connect**: the served streams, in groups of at most :data:`STREAMS_PER_CONNECTION`, one combined
-   stream each, opened before the history is fetched so that every candle closing from then on is
-   delivered;
+2. **connect**: the served streams, in groups of at most :data:`STREAMS_PER_CONNECTION` (never more
+   than Binance's :data:`BINANCE_MAX_STREAMS`), one combined stream each, opened before the history is
+   fetched so that every candle closing from then on is delivered. Binance cuts a connection after
+   24 hours; the driver reconnects on its own before (``market.limits.MAX_CONNECTION_AGE``), and the
+   catch-up of step 3 fills the candles that closed in between, so the series has no gap;
 3. **catch up** by REST (:meth:`FeedPlanner.catch_up`): the newest closed candles the warm-up rule asks
    for (see :mod:`signalguard.core.traders`), and on a reconnect the candles missed meanwhile;
 4. **live**: feed each closed stream candle (:meth:`FeedPlanner.live`); one not newer than the last fed
@@ -40,6 +42,7 @@ from signalguard.core.ports import Stream
 from signalguard.core.traders import TraderDefinitionError, parse_trader
 
 __all__ = [
+    "BINANCE_MAX_STREAMS",
     "MAX_PROBLEM",
     "STREAMS_PER_CONNECTION",
     "CatchUp",
@@ -53,7 +56,10 @@ __all__ = [
     "trader_problems",
 ]
 
-#: Streams per WebSocket connection (Binance allows 1024; URLs stay short).
+#: Binance's limit of streams on one WebSocket connection.
+BINANCE_MAX_STREAMS: Final = 1024
+#: Streams per WebSocket connection: well under Binance's 1,024, so the URL naming them stays short
+#: (a stream name is about 20 characters).
 STREAMS_PER_CONNECTION: Final = 200
 #: Longest problem line a trader gets (the database's limit).
 MAX_PROBLEM: Final = 300
@@ -113,9 +119,12 @@ class FeedPlanner:
     """The decisions of the market feed; see the module documentation."""
 
     def __init__(self, *, backoff: Backoff = BACKOFF, per_connection: int = STREAMS_PER_CONNECTION) -> None:
-        """Plan with ``backoff`` (tests scale it) and at most ``per_connection`` streams a connection."""
+        """Plan with ``backoff`` (tests scale it) and at most ``per_connection`` streams a connection.
+
+        ``per_connection`` is bounded by :data:`BINANCE_MAX_STREAMS`: Binance refuses a larger one.
+        """
         self.backoff = backoff
-        self._per_connection = max(1, per_connection)
+        self._per_connection = min(BINANCE_MAX_STREAMS, max(1, per_connection))
         self._watched: list[Stream] = []
         self._needs: dict[Stream, int] = {}
         self._last: dict[Stream, int] = {}
@@ -168,11 +177,16 @@ class FeedPlanner:
             self._served.add(stream)
             self._failed.pop(stream, None)
 
-    def refused(self, stream: Stream, reason: str, now: float) -> StreamFailure:
-        """The market data refused ``stream`` (not the connection): fail it alone, retry it later."""
+    def refused(self, stream: Stream, reason: str, now: float, *, not_before: float = 0.0) -> StreamFailure:
+        """The market data refused ``stream`` (not the connection): fail it alone, retry it later.
+
+        ``not_before``: seconds the exchange asked for no requests (its rate limit's ``Retry-After``);
+        the next try is no sooner, whatever the back-off says.
+        """
         before = self._failed.get(stream)
         failures = (before.failures if before else 0) + 1
-        failure = StreamFailure(reason[:MAX_PROBLEM], failures, now + self.backoff.delay(failures))
+        wait = max(self.backoff.delay(failures), not_before)
+        failure = StreamFailure(reason[:MAX_PROBLEM], failures, now + wait)
         if stream in self._watched:
             self._failed[stream] = failure
             self._served.discard(stream)

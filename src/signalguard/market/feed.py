@@ -9,6 +9,11 @@ What the feed is doing goes to ``on_state`` (the page's status line) and to the
 ``signalguard.market.feed`` log (the worker's); which streams failed alone, and why, goes to
 ``on_problems``. Malformed messages are counted and dropped by the core's
 :class:`~signalguard.core.candles.KlineParser`.
+
+Binance's limits are kept here for both hosts: each connection is made anew after
+``max_connection_age`` (23 h 30 min), before Binance's 24-hour cut, and its catch-up fills the candles
+that closed meanwhile; after a 429/418 the feed waits as long as the exchange's ``Retry-After`` asks
+(:mod:`signalguard.market.limits` keeps the request weight itself).
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from signalguard.market.klines import (
     fill_trade_history,
     stream_name,
 )
+from signalguard.market.limits import MAX_CONNECTION_AGE
 
 __all__ = ["STREAMS_PER_CONNECTION", "MarketData", "MarketFeed", "ProblemsCallback", "StateCallback"]
 
@@ -85,12 +91,14 @@ class MarketFeed:
         wall: Callable[[], float] = time.time,
         backoff: Backoff = BACKOFF,
         rest_concurrency: int = 1,
+        max_connection_age: float = MAX_CONNECTION_AGE,
     ) -> None:
         """Feed ``manager`` from ``market``; ``on_fed`` runs after candles were fed (to drain effects).
 
         ``rest_concurrency`` bounds the REST requests of one catch-up in flight at once: 1 in the page
         (a tab watches few streams, and the browser limits connections), more in the worker (Binance
-        weighs a 1000-row page at 5 of 6000 a minute).
+        weighs a klines request at 2 of 6000 a minute). A connection is made anew after
+        ``max_connection_age`` seconds (tests shorten it).
         """
         self._market = market
         self._manager = manager
@@ -102,8 +110,11 @@ class MarketFeed:
         self.planner = FeedPlanner(backoff=backoff)
         self._refusal = asyncio.Event()
         self.parser = KlineParser()
+        self._max_age = max_connection_age
         #: Stream connections opened.
         self.connections = 0
+        #: Connections made anew because they reached ``max_connection_age``.
+        self.planned_reconnects = 0
 
     def need(self, needs: Iterable[HistoryNeed]) -> None:
         """Streams to prime before their next live candle (what ``set_traders`` returned)."""
@@ -159,6 +170,7 @@ class MarketFeed:
         failures = 0
         while True:
             self._on_state("connecting", "Connecting to market data…")
+            aged: asyncio.Timeout | None = None
             try:
                 await self._verify(group)
                 streams = self.planner.open_streams(group)
@@ -167,21 +179,41 @@ class MarketFeed:
                     return  # every stream of the group failed alone: _retry_failed brings them back
                 async with self._market.stream([stream_name(*s) for s in streams]) as messages:
                     self.connections += 1
-                    await self._catch_up(streams)
-                    log.info("streaming %d kline stream%s", len(streams), "" if len(streams) == 1 else "s")
-                    self._report()
-                    async for raw in messages:
-                        candle = self.parser.parse(raw)
-                        if candle is None:
-                            log.debug("dropped a malformed market message: %s", self.parser.last_error)
-                        elif await self._live(candle):
-                            failures = 0  # the connection works: the next failure starts over
-                            self._report()
+                    # Binance cuts a connection after 24 hours: it is made anew before, on purpose.
+                    # Cut there, a candle half fed is not (the planner records a feed after it).
+                    aged = asyncio.timeout(self._max_age)
+                    async with aged:
+                        await self._catch_up(streams)
+                        log.info(
+                            "streaming %d kline stream%s", len(streams), "" if len(streams) == 1 else "s"
+                        )
+                        self._report()
+                        async for raw in messages:
+                            candle = self.parser.parse(raw)
+                            if candle is None:
+                                log.debug("dropped a malformed market message: %s", self.parser.last_error)
+                            elif await self._live(candle):
+                                failures = 0  # the connection works: the next failure starts over
+                                self._report()
                 reason = "the market-data service closed the stream"
             except MarketUnavailable as exc:
                 reason = str(exc)
+                wait = exc.retry_after or 0.0
+            except TimeoutError:
+                if aged is None or not aged.expired():
+                    raise
+                # Planned: no failure, no wait; the catch-up of the new connection fills the gap.
+                self.planned_reconnects += 1
+                log.info(
+                    "reconnecting the market stream after %.0f s, before the exchange's 24-hour limit",
+                    self._max_age,
+                )
+                continue
+            else:
+                wait = 0.0
             failures += 1
-            delay = self.planner.connection_delay(failures)
+            # The exchange's Retry-After (its rate limit) outlasts the back-off: no request before.
+            delay = max(self.planner.connection_delay(failures), wait)
             log.warning("market data unreachable (%s); reconnecting in %.1f s", reason, delay)
             self._on_state("error", f"Market data unreachable ({reason}); retrying in {delay:.0f} s.")
             await asyncio.sleep(delay)
@@ -229,9 +261,15 @@ class MarketFeed:
             for stream in self.planner.due(self._wall()):
                 try:
                     served = await self._ask(stream, self.planner.retry_count(stream)) is not None
-                except MarketUnavailable:
-                    # Not a refusal (the network, a rate limit): the same reason, the next delay.
-                    self.planner.refused(stream, self.planner.problems[stream], self._wall())
+                except MarketUnavailable as exc:
+                    # Not a refusal (the network, a rate limit): the same reason, the next delay, and
+                    # no sooner than the exchange's Retry-After.
+                    self.planner.refused(
+                        stream,
+                        self.planner.problems[stream],
+                        self._wall(),
+                        not_before=exc.retry_after or 0.0,
+                    )
                     continue
                 if served:
                     log.info("%s %s is served again", *stream)

@@ -11,6 +11,9 @@ The symbol list for a symbol picker is fetched here too (:func:`exchange_symbols
 ``GET /api/v3/exchangeInfo``, and :class:`SymbolDirectory`, which fetches it once and searches it as
 the user types), over the same ``get`` of :class:`RestKlines`; reading and ranking it is the core's
 (:mod:`signalguard.core.symbols`).
+
+Every request goes through :meth:`RestKlines.request`, which keeps Binance's request-weight limit and
+honours its 429/418 answers (see :mod:`signalguard.market.limits`) on both hosts.
 """
 
 from __future__ import annotations
@@ -18,21 +21,34 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable, Sequence
-from typing import Final, Protocol
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import ClassVar, Final, Protocol
 
 from signalguard.core import safejson
 from signalguard.core.candles import Candle, MarketDataError, next_open_time, parse_rest_klines
 from signalguard.core.engine import SignalManager
 from signalguard.core.ports import KlineSource
 from signalguard.core.symbols import SymbolInfo, SymbolListError, parse_exchange_symbols, search_symbols
+from signalguard.market.limits import (
+    BINANCE_DATA_REST_URL,
+    BINANCE_DATA_STREAM_URL,
+    Ban,
+    RequestWeight,
+    region_fallback,
+    request_weight,
+)
 
 __all__ = [
+    "BINANCE_DATA_REST_URL",
+    "BINANCE_DATA_STREAM_URL",
     "EXCHANGE_INFO_PATH",
     "MAX_EXCHANGE_INFO",
     "MAX_LIMIT",
     "KlineSource",
     "MarketUnavailable",
+    "RestAnswer",
     "RestGet",
     "RestKlines",
     "SymbolDirectory",
@@ -44,6 +60,7 @@ __all__ = [
     "fill_trade_history",
     "http_refusal",
     "klines_params",
+    "region_fallback",
     "stream_name",
 ]
 
@@ -58,12 +75,15 @@ class MarketUnavailable(Exception):
 
     ``refused`` says the exchange refused this one stream's request (an unknown symbol, an interval it
     lacks, a region block): the feed fails that stream alone. Otherwise the connection is at fault.
+    ``retry_after`` (seconds) says the exchange asked for no requests meanwhile (its rate limits): the
+    feed waits at least that long before trying again.
     """
 
-    def __init__(self, message: str, *, refused: bool = False) -> None:
+    def __init__(self, message: str, *, refused: bool = False, retry_after: float | None = None) -> None:
         """One plain line; ``refused`` for a refusal of the stream itself."""
         super().__init__(message)
         self.refused = refused
+        self.retry_after = retry_after
 
 
 #: HTTP statuses that say "not now" rather than "not this": timeouts and Binance's rate limits.
@@ -82,18 +102,27 @@ def _reason(body: str) -> str:
     return message
 
 
-def http_refusal(symbol: str, interval: str, status: int, body: str) -> MarketUnavailable:
+def _region(what: str, setting: str | None) -> str:
+    """The line of a 451: the region, and the setting that chooses another market data if known."""
+    line = f"{what}: the market data is not available from this region (HTTP 451)"
+    if setting:
+        line += f"; set {setting} to a market data URL that serves it"
+    return line
+
+
+def http_refusal(
+    symbol: str, interval: str, status: int, body: str, *, setting: str | None = None
+) -> MarketUnavailable:
     """A klines request answered with ``status`` (not 200), as one plain line.
 
     A 4xx other than the rate limits refuses the stream itself (Binance: ``{"code": -1121, "msg":
-    "Invalid symbol."}`` with 400; 451 for a region it does not serve); the rest fail the connection.
+    "Invalid symbol."}`` with 400; 451 for a region it does not serve, whose line names ``setting``,
+    the host's setting of the market data URL, when given); the rest fail the connection.
     """
     message = _reason(body)
     stream = f"{symbol} {interval}"
     if status == 451:
-        return MarketUnavailable(
-            f"{stream}: the market data is not available from this region (HTTP 451)", refused=True
-        )
+        return MarketUnavailable(_region(stream, setting), refused=True)
     if 400 <= status < 500 and status not in _TRANSIENT_4XX:
         return MarketUnavailable(
             f"{stream}: the market data does not serve this stream ({message or 'no reason given'}; "
@@ -120,17 +149,105 @@ def klines_params(
     return params
 
 
+@dataclass(frozen=True, slots=True)
+class RestAnswer:
+    """One answer of the market data: status, body, and the headers the transport can read."""
+
+    status: int
+    body: str
+    #: Response headers (any case); empty where the transport does not give them (the page's).
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+def _what(path: str, params: Mapping[str, str | int]) -> str:
+    """What a request asked, in a few words: ``klines BTCUSDT 1m``, ``exchangeInfo``."""
+    return " ".join(
+        str(p) for p in (path.rsplit("/", 1)[-1], params.get("symbol"), params.get("interval")) if p
+    )
+
+
+def _utc_time(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%H:%M:%S UTC")
+
+
+def _ban_error(what: str, ban: Ban, left: float) -> MarketUnavailable:
+    """One plain line for a request not sent (or refused) because of the exchange's rate limit."""
+    if ban.status == 418:
+        why = "HTTP 418: the market data has banned this address for going over its request limit"
+    else:
+        why = "HTTP 429: the market data's request limit was reached"
+    if ban.reason:
+        why += f" ({ban.reason})"
+    seconds = max(1, round(left))
+    return MarketUnavailable(
+        f"{what}: {why}; no request is sent for {seconds} s (until {_utc_time(ban.until)})",
+        retry_after=left,
+    )
+
+
 class RestKlines:
     """:class:`KlineSource` over one HTTP GET, the same on every host: subclasses implement :meth:`get`.
 
     The page's ``fetch``, the worker's httpx and the tests' fake answer a status and a body; what a
     status means (a refusal of the stream, or of the connection) and how the body is read is decided
-    here once.
+    here once, and so is keeping Binance's rate limits (:meth:`request`). A transport that can read
+    response headers implements :meth:`get_answer` too, so that the exchange's own count of the
+    request weight (``X-MBX-USED-WEIGHT-1M``) and its ``Retry-After`` are honoured.
     """
+
+    #: The host's setting that names the market data URL, named in a region block's line (the
+    #: worker's ``SIGNALGUARD_MARKET_DATA_URL``); None: the line names none.
+    url_setting: ClassVar[str | None] = None
+    _weight: RequestWeight | None = None
+
+    @property
+    def weight(self) -> RequestWeight:
+        """The request weight kept for this market data (made on first use; tests may set their own)."""
+        if self._weight is None:
+            self._weight = RequestWeight()
+        return self._weight
+
+    @weight.setter
+    def weight(self, value: RequestWeight) -> None:
+        self._weight = value
 
     async def get(self, path: str, params: dict[str, str | int]) -> tuple[int, str]:
         """``GET path?params``: the HTTP status and body; :class:`MarketUnavailable` if none came."""
         raise NotImplementedError
+
+    async def get_answer(self, path: str, params: dict[str, str | int]) -> RestAnswer:
+        """``GET path?params`` with the headers: override where the transport reads them (else none)."""
+        status, body = await self.get(path, params)
+        return RestAnswer(status, body)
+
+    async def request(self, path: str, params: dict[str, str | int]) -> tuple[int, str]:
+        """``GET path?params`` within Binance's rate limits: the HTTP status and body.
+
+        Waits for the next minute when this minute's weight nears the limit. Raises
+        :class:`MarketUnavailable` (with ``retry_after``) without sending anything while the exchange's
+        429/418 asks for no requests, and for a 429/418 answer itself; see
+        :mod:`signalguard.market.limits`.
+        """
+        weight = self.weight
+        what = _what(path, params)
+        left = weight.banned_for()
+        if left > 0 and weight.ban is not None:
+            raise _ban_error(what, weight.ban, left)
+        cost = request_weight(path)
+        wait = weight.delay(cost)
+        if wait > 0:
+            weight.waited += wait
+            await asyncio.sleep(wait)
+            left = weight.banned_for()  # a concurrent request may have been refused meanwhile
+            if left > 0 and weight.ban is not None:
+                raise _ban_error(what, weight.ban, left)
+        weight.sent(cost)
+        answer = await self.get_answer(path, params)
+        limited = answer.status in (429, 418)
+        ban = weight.answered(answer.status, answer.headers, _reason(answer.body[:500]) if limited else "")
+        if ban is not None:
+            raise _ban_error(what, ban, weight.banned_for())
+        return answer.status, answer.body
 
     async def klines(
         self,
@@ -142,11 +259,11 @@ class RestKlines:
         end_time: int | None = None,
     ) -> object:
         """See :meth:`KlineSource.klines`."""
-        status, body = await self.get(
+        status, body = await self.request(
             "/api/v3/klines", klines_params(symbol, interval, limit, start_time, end_time)
         )
         if status != 200:
-            raise http_refusal(symbol, interval, status, body[:2000])
+            raise http_refusal(symbol, interval, status, body[:2000], setting=self.url_setting)
         try:
             return safejson.loads(body)
         except ValueError:
@@ -274,13 +391,11 @@ def exchange_info_params(symbols: Sequence[str] | None, *, trading_only: bool) -
     return params
 
 
-def _info_refusal(status: int, body: str) -> MarketUnavailable:
+def _info_refusal(status: int, body: str, setting: str | None = None) -> MarketUnavailable:
     """An exchangeInfo request answered with ``status`` (not 200), as one plain line."""
     message = _reason(body)
     if status == 451:
-        return MarketUnavailable(
-            "exchangeInfo: the market data is not available from this region (HTTP 451)", refused=True
-        )
+        return MarketUnavailable(_region("exchangeInfo", setting), refused=True)
     if 400 <= status < 500 and status not in _TRANSIENT_4XX:
         # With symbol(s): Binance's -1121 "Invalid symbol." when one of them is not listed.
         return MarketUnavailable(
@@ -313,11 +428,14 @@ async def exchange_symbols(
     wanted = None if symbols is None else list(dict.fromkeys(symbols))
     if wanted is not None and not wanted:
         return ()
-    status, body = await market.get(
-        EXCHANGE_INFO_PATH, exchange_info_params(wanted, trading_only=trading_only)
-    )
+    params = exchange_info_params(wanted, trading_only=trading_only)
+    # Through the rate limits when the market data keeps them (every RestKlines does).
+    if isinstance(market, RestKlines):
+        status, body = await market.request(EXCHANGE_INFO_PATH, params)
+    else:
+        status, body = await market.get(EXCHANGE_INFO_PATH, params)
     if status != 200:
-        raise _info_refusal(status, body[:2000])
+        raise _info_refusal(status, body[:2000], getattr(market, "url_setting", None))
     if len(body) > max_chars:
         raise MarketUnavailable(
             f"exchangeInfo: the answer is too large ({len(body):,} characters; at most {max_chars:,} "

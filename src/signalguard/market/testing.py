@@ -5,6 +5,10 @@ from candles the test gives (Binance's selection rules), one stream at a time wh
 pushes, and the failures a test sets: connections that fail, REST that is down, streams the exchange
 refuses (:attr:`FakeMarketData.refuse`). It records what it was asked.
 
+Binance's rate-limit side, through :meth:`FakeMarketData.get_answer`: :attr:`FakeMarketData.used_weight`
+is sent as the ``X-MBX-USED-WEIGHT-1M`` header, and :attr:`FakeMarketData.limited` answers every REST
+request with a 429/418 (and ``Retry-After``) instead.
+
 It answers ``GET /api/v3/exchangeInfo`` too, for the symbol list: the symbols of its history and of
 :attr:`FakeMarketData.listed`, with Binance's ``symbol=``/``symbols=``/``symbolStatus=`` filters and
 its -1121 refusal of an unknown symbol, or exactly what :attr:`FakeMarketData.exchange_info` says.
@@ -22,7 +26,13 @@ from typing import Any
 
 from signalguard.core.candles import Candle, next_open_time
 from signalguard.core.symbols import TRADING, split_symbol
-from signalguard.market.klines import EXCHANGE_INFO_PATH, MarketUnavailable, RestKlines, stream_name
+from signalguard.market.klines import (
+    EXCHANGE_INFO_PATH,
+    MarketUnavailable,
+    RestAnswer,
+    RestKlines,
+    stream_name,
+)
 
 __all__ = ["FakeMarketData", "eventually", "kline_event", "kline_row"]
 
@@ -101,6 +111,12 @@ class FakeMarketData(RestKlines):
         self.fail_connects = 0
         #: While true, REST requests fail.
         self.rest_down = False
+        #: Sent as ``X-MBX-USED-WEIGHT-1M`` with every answer (None: no such header, as in the page).
+        self.used_weight: int | None = None
+        #: When set, every REST request is answered this (status, Retry-After header or None).
+        self.limited: tuple[int, str | None] | None = None
+        #: REST requests that reached the fake (through get_answer), by path.
+        self.rest_calls: list[str] = []
         self._queue: asyncio.Queue[str | BaseException | None] | None = None
         self.connected = asyncio.Event()
 
@@ -131,6 +147,18 @@ class FakeMarketData(RestKlines):
             rows = [c for c in rows if c.open_time <= end]
         rows = rows[:limit] if start is not None else rows[-limit:]
         return 200, json.dumps([kline_row(c) for c in rows])
+
+    async def get_answer(self, path: str, params: dict[str, str | int]) -> RestAnswer:
+        """:meth:`get` with Binance's rate-limit headers (see :attr:`used_weight`, :attr:`limited`)."""
+        self.rest_calls.append(path)
+        headers = {} if self.used_weight is None else {"X-MBX-USED-WEIGHT-1M": str(self.used_weight)}
+        if self.limited is not None:
+            status, retry_after = self.limited
+            if retry_after is not None:
+                headers["Retry-After"] = retry_after
+            return RestAnswer(status, '{"code":-1003,"msg":"Too much request weight used."}', headers)
+        status, body = await self.get(path, params)
+        return RestAnswer(status, body, headers)
 
     def _exchange_info(self, params: dict[str, str | int]) -> tuple[int, str]:
         self.info_requests.append(dict(params))
