@@ -11,8 +11,10 @@ variable                            meaning
 ``SIGNALGUARD_MARKET_DATA_URL``     Binance's REST API, ``https://api.binance.com`` unless set (tests:
                                     the local replay server)
 ``SIGNALGUARD_MARKET_STREAM_URL``   optional: the kline WebSocket base; derived from the REST URL
-                                    unless set (``wss://stream.binance.com:9443`` for Binance, the same
-                                    host with ``ws``/``wss`` otherwise, as the replay server serves both)
+                                    unless set (``wss://stream.binance.com:9443`` for Binance,
+                                    ``wss://data-stream.binance.vision`` for its market-data-only
+                                    ``https://data-api.binance.vision``, the same host with ``ws``/``wss``
+                                    otherwise, as the replay server serves both)
 ``SIGNALGUARD_LOG_LEVEL``           ``DEBUG``, ``INFO`` (default), ``WARNING``, ``ERROR``
 ==================================  ====================================================================
 
@@ -35,6 +37,12 @@ from urllib.parse import urlsplit, urlunsplit
 
 from signalguard.core.backoff import BACKOFF, Backoff
 from signalguard.core.webhooks import POST_TIMEOUT
+from signalguard.market.limits import (
+    BINANCE_DATA_REST_URL,
+    BINANCE_DATA_STREAM_URL,
+    MAX_CONNECTION_AGE,
+    region_fallback,
+)
 
 __all__ = [
     "BINANCE_REST_URL",
@@ -44,6 +52,7 @@ __all__ = [
     "WorkerConfig",
     "derive_stream_url",
     "load_config",
+    "load_market_urls",
     "read_machine_token",
 ]
 
@@ -91,6 +100,12 @@ class Timings:
     #: After a failure (a call to the database, the market stream): the one schedule; tests scale it.
     backoff: Backoff = BACKOFF
     stream_stall: float = 60.0
+    #: A stream connection is made anew after this long, before Binance cuts it at 24 hours.
+    stream_max_age: float = MAX_CONNECTION_AGE
+    #: The stream client pings this often; a pong later than ``stream_ping_timeout`` means the
+    #: connection is dead (Binance pings too, every 20 s, and the client answers by itself).
+    stream_ping: float = 20.0
+    stream_ping_timeout: float = 20.0
     #: How often the executor re-reads the open trades, so that one whose open landed after its last
     #: read (an outbox replayed late) is managed within this bound rather than left open.
     trades_recheck: float = 30.0
@@ -149,10 +164,18 @@ def _http_url(name: str, value: str, schemes: tuple[str, ...] = ("http", "https"
 
 
 def derive_stream_url(rest_url: str) -> str:
-    """The kline WebSocket base for a REST base: Binance's stream host, else the same host as ws(s)."""
+    """The kline WebSocket base for a REST base: Binance's stream hosts, else the same host as ws(s).
+
+    Binance's own API (``api.binance.com``, ``api1``-``api4``, ``api-gcp``) has its streams at
+    ``stream.binance.com:9443``; its market-data-only API (``data-api.binance.vision``, for regions
+    ``api.binance.com`` answers 451) at ``data-stream.binance.vision``.
+    """
     parts = urlsplit(rest_url)
-    if parts.hostname == "api.binance.com":
+    binance_rest, _ = region_fallback(rest_url, "")
+    if binance_rest is not None:
         return BINANCE_STREAM_URL
+    if parts.hostname == urlsplit(BINANCE_DATA_REST_URL).hostname:
+        return BINANCE_DATA_STREAM_URL
     scheme = "wss" if parts.scheme == "https" else "ws"
     return urlunsplit((scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
 
@@ -187,14 +210,11 @@ def read_machine_token(token: str, variable: str = "SIGNALGUARD_MACHINE_TOKEN") 
     return ids[0], ids[1]
 
 
-def load_config(env: Mapping[str, str]) -> WorkerConfig:
-    """Read and check the configuration from ``env``; raise :class:`ConfigError` at the first problem."""
-    url = _http_url("SIGNALGUARD_SUPABASE_URL", _required(env, "SIGNALGUARD_SUPABASE_URL"))
-    anon_key = _required(env, "SIGNALGUARD_SUPABASE_ANON_KEY")
-    if any(c.isspace() for c in anon_key):
-        raise ConfigError("SIGNALGUARD_SUPABASE_ANON_KEY", "must not contain whitespace")
-    token = _required(env, "SIGNALGUARD_MACHINE_TOKEN")
-    owner, machine = read_machine_token(token)
+def load_market_urls(env: Mapping[str, str]) -> tuple[str, str]:
+    """The market data's REST and stream URLs from ``env``; raise :class:`ConfigError` naming a bad one.
+
+    What the worker uses, and all that ``signalguard cloud --check`` needs.
+    """
     market = _http_url(
         "SIGNALGUARD_MARKET_DATA_URL", env.get("SIGNALGUARD_MARKET_DATA_URL", "").strip() or BINANCE_REST_URL
     )
@@ -204,6 +224,18 @@ def load_config(env: Mapping[str, str]) -> WorkerConfig:
         if stream_value
         else derive_stream_url(market)
     )
+    return market, stream
+
+
+def load_config(env: Mapping[str, str]) -> WorkerConfig:
+    """Read and check the configuration from ``env``; raise :class:`ConfigError` at the first problem."""
+    url = _http_url("SIGNALGUARD_SUPABASE_URL", _required(env, "SIGNALGUARD_SUPABASE_URL"))
+    anon_key = _required(env, "SIGNALGUARD_SUPABASE_ANON_KEY")
+    if any(c.isspace() for c in anon_key):
+        raise ConfigError("SIGNALGUARD_SUPABASE_ANON_KEY", "must not contain whitespace")
+    token = _required(env, "SIGNALGUARD_MACHINE_TOKEN")
+    owner, machine = read_machine_token(token)
+    market, stream = load_market_urls(env)
     level = env.get("SIGNALGUARD_LOG_LEVEL", "").strip().upper() or "INFO"
     if level == "WARN":
         level = "WARNING"

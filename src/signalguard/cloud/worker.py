@@ -69,8 +69,8 @@ __all__ = ["CloudWorker", "SchemaMismatch", "WorkerStats", "run_worker"]
 
 log = logging.getLogger("signalguard.cloud")
 
-#: REST requests in flight at once during a market catch-up (Binance weighs a 1000-row page at 5 of
-#: 6000 a minute; a machine may watch hundreds of streams).
+#: REST requests in flight at once during a market catch-up (Binance weighs a klines request at 2 of
+#: 6000 a minute, a limit the shared request path keeps; a machine may watch hundreds of streams).
 REST_CONCURRENCY: Final = 8
 
 T = TypeVar("T")
@@ -136,6 +136,7 @@ class CloudWorker:
             on_problems=self._on_problems,
             backoff=self.timings.backoff,
             rest_concurrency=REST_CONCURRENCY,
+            max_connection_age=self.timings.stream_max_age,
         )
         self.webhooks = (
             None
@@ -690,6 +691,8 @@ async def run_worker(config: WorkerConfig, *, timings: Timings | None = None) ->
         config.market_stream_url,
         timeout=timings.request_timeout,
         stall=timings.stream_stall,
+        ping_interval=timings.stream_ping,
+        ping_timeout=timings.stream_ping_timeout,
     )
     poster = HttpxPoster()
     try:

@@ -66,6 +66,22 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         "--port", type=int, default=DEFAULT_PORT, help="port on 127.0.0.1; 0 picks one (default %(default)s)"
     )
     replay.add_argument("--loop", action="store_true", help="start over when the candles run out")
+    replay.add_argument(
+        "--refuse",
+        type=int,
+        choices=(451, 429, 418),
+        default=None,
+        metavar="STATUS",
+        help="answer every request with this HTTP status instead, as Binance does: 451 (region blocked), "
+        "429 (request limit reached) or 418 (banned); to try a client's handling of them",
+    )
+    replay.add_argument(
+        "--retry-after",
+        type=int,
+        default=None,
+        metavar="SECONDS",
+        help="with --refuse 429 or 418: the Retry-After header's seconds (default: none sent)",
+    )
     replay.set_defaults(func=cmd_replay)
 
 
@@ -87,6 +103,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
             loop=args.loop,
             port=args.port,
         )
+        if args.retry_after is not None and (args.refuse is None or args.retry_after < 0):
+            raise ValueError("--retry-after needs --refuse 429 or 418, and 0 or more seconds")
+        server.refuse(args.refuse, args.retry_after)
     except (CandleFileError, ValueError) as exc:
         print(f"signalguard replay: {exc}", file=sys.stderr)
         return 2
@@ -132,6 +151,8 @@ def _print_banner(server: ReplayServer, series: Series, planted: tuple[Planted, 
     print(f"              {server.ws_url}/ws/{streams[0]}")
     print(f"              {server.ws_url}/stream?streams={'/'.join(streams)}")
     print()
+    if server.refusing is not None:
+        print(f"  Every request is answered HTTP {server.refusing} (--refuse).")
     print(f"  History ends {_utc(replay.open_time(replay.history))}; the first live candle closes at")
     print(f"  {_utc(replay.open_time(replay.history) + replay.interval)} by the replay's clock.")
     live = [p for p in planted if p.index >= replay.history]

@@ -12,7 +12,13 @@ DEVELOPMENT AND TESTS ONLY: it listens on 127.0.0.1. Endpoints, as Binance's:
   with code 1000. Streams carry events from the moment of connection on (no replay of the past).
 
 Every response carries ``Access-Control-Allow-Origin: *``, because the browser app fetches from
-another local origin.
+another local origin, and lets a page read the rate-limit headers below.
+
+Binance's limits, for the clients' tests: every REST answer carries ``X-MBX-USED-WEIGHT-1M``, the weight
+of this minute's requests by the server's clock (klines 2, exchangeInfo 20, ping and time 1, as
+:func:`signalguard.market.limits.request_weight`); the replay itself never enforces a limit.
+:meth:`ReplayServer.refuse` makes every REST request, and every stream connection, answer an HTTP status
+instead (451 for a region block, 429 or 418 with ``Retry-After``), until it is called with None.
 
 The server's clock is injectable (``clock``, epoch seconds like :func:`time.time`). A test that moves a
 fake clock calls :meth:`ReplayServer.poke` (thread-safe) so that the events now due are sent at once.
@@ -32,6 +38,7 @@ from dataclasses import dataclass, field
 from aiohttp import WSCloseCode, web
 from aiohttp.typedefs import Handler
 
+from signalguard.market.limits import request_weight
 from signalguard.replay.engine import BinanceError, Emit, Replay
 from signalguard.replay.series import Series
 
@@ -43,6 +50,16 @@ Clock = Callable[[], float]
 
 # A wait is cut short this often, so a clock that jumps (a suspended laptop) is noticed soon.
 _MAX_WAIT = 1.0
+
+#: Binance's bodies for the statuses :meth:`ReplayServer.refuse` answers (its words, shortened).
+_REFUSALS = {
+    451: {"code": 0, "msg": "Service unavailable from a restricted location according to 'b. Eligibility'."},
+    429: {
+        "code": -1003,
+        "msg": "Too much request weight used; current limit is 6000 request weight per 1 MINUTE.",
+    },
+    418: {"code": -1003, "msg": "Way too much request weight used; IP banned until further notice."},
+}
 
 
 def _dumps(value: object) -> str:
@@ -92,6 +109,10 @@ class ReplayServer:
         self._wake = asyncio.Event()
         self._connections: set[_Connection] = set()
         self._sockets: set[web.WebSocketResponse] = set()
+        self._refusal: tuple[int, int | None] | None = None
+        self._weight_minute = -1
+        #: Request weight used in the current minute (the ``X-MBX-USED-WEIGHT-1M`` header's figure).
+        self.used_weight = 0
 
     # --- lifecycle ----------------------------------------------------------------------------------
 
@@ -119,7 +140,7 @@ class ReplayServer:
         """Place the series in time by the clock, listen, and start streaming."""
         self._loop = asyncio.get_running_loop()
         self._replay = self._place(start_ms=int(self._now_ms()))
-        app = web.Application(middlewares=[_preflight])
+        app = web.Application(middlewares=[_preflight, self._limits])
         app.on_response_prepare.append(_allow_any_origin)
         app.router.add_get("/api/v3/klines", self._klines)
         app.router.add_get("/api/v3/ping", self._ping)
@@ -153,6 +174,38 @@ class ReplayServer:
 
     async def __aexit__(self, *_: object) -> None:
         await self.stop()
+
+    def refuse(self, status: int | None, retry_after: int | None = None) -> None:
+        """Answer every REST request and stream connection with ``status`` from now on (None: serve again).
+
+        451 as Binance answers a region it does not serve; 429 (over the limit) and 418 (banned) with
+        ``Retry-After: retry_after`` seconds when given. Safe to call from another thread.
+        """
+        if status is not None and status not in _REFUSALS:
+            raise ValueError(f"refuse: status must be one of {sorted(_REFUSALS)}, got {status}")
+        self._refusal = None if status is None else (status, retry_after)
+
+    @property
+    def refusing(self) -> int | None:
+        """The status :meth:`refuse` set (None: serving)."""
+        return None if self._refusal is None else self._refusal[0]
+
+    def _weigh(self, path: str) -> int:
+        """Count a request's weight in the current minute (by the server's clock); the minute's total."""
+        minute = int(self._clock() // 60)
+        if minute != self._weight_minute:
+            self._weight_minute, self.used_weight = minute, 0
+        self.used_weight += request_weight(path)
+        return self.used_weight
+
+    def _refused(self) -> web.Response | None:
+        """The answer :meth:`refuse` asked for, or None."""
+        refusal = self._refusal
+        if refusal is None:
+            return None
+        status, retry_after = refusal
+        headers = {} if retry_after is None else {"Retry-After": str(retry_after)}
+        return web.json_response(_REFUSALS[status], status=status, headers=headers, dumps=_dumps)
 
     # --- streaming ----------------------------------------------------------------------------------
 
@@ -192,6 +245,20 @@ class ReplayServer:
                 await asyncio.wait_for(self._wake.wait(), min(max(due - self._now_ms(), 0) / 1000, _MAX_WAIT))
 
     # --- HTTP ---------------------------------------------------------------------------------------
+
+    @web.middleware
+    async def _limits(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Binance's rate-limit side: the refusal asked for, else the weight header on REST answers."""
+        if request.path.startswith("/api/"):
+            weight = self._weigh(request.path)
+            response = self._refused() or await handler(request)
+            response.headers["X-MBX-USED-WEIGHT-1M"] = str(weight)
+            return response
+        refused = self._refused()
+        if refused is not None and refused.status == 451:
+            # Binance refuses a stream connection from a region it does not serve before the upgrade.
+            return refused
+        return await handler(request)
 
     async def _klines(self, request: web.Request) -> web.Response:
         try:
@@ -287,6 +354,8 @@ async def _preflight(request: web.Request, handler: Handler) -> web.StreamRespon
 
 async def _allow_any_origin(_request: web.Request, response: web.StreamResponse) -> None:
     response.headers["Access-Control-Allow-Origin"] = "*"
+    # A page's fetch may read only the headers named here (the rate limits' of Binance).
+    response.headers["Access-Control-Expose-Headers"] = "X-MBX-USED-WEIGHT-1M, Retry-After"
 
 
 @contextlib.contextmanager
