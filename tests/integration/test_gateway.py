@@ -178,7 +178,7 @@ def test_password_sign_in_refresh_user_logout(api: Api) -> None:
 
 
 def test_unknown_auth_endpoint_says_so(api: Api) -> None:
-    r = httpx.post(f"{api.base}/auth/v1/signup", headers={"apikey": api.anon}, json={})
+    r = httpx.post(f"{api.base}/auth/v1/otp", headers={"apikey": api.anon}, json={})
     assert r.status_code == 404 and "local development stack" in r.json()["msg"]
 
 

@@ -11,6 +11,7 @@ import threading
 from signalguard.devstack.config import StackConfig
 from signalguard.devstack.demo_market import describe as describe_demo_market
 from signalguard.devstack.demo_market import serving_demo_market
+from signalguard.devstack.gateway import Mail
 from signalguard.devstack.postgres import StackError
 from signalguard.devstack.stack import DEMO_PASSWORD, DEMO_USERS, LocalStack
 
@@ -57,8 +58,13 @@ def cmd_dev(args: argparse.Namespace) -> int:
         return _run_dev(config)
 
 
+def print_mail(mail: Mail) -> None:
+    """A mail the stack would have sent, as one line of the command's output (its link is the point)."""
+    print(mail.line, flush=True)
+
+
 def _run_dev(config: StackConfig) -> int:
-    stack = LocalStack(config)
+    stack = LocalStack(config, on_mail=print_mail)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

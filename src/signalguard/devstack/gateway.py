@@ -13,6 +13,14 @@ hosted project:
   session, read the user and sign out, for the users in ``auth.users``. Failed sign-ins are throttled per
   account and per client address (429 with ``Retry-After``); a refresh token is good for one use, and one
   presented again after :attr:`StackConfig.refresh_reuse_seconds` revokes its whole session.
+- Accounts, as Supabase Auth with e-mail confirmations on: ``POST /signup`` makes an unconfirmed user
+  (an address already registered gets the same answer, so a sign-up reveals nothing), ``POST /recover``
+  always answers 200, ``GET /verify`` spends a one-time link (``auth.one_time_tokens``: a hash of it, its
+  type and expiry) and redirects to ``redirect_to`` with the session in the fragment (GoTrue's implicit
+  flow), and ``PUT /user`` changes the password. ``redirect_to`` must be one of the gateway's origins (or
+  a configured ``cors_origins`` one): anything else is refused, there is no open redirect. Nothing is
+  e-mailed: each mail is a :class:`Mail`, kept in :attr:`Gateway.mails` and handed to ``on_mail``
+  (``signalguard dev`` prints it). Sign-ups and reset requests are throttled like failed sign-ins.
 - Everything else is the app's static files, from an allow-list, with correct MIME types.
 
 Input is judged at the edge: a path or query that is not UTF-8 or carries control characters, a body
@@ -23,6 +31,7 @@ headers.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json
 import math
@@ -32,9 +41,11 @@ import time
 import unicodedata
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, unquote_plus, unquote_to_bytes
+from urllib.parse import quote, unquote_plus, unquote_to_bytes, urlencode
 
 import aiohttp
 import jwt
@@ -115,6 +126,23 @@ _URLSAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012345
 #: against it, so a wrong password costs one bcrypt whether or not the account exists.
 DUMMY_BCRYPT = "$2a$08$tDkZR0XMK8gyQgpfnu6bvuphHyI0WQuoaB9SZbDUf6KAH/eLqY5De"
 BCRYPT_COST = 8
+
+#: How long a link in a sign-up or password-reset mail stays good, in seconds (Supabase Auth's default
+#: e-mail OTP expiry), and the kinds of link there are.
+LINK_SECONDS = 3600
+LINK_TYPES = ("signup", "recovery")
+#: One-time link tokens are ``secrets.token_urlsafe`` strings of this many bytes.
+LINK_TOKEN_BYTES = 32
+#: Supabase Auth's default minimum password length.
+PASSWORD_MIN_CHARS = 6
+#: The longest ``redirect_to`` accepted.
+REDIRECT_MAX_CHARS = 2048
+#: What Supabase Auth puts in the fragment of a redirect whose link was spent, expired or never made.
+LINK_REFUSED = {
+    "error": "access_denied",
+    "error_code": "otp_expired",
+    "error_description": "Email link is invalid or has expired",
+}
 
 #: What hosted Supabase answers for its OpenAPI root without a secret key.
 SCHEMA_FORBIDDEN = {
@@ -227,6 +255,37 @@ def password_problem(password: object) -> str | None:
     return None
 
 
+def email_format_problem(email: str) -> str | None:
+    """Why ``email`` (past :func:`email_problem`) is not an address a mail could reach, or ``None``."""
+    local, at, domain = email.rpartition("@")
+    if not at or not local or "." not in domain.strip(".") or any(c.isspace() for c in email):
+        return "Unable to validate email address: invalid format"
+    return None
+
+
+@dataclass(frozen=True)
+class Mail:
+    """A mail the local stack would send (it prints it instead): to whom, what for, and its link."""
+
+    to: str
+    #: ``signup`` (confirm the account), ``recovery`` (reset the password) or ``existing`` (someone
+    #: signed up again with an address that has a confirmed account: no link).
+    kind: str
+    link: str | None
+
+    @property
+    def line(self) -> str:
+        """The one line ``signalguard dev`` prints for it."""
+        if self.kind == "signup":
+            return f"Mail to {self.to}: confirm your account: {self.link}"
+        if self.kind == "recovery":
+            return f"Mail to {self.to}: reset your password: {self.link}"
+        return (
+            f"Mail to {self.to}: someone signed up again with this address; the account exists "
+            "(sign in, or reset the password)"
+        )
+
+
 class FailureBuckets:
     """Token buckets of allowed failures, one per key, on an injectable clock.
 
@@ -311,14 +370,28 @@ class SignInThrottle:
 class Gateway:
     """The aiohttp application behind the local origin."""
 
-    def __init__(self, config: StackConfig, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        config: StackConfig,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        mails: list[Mail] | None = None,
+        on_mail: Callable[[Mail], None] | None = None,
+    ) -> None:
         """Build the gateway for ``config`` (nothing listens until :meth:`start`).
 
-        ``clock`` (monotonic seconds) drives the sign-in throttle; tests pass their own.
+        ``clock`` (monotonic seconds) drives the sign-in and mail throttles; tests pass their own. Every
+        mail is appended to ``mails`` (a list of the gateway's own unless given) and passed to
+        ``on_mail``.
         """
         self.config = config
         self.secret = config.secrets().jwt_secret
         self.throttle = SignInThrottle(config, clock)
+        #: Sign-ups and reset requests, per address asked for and per client address.
+        self.mail_throttle = SignInThrottle(config, clock)
+        #: Every mail the stack would have sent, oldest first.
+        self.mails: list[Mail] = [] if mails is None else mails
+        self.on_mail = on_mail
         self._origins = config.allowed_origins
         self.app = web.Application(middlewares=[self._edge], client_max_size=8 * 2**20)
         self.app.router.add_route("*", "/rest/v1/{tail:.*}", self._rest)
@@ -476,10 +549,16 @@ class Gateway:
     # -- /auth/v1 --------------------------------------------------------------------------------
 
     async def _auth(self, request: web.Request) -> web.StreamResponse:
+        tail = request.match_info["tail"]
+        if tail == "verify" and request.method == "GET":
+            # The link in a mail, opened by a browser: no API key, as Supabase's gateway lets it through.
+            try:
+                return await self._verify(request)
+            except psycopg.OperationalError:
+                return _auth_error(503, "unavailable", "The database is not reachable; retry later")
         verified = self._api_key(request)
         if isinstance(verified, web.Response):
             return verified
-        tail = request.match_info["tail"]
         try:
             if tail == "token" and request.method == "POST":
                 grant = request.query.get("grant_type")
@@ -494,6 +573,15 @@ class Gateway:
                 return _auth_error(400, "unsupported_grant_type", f"Unsupported grant type {shown!r}")
             if tail == "user" and request.method == "GET":
                 return await self._user(request)
+            if tail == "user" and request.method == "PUT":
+                return await self._update_user(request)
+            if tail in ("signup", "recover") and request.method == "POST":
+                body = await self._json_body(request)
+                if isinstance(body, web.Response):
+                    return body
+                if tail == "signup":
+                    return await self._signup(request, body)
+                return await self._recover(request, body)
             if tail == "logout" and request.method == "POST":
                 return await self._logout(request)
             if tail == "settings" and request.method == "GET":
@@ -501,8 +589,8 @@ class Gateway:
                     200,
                     {
                         "external": {"email": True},
-                        "disable_signup": True,
-                        "mailer_autoconfirm": True,
+                        "disable_signup": False,
+                        "mailer_autoconfirm": False,
                         "phone_autoconfirm": False,
                         "sms_provider": "",
                         "saml_enabled": False,
@@ -514,7 +602,7 @@ class Gateway:
             404,
             "not_found",
             f"/auth/v1/{tail[:80]} is not provided by the local development stack "
-            "(it answers password sign-in, refresh, user and logout)",
+            "(it answers password sign-in, refresh, user, logout, signup, recover and verify)",
         )
 
     async def _json_body(self, request: web.Request) -> dict[str, Any] | web.Response:
@@ -536,7 +624,7 @@ class Gateway:
             self.config.superuser_dsn(), autocommit=True, row_factory=dict_row, connect_timeout=5
         )
 
-    async def _session_response(
+    async def _session(
         self,
         conn: psycopg.AsyncConnection[dict[str, Any]],
         user: dict[str, Any],
@@ -544,7 +632,7 @@ class Gateway:
         *,
         parent: str | None = None,
         refresh: str | None = None,
-    ) -> web.Response:
+    ) -> dict[str, Any]:
         """A new access token for ``user``'s session, with ``refresh`` or else a new refresh token.
 
         A new refresh token records ``parent``, the token it was rotated from.
@@ -560,18 +648,27 @@ class Gateway:
         access = tokens.user_token(
             self.secret, str(user["id"]), user["email"], session_id=session_id, now=now
         )
-        return _json(
-            200,
-            {
-                "access_token": access,
-                "token_type": "bearer",
-                "expires_in": tokens.USER_TOKEN_SECONDS,
-                "expires_at": now + tokens.USER_TOKEN_SECONDS,
-                "refresh_token": refresh,
-                "user": _user_json(user),
-            },
-            **dict([API_VERSION_HEADER]),
-        )
+        return {
+            "access_token": access,
+            "token_type": "bearer",
+            "expires_in": tokens.USER_TOKEN_SECONDS,
+            "expires_at": now + tokens.USER_TOKEN_SECONDS,
+            "refresh_token": refresh,
+            "user": _user_json(user),
+        }
+
+    async def _session_response(
+        self,
+        conn: psycopg.AsyncConnection[dict[str, Any]],
+        user: dict[str, Any],
+        session_id: str,
+        *,
+        parent: str | None = None,
+        refresh: str | None = None,
+    ) -> web.Response:
+        """:meth:`_session` as Supabase Auth's answer."""
+        body = await self._session(conn, user, session_id, parent=parent, refresh=refresh)
+        return _json(200, body, **dict([API_VERSION_HEADER]))
 
     async def _password_grant(self, request: web.Request, body: dict[str, Any]) -> web.Response:
         email, password = body.get("email"), body.get("password")
@@ -604,6 +701,10 @@ class Gateway:
                 ):
                     failed = True
                     return _auth_error(400, "invalid_credentials", "Invalid login credentials")
+                if row["email_confirmed_at"] is None:
+                    # Judged after the password, as Supabase Auth does: only the account's owner learns
+                    # that it waits for its confirmation link.
+                    return _auth_error(400, "email_not_confirmed", "Email not confirmed")
                 await conn.execute(
                     "update auth.users set last_sign_in_at = now() where id = %s", (row["id"],)
                 )
@@ -668,6 +769,258 @@ class Gateway:
             if current is not None:
                 return await self._session_response(conn, user, session_id, refresh=current)
             return await self._session_response(conn, user, session_id, parent=token)
+
+    # -- accounts: sign-up, password reset, the mails' links ----------------------------------------
+
+    def _redirect_target(self, value: str | None) -> str | None:
+        """Where a mail's link may send the browser: ``value`` if it is on an allowed origin, else None.
+
+        No value is the stack's own page. The test is on the text, before any URL parser sees it: the
+        value must start with an allowed origin followed by its end, ``/`` or ``?``, and hold nothing a
+        browser could read as another host (a backslash, whitespace, control characters) nor a fragment
+        (the session goes there).
+        """
+        if value is None or value == "":
+            return self.config.gateway_url + "/"
+        if (
+            len(value) > REDIRECT_MAX_CHARS
+            or not value.isascii()
+            or not value.isprintable()
+            or any(c in value for c in "\\# ")
+        ):
+            return None
+        for origin in self._origins:
+            if value == origin or value.startswith((origin + "/", origin + "?")):
+                return value
+        return None
+
+    def _refused_redirect(self) -> web.Response:
+        shown = " or ".join(sorted(self._origins))
+        return _auth_error(
+            400, "validation_failed", f"redirect_to must be a page of this stack's origin ({shown})"
+        )
+
+    def _mail_wait(self, request: web.Request, account: str) -> web.Response | None:
+        """Spend one of the mail allowances of ``account`` and the client, or the 429 to answer."""
+        address = request.remote or "unknown"
+        wait = self.mail_throttle.retry_after(account, address)
+        if wait:
+            return _auth_error(
+                429,
+                "over_email_send_rate_limit",
+                "Email rate limit exceeded",
+                **{"Retry-After": str(wait)},
+            )
+        self.mail_throttle.spend(account, address)
+        return None
+
+    def _send(self, mail: Mail) -> None:
+        self.mails.append(mail)
+        if self.on_mail is not None:
+            self.on_mail(mail)
+
+    async def _link(
+        self, conn: psycopg.AsyncConnection[dict[str, Any]], user_id: Any, kind: str, redirect: str
+    ) -> str:
+        """A new one-time link of ``kind`` for the user; it replaces the user's earlier one of that kind."""
+        token = secrets.token_urlsafe(LINK_TOKEN_BYTES)
+        await conn.execute(
+            "delete from auth.one_time_tokens where user_id = %s and token_type = %s", (user_id, kind)
+        )
+        await conn.execute(
+            "insert into auth.one_time_tokens (token_hash, user_id, token_type, expires_at) "
+            "values (%s, %s, %s, now() + make_interval(secs => %s))",
+            (_token_hash(token), user_id, kind, LINK_SECONDS),
+        )
+        query = urlencode({"token": token, "type": kind, "redirect_to": redirect})
+        return f"{self.config.gateway_url}/auth/v1/verify?{query}"
+
+    @staticmethod
+    def _email_and_password(body: dict[str, Any]) -> tuple[str, str] | web.Response:
+        email, password = body.get("email"), body.get("password")
+        problem = email_problem(email) or password_problem(password)
+        if problem is None:
+            assert isinstance(email, str) and isinstance(password, str)
+            problem = email_format_problem(email)
+            if problem is None and len(password) < PASSWORD_MIN_CHARS:
+                return _weak_password()
+        if problem is not None:
+            return _auth_error(400, "validation_failed", problem)
+        assert isinstance(email, str) and isinstance(password, str)
+        return email, password
+
+    async def _signup(self, request: web.Request, body: dict[str, Any]) -> web.Response:
+        fields = self._email_and_password(body)
+        if isinstance(fields, web.Response):
+            return fields
+        # Addresses are kept lower-cased, as Supabase Auth keeps them.
+        email, password = fields[0].lower(), fields[1]
+        redirect = self._redirect_target(request.query.get("redirect_to"))
+        if redirect is None:
+            return self._refused_redirect()
+        refused = self._mail_wait(request, email)
+        if refused is not None:
+            return refused
+        async with await self._db() as conn, conn.transaction():
+            await conn.execute("select pg_advisory_xact_lock(hashtext(%s))", ("signup:" + email,))
+            cur = await conn.execute(
+                "select id, email, email_confirmed_at from auth.users where lower(email) = %s "
+                "order by email = %s desc limit 1",
+                (email, email),
+            )
+            known = await cur.fetchone()
+            if known is None:
+                cur = await conn.execute(
+                    "insert into auth.users (email, encrypted_password, email_confirmed_at) values "
+                    "(%s, extensions.crypt(%s, extensions.gen_salt('bf', %s)), null) returning id",
+                    (email, password, BCRYPT_COST),
+                )
+                made = await cur.fetchone()
+                assert made is not None
+                user_id = str(made["id"])
+                mail = Mail(email, "signup", await self._link(conn, made["id"], "signup", redirect))
+            else:
+                # The same work as a new account (one bcrypt), and the same answer with a made-up
+                # id: whoever signs up learns nothing of the address. Its owner gets the mail.
+                await conn.execute("select extensions.crypt(%s, %s)", (password, DUMMY_BCRYPT))
+                user_id = str(uuid.uuid4())
+                if known["email_confirmed_at"] is None:
+                    link = await self._link(conn, known["id"], "signup", redirect)
+                    mail = Mail(known["email"], "signup", link)
+                else:
+                    mail = Mail(known["email"], "existing", None)
+        self._send(mail)
+        return _json(200, _pending_user_json(user_id, email), **dict([API_VERSION_HEADER]))
+
+    async def _recover(self, request: web.Request, body: dict[str, Any]) -> web.Response:
+        email = body.get("email")
+        problem = email_problem(email)
+        if problem is None:
+            assert isinstance(email, str)
+            problem = email_format_problem(email)
+        if problem is not None:
+            return _auth_error(400, "validation_failed", problem)
+        assert isinstance(email, str)
+        redirect = self._redirect_target(request.query.get("redirect_to"))
+        if redirect is None:
+            return self._refused_redirect()
+        account = email.lower()
+        refused = self._mail_wait(request, account)
+        if refused is not None:
+            return refused
+        mail: Mail | None = None
+        async with await self._db() as conn, conn.transaction():
+            cur = await conn.execute(
+                "select id, email from auth.users where lower(email) = %s order by email = %s desc limit 1",
+                (account, email),
+            )
+            user = await cur.fetchone()
+            if user is not None:
+                mail = Mail(
+                    user["email"], "recovery", await self._link(conn, user["id"], "recovery", redirect)
+                )
+        if mail is not None:
+            self._send(mail)
+        # The same answer whether the address has an account or not.
+        return _json(200, {}, **dict([API_VERSION_HEADER]))
+
+    async def _verify(self, request: web.Request) -> web.Response:
+        redirect = self._redirect_target(request.query.get("redirect_to"))
+        if redirect is None:
+            return self._refused_redirect()
+        token, kind = request.query.get("token", ""), request.query.get("type", "")
+        session: dict[str, Any] | None = None
+        if kind in LINK_TYPES and 0 < len(token) <= REFRESH_TOKEN_MAX_CHARS and set(token) <= _URLSAFE:
+            async with await self._db() as conn, conn.transaction():
+                # Spent in the same statement that finds it: a link opened twice at once signs in once.
+                cur = await conn.execute(
+                    "update auth.one_time_tokens set used_at = now() where token_hash = %s "
+                    "and token_type = %s and used_at is null and expires_at > now() returning user_id",
+                    (_token_hash(token), kind),
+                )
+                spent = await cur.fetchone()
+                if spent is not None:
+                    # Either link proves the address: a recovery confirms an unconfirmed account too.
+                    cur = await conn.execute(
+                        "update auth.users set email_confirmed_at = coalesce(email_confirmed_at, now()), "
+                        "last_sign_in_at = now(), updated_at = now() where id = %s returning *",
+                        (spent["user_id"],),
+                    )
+                    user = await cur.fetchone()
+                    if user is not None:
+                        session = await self._session(conn, user, str(uuid.uuid4()))
+        if session is None:
+            return _see_other(redirect + "#" + urlencode(LINK_REFUSED))
+        fragment = {
+            "access_token": session["access_token"],
+            "expires_at": session["expires_at"],
+            "expires_in": session["expires_in"],
+            "refresh_token": session["refresh_token"],
+            "token_type": "bearer",
+            "type": kind,
+        }
+        return _see_other(redirect + "#" + urlencode(fragment))
+
+    async def _update_user(self, request: web.Request) -> web.Response:
+        claims = self._user_claims(request)
+        if isinstance(claims, web.Response):
+            return claims
+        body = await self._json_body(request)
+        if isinstance(body, web.Response):
+            return body
+        password = body.get("password")
+        if password is not None:
+            problem = password_problem(password)
+            if problem is not None:
+                return _auth_error(400, "validation_failed", problem)
+            assert isinstance(password, str)
+            if len(password) < PASSWORD_MIN_CHARS:
+                return _weak_password()
+        email = body.get("email")
+        async with await self._db() as conn, conn.transaction():
+            cur = await conn.execute("select * from auth.users where id = %s for update", (claims["sub"],))
+            user = await cur.fetchone()
+            if user is None:
+                return _auth_error(403, "user_not_found", "User from sub claim in JWT does not exist")
+            if email is not None and (
+                not isinstance(email, str) or email.lower() != str(user["email"]).lower()
+            ):
+                return _auth_error(
+                    422,
+                    "email_change_not_supported",
+                    "Changing the e-mail address is not provided by the local development stack",
+                )
+            if password is None:
+                return _json(200, _user_json(user), **dict([API_VERSION_HEADER]))
+            cur = await conn.execute(
+                "select coalesce(extensions.crypt(%s, encrypted_password) = encrypted_password, false) "
+                "as same from auth.users where id = %s",
+                (password, user["id"]),
+            )
+            same = await cur.fetchone()
+            if same is not None and same["same"]:
+                return _auth_error(
+                    422, "same_password", "New password should be different from the old password."
+                )
+            cur = await conn.execute(
+                "update auth.users set updated_at = now(), "
+                "encrypted_password = extensions.crypt(%s, extensions.gen_salt('bf', %s)) "
+                "where id = %s returning *",
+                (password, BCRYPT_COST, user["id"]),
+            )
+            user = await cur.fetchone()
+            assert user is not None
+            # A new password ends the account's other sessions and any reset link still out.
+            await conn.execute(
+                "update auth.refresh_tokens set revoked = true, revoked_at = now() "
+                "where user_id = %s and not revoked and session_id is distinct from %s",
+                (user["id"], claims.get("session_id")),
+            )
+            await conn.execute(
+                "delete from auth.one_time_tokens where user_id = %s and token_type = 'recovery'",
+                (user["id"],),
+            )
+        return _json(200, _user_json(user), **dict([API_VERSION_HEADER]))
 
     def _user_claims(self, request: web.Request) -> dict[str, Any] | web.Response:
         """The claims of a signed-in user's access token, or Supabase Auth's refusal.
@@ -803,6 +1156,49 @@ class Gateway:
         )
         # Served fresh on every load during development; the app's own cache-busting comes with it.
         return web.FileResponse(path, headers={"Content-Type": content_type, "Cache-Control": "no-cache"})
+
+
+def _token_hash(token: str) -> str:
+    """What the database keeps of a one-time link's token."""
+    return hashlib.sha256(token.encode("ascii")).hexdigest()
+
+
+def _see_other(location: str) -> web.Response:
+    return web.Response(status=303, headers={"Location": location, "Cache-Control": "no-store"})
+
+
+def _weak_password() -> web.Response:
+    """Supabase Auth's refusal of a password too short, with its reasons (supabase-js reads them)."""
+    message = f"Password should be at least {PASSWORD_MIN_CHARS} characters."
+    return web.json_response(
+        {
+            "code": 422,
+            "error_code": "weak_password",
+            "msg": message,
+            "weak_password": {"reasons": ["length"]},
+        },
+        status=422,
+        headers=dict([API_VERSION_HEADER]),
+    )
+
+
+def _pending_user_json(user_id: str, email: str) -> dict[str, Any]:
+    """What Supabase Auth answers a sign-up with while the address waits for its confirmation."""
+    now = datetime.now(UTC).isoformat()
+    return {
+        "id": user_id,
+        "aud": "authenticated",
+        "role": "authenticated",
+        "email": email,
+        "phone": "",
+        "confirmation_sent_at": now,
+        "app_metadata": {"provider": "email", "providers": ["email"]},
+        "user_metadata": {},
+        "identities": [],
+        "created_at": now,
+        "updated_at": now,
+        "is_anonymous": False,
+    }
 
 
 def _user_json(user: dict[str, Any]) -> dict[str, Any]:

@@ -6,6 +6,7 @@ import asyncio
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,7 +14,7 @@ import psycopg
 
 from signalguard.devstack import schema, tokens
 from signalguard.devstack.config import StackConfig
-from signalguard.devstack.gateway import Gateway
+from signalguard.devstack.gateway import Gateway, Mail
 from signalguard.devstack.postgres import Postgres, StackError
 from signalguard.devstack.postgrest import PostgREST
 
@@ -47,9 +48,18 @@ class LocalStack:
     synchronous code (the CLI, pytest fixtures) as well as awaited.
     """
 
-    def __init__(self, config: StackConfig | None = None) -> None:
-        """Prepare a stack for ``config`` (the defaults: ``.devstack/`` and port 8000)."""
+    def __init__(
+        self, config: StackConfig | None = None, *, on_mail: Callable[[Mail], None] | None = None
+    ) -> None:
+        """Prepare a stack for ``config`` (the defaults: ``.devstack/`` and port 8000).
+
+        The gateway sends no mail: each one (a sign-up's confirmation link, a password reset's link) is
+        kept in :attr:`mails` and handed to ``on_mail`` (``signalguard dev`` prints it).
+        """
         self.config = config or StackConfig()
+        #: Every mail the gateway would have sent, oldest first (kept across gateway restarts).
+        self.mails: list[Mail] = []
+        self.on_mail = on_mail
         self.postgres = Postgres(self.config)
         self.postgrest = PostgREST(self.config)
         self.gateway: Gateway | None = None
@@ -99,7 +109,7 @@ class LocalStack:
         loop = asyncio.new_event_loop()
         ready = threading.Event()
         failure: list[BaseException] = []
-        gateway = Gateway(self.config)
+        gateway = Gateway(self.config, mails=self.mails, on_mail=self.on_mail)
 
         def run() -> None:
             asyncio.set_event_loop(loop)

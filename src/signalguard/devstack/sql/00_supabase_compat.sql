@@ -68,6 +68,19 @@ alter table auth.refresh_tokens add column if not exists parent text;
 alter table auth.refresh_tokens add column if not exists revoked_at timestamptz;
 create index if not exists refresh_tokens_session_id_idx on auth.refresh_tokens (session_id);
 
+-- The one-time links of the local sign-up and password-reset mails (printed by the stack, not sent).
+-- Only a hash of each token is kept; a link is good once, for its type, until it expires, and a new link
+-- of a type replaces the user's earlier one. Supabase Auth keeps its own in a table of this name.
+create table if not exists auth.one_time_tokens (
+  token_hash text primary key,
+  user_id uuid not null references auth.users (id) on delete cascade,
+  token_type text not null check (token_type in ('signup', 'recovery')),
+  created_at timestamptz not null default now(),
+  expires_at timestamptz not null,
+  used_at timestamptz
+);
+create index if not exists one_time_tokens_user_id_idx on auth.one_time_tokens (user_id, token_type);
+
 -- The claim helpers, as Supabase defines them: they read the claims PostgREST puts into the
 -- transaction's settings. Both the whole-object and the legacy per-claim settings are honoured.
 create or replace function auth.jwt() returns jsonb
