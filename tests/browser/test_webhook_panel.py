@@ -55,6 +55,12 @@ class Page:
             available=lambda: available,
         )
 
+    async def hook(self, url: str = HOOK, secret: str | None = None) -> None:
+        """The user has set a webhook (in the database, and as the panel last read it)."""
+        self.store.set_webhook(url, secret)
+        self.backend.tables["webhooks"] = [{"user_id": "u", "url": url, "secret": secret, "enabled": True}]
+        await self.panel.load()
+
     def _rpc(self, method: str) -> Callable[[Mapping[str, object]], ApiResult]:
         def answer(args: Mapping[str, object]) -> ApiResult:
             epoch, results = args.get("p_epoch"), args.get("p_results")
@@ -112,7 +118,7 @@ async def test_the_databases_refusal_is_shown_as_it_says_it() -> None:
 @on_loop
 async def test_nothing_is_posted_unless_this_tab_generates() -> None:
     page = Page()
-    page.store.set_webhook(HOOK, "k")
+    await page.hook(HOOK, "k")
     page.store.signal_stored(KEY, SIGNAL)
     page.panel.kick()
     await page.tasks.settle()
@@ -129,7 +135,7 @@ async def test_nothing_is_posted_unless_this_tab_generates() -> None:
 @on_loop
 async def test_a_failed_post_is_retried_when_its_time_comes() -> None:
     page = Page()
-    page.store.set_webhook(HOOK)
+    await page.hook()
     page.store.signal_stored(KEY, SIGNAL)
     page.poster.answer(HOOK, 503)
     page.panel.set_epoch(5)
@@ -141,7 +147,7 @@ async def test_a_failed_post_is_retried_when_its_time_comes() -> None:
 @on_loop
 async def test_a_lost_lease_stops_the_call_and_says_so() -> None:
     page = Page()
-    page.store.set_webhook(HOOK)
+    await page.hook()
     page.store.signal_stored(KEY, SIGNAL)
     page.panel.set_epoch(4)  # not the live epoch any more
     await page.tasks.settle()
@@ -183,3 +189,20 @@ def test_the_state_line_counts_waiting_and_lists_failures_with_their_signal() ->
         ("ETHUSDT 1s · 2025-12-06 00:00:01", "CORS after 1 attempt"),
     ]
     assert delivery_lines([], Formats())[0] == "No signal posted yet."
+
+
+@on_loop
+async def test_without_a_webhook_nothing_is_claimed_and_setting_one_posts_what_is_due() -> None:
+    page = Page()
+    page.backend.tables["webhooks"] = []
+    await page.panel.load()
+    page.panel.set_epoch(5)
+    page.panel.kick()
+    await page.tasks.settle()
+    assert "claim_webhook_deliveries" not in page.backend.names()
+    # Set on another device: the next read of the panel finds it and delivers at once.
+    await page.hook()
+    page.store.signal_stored(KEY, SIGNAL)
+    page.panel.refresh()
+    await page.tasks.settle()
+    assert page.poster.idempotency_keys() == [KEY]

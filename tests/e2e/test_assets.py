@@ -30,7 +30,7 @@ def test_app_zip_is_deterministic_and_holds_only_the_browser_side(assets: None, 
         assert {i.date_time for i in zf.infolist()} == {(1980, 1, 1, 0, 0, 0)}
     assert names == sorted(names)
     assert "signalguard/__init__.py" in names and "signalguard/browser/main.py" in names
-    packages = tuple(f"signalguard/{p}/" for p in ("core", "market", "browser", "__pycache__"))
+    packages = tuple(f"signalguard/{p}/" for p in ("core", "market", "webhooks", "browser", "__pycache__"))
     assert all(n.startswith(packages) for n in names[1:])
     assert "signalguard/market/klines.py" in names
     # Each module with its bytecode for the page's interpreter (Pyodide's Python 3.14), nothing else.

@@ -116,7 +116,11 @@ def test_markup_in_names_definitions_and_labels_is_shown_as_text(
     # Nothing was made of the markup: the list holds only its own elements, no element anywhere carries
     # a payload, and nothing ran.
     tags = page.eval_on_selector_all("#traders *", "els => [...new Set(els.map(e => e.tagName))]")
-    assert set(tags) <= {"LI", "INPUT", "SPAN", "BUTTON"}, tags
+    assert set(tags) <= {"LI", "INPUT", "SPAN", "BUTTON", "LABEL"}, tags
+    alert_labels = page.eval_on_selector_all(
+        "[data-testid='trader-alert-notify']", "els => els.map(e => e.getAttribute('aria-label'))"
+    )
+    assert sorted(alert_labels) == sorted(f"Browser notification for {n}" for n in names)
     assert page.evaluate("window.__xssElements") == []
     assert page.evaluate("typeof window.__xss") == "undefined"
     assert (

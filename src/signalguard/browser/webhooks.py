@@ -174,6 +174,9 @@ class WebhookPanel:
         self._again = False
         self._view = WebhookView(available=False)
         self._stopped = False
+        #: The user has an enabled webhook (as last read): without one there is nothing to claim, and
+        #: no claim is sent (every claim is a request, and one sent as the lease moves is refused).
+        self._hook = False
 
     # -- state ----------------------------------------------------------------------------------
 
@@ -202,20 +205,25 @@ class WebhookPanel:
         row = rows[0] if rows and isinstance(rows[0], dict) else None
         if row is None:
             self._draw(available=True, url="", has_secret=False, enabled=True, note="", failures=())
+            self._hook = False
             return
         note, failures = (
             delivery_lines(deliveries.data, self._formats())
             if deliveries.error is None
             else (f"Could not read the deliveries: {deliveries.error}", ())
         )
+        enabled = row.get("enabled") is not False
         self._draw(
             available=True,
             url=str(row.get("url") or ""),
             has_secret=bool(row.get("secret")),
-            enabled=row.get("enabled") is not False,
+            enabled=enabled,
             note=note,
             failures=failures,
         )
+        had, self._hook = self._hook, enabled
+        if enabled and not had:
+            self.kick()  # set here or on another device meanwhile: post what is due now
 
     def refresh(self) -> None:
         """Read and draw again (in the background)."""
@@ -291,7 +299,7 @@ class WebhookPanel:
 
     def kick(self) -> None:
         """Deliver what is due now (one call at a time; one more if asked meanwhile)."""
-        if self._epoch is None or self._driver is None or self._stopped:
+        if self._epoch is None or self._driver is None or self._stopped or not self._hook:
             return
         if self._delivering:
             self._again = True
