@@ -143,6 +143,31 @@ def test_the_soak_takes_the_arguments_shown() -> None:
     )
 
 
+def test_the_market_data_check_runs_as_written() -> None:
+    (shown,) = [c for c in readme_commands() if c.endswith("cloud --check --symbols BTCUSDT,ETHUSDT")]
+    port = free_port()
+    replay = subprocess.Popen(
+        [str(VENV / "signalguard"), "replay", "--synthetic", "--port", str(port)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        # As written, but for the replay's port (9443 may be make dev's own).
+        command = shown.replace("127.0.0.1:9443", f"127.0.0.1:{port}")
+        deadline = time.monotonic() + 30
+        while True:
+            check = subprocess.run(command, shell=True, cwd=ROOT, capture_output=True, text=True, timeout=60)
+            if check.returncode == 0 or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)  # the replay is still starting
+        assert check.returncode == 0, check.stdout + check.stderr
+        assert "BTCUSDT" in check.stdout and "ETHUSDT" in check.stdout
+    finally:
+        replay.terminate()
+        replay.wait(10)
+
+
 def test_bench_and_reset_are_the_commands_named() -> None:
     assert run(str(VENV / "python"), "-c", "import bench.__main__").returncode == 0
     reset = run(str(VENV / "signalguard"), "reset", "--help")
@@ -151,6 +176,8 @@ def test_bench_and_reset_are_the_commands_named() -> None:
 
 #: Commands checked by the tests of this file.
 CHECKED_HERE = {
+    "SIGNALGUARD_MARKET_DATA_URL=http://127.0.0.1:9443 .venv/bin/signalguard cloud --check "
+    "--symbols BTCUSDT,ETHUSDT": test_the_market_data_check_runs_as_written,
     "make bench": test_bench_and_reset_are_the_commands_named,
     "make reset": test_bench_and_reset_are_the_commands_named,
     ".venv/bin/signalguard token user|machine|anon|service [EMAIL]": (
