@@ -19,9 +19,19 @@
 //   init(url, anonKey)                  create the one client (session kept in localStorage)
 //   from(table) / rpc(name, argsJson)   wrapped builders (rpc arguments as a JSON string); the first
 //                                       schema_version() is answered by the early start (below)
-//   signIn(email, password)             Promise<JSON {user: {id, email} | null, error: string | null}>
-//   currentUser()                       Promise<JSON {id, email} | null> from the stored session
+//   signIn(email, password)             Promise<JSON {user: {id, email} | null, error: string | null,
+//                                       code: string | null}> (code: Supabase Auth's error_code)
+//   currentUser()                       Promise<JSON {id, email} | null> from the stored session (or
+//                                       the session a mail's link brought, see below)
 //   signOut()                           Promise<JSON {error: string | null}>
+//   signUp(email, password)             auth.signUp with emailRedirectTo = this page: Promise<JSON
+//                                       {user, error, code}> (user only if the project signed the new
+//                                       account straight in; otherwise a confirmation mail went out)
+//   resetPassword(email)                auth.resetPasswordForEmail, redirectTo = this page: Promise<JSON
+//                                       {error, code}>
+//   updatePassword(password)            auth.updateUser({password}): Promise<JSON {error, code}>
+//   linkOutcome()                       Promise<JSON {type: "signup" | "recovery" | null, error}>: what
+//                                       the link the page was opened from brought
 //   onAuthChange(callback)              callback(event, userJson) on sign-in, sign-out, refresh
 //   holdTabLock(name, onChange)         Web Lock for "one generating tab"; returns a release function
 //   rpcOnUnload(name, argsJson)         fire-and-forget RPC that survives the page going away
@@ -36,6 +46,14 @@
 //                                       reached is an error too
 //   openStream(url, onEvent)            a WebSocket; onEvent(kind, text) with kind "open", "message",
 //                                       "close" (text: the close code and reason); returns close()
+//
+// A mail's link (sign-up confirmation, password reset) comes back to this page as Supabase Auth's
+// implicit flow does: `#access_token=…&refresh_token=…&type=signup|recovery`, or `#error=…` when the
+// link was spent or expired. The fragment is read and removed from the address bar as soon as this
+// script runs; its session is given to supabase-js (auth.setSession) before anyone asks for the user,
+// and the events of that are not passed on: Python learns what happened from linkOutcome(). A recovery
+// is remembered for the tab (sessionStorage) until the new password is set or the user signs out, so a
+// reload still asks for it.
 //
 // Loaded as a classic script after supabase-js's UMD bundle (which sets the global `supabase`).
 "use strict";
@@ -105,6 +123,99 @@
 
   const userOf = (user) => (user ? { id: user.id, email: user.email ?? null } : null);
 
+  // -- a mail's link ---------------------------------------------------------------------------------
+
+  const RECOVERY_KEY = "signalguard.recovery";
+  // Where a mail's link brings the browser back: this page, without query or fragment.
+  const pageUrl = () => `${window.location.origin}${window.location.pathname}`;
+
+  const link = (() => {
+    const hash = window.location.hash;
+    if (!hash || hash.length < 2) return null;
+    const params = new URLSearchParams(hash.slice(1));
+    const error = params.get("error_description") || params.get("error_code") || params.get("error");
+    if (!params.get("access_token") && !error) return null;
+    // The tokens leave the address bar (and this history entry) at once.
+    window.history.replaceState(window.history.state, "", `${window.location.pathname}${window.location.search}`);
+    if (error) return { type: null, error: String(error).slice(0, 300), tokens: null };
+    const type = params.get("type");
+    return {
+      type: type === "signup" || type === "recovery" ? type : null,
+      error: null,
+      tokens: { access_token: params.get("access_token"), refresh_token: params.get("refresh_token") ?? "" },
+    };
+  })();
+  // While the link's session is given to supabase-js, its events are not passed on.
+  let adopting = false;
+  let linkDone = null;
+
+  function adopt(made) {
+    if (linkDone) return linkDone;
+    linkDone = (async () => {
+      if (!link?.tokens) return link ? { type: null, error: link.error } : null;
+      adopting = true;
+      try {
+        const { error } = await made.auth.setSession(link.tokens);
+        if (error) return { type: null, error: String(error.message) };
+        if (link.type === "recovery") {
+          try { sessionStorage.setItem(RECOVERY_KEY, "1"); } catch (_exc) { /* storage off: this load only */ }
+        }
+        return { type: link.type, error: null };
+      } catch (exc) {
+        return { type: null, error: String(exc) };
+      } finally {
+        adopting = false;
+      }
+    })();
+    return linkDone;
+  }
+
+  function recoveryPending() {
+    try { return sessionStorage.getItem(RECOVERY_KEY) === "1"; } catch (_exc) { return false; }
+  }
+
+  function recoveryOver() {
+    try { sessionStorage.removeItem(RECOVERY_KEY); } catch (_exc) { /* nothing kept */ }
+  }
+
+  async function linkOutcome() {
+    const outcome = await (linkDone ?? null);
+    // A recovery still owed from an earlier load of this tab counts only while its session lasts.
+    if (!outcome?.type && recoveryPending() && !accessToken) recoveryOver();
+    const type = outcome?.type ?? (recoveryPending() ? "recovery" : null);
+    return JSON.stringify({ type, error: outcome?.error ?? null });
+  }
+
+  const refusal = (error) => ({ error: error ? String(error.message) : null, code: error?.code ? String(error.code) : null });
+
+  async function signUp(email, password) {
+    try {
+      const { data, error } = await need().auth.signUp({ email, password, options: { emailRedirectTo: pageUrl() } });
+      return JSON.stringify({ user: data?.session ? userOf(data.user) : null, ...refusal(error) });
+    } catch (exc) {
+      return JSON.stringify({ user: null, error: String(exc), code: "NETWORK" });
+    }
+  }
+
+  async function resetPassword(email) {
+    try {
+      const { error } = await need().auth.resetPasswordForEmail(email, { redirectTo: pageUrl() });
+      return JSON.stringify(refusal(error));
+    } catch (exc) {
+      return JSON.stringify({ error: String(exc), code: "NETWORK" });
+    }
+  }
+
+  async function updatePassword(password) {
+    try {
+      const { error } = await need().auth.updateUser({ password });
+      if (!error) recoveryOver();
+      return JSON.stringify(refusal(error));
+    } catch (exc) {
+      return JSON.stringify({ error: String(exc), code: "NETWORK" });
+    }
+  }
+
   function init(url, anonKey) {
     if (typeof supabase === "undefined") throw new Error("supabase-js is not loaded");
     const wanted = { url: url.replace(/\/+$/, ""), anonKey };
@@ -116,6 +227,8 @@
     early = null;
     config = wanted;
     client = makeClient(config.url, anonKey);
+    linkDone = null;
+    adopt(client);
   }
 
   function makeClient(url, anonKey) {
@@ -131,13 +244,15 @@
   async function signIn(email, password) {
     const { data, error } = await need().auth.signInWithPassword({ email, password });
     accessToken = data?.session?.access_token ?? accessToken;
-    return JSON.stringify({ user: userOf(data?.user), error: error ? String(error.message) : null });
+    if (!error) recoveryOver();  // signed in with a password: no new one is owed
+    return JSON.stringify({ user: userOf(data?.user), ...refusal(error) });
   }
 
   async function currentUser() {
     // The stored session (refreshed by supabase-js if it expired); no request when it is fresh.
     const first = early?.session;
     if (early) early.session = null;
+    await linkDone;
     const { data } = await (first ?? need().auth.getSession());
     accessToken = data?.session?.access_token ?? null;
     return JSON.stringify(userOf(data?.session?.user));
@@ -146,11 +261,13 @@
   async function signOut() {
     const { error } = await need().auth.signOut({ scope: "local" });
     accessToken = null;
+    recoveryOver();
     return JSON.stringify({ error: error ? String(error.message) : null });
   }
 
   function onAuthChange(callback) {
     const { data } = need().auth.onAuthStateChange((event, session) => {
+      if (adopting) return;  // the link's session: told by linkOutcome()
       // Called outside supabase-js's auth lock: the callback may call back into the client.
       setTimeout(() => callback(event, JSON.stringify(userOf(session?.user))), 0);
     });
@@ -334,7 +451,7 @@
       if (client || typeof supabase === "undefined" || typeof url !== "string"
           || !/^https?:\/\/[^\s]+$/.test(url) || typeof anonKey !== "string" || !anonKey) return;
       const made = makeClient(url.replace(/\/+$/, ""), anonKey);
-      const session = made.auth.getSession();
+      const session = adopt(made).then(() => made.auth.getSession());
       const schema = session.then(({ data }) => (data?.session ? run(made.rpc("schema_version", {})) : null));
       early = { config: { url: url.replace(/\/+$/, ""), anonKey }, client: made, session, schema };
     })
@@ -360,6 +477,10 @@
     signIn,
     currentUser,
     signOut,
+    signUp,
+    resetPassword,
+    updatePassword,
+    linkOutcome,
     onAuthChange,
     holdTabLock,
     rpcOnUnload,

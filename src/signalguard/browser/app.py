@@ -26,6 +26,7 @@ from collections.abc import Callable, Coroutine, Mapping
 from datetime import UTC, datetime
 from typing import Final
 
+from signalguard.browser.accounts import Accounts
 from signalguard.browser.alerts import (
     ALERT_COLUMNS,
     ALERT_READ_LIMIT,
@@ -378,6 +379,7 @@ class App:
         symbol_list: SymbolList | None = None,
         poster: HttpPoster | None = None,
         stack_urls: tuple[str, ...] = (),
+        local_mail: bool = False,
     ) -> None:
         """Wire the app to the page's adapters; nothing happens until :meth:`start`.
 
@@ -387,8 +389,9 @@ class App:
         ``attention`` and ``prefs`` are the page's alert channels and the browser's preferences (None:
         no alerts), ``locale`` the browser's time zone (None: UTC only), ``symbol_list`` the market
         data's symbols, whose tick sizes give the prices their decimals (None: by their size),
-        ``poster`` posts the user's webhook while this tab generates (None: it shows, never posts), and
-        ``stack_urls`` are this app's own servers, which a webhook may not point at.
+        ``poster`` posts the user's webhook while this tab generates (None: it shows, never posts),
+        ``stack_urls`` are this app's own servers, which a webhook may not point at, and ``local_mail``
+        says the mails of sign-up and password reset are printed by the local stack, not sent.
         """
         self.backend = backend
         self.view = view
@@ -408,6 +411,10 @@ class App:
         self.symbol_list = symbol_list
         self.poster = poster
         self.stack_urls = stack_urls
+        #: The signed-out page: sign in, sign up, password reset (:mod:`~signalguard.browser.accounts`).
+        self.accounts = Accounts(
+            backend, view.show_account, spawn, self._enter, toast=view.toast, local_mail=local_mail
+        )
         #: The signed-in user's webhook panel (None: signed out).
         self.webhooks: WebhookPanel | None = None
         self.formats = self._formats()
@@ -455,11 +462,9 @@ class App:
         self.view.bind(self)
         self.backend.on_auth_change(self._auth_changed)
         user = await self.backend.current_user()
+        link = await self.backend.link_outcome()
         self.view.booted()
-        if user is None:
-            self.view.show_sign_in()
-        else:
-            await self._enter(user)
+        await self.accounts.arrive(user, link)
 
     async def _enter(self, user: User) -> None:
         if self.user is not None:
@@ -1075,17 +1080,30 @@ class App:
 
     def sign_in(self, email: str, password: str) -> None:
         """The sign-in form was submitted."""
-        self.spawn(self._sign_in(email.strip(), password))
+        if self.user is None:
+            self.accounts.sign_in(email, password)
 
-    async def _sign_in(self, email: str, password: str) -> None:
-        if self.user is not None:
-            return
-        self.view.show_sign_in(busy=True)
-        user, error = await self.backend.sign_in(email, password)
-        if user is None:
-            self.view.show_sign_in(error=error or "Sign-in failed")
-            return
-        await self._enter(user)
+    def account_form(self, form: str) -> None:
+        """A link between the signed-out forms was followed."""
+        self.accounts.choose(form)
+
+    def sign_up(self, email: str, password: str, again: str) -> None:
+        """The sign-up form was submitted."""
+        if self.user is None:
+            self.accounts.sign_up(email, password, again)
+
+    def request_reset(self, email: str) -> None:
+        """The password-reset form was submitted."""
+        if self.user is None:
+            self.accounts.request_reset(email)
+
+    def set_password(self, password: str, again: str) -> None:
+        """The new-password form (after a recovery link) was submitted."""
+        self.accounts.set_password(password, again)
+
+    def cancel_recovery(self) -> None:
+        """The new-password form was left: sign out."""
+        self.accounts.cancel_recovery()
 
     def sign_out(self) -> None:
         """The sign-out button was pressed."""
@@ -1099,7 +1117,7 @@ class App:
             error = await self.backend.sign_out()
             if error:
                 self.view.toast(f"Sign-out: {error}")
-        self.view.show_sign_in()
+        self.accounts.signed_out()
 
     async def _leave(self) -> None:
         driver, self.driver = self.driver, None
@@ -1192,9 +1210,17 @@ class App:
 
     def _auth_changed(self, event: str, user: User | None) -> None:
         # Signed out in another tab (supabase-js tells every tab): stop here too.
-        if event == "SIGNED_OUT" and self.user is not None:
+        if event == "SIGNED_OUT" and self.accounts.recovering is not None and self.user is None:
+            self.accounts.signed_out()
+        elif event == "SIGNED_OUT" and self.user is not None:
             self.spawn(self._sign_out(end_session=False))
-        elif event == "SIGNED_IN" and user is not None and self.user is None:
+        elif (
+            event == "SIGNED_IN"
+            and user is not None
+            and self.user is None
+            # A recovery link's session enters only once its new password is set.
+            and self.accounts.recovering is None
+        ):
             self.spawn(self._enter(user))
 
     def unload(self) -> None:

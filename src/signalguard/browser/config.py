@@ -6,6 +6,8 @@ The page fetches ``./config.json`` before anything else. The document is::
       "supabase_anon_key": "eyJ…",                  required: the project's public (anon) API key
       "supabase_url": "https://xyz.supabase.co",    optional: defaults to the page's own origin
       "market_data_url": "http://127.0.0.1:9000"    optional: Binance-compatible REST/WebSocket base
+      "stack": "local-dev"                           optional: set by the local stack only (its mails
+                                                     are printed by make dev, not sent)
     }
 
 Locally the gateway of the dev stack answers it (its anon key is made per stack, in the state folder,
@@ -75,6 +77,8 @@ class AppConfig:
     supabase_anon_key: str
     #: Base URL of the market-data service (REST ``/api/v3/klines`` and the kline streams), if any.
     market_data_url: str | None
+    #: ``local-dev`` on the local stack (its sign-up and reset mails are printed, not sent); else None.
+    stack: str | None = None
 
     @classmethod
     def from_json(cls, text: str, *, origin: str) -> AppConfig:
@@ -98,4 +102,5 @@ class AppConfig:
             market_data_url=(
                 _url(market, "market_data_url", ("http", "https")) if market is not None else None
             ),
+            stack="local-dev" if data.get("stack") == "local-dev" else None,
         )

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Final
 
+from signalguard.browser.accounts import AccountView, Form
 from signalguard.browser.chart import ChartData, SummaryLine, stream_label
 from signalguard.browser.editor import EditorView
 from signalguard.browser.editor_dom import EDITOR_IDS, EditorDom
@@ -38,12 +39,25 @@ ALERT_SWITCHES: Final = (
     ("count", "Count", "Count in the tab title"),
 )
 
+#: The signed-out forms by :class:`~.accounts.Form`: the form's id, its e-mail field's, its password
+#: fields'.
+ACCOUNT_FORMS: Final = {
+    Form.SIGN_IN: ("sign-in", "sign-in-email", ("sign-in-password",)),
+    Form.SIGN_UP: ("sign-up", "sign-up-email", ("sign-up-password", "sign-up-again")),
+    Form.RESET: ("reset", "reset-email", ()),
+    Form.NEW_PASSWORD: ("new-password", None, ("new-password-password", "new-password-again")),
+}
+
 #: How long a toast stays, and how many are shown at most.
 TOAST_SECONDS: Final = 8.0
 TOAST_MAX: Final = 5
 
 _IDS: Final = (
-    "boot", "fatal", "sign-in", "sign-in-email", "sign-in-password", "sign-in-error", "app",
+    "boot", "fatal", "sign-in", "sign-in-email", "sign-in-password", "sign-in-error", "sign-in-note",
+    "sign-up", "sign-up-email", "sign-up-password", "sign-up-again", "sign-up-error",
+    "reset", "reset-email", "reset-error",
+    "new-password", "new-password-password", "new-password-again", "new-password-error",
+    "new-password-for", "new-password-cancel", "app",
     "mode-badge", "user-email", "sign-out", "schema-message", "guard-detail", "takeover-button",
     "takeover-dialog", "traders", "traders-note", "alerts-note", "zone-switch", "history-time", "history",
     "history-empty", "toasts", "webhook", "webhook-form", "webhook-url", "webhook-secret",
@@ -79,6 +93,7 @@ class DomView:
         self._intents: Intents | None = None
         self._editor = EditorDom(document, window, self._el)
         self._shown: tuple[str, str, bool, str, str] | None = None
+        self._account_form: Form | None = None
 
         def remove(el: Element) -> None:
             el.remove()
@@ -117,7 +132,36 @@ class DomView:
             if str(el["takeover-dialog"].returnValue) == "confirm":
                 intents.take_over()
 
+        def signed_up(event: Event) -> None:
+            event.preventDefault()
+            intents.sign_up(
+                str(el["sign-up-email"].value),
+                str(el["sign-up-password"].value),
+                str(el["sign-up-again"].value),
+            )
+
+        def reset_asked(event: Event) -> None:
+            event.preventDefault()
+            intents.request_reset(str(el["reset-email"].value))
+
+        def password_set(event: Event) -> None:
+            event.preventDefault()
+            intents.set_password(str(el["new-password-password"].value), str(el["new-password-again"].value))
+
+        def account_link(event: Event) -> None:
+            # "Create an account", "Forgot your password?", "Back to sign in".
+            target = event.target.closest("[data-account]")
+            form = target.getAttribute("data-account") if present(target) else None
+            if isinstance(form, str):
+                intents.account_form(form)
+
         self._listen(el["sign-in"], "submit", submitted)
+        self._listen(el["sign-up"], "submit", signed_up)
+        self._listen(el["reset"], "submit", reset_asked)
+        self._listen(el["new-password"], "submit", password_set)
+        for name in ("sign-in", "sign-up", "reset"):
+            self._listen(el[name], "click", account_link)
+        self._listen(el["new-password-cancel"], "click", lambda _e: intents.cancel_recovery())
         self._listen(el["sign-out"], "click", lambda _e: intents.sign_out())
         self._listen(el["traders"], "change", toggled)
         self._listen(el["takeover-button"], "click", lambda _e: el["takeover-dialog"].showModal())
@@ -188,27 +232,54 @@ class DomView:
         self._el["fatal"].textContent = message
         self._el["fatal"].hidden = False
 
-    def show_sign_in(self, *, error: str | None = None, busy: bool = False) -> None:
-        """Show the sign-in form."""
+    def show_account(self, view: AccountView) -> None:
+        """Show one signed-out form: its error line, the sign-in note, busy fields.
+
+        Leaving a form empties every password field; its e-mail goes along to the next form (nothing
+        typed is lost). A refused sign-in empties its password, as before.
+        """
         el = self._el
         el["app"].hidden = True
         el["mode-badge"].hidden = True
         el["sign-out"].hidden = True
         el["user-email"].textContent = ""
-        el["sign-in"].hidden = False
-        el["sign-in-error"].textContent = error or ""
-        el["sign-in-error"].hidden = error is None
-        for field in el["sign-in"].querySelectorAll("input, button"):
-            field.disabled = busy
-        if error is not None:
+        form_id, email_id, _ = ACCOUNT_FORMS[view.form]
+        previous = self._account_form
+        typed = ""
+        if previous is not None and previous is not view.form:
+            _, old_email, _ = ACCOUNT_FORMS[previous]
+            typed = str(el[old_email].value) if old_email is not None else ""
+            for _, _, fields in ACCOUNT_FORMS.values():
+                for name in fields:
+                    el[name].value = ""
+        self._account_form = view.form
+        for other, (other_id, _, _) in ACCOUNT_FORMS.items():
+            el[other_id].hidden = other is not view.form
+        if email_id is not None:
+            if view.email:
+                el[email_id].value = view.email
+            elif typed and not str(el[email_id].value):
+                el[email_id].value = typed
+        error = el[f"{form_id}-error"]
+        error.textContent = view.error or ""
+        error.hidden = view.error is None
+        el["sign-in-note"].textContent = view.note or ""
+        el["sign-in-note"].hidden = view.note is None or view.form is not Form.SIGN_IN
+        el["new-password-for"].textContent = f"For {view.email}" if view.email else ""
+        for field in el[form_id].querySelectorAll("input, button"):
+            field.disabled = view.busy
+        if view.error is not None and view.form is Form.SIGN_IN:
             el["sign-in-password"].value = ""
         self._shown = None
 
     def show_app(self, user: User) -> None:
         """Show the app for ``user``."""
         el = self._el
-        el["sign-in"].hidden = True
-        el["sign-in-password"].value = ""
+        for form_id, _, passwords in ACCOUNT_FORMS.values():
+            el[form_id].hidden = True
+            for name in passwords:
+                el[name].value = ""
+        self._account_form = None
         el["app"].hidden = False
         el["mode-badge"].hidden = False
         el["sign-out"].hidden = False

@@ -17,8 +17,9 @@ import json
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Final
 
+from signalguard.browser.accounts import refusal_text
 from signalguard.browser.jstypes import present
-from signalguard.browser.ports import ApiResult, Permission, User
+from signalguard.browser.ports import ApiResult, LinkOutcome, Permission, User
 from signalguard.core.ports import JsonValue
 from signalguard.market.klines import MarketUnavailable, RestKlines
 
@@ -59,6 +60,16 @@ def _quote(text: str) -> str:
         c if c.isascii() and (c.isalnum() or c in "-._~") else "".join(f"%{b:02X}" for b in c.encode())
         for c in text
     )
+
+
+def _refusal(raw: object) -> str | None:
+    """The line shown for the facade's ``{error, code}`` answer of an auth call (None: no error)."""
+    if not isinstance(raw, dict):
+        return "unreadable answer from the facade"
+    error, code = raw.get("error"), raw.get("code")
+    if not isinstance(error, str) or not error:
+        return None
+    return refusal_text(code if isinstance(code, str) else None, error)
 
 
 class SupabaseBackend:
@@ -141,8 +152,7 @@ class SupabaseBackend:
         """Sign in with a password."""
         # The facade always answers this object; its error is a string or null.
         raw: dict[str, JsonValue] = json.loads(str(await self._facade.signIn(email, password)))
-        error = raw.get("error")
-        return User.from_json(raw.get("user")), error if isinstance(error, str) else None
+        return User.from_json(raw.get("user")), _refusal(raw)
 
     async def current_user(self) -> User | None:
         """The stored session's user."""
@@ -153,6 +163,23 @@ class SupabaseBackend:
         answer: dict[str, JsonValue] = json.loads(str(await self._facade.signOut()))
         error = answer.get("error")
         return str(error) if error else None
+
+    async def sign_up(self, email: str, password: str) -> tuple[User | None, str | None]:
+        """Create an account (supabase-js ``auth.signUp``)."""
+        raw: dict[str, JsonValue] = json.loads(str(await self._facade.signUp(email, password)))
+        return User.from_json(raw.get("user")), _refusal(raw)
+
+    async def request_password_reset(self, email: str) -> str | None:
+        """Ask for a reset mail (``auth.resetPasswordForEmail``)."""
+        return _refusal(json.loads(str(await self._facade.resetPassword(email))))
+
+    async def update_password(self, password: str) -> str | None:
+        """Set the password (``auth.updateUser``)."""
+        return _refusal(json.loads(str(await self._facade.updatePassword(password))))
+
+    async def link_outcome(self) -> LinkOutcome:
+        """What the page's link brought."""
+        return LinkOutcome.from_json(str(await self._facade.linkOutcome()))
 
     def on_auth_change(self, callback: Callable[[str, User | None], None]) -> None:
         """Subscribe to session changes."""

@@ -131,7 +131,7 @@ class DatabaseFacade(Protocol):
         ...
 
     def signIn(self, email: str, password: str) -> Awaitable[str]:
-        """Sign in: JSON ``{user: {id, email} | null, error: string | null}``."""
+        """Sign in: JSON ``{user: {id, email} | null, error: string | null, code: string | null}``."""
         ...
 
     def currentUser(self) -> Awaitable[str]:
@@ -140,6 +140,25 @@ class DatabaseFacade(Protocol):
 
     def signOut(self) -> Awaitable[str]:
         """End the session: JSON ``{error: string | null}``."""
+        ...
+
+    def signUp(self, email: str, password: str) -> Awaitable[str]:
+        """Create an account (``emailRedirectTo``: this page): JSON ``{user, error, code}``.
+
+        ``user`` is set only when the project signed the new account straight in.
+        """
+        ...
+
+    def resetPassword(self, email: str) -> Awaitable[str]:
+        """Ask for a password-reset mail (``redirectTo``: this page): JSON ``{error, code}``."""
+        ...
+
+    def updatePassword(self, password: str) -> Awaitable[str]:
+        """Set the signed-in user's password: JSON ``{error, code}``."""
+        ...
+
+    def linkOutcome(self) -> Awaitable[str]:
+        """What the link the page was opened from brought: JSON ``{type, error}``."""
         ...
 
     def onAuthChange(self, callback: JsFunction) -> JsObject:

@@ -187,6 +187,8 @@ async def run() -> None:
         poster=WebPoster(facade),
         # A webhook may not point at this app's own servers: the API, and the page's origin.
         stack_urls=(config.supabase_url, str(js.location.origin)),
+        # The local stack prints the sign-up and reset mails' links instead of sending them.
+        local_mail=config.stack == "local-dev",
     )
     _app = app
 

@@ -19,6 +19,7 @@ from signalguard.browser.trades import ProfitLine, TradeItem
 from signalguard.core.guard import Effects
 
 if TYPE_CHECKING:
+    from signalguard.browser.accounts import AccountView
     from signalguard.browser.webhooks import WebhookView
 from signalguard.core.symbols import SymbolInfo
 
@@ -81,6 +82,32 @@ class User:
         return cls(raw["id"], email if isinstance(email, str) else None)
 
 
+@dataclass(frozen=True, slots=True)
+class LinkOutcome:
+    """What the link the page was opened from (a sign-up's or password reset's mail) brought."""
+
+    #: ``signup`` (the address is confirmed, the user signed in), ``recovery`` (signed in to set a new
+    #: password; also after a reload until it is set), or None (no link).
+    kind: str | None = None
+    #: Why the link was refused, as Supabase Auth says it (a link used already, or expired).
+    error: str | None = None
+
+    @classmethod
+    def from_json(cls, text: str) -> LinkOutcome:
+        """Read the facade's ``linkOutcome()`` answer; anything malformed is no link."""
+        try:
+            raw = json.loads(text)
+        except (TypeError, ValueError):
+            return cls()
+        if not isinstance(raw, dict):
+            return cls()
+        kind, error = raw.get("type"), raw.get("error")
+        return cls(
+            kind if kind in ("signup", "recovery") else None,
+            error[:300] if isinstance(error, str) and error else None,
+        )
+
+
 class Backend(Protocol):
     """The database API and sign-in (supabase-js in the page)."""
 
@@ -132,6 +159,27 @@ class Backend(Protocol):
 
     async def current_user(self) -> User | None:
         """The user of the stored session, if any (the session survives reloads)."""
+        ...
+
+    async def sign_up(self, email: str, password: str) -> tuple[User | None, str | None]:
+        """Create an account, its address confirmed by a mailed link.
+
+        The user if the project signed the new account straight in (it confirms no address), else
+        None; and the refusal's message, or None. The answer is the same for an address that has an
+        account already.
+        """
+        ...
+
+    async def request_password_reset(self, email: str) -> str | None:
+        """Ask for a mail with a link to set a new password; an error message, or None (sent or not)."""
+        ...
+
+    async def update_password(self, password: str) -> str | None:
+        """Set the signed-in user's password; an error message, or None."""
+        ...
+
+    async def link_outcome(self) -> LinkOutcome:
+        """What the link the page was opened from brought (after :meth:`current_user`)."""
         ...
 
     async def sign_out(self) -> str | None:
@@ -226,6 +274,26 @@ class Intents(Protocol):
         """Sign out (releasing the lease first)."""
         ...
 
+    def account_form(self, form: str) -> None:
+        """Show another signed-out form (``sign-in``, ``sign-up``, ``reset``)."""
+        ...
+
+    def sign_up(self, email: str, password: str, again: str) -> None:
+        """Create an account (the password typed twice)."""
+        ...
+
+    def request_reset(self, email: str) -> None:
+        """Ask for a mail to set a new password."""
+        ...
+
+    def set_password(self, password: str, again: str) -> None:
+        """Set the new password after a recovery link (typed twice)."""
+        ...
+
+    def cancel_recovery(self) -> None:
+        """Leave the new-password form: sign out."""
+        ...
+
     def toggle_trader(self, trader_id: str, enabled: bool) -> None:
         """Enable or disable a trader."""
         ...
@@ -290,8 +358,8 @@ class View(Protocol):
         """The app cannot run (no configuration, no client library): say why."""
         ...
 
-    def show_sign_in(self, *, error: str | None = None, busy: bool = False) -> None:
-        """Show the sign-in form (and hide the app)."""
+    def show_account(self, view: AccountView) -> None:
+        """Show one of the signed-out forms (and hide the app)."""
         ...
 
     def show_app(self, user: User) -> None:

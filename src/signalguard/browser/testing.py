@@ -38,7 +38,7 @@ import functools
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, ParamSpec
 
-from signalguard.browser.ports import ApiError, ApiResult, Permission, User
+from signalguard.browser.ports import ApiError, ApiResult, LinkOutcome, Permission, User
 from signalguard.browser.sync import SignalSync
 from signalguard.core.codes import GuardError
 from signalguard.market.testing import FakeMarketData
@@ -225,6 +225,16 @@ class FakeBackend:
         self.password = password
         self.user: User | None = account if signed_in else None
         self._listeners: list[Callable[[str, User | None], None]] = []
+        #: Every ``sign_up``: the e-mail and password sent.
+        self.sign_ups: list[tuple[str, str]] = []
+        #: What ``sign_up`` answers (no user, no error: "check your e-mail").
+        self.sign_up_answer: tuple[User | None, str | None] = (None, None)
+        #: Every ``request_password_reset``: the e-mail.
+        self.resets: list[str] = []
+        #: What ``request_password_reset`` answers.
+        self.reset_error: str | None = None
+        #: What the page's link brought (``link_outcome``).
+        self.link = LinkOutcome()
 
     # -- scripting ----------------------------------------------------------------------------
 
@@ -369,6 +379,36 @@ class FakeBackend:
     async def current_user(self) -> User | None:
         """See :meth:`~.ports.Backend.current_user`."""
         return self.user
+
+    async def sign_up(self, email: str, password: str) -> tuple[User | None, str | None]:
+        """See :meth:`~.ports.Backend.sign_up`: recorded; answers :attr:`sign_up_answer`."""
+        await self._enter()
+        self.sign_ups.append((email, password))
+        if self.down:
+            return None, "The database API is not reachable (fake)"
+        return self.sign_up_answer
+
+    async def request_password_reset(self, email: str) -> str | None:
+        """See :meth:`~.ports.Backend.request_password_reset`: recorded; answers :attr:`reset_error`."""
+        await self._enter()
+        self.resets.append(email)
+        return "The database API is not reachable (fake)" if self.down else self.reset_error
+
+    async def update_password(self, password: str) -> str | None:
+        """See :meth:`~.ports.Backend.update_password`: the account's password becomes ``password``."""
+        await self._enter()
+        if self.down:
+            return "The database API is not reachable (fake)"
+        if self.user is None:
+            return "Auth session missing!"
+        if password == self.password:
+            return "New password should be different from the old password."
+        self.password = password
+        return None
+
+    async def link_outcome(self) -> LinkOutcome:
+        """See :meth:`~.ports.Backend.link_outcome`: :attr:`link`."""
+        return self.link
 
     async def sign_out(self) -> str | None:
         """See :meth:`~.ports.Backend.sign_out`."""
