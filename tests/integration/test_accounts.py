@@ -9,17 +9,22 @@ new password. The throttle is tested on a gateway of the test's own with a hand-
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import itertools
+import shutil
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
 from stackkit import Api, serving
+from test_dev_command import start_dev, stop_dev
 
 from signalguard.devstack import tokens
 from signalguard.devstack.cli import print_mail
@@ -394,8 +399,6 @@ def test_sign_ups_and_resets_are_throttled_per_account_and_address(own: tuple[Au
 
 
 def test_concurrent_opens_of_one_link_sign_in_once(auth: Auth, stack: LocalStack) -> None:
-    import concurrent.futures
-
     email = address("race")
     assert auth.sign_up(email).status_code == 200
     link = auth.link(email, "signup")
@@ -409,3 +412,32 @@ def test_concurrent_opens_of_one_link_sign_in_once(auth: Auth, stack: LocalStack
             (email,),
         ).fetchone()
     assert tokens_made == (1,)
+
+
+def test_signalguard_dev_prints_the_link_of_a_sign_up() -> None:
+    """The whole way: ``signalguard dev`` (what ``make dev`` runs) prints the mail's link on its output."""
+    state_dir = Path(tempfile.mkdtemp(prefix="signalguard-dev-mail-"))
+    port = free_port()
+    env = {
+        "SIGNALGUARD_PG_PORT": str(free_port()),
+        "SIGNALGUARD_REST_PORT": str(free_port()),
+        "SIGNALGUARD_REST_ADMIN_PORT": str(free_port()),
+        "SIGNALGUARD_REPLAY_PORT": str(free_port()),
+    }
+    proc, _ = start_dev(state_dir, port, env)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        anon = httpx.get(f"{base}/config.json").json()["supabase_anon_key"]
+        email = address("dev")
+        r = httpx.post(
+            f"{base}/auth/v1/signup",
+            params={"redirect_to": f"{base}/"},
+            json={"email": email, "password": PASSWORD},
+            headers={"apikey": anon},
+        )
+        assert r.status_code == 200, r.text
+    finally:
+        out = stop_dev(proc)
+        shutil.rmtree(state_dir, ignore_errors=True)
+    [line] = [x for x in out.splitlines() if x.startswith("Mail to ")]
+    assert line.startswith(f"Mail to {email}: confirm your account: {base}/auth/v1/verify?token=")
