@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from signalguard import schemastatus
+
 
 def main(argv: list[str] | None = None) -> int:
     """Parse the command line and run the chosen subcommand."""
@@ -22,6 +24,8 @@ def main(argv: list[str] | None = None) -> int:
         pass
     else:
         replay_cli.add_commands(sub)
+    # Plain Python: psycopg or httpx load only when the check runs.
+    schemastatus.add_commands(sub)
     try:
         from signalguard.cloud import cli as cloud_cli
     except ImportError:  # a build without the cloud package
