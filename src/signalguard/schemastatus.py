@@ -138,9 +138,13 @@ def components_from_db(url: str, *, timeout: float = 10.0) -> dict[str, Any]:
 
     A database without the function (no migration pushed yet) has no component: ``{}``.
     """
-    import psycopg
-    from psycopg import errors
-
+    try:
+        import psycopg
+        from psycopg import errors
+    except ImportError:  # an installation without the devstack extra (the cloud image)
+        raise SchemaInputError(
+            "--db-url needs psycopg (install 'signalguard[devstack]'), or ask the API: --api, --anon-key"
+        ) from None
     try:
         with psycopg.connect(url, connect_timeout=max(1, int(timeout)), autocommit=True) as conn:
             try:
@@ -175,8 +179,10 @@ def components_from_api(
     An API that does not know the function (PostgREST's ``PGRST202``: no migration pushed yet) has no
     component: ``{}``.
     """
-    import httpx
-
+    try:
+        import httpx
+    except ImportError:  # an installation with neither extra
+        raise SchemaInputError("--api needs httpx (install 'signalguard[cloud]')") from None
     headers = {
         "apikey": anon_key,
         "Authorization": f"Bearer {token or anon_key}",
