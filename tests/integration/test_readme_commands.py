@@ -43,6 +43,9 @@ ELSEWHERE = {
     ),
     "scripts/schema-check": "tests/integration/test_schema_files.py (signalguard.devstack.schemacheck.check)",
     "python -m signalguard.devstack.schemacheck": "tests/integration/test_schema_files.py",
+    ".venv/bin/signalguard schema --db-url URL": (
+        "tests/integration/test_schema_command.py::test_the_installed_command"
+    ),
     "SIGNALGUARD_FUZZ_CASES=50000": "tests/fuzz/conftest.py reads it",
     "SIGNALGUARD_SCREENSHOTS=DIR": "tests/e2e/e2ekit.py and test_e2e_demo.py read it",
 }
