@@ -210,6 +210,23 @@ def test_stale_schema_cache_is_named_and_nothing_is_claimed_until_the_api_sees_t
     run(scenario())
 
 
+def test_a_project_with_nothing_pushed_names_the_migrations_instead_of_reading_offline() -> None:
+    async def scenario() -> None:
+        unknown = ApiError("Could not find the function public.schema_version without parameters", "PGRST202")
+        backend = FakeBackend({"schema_version": [ApiResult(None, unknown, 404)]})
+        rig = Rig(backend)
+        rig.driver.start()
+        rig.driver.feed(TabLock(True))
+        await rig.fire()
+        effects = rig.driver.effects
+        assert effects.mode is Mode.INCOMPATIBLE and not effects.may_generate
+        detail = effects.detail or ""
+        assert "does not know schema_version()" in detail and "20251003060000_core_tables.sql" in detail
+        assert rig.names() == ["schema_version"]  # nothing claimed
+
+    run(scenario())
+
+
 #: 2023-11-14T22:13:20Z, where the tab's evaluation stands.
 EVALUATED_MS = 1_700_000_000_000
 

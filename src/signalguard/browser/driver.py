@@ -28,7 +28,7 @@ from typing import Final
 from signalguard.browser.ports import ApiResult, Backend, Spawn, Timers
 from signalguard.core.backoff import BACKOFF
 from signalguard.core.candles import iso_from_ms
-from signalguard.core.codes import GAPLESS_HANDOFF, has_component, missing_schema
+from signalguard.core.codes import GAPLESS_HANDOFF, UNKNOWN_FUNCTION, has_component, missing_schema, no_schema
 from signalguard.core.guard import (
     Answered,
     Call,
@@ -260,6 +260,11 @@ class GuardDriver:
             return CallFailed(f"{name}: {exc}")
 
     def _schema_event(self, result: ApiResult) -> Event:
+        if result.error is not None and result.error.code == UNKNOWN_FUNCTION:
+            # A project with nothing pushed (or a stale API cache): say which migrations, not "offline".
+            self.components = {}
+            self._schema_ok = False
+            return SchemaChecked(tuple(no_schema()))
         if result.error is not None:
             return CallFailed(f"schema_version: {result.error}")
         data = result.data
@@ -273,7 +278,7 @@ class GuardDriver:
 
 
 #: PostgREST's answer for a function missing from its schema cache.
-STALE_SCHEMA_CACHE: Final = "PGRST202"
+STALE_SCHEMA_CACHE: Final = UNKNOWN_FUNCTION
 
 
 def stale_schema_message(function: str) -> str:

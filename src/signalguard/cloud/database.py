@@ -31,7 +31,15 @@ from supabase import AsyncClient, AsyncClientOptions, acreate_client
 
 from signalguard.cloud.config import WorkerConfig
 from signalguard.core.candles import iso_from_ms, timestamp_us
-from signalguard.core.codes import GAPLESS_HANDOFF, Component, GuardError, has_component, missing_schema
+from signalguard.core.codes import (
+    GAPLESS_HANDOFF,
+    UNKNOWN_FUNCTION,
+    Component,
+    GuardError,
+    has_component,
+    missing_schema,
+    no_schema,
+)
 from signalguard.core.engine import (
     DEFAULT_MAX_TRACKED,
     OPEN_STATUSES,
@@ -254,7 +262,14 @@ class SupabaseDatabase:
 
     async def schema_problems(self) -> list[str]:
         """See :meth:`Database.schema_problems`."""
-        data = await self._run(self._client.rpc("schema_version", {}).execute())
+        try:
+            data = await self._run(self._client.rpc("schema_version", {}).execute())
+        except DatabaseUnavailable as exc:
+            if str(exc).startswith(f"{UNKNOWN_FUNCTION}:"):
+                # Nothing pushed yet (or a stale API cache): the migrations to apply, not a retry loop.
+                self._components = {}
+                return no_schema()
+            raise
         components = data.get("components") if isinstance(data, Mapping) else None
         self._components = components if isinstance(components, Mapping) else {}
         return missing_schema(self._components)

@@ -139,6 +139,24 @@ def has_component(reported: Mapping[str, object], component: Component) -> bool:
     return isinstance(have, int) and have >= component.version
 
 
+#: PostgREST's code for a function it does not know: ``schema_version()`` itself on a project where
+#: nothing is pushed yet (or whose API's schema cache predates the migrations).
+UNKNOWN_FUNCTION: Final = "PGRST202"
+
+
+def no_schema() -> list[str]:
+    """What to do when the API does not know ``schema_version()``: every required migration, named.
+
+    A blank project answers so; so does an API whose schema cache was loaded before the migrations.
+    Both clients then say this instead of retrying as if the database were offline.
+    """
+    return [
+        "The database API does not know schema_version(): no migration is applied yet (push "
+        "supabase/migrations), or the API's schema cache predates them (reload it).",
+        *missing_schema({}),
+    ]
+
+
 def missing_schema(reported: Mapping[str, object]) -> list[str]:
     """Compare ``schema_version()``'s ``components`` with :data:`REQUIRED_SCHEMA`.
 
