@@ -103,10 +103,11 @@ def test_sign_up_confirm_by_the_printed_link_and_a_second_sign_up_reveals_nothin
 
     # The printed link signs the page in, and leaves no token in the address bar.
     page.goto(link)
+    # The notice first: it stays 8 s, and the page may take longer than that to be ready.
+    expect(page.get_by_test_id("toast").filter(has_text="confirmed")).to_be_visible(timeout=READY_TIMEOUT_MS)
     tab.wait_ready()
     expect(page.get_by_test_id("user-email")).to_have_text(email)
     assert page.url == f"{stack.url}/"
-    expect(page.get_by_test_id("toast").filter(has_text="confirmed")).to_be_visible()
     with stack.connect() as conn:
         row = conn.execute("select email_confirmed_at from auth.users where email = %s", (email,)).fetchone()
     assert row is not None and row[0] is not None
@@ -190,9 +191,10 @@ def test_reset_a_forgotten_password_by_the_printed_link(stack: LocalStack, brows
     page.get_by_test_id("new-password-password").fill(NEW_PASSWORD)
     page.get_by_test_id("new-password-again").fill(NEW_PASSWORD)
     page.get_by_test_id("new-password-submit").click()
+    toast = page.get_by_test_id("toast").filter(has_text="new password is set")
+    expect(toast).to_be_visible(timeout=READY_TIMEOUT_MS)
     tab.wait_ready()
     expect(page.get_by_test_id("user-email")).to_have_text(email)
-    expect(page.get_by_test_id("toast").filter(has_text="new password is set")).to_be_visible()
     page.reload()
     tab.wait_ready()  # set: a reload goes straight to the app
 
