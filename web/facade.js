@@ -38,7 +38,8 @@
 //   storeGet(key) / storePut(key, text) IndexedDB (one object store of strings): Promise<string|null>
 //                                       / Promise<JSON {error: string | null}>
 //   marketGet(url)                      GET on the market-data service: Promise<JSON {status, body,
-//                                       error}> (status 0 and an error when unreachable)
+//                                       headers, error}> (status 0 and an error when unreachable;
+//                                       headers: the rate-limit ones the answer lets the page read)
 //   webhookPost(url, headersJson, body, timeoutMs)
 //                                       POST a signal to the user's webhook: Promise<JSON {status,
 //                                       error}>; redirects are not followed (status 0 and an error),
@@ -366,10 +367,19 @@
 
   // -- market data (Binance's REST and WebSocket API shape) --------------------------------------
 
+  // The exchange's rate-limit headers, where its CORS answer lets the page read them (Binance's and the
+  // replay's do): the shared market code keeps the request weight and honours Retry-After with them.
+  const MARKET_HEADERS = ["x-mbx-used-weight-1m", "retry-after"];
+
   async function marketGet(url) {
     try {
       const response = await fetch(url, { cache: "no-store", credentials: "omit" });
-      return JSON.stringify({ status: response.status, body: await response.text(), error: null });
+      const headers = {};
+      for (const name of MARKET_HEADERS) {
+        const value = response.headers.get(name);
+        if (value !== null) headers[name] = value;
+      }
+      return JSON.stringify({ status: response.status, body: await response.text(), headers, error: null });
     } catch (exc) {
       return JSON.stringify({ status: 0, body: null, error: String(exc) });
     }

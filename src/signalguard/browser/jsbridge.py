@@ -21,7 +21,7 @@ from signalguard.browser.accounts import refusal_text
 from signalguard.browser.jstypes import present
 from signalguard.browser.ports import ApiResult, LinkOutcome, Permission, User
 from signalguard.core.ports import JsonValue
-from signalguard.market.klines import MarketUnavailable, RestKlines
+from signalguard.market.klines import MarketUnavailable, RestAnswer, RestKlines
 
 if TYPE_CHECKING:
     from signalguard.browser.jstypes import (
@@ -438,8 +438,16 @@ class WebMarketData(RestKlines):
         self._create_proxy = create_proxy
         self._stall = stall
 
+    #: What a refusal names (a region block, a wrong URL): the page's setting.
+    url_setting = "market_data_url (config.json)"
+
     async def get(self, path: str, params: dict[str, str | int]) -> tuple[int, str]:
         """See :meth:`~signalguard.market.klines.RestKlines.get` (the facade's ``marketGet``)."""
+        answer = await self.get_answer(path, params)
+        return answer.status, answer.body
+
+    async def get_answer(self, path: str, params: dict[str, str | int]) -> RestAnswer:
+        """The answer with the rate-limit headers the page can read (the weight, ``Retry-After``)."""
         url = f"{self._rest}{path}?{_query(params)}"
         # The facade always answers this object (status 0 and an error when unreachable).
         answer: dict[str, JsonValue] = json.loads(str(await self._facade.marketGet(url)))
@@ -450,7 +458,9 @@ class WebMarketData(RestKlines):
                 str(p) for p in (path.rsplit("/", 1)[-1], params.get("symbol"), params.get("interval")) if p
             )
             raise MarketUnavailable(f"{where}: {answer.get('error') or f'HTTP {status}'}")
-        return status, body
+        raw = answer.get("headers")
+        headers = {str(k): str(v) for k, v in raw.items()} if isinstance(raw, dict) else {}
+        return RestAnswer(status, body, headers)
 
     @contextlib.asynccontextmanager
     async def stream(self, names: Sequence[str]) -> AsyncIterator[AsyncIterator[str]]:
