@@ -24,6 +24,12 @@ def main(argv: list[str] | None = None) -> int:
         pass
     else:
         replay_cli.add_commands(sub)
+    try:
+        from signalguard.devstack import site as site_cli
+    except ImportError:  # a build without the devstack package
+        pass
+    else:
+        site_cli.add_commands(sub)
     # Plain Python: psycopg or httpx load only when the check runs.
     schemastatus.add_commands(sub)
     try:

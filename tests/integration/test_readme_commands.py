@@ -48,6 +48,9 @@ ELSEWHERE = {
     ),
     "SIGNALGUARD_FUZZ_CASES=50000": "tests/fuzz/conftest.py reads it",
     "SIGNALGUARD_SCREENSHOTS=DIR": "tests/e2e/e2ekit.py and test_e2e_demo.py read it",
+    ".venv/bin/signalguard build-site --out DIR --supabase-url URL --anon-key KEY": (
+        "tests/integration/test_site_build.py::test_the_installed_command"
+    ),
 }
 
 

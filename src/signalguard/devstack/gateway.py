@@ -56,6 +56,7 @@ from yarl import URL
 
 from signalguard.devstack import tokens
 from signalguard.devstack.config import HOST, StackConfig
+from signalguard.devstack.site import page_csp
 
 #: Top-level entries of the app root that may be served. Anything else (the state folder, sources,
 #: tests, dotfiles) is never served, whatever the path.
@@ -1097,22 +1098,15 @@ class Gateway:
         )
 
     def _csp(self) -> str:
-        """The page's Content-Security-Policy: its own origin, plus the market-data service.
+        """The page's Content-Security-Policy, as a static host's ``_headers`` gets it too.
 
-        Pyodide compiles WebAssembly and PyScript evaluates its bootstrap, hence the two eval
-        allowances; nothing else loads from anywhere but the origin. Connections go to the origin, the
-        market data and, for the user's webhook (which the generating tab posts), the receivers of
-        :data:`WEBHOOK_CONNECT`. Scripts still come from the origin only, and the page puts no text
-        from the network into HTML.
+        :func:`~signalguard.devstack.site.page_csp` with the API on this origin and webhooks allowed to
+        :data:`WEBHOOK_CONNECT`.
         """
-        market = self.config.market_data_url.rstrip("/")
-        stream = "ws" + market[len("http") :] if market.startswith("http") else market
-        return (
-            "default-src 'self'; script-src 'self' 'wasm-unsafe-eval' 'unsafe-eval'; "
-            f"connect-src 'self' {market} {stream} {WEBHOOK_CONNECT}; worker-src 'self'; "
-            "img-src 'self' data:; "
-            "style-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; "
-            "form-action 'self'"
+        return page_csp(
+            supabase_url=None,
+            market_data_url=self.config.market_data_url,
+            webhook_connect=WEBHOOK_CONNECT,
         )
 
     async def _index(self, request: web.Request) -> web.StreamResponse:
