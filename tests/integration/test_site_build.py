@@ -241,7 +241,8 @@ def test_the_check_finds_what_names_other_hosts(site: Path, tmp_path: Path) -> N
     assert "web/node_modules/x.js: does not belong" in found
     assert "no rule for /web/node_modules/x.js" in found
     assert "supabase.com" not in found and len(findings) == 7, found
-    assert any("https://www.tradingview.com/" in n for n in notes)
+    credit = next(n for n, line in enumerate(index.splitlines(), 1) if "https://www.tradingview.com/" in line)
+    assert f"index.html:{credit}: https://www.tradingview.com/ is a link" in "\n".join(notes)
     # The project and the market data themselves are fine anywhere in the page's files.
     ok = tmp_path / "ok"
     shutil.copytree(site, ok)

@@ -416,10 +416,14 @@ class _PageScan(html.parser.HTMLParser):
         self.found += [(line + text.count("\n", 0, at), url, loads) for at, url in _urls(text)]
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        raw = self.get_starttag_text() or ""
         for name, value in attrs:
             # A link the user may follow and a placeholder's example are never requested by the page.
             shown_only = (tag == "a" and name == "href") or name == "placeholder"
-            self._scan(value or "", loads=not shown_only)
+            for _, url in _urls(value or ""):
+                # The line of the attribute, not of the tag's start (a tag may span lines).
+                line = self.getpos()[0] + raw.count("\n", 0, max(raw.find(url), 0))
+                self.found.append((line, url, not shown_only))
 
     def handle_data(self, data: str) -> None:
         self._scan(data, loads=True)
