@@ -115,7 +115,7 @@ def test_headers_give_types_caching_and_the_policy(site: Path) -> None:
     assert all(r["Cache-Control"] == IMMUTABLE for p, r in rules.items() if p not in fresh)
     csp = rules["/"]["Content-Security-Policy"]
     assert rules["/index.html"]["Content-Security-Policy"] == csp
-    assert f"connect-src 'self' {PROJECT} {MARKET} wss://api.binance.com https:;" in csp
+    assert f"connect-src 'self' {PROJECT} {MARKET} wss://stream.binance.com:9443 https:;" in csp
     assert "default-src 'self'" in csp and "script-src 'self' 'wasm-unsafe-eval' 'unsafe-eval'" in csp
 
 
@@ -132,6 +132,9 @@ def test_the_gateway_and_the_site_share_one_policy() -> None:
     # The stream the policy allows is the one the page opens.
     for url in ("https://api.binance.com", "http://127.0.0.1:9443/", "https://proxy.example/binance"):
         assert page_stream_url(url) == WebMarketData(None, url, None)._ws  # type: ignore[arg-type]
+    # Binance's streams are on their own host, for the page as for the worker.
+    assert page_stream_url("https://api.binance.com") == "wss://stream.binance.com:9443"
+    assert page_stream_url("https://data-api.binance.vision") == "wss://data-stream.binance.vision"
 
 
 @pytest.mark.parametrize(
@@ -247,7 +250,7 @@ def test_the_check_finds_what_names_other_hosts(site: Path, tmp_path: Path) -> N
     ok = tmp_path / "ok"
     shutil.copytree(site, ok)
     boot = next((ok / "web").glob("boot.*.js"))
-    boot.write_text(boot.read_text() + f"\n// {PROJECT}/rest/v1 and wss://api.binance.com/stream\n")
+    boot.write_text(boot.read_text() + f"\n// {PROJECT}/rest/v1 and wss://stream.binance.com:9443/stream\n")
     assert check_site(ok)[0] == []
 
 

@@ -22,6 +22,7 @@ from signalguard.browser.jstypes import present
 from signalguard.browser.ports import ApiResult, LinkOutcome, Permission, User
 from signalguard.core.ports import JsonValue
 from signalguard.market.klines import MarketUnavailable, RestAnswer, RestKlines
+from signalguard.market.limits import derive_stream_url
 
 if TYPE_CHECKING:
     from signalguard.browser.jstypes import (
@@ -434,7 +435,9 @@ class WebMarketData(RestKlines):
         """Use ``base_url`` (no trailing slash); a stream silent for ``stall`` seconds is dead."""
         self._facade = facade
         self._rest = base_url.rstrip("/")
-        self._ws = "ws" + self._rest[len("http") :] if self._rest.startswith("http") else self._rest
+        # Binance's streams are on their own host (stream.binance.com:9443); any other market data
+        # (the replay, a proxy) streams from its REST host. The worker derives it the same way.
+        self._ws = derive_stream_url(self._rest)
         self._create_proxy = create_proxy
         self._stall = stall
 

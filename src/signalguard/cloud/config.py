@@ -33,15 +33,15 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from signalguard.core.backoff import BACKOFF, Backoff
 from signalguard.core.webhooks import POST_TIMEOUT
 from signalguard.market.limits import (
-    BINANCE_DATA_REST_URL,
-    BINANCE_DATA_STREAM_URL,
+    BINANCE_REST_URL,
+    BINANCE_STREAM_URL,
     MAX_CONNECTION_AGE,
-    region_fallback,
+    derive_stream_url,
 )
 
 __all__ = [
@@ -56,8 +56,6 @@ __all__ = [
     "read_machine_token",
 ]
 
-BINANCE_REST_URL: Final = "https://api.binance.com"
-BINANCE_STREAM_URL: Final = "wss://stream.binance.com:9443"
 _LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
@@ -161,23 +159,6 @@ def _http_url(name: str, value: str, schemes: tuple[str, ...] = ("http", "https"
     if parts.query or parts.fragment:
         raise ConfigError(name, "must not have a query or fragment")
     return value.rstrip("/")
-
-
-def derive_stream_url(rest_url: str) -> str:
-    """The kline WebSocket base for a REST base: Binance's stream hosts, else the same host as ws(s).
-
-    Binance's own API (``api.binance.com``, ``api1``-``api4``, ``api-gcp``) has its streams at
-    ``stream.binance.com:9443``; its market-data-only API (``data-api.binance.vision``, for regions
-    ``api.binance.com`` answers 451) at ``data-stream.binance.vision``.
-    """
-    parts = urlsplit(rest_url)
-    binance_rest, _ = region_fallback(rest_url, "")
-    if binance_rest is not None:
-        return BINANCE_STREAM_URL
-    if parts.hostname == urlsplit(BINANCE_DATA_REST_URL).hostname:
-        return BINANCE_DATA_STREAM_URL
-    scheme = "wss" if parts.scheme == "https" else "ws"
-    return urlunsplit((scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
 
 
 def _b64url(segment: str) -> bytes:

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from signalguard.browser.config import CONFIG_PATH, AppConfig, ConfigError
+from signalguard.market.limits import derive_stream_url
 
 #: Where the page may post the user's webhook from a hosted site: any https receiver.
 SITE_WEBHOOK_CONNECT: Final = "https:"
@@ -79,13 +80,12 @@ class SiteInputError(ValueError):
 
 
 def page_stream_url(market_data_url: str) -> str:
-    """The WebSocket base the page streams from: the market data's host with ``ws``/``wss``.
+    """The WebSocket base the page streams from (Binance's stream host for Binance's API).
 
-    The page's own rule (``browser.jsbridge.WebMarketData``), restated here because the policy must
-    allow exactly what the page opens.
+    The page's own rule (:func:`~signalguard.market.limits.derive_stream_url`, as
+    ``browser.jsbridge.WebMarketData`` uses it): the policy must allow exactly what the page opens.
     """
-    rest = market_data_url.rstrip("/")
-    return "ws" + rest[len("http") :] if rest.startswith("http") else rest
+    return derive_stream_url(market_data_url.rstrip("/"))
 
 
 def page_csp(*, supabase_url: str | None, market_data_url: str | None, webhook_connect: str) -> str:

@@ -30,12 +30,14 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Final
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 __all__ = [
     "BAN_RETRY_AFTER",
     "BINANCE_DATA_REST_URL",
     "BINANCE_DATA_STREAM_URL",
+    "BINANCE_REST_URL",
+    "BINANCE_STREAM_URL",
     "LIMIT_RETRY_AFTER",
     "MAX_CONNECTION_AGE",
     "RETRY_AFTER_HEADER",
@@ -44,6 +46,7 @@ __all__ = [
     "WEIGHT_LIMIT",
     "Ban",
     "RequestWeight",
+    "derive_stream_url",
     "region_fallback",
     "request_weight",
 ]
@@ -201,6 +204,9 @@ class RequestWeight:
 
 # --- a region block ----------------------------------------------------------------------------------
 
+#: Binance's own spot API, and its streams: the market data by default.
+BINANCE_REST_URL: Final = "https://api.binance.com"
+BINANCE_STREAM_URL: Final = "wss://stream.binance.com:9443"
 #: Binance's market-data-only REST endpoint: public data (klines, exchangeInfo) only, served where
 #: ``api.binance.com`` answers HTTP 451 for some regions.
 BINANCE_DATA_REST_URL: Final = "https://data-api.binance.vision"
@@ -231,3 +237,20 @@ def region_fallback(rest_url: str, stream_url: str) -> tuple[str | None, str | N
     rest = BINANCE_DATA_REST_URL if host(rest_url) in _BINANCE_REST_HOSTS else None
     stream = BINANCE_DATA_STREAM_URL if host(stream_url) in _BINANCE_STREAM_HOSTS else None
     return rest, stream
+
+
+def derive_stream_url(rest_url: str) -> str:
+    """The kline WebSocket base for a REST base: Binance's stream hosts, else the same host as ws(s).
+
+    Binance's own API (``api.binance.com``, ``api1``-``api4``, ``api-gcp``) has its streams at
+    ``stream.binance.com:9443``; its market-data-only API (``data-api.binance.vision``, for regions
+    ``api.binance.com`` answers 451) at ``data-stream.binance.vision``.
+    """
+    parts = urlsplit(rest_url)
+    binance_rest, _ = region_fallback(rest_url, "")
+    if binance_rest is not None:
+        return BINANCE_STREAM_URL
+    if parts.hostname == urlsplit(BINANCE_DATA_REST_URL).hostname:
+        return BINANCE_DATA_STREAM_URL
+    scheme = "wss" if parts.scheme == "https" else "ws"
+    return urlunsplit((scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
