@@ -26,6 +26,12 @@ RUN pip install uv \
 
 WORKDIR /
 USER signalguard
-# SIGTERM: heartbeat 'stopping', flush (at most 10 s), release the lease, heartbeat 'stopped', exit 0.
+# GET /health for the platform's check (fly.toml [checks]): on every address of the machine, since the
+# check does not come through its loopback. SIGNALGUARD_HEALTH_PORT=off serves none.
+ENV SIGNALGUARD_HEALTH_PORT=8080 \
+    SIGNALGUARD_HEALTH_HOST=0.0.0.0
+EXPOSE 8080
+# SIGTERM (or SIGINT): heartbeat 'stopping', flush (at most 10 s), release the lease, heartbeat
+# 'stopped', exit 0; at most 22 s in all.
 STOPSIGNAL SIGTERM
 CMD ["signalguard", "cloud"]

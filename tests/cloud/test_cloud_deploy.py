@@ -18,7 +18,7 @@ from cloudkit import unsigned_token
 
 import signalguard
 from signalguard.cli import main
-from signalguard.cloud.config import Timings, load_config
+from signalguard.cloud.config import DEFAULT_HEALTH_PORT, Timings, load_config, load_health
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -102,3 +102,47 @@ def test_fly_gives_the_worker_time_to_stop() -> None:
     }
     config_ = load_config({**secrets, **{k: str(v) for k, v in env.items()}})
     assert config_.market_data_url == "https://api.binance.com"
+
+
+def test_fly_checks_the_workers_health_endpoint_and_stops_it_with_a_signal_it_handles() -> None:
+    config = fly()
+    checks = config["checks"]
+    assert isinstance(checks, dict) and len(checks) == 1
+    [check] = checks.values()
+    env = config["env"]
+    assert isinstance(env, dict)
+    settings = load_health({k: str(v) for k, v in env.items()})
+    # The check reads the port the worker listens on, on an address the check reaches (not loopback).
+    assert check["type"] == "http" and check["path"] == "/health" and check["method"] == "get"
+    assert check["port"] == settings[0] == DEFAULT_HEALTH_PORT and settings[1] == "0.0.0.0"
+    assert load_health({}) == (DEFAULT_HEALTH_PORT, "127.0.0.1")  # the worker's own default
+    # The grace covers a start behind a browser's lease (up to the 30 s lease, then the claim).
+    assert _seconds(check["grace_period"]) > Timings().lease and _seconds(check["timeout"]) <= 10
+    processes = config["processes"]
+    assert isinstance(processes, dict) and check["processes"] == list(processes)
+    # The kill signal is one the worker's stop path handles; the kill timeout outlasts its bound.
+    handled = ast.parse((ROOT / "src/signalguard/cloud/worker.py").read_text())
+    names = {n.attr for n in ast.walk(handled) if isinstance(n, ast.Attribute) and n.attr.startswith("SIG")}
+    assert {"SIGTERM", "SIGINT"} <= names and config["kill_signal"] in names
+    timeout = config["kill_timeout"]
+    assert isinstance(timeout, int) and timeout > Timings().stop_deadline
+    # The image runs the same worker, listening for the check on the port it exposes.
+    steps = dockerfile()
+    assert image_command() == ["signalguard", "cloud"]
+    assert ("EXPOSE", str(DEFAULT_HEALTH_PORT)) in steps
+    [image_env] = [args for word, args in steps if word == "ENV" and "SIGNALGUARD_HEALTH" in args]
+    assert dict(shlex.split(p)[0].split("=", 1) for p in image_env.split()) == {
+        "SIGNALGUARD_HEALTH_PORT": str(DEFAULT_HEALTH_PORT),
+        "SIGNALGUARD_HEALTH_HOST": "0.0.0.0",
+    }
+    # Nothing secret in fly.toml: the credentials are `fly secrets`.
+    for secret in ("SIGNALGUARD_SUPABASE_ANON_KEY", "SIGNALGUARD_MACHINE_TOKEN", "SIGNALGUARD_SUPABASE_URL"):
+        assert secret not in env
+    text = (ROOT / "fly.toml").read_text()
+    assert "eyJ" not in text  # no JWT pasted anywhere, comments included
+
+
+def _seconds(duration: object) -> float:
+    text = str(duration)
+    assert text.endswith("s") and text[:-1].isdigit(), text
+    return float(text[:-1])

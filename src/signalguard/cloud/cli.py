@@ -34,8 +34,10 @@ environment:
   SIGNALGUARD_MARKET_DATA_URL     Binance REST base (default https://api.binance.com)
   SIGNALGUARD_MARKET_STREAM_URL   kline WebSocket base (default: derived from the REST base)
   SIGNALGUARD_LOG_LEVEL           DEBUG, INFO (default), WARNING or ERROR
+  SIGNALGUARD_HEALTH_PORT         GET /health's port (default 8080; 0 or off: none)
+  SIGNALGUARD_HEALTH_HOST         the address it listens on (default 127.0.0.1; the image: 0.0.0.0)
 
-exit codes: 0 stopped by SIGTERM/SIGINT, 1 unexpected error, 2 bad configuration
+exit codes: 0 stopped by SIGTERM/SIGINT (within 22 s), 1 unexpected error, 2 bad configuration
   with --check: 0 the market data is usable, 1 it is not, 2 bad configuration
 """
 

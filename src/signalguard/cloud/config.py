@@ -16,6 +16,10 @@ variable                            meaning
                                     ``https://data-api.binance.vision``, the same host with ``ws``/``wss``
                                     otherwise, as the replay server serves both)
 ``SIGNALGUARD_LOG_LEVEL``           ``DEBUG``, ``INFO`` (default), ``WARNING``, ``ERROR``
+``SIGNALGUARD_HEALTH_PORT``         the port of ``GET /health`` (:mod:`.health`), 8080 unless set;
+                                    ``0`` or ``off`` serves none
+``SIGNALGUARD_HEALTH_HOST``         the address it listens on, ``127.0.0.1`` unless set (the image sets
+                                    ``0.0.0.0``: Fly's checks come to the machine's private address)
 ==================================  ====================================================================
 
 The machine token is read, not verified: the worker takes the owner and the machine id from its
@@ -27,6 +31,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import json
 import logging
 import uuid
@@ -47,16 +52,20 @@ from signalguard.market.limits import (
 __all__ = [
     "BINANCE_REST_URL",
     "BINANCE_STREAM_URL",
+    "DEFAULT_HEALTH_PORT",
     "ConfigError",
     "Timings",
     "WorkerConfig",
     "derive_stream_url",
     "load_config",
+    "load_health",
     "load_market_urls",
     "read_machine_token",
 ]
 
 _LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+#: ``GET /health``'s port unless ``SIGNALGUARD_HEALTH_PORT`` says otherwise (fly.toml's check uses it).
+DEFAULT_HEALTH_PORT: Final = 8080
 
 
 class ConfigError(ValueError):
@@ -92,7 +101,7 @@ class Timings:
     stop_flush: float = 10.0
     error_flush: float = 5.0
     #: Bound on each goodbye call ('stopping', release, 'stopped', 'error'): the whole stop stays under
-    #: ``stop_flush + 3 * stop_call`` (22 s), inside the platform's kill timeout (fly.toml: 30 s).
+    #: :attr:`stop_deadline` (22 s), inside the platform's kill timeout (fly.toml: 30 s).
     stop_call: float = 4.0
     request_timeout: float = 8.0
     #: After a failure (a call to the database, the market stream): the one schedule; tests scale it.
@@ -111,6 +120,11 @@ class Timings:
     #: attempt has ended before anyone may post the delivery again.
     webhook_post: float = POST_TIMEOUT
 
+    @property
+    def stop_deadline(self) -> float:
+        """The longest an orderly stop takes: 'stopping', the bounded flush, the release, 'stopped'."""
+        return self.stop_flush + 3 * self.stop_call
+
 
 @dataclass(frozen=True, slots=True)
 class WorkerConfig:
@@ -124,6 +138,9 @@ class WorkerConfig:
     market_data_url: str = BINANCE_REST_URL
     market_stream_url: str = BINANCE_STREAM_URL
     log_level: str = "INFO"
+    #: Where ``GET /health`` is served; ``None``: not at all (the default here; the environment's is 8080).
+    health_port: int | None = None
+    health_host: str = "127.0.0.1"
 
     @property
     def log_level_number(self) -> int:
@@ -224,6 +241,7 @@ def load_config(env: Mapping[str, str]) -> WorkerConfig:
         raise ConfigError(
             "SIGNALGUARD_LOG_LEVEL", f"must be one of {', '.join(_LOG_LEVELS)}, got {_shown(level)}"
         )
+    health_port, health_host = load_health(env)
     return WorkerConfig(
         supabase_url=url,
         anon_key=anon_key,
@@ -233,4 +251,28 @@ def load_config(env: Mapping[str, str]) -> WorkerConfig:
         market_data_url=market,
         market_stream_url=stream,
         log_level=level,
+        health_port=health_port,
+        health_host=health_host,
     )
+
+
+def load_health(env: Mapping[str, str]) -> tuple[int | None, str]:
+    """``GET /health``'s port (``None``: off) and host from ``env``; :class:`ConfigError` naming a bad one."""
+    raw = env.get("SIGNALGUARD_HEALTH_PORT", "").strip()
+    port: int | None = DEFAULT_HEALTH_PORT
+    if raw.lower() in ("0", "off"):
+        port = None
+    elif raw:
+        if not raw.isdigit() or not 1 <= int(raw) <= 65535:
+            raise ConfigError(
+                "SIGNALGUARD_HEALTH_PORT", f"must be a port (1-65535), 0 or off, got {_shown(raw)}"
+            )
+        port = int(raw)
+    host = env.get("SIGNALGUARD_HEALTH_HOST", "").strip() or "127.0.0.1"
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise ConfigError(
+            "SIGNALGUARD_HEALTH_HOST", f"must be an IP address (0.0.0.0, ::, 127.0.0.1), got {_shown(host)}"
+        ) from None
+    return port, host

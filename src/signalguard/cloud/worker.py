@@ -52,6 +52,7 @@ from signalguard.cloud.database import (
     DatabaseUnavailable,
     SupabaseDatabase,
 )
+from signalguard.cloud.health import HealthServer
 from signalguard.cloud.market import BinanceMarketData, MarketData
 from signalguard.cloud.sync import FlushReport, StateSynchronizer
 from signalguard.cloud.webhooks import HttpxPoster, rpc_port
@@ -174,6 +175,26 @@ class CloudWorker:
         self._failing_since: float | None = None
         self._trades_checked = clock()
         self._started = clock()
+        #: When the database last answered (the worker's clock); ``None`` until it first does.
+        self.db_answered_at: float | None = None
+        #: The last claim's refusal reason while not holding the lease (``None`` once granted).
+        self.lease_refusal: str | None = None
+        #: When a flush last wrote a batch that the database answered in full.
+        self.last_write_at: float | None = None
+
+    def now(self) -> float:
+        """The worker's clock (monotonic seconds): what :mod:`.health` measures ages against."""
+        return self._clock()
+
+    @property
+    def started_at(self) -> float:
+        """When :meth:`run` began, on the worker's clock."""
+        return self._started
+
+    @property
+    def stream_problems(self) -> dict[Stream, str]:
+        """The market streams that fail now, with why."""
+        return dict(self._stream_problems)
 
     # -- running ----------------------------------------------------------------------------------
 
@@ -244,7 +265,9 @@ class CloudWorker:
         attempts = 0
         while True:
             try:
-                return await call()
+                answer = await call()
+                self.db_answered_at = self._clock()
+                return answer
             except DatabaseUnavailable as exc:
                 attempts += 1
                 delay = self.timings.backoff.delay(attempts)
@@ -294,6 +317,8 @@ class CloudWorker:
                 )
             self._authorize()
             return False
+        self.db_answered_at = self._clock()
+        self.lease_refusal = None if answer.granted else (answer.reason or "refused")
         if self._failing_since is not None:
             log.info("the database answers again after %.1f s", self._clock() - self._failing_since)
             self._failing_since = None
@@ -519,6 +544,8 @@ class CloudWorker:
             self._flush_now.clear()
             self._write_soon.clear()
             report = await self.sync.flush(force=force)
+            if report.batches and not report.failed:
+                self.last_write_at = self._clock()
             if report.batches or report.failed or not done:
                 self._log_flush(report)
             await self._report_problems()
@@ -682,6 +709,28 @@ def _root(exc: BaseException) -> BaseException:
     return exc
 
 
+async def _start_health(worker: CloudWorker, config: WorkerConfig) -> HealthServer | None:
+    """Serve ``GET /health`` if configured; ``None`` if not served.
+
+    An address in use is logged, not fatal: the signals matter more than the check, and the platform's
+    check failing makes the problem visible anyway.
+    """
+    if config.health_port is None:
+        return None
+    server = HealthServer(worker, config.health_host, config.health_port)
+    try:
+        await server.start()
+    except OSError as exc:
+        log.error(
+            "SIGNALGUARD_HEALTH_PORT: cannot listen on %s:%d (%s); running without a health check",
+            config.health_host,
+            config.health_port,
+            exc,
+        )
+        return None
+    return server
+
+
 async def run_worker(config: WorkerConfig, *, timings: Timings | None = None) -> int:
     """Connect to Supabase and the market, run a :class:`CloudWorker` until it stops; the exit code."""
     timings = timings or Timings()
@@ -695,9 +744,13 @@ async def run_worker(config: WorkerConfig, *, timings: Timings | None = None) ->
         ping_timeout=timings.stream_ping_timeout,
     )
     poster = HttpxPoster()
+    worker = CloudWorker(config, db, market, timings=timings, poster=poster)
+    health = await _start_health(worker, config)
     try:
-        return await CloudWorker(config, db, market, timings=timings, poster=poster).run()
+        return await worker.run()
     finally:
+        if health is not None:
+            await health.close()
         await poster.aclose()
         await market.aclose()
         await db.aclose()
