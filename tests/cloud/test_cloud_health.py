@@ -29,6 +29,8 @@ from signalguard.core.engine import TraderRecord
 from signalguard.core.guard import LeaseAnswer
 from signalguard.devstack.stack import LocalStack
 from signalguard.market.testing import eventually
+from signalguard.replay.reference import candles_of
+from signalguard.replay.synthetic import generate
 
 OWNER = str(uuid.uuid4())
 MACHINE = str(uuid.uuid4())
@@ -264,3 +266,37 @@ def test_bad_health_settings_name_the_variable_and_exit_2(
     assert main(["cloud"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"signalguard cloud: {variable} ")
+
+
+# -- the stop with writes that cannot be sent ----------------------------------------------------
+
+
+async def test_a_stop_that_cannot_write_ends_the_window_before_the_oldest_unsent_signal() -> None:
+    """The release still works but the writes do not: the window ends before the oldest unsent signal's
+    candle, so the next holder's gap (the gapless handoff) covers it and signs it again."""
+    clock_ms = (int(time.time()) - 3600) * 1000
+    series = generate(["BTCUSDT"], interval="1s", candles=400, seed=5).series
+    candles = candles_of(series, clock_ms)
+    history, live = candles[:300], candles[300:]
+    now = [clock_ms / 1000 + 300]
+    db = FakeDatabase(OWNER, MACHINE, traders=[TRADER], clock=lambda: now[0], gapless=True)
+    market = FakeMarketData(history)
+    config = WorkerConfig(
+        "http://127.0.0.1:1", "anon", "a.b.c", OWNER, MACHINE, "http://127.0.0.1:2", "ws://x"
+    )
+    worker = CloudWorker(config, db, market, timings=FAST, wall=lambda: now[0])
+    task = asyncio.create_task(worker.run(handle_signals=False))
+    await eventually(lambda: worker.manager.may_generate and not worker.feed.pending_warmups, what="lease")
+    db.fail_writes = 10_000
+    for c in live:
+        now[0] = (c.open_time + 1000) / 1000
+        market.send(c)
+    await eventually(lambda: worker.feed.candles >= len(live), what="candles fed")
+    assert worker.sync.counters.signals_created > 0
+    worker.request_stop("test")
+    assert await task == 0
+    assert not db.signals and len(worker.sync) > 0
+    unsent_opens = [
+        e["payload"]["candle_open_time"] for e in json.loads(worker.sync.unsent()) if e["kind"] == "signal"
+    ]
+    assert db.released_until == [min(unsent_opens)]

@@ -13,7 +13,10 @@ Life of a worker (:meth:`CloudWorker.run`)::
        after each write (and when a retry is due): the user's webhook deliveries, claimed, posted and
           recorded under the held epoch (signalguard.webhooks)
     SIGTERM/SIGINT ─▶ stop generating, heartbeat 'stopping', write what is queued (at most 10 s),
-                      release the lease, heartbeat 'stopped' (sets stopped_at), exit 0
+                      release the lease, heartbeat 'stopped' (sets stopped_at), exit 0; at most
+                      Timings.stop_deadline (22 s). What could not be written is logged, and the
+                      release ends the window before the oldest unsent signal's candle, so that the
+                      next holder's gap signs it again
     unexpected error ─▶ stop generating, write what is queued (at most 5 s), heartbeat 'error' with
                         the message (ends the lease), exit 1
 
@@ -56,11 +59,12 @@ from signalguard.cloud.health import HealthServer
 from signalguard.cloud.market import BinanceMarketData, MarketData
 from signalguard.cloud.sync import FlushReport, StateSynchronizer
 from signalguard.cloud.webhooks import HttpxPoster, rpc_port
+from signalguard.core.candles import timestamp_us
 from signalguard.core.codes import WEBHOOKS, GuardError
 from signalguard.core.engine import LeaseWindow, SignalManager, TraderRecord, sort_effects
 from signalguard.core.feed import ProblemReporter, Stream, trader_problems
 from signalguard.core.lease import LeaseKeeper
-from signalguard.core.outbox import Rejection
+from signalguard.core.outbox import EntryKind, Rejection
 from signalguard.core.ports import HttpPoster
 from signalguard.core.positions import TradeBook
 from signalguard.market.feed import MarketFeed
@@ -664,9 +668,14 @@ class CloudWorker:
         self._stop_generating("stopping")
         await self._best_effort("heartbeat 'stopping'", self.db.heartbeat("stopping"))
         if not await self.sync.drain(self.timings.stop_flush):
-            log.error(
-                "%d writes could not be sent before the stop; unsent: %s", len(self.sync), self.sync.unsent()
-            )
+            unsent = self.sync.unsent()
+            log.error("%d writes could not be sent before the stop; unsent: %s", len(self.sync), unsent)
+            earliest = _earliest_signal_candle_ms(unsent)
+            if evaluated_until is not None and earliest is not None and earliest < evaluated_until:
+                # End the window before the oldest unsent signal's candle: the next holder's gap then
+                # covers it and signs it again (its key absorbs any copy that did land).
+                log.warning("the lease's window ends before the oldest unsent signal's candle")
+                evaluated_until = earliest
         answer = await self._best_effort("releasing the lease", self.db.release_lease(evaluated_until))
         await self._best_effort("heartbeat 'stopped'", self.db.heartbeat("stopped"))
         self.status = "stopped"
@@ -700,6 +709,20 @@ class CloudWorker:
         await self._best_effort("heartbeat 'error'", self.db.heartbeat("error", message))
         log.info("exiting after the error; %s", self.sync.counters.summary())
         return 1
+
+
+def _earliest_signal_candle_ms(unsent: str) -> int | None:
+    """The open time (ms) of the oldest candle among the unsent new signals of :meth:`unsent`'s JSON."""
+    known: list[int] = []
+    for entry in json.loads(unsent):
+        if entry.get("kind") != EntryKind.SIGNAL.value:
+            continue
+        value = entry.get("payload", {}).get("candle_open_time")
+        if isinstance(value, int):  # the engine's rows: epoch milliseconds
+            known.append(value)
+        elif (us := timestamp_us(value)) is not None:
+            known.append(us // 1000)
+    return min(known) if known else None
 
 
 def _root(exc: BaseException) -> BaseException:
