@@ -218,7 +218,7 @@ def test_the_check_finds_what_names_other_hosts(site: Path, tmp_path: Path) -> N
     bad = tmp_path / "bad"
     shutil.copytree(site, bad)
     index = (bad / "index.html").read_text()
-    index = index.replace("</head>", '<script src="https://cdn.jsdelivr.net/npm/x.js"></script>\n</head>', 1)
+    index = index.replace("</head>", '<script src="https://scripts.example.org/x.js"></script>\n</head>', 1)
     (bad / "index.html").write_text(index)
     css = next((bad / "web").glob("app.*.css"))
     css.write_text(css.read_text() + "\n@import url(//fonts.example.com/a.css);\n")
@@ -236,7 +236,7 @@ def test_the_check_finds_what_names_other_hosts(site: Path, tmp_path: Path) -> N
     supabase.write_text(supabase.read_text() + "\n// see https://supabase.com/docs\n")
     findings, notes = check_site(bad)
     found = "\n".join(str(f) for f in findings)
-    assert "https://cdn.jsdelivr.net/npm/x.js" in found
+    assert "https://scripts.example.org/x.js" in found
     assert "//fonts.example.com" in found
     assert "wss://stream.example.com/x" in found
     assert "./web/gone.js is not in the site" in found
