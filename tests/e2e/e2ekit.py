@@ -35,6 +35,10 @@ from signalguard.devstack.config import StackConfig
 from signalguard.devstack.stack import DEMO_PASSWORD, LocalStack
 
 CHROMIUM = "/usr/bin/chromium"
+#: Chromium's own log of the run (``--log-file``): where a "Page crashed" leaves its reason (a renderer's
+#: exit code or signal), which the test's error does not say. Rare, in clusters, not reproduced alone.
+CHROMIUM_LOG = Path(__file__).resolve().parents[2] / "build" / "chromium.log"
+CHROMIUM_LOG.parent.mkdir(parents=True, exist_ok=True)
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -44,6 +48,8 @@ CHROMIUM_ARGS = [
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
+    "--enable-logging",
+    f"--log-file={CHROMIUM_LOG}",
 ]
 #: Loading Pyodide and signing in takes a few seconds; nothing in these tests should take longer.
 READY_TIMEOUT_MS = 30_000
