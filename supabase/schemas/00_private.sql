@@ -11,6 +11,7 @@
 --   60_trader_problems.sql why a trader does not generate, as its executor reports it
 --   70_summaries.sql       the read-only summaries by source
 --   80_webhooks.sql        the user's webhook, each signal's delivery, the claim and record RPCs
+--   85_machine_keys.sql    the cloud machine's keys, made in the page, and PostgREST's pre-request
 --   90_privileges.sql      who may do what: grants, revokes and row level security policies
 --
 -- They run in the order supabase/config.toml lists them ([db.migrations] schema_paths), after what a

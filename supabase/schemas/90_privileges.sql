@@ -4,7 +4,9 @@
 -- table and function in `public` (Supabase's default privileges), and PostgreSQL grants EXECUTE on
 -- every new function to PUBLIC. So each object here is first stripped of those and then given what a
 -- policy or an RPC needs, nothing more:
---   - the anonymous key reaches no table and can call no function;
+--   - the anonymous key reaches no table and can call no function; it runs one private function,
+--     PostgREST's pre-request (85_machine_keys.sql), which lets a request carrying a valid machine key
+--     go on as that machine's token;
 --   - nobody truncates, references or triggers on the app's tables, and nothing deletes a signal, a
 --     trade or a lease through the API (signals and trades are history); users delete their own
 --     traders (a policy says which);
@@ -25,7 +27,7 @@ grant usage on schema private to authenticated, service_role;
 
 revoke all on public.traders, public.cloud_machines, public.signals, public.execution_leases,
   public.lease_epochs, public.trades, public.trader_problems, public.webhooks,
-  public.webhook_deliveries
+  public.webhook_deliveries, public.machine_keys
   from anon, authenticated, service_role;
 grant select, insert, update, delete on public.traders to authenticated, service_role;
 grant select on public.cloud_machines, public.execution_leases, public.lease_epochs
@@ -37,6 +39,10 @@ grant select, insert, update, delete on public.signals, public.trades to service
 grant select on public.trader_problems to authenticated, service_role;
 grant select, insert, update, delete on public.webhooks to authenticated, service_role;
 grant select on public.webhook_deliveries to authenticated, service_role;
+-- Every column but the hash: it identifies the key to whoever holds the key, and nobody else needs it.
+grant select (id, user_id, machine_id, label, key_hint, created_at, last_used_at, revoked_at)
+  on public.machine_keys to authenticated;
+grant select, update, delete on public.machine_keys to service_role;
 
 -- ---------------------------------------------------------------------------------------------
 -- Functions
@@ -59,7 +65,11 @@ revoke execute on function
   public.trade_summary(integer),
   public.claim_webhook_deliveries(bigint, integer),
   public.record_webhook_deliveries(bigint, jsonb),
-  public.retry_webhook_delivery(text)
+  public.retry_webhook_delivery(text),
+  public.create_cloud_machine(text, text),
+  public.create_machine_key(text),
+  public.revoke_machine_key(uuid),
+  public.machine_identity()
   from public, anon;
 grant execute on function
   public.schema_version(),
@@ -77,7 +87,11 @@ grant execute on function
   public.trade_summary(integer),
   public.claim_webhook_deliveries(bigint, integer),
   public.record_webhook_deliveries(bigint, jsonb),
-  public.retry_webhook_delivery(text)
+  public.retry_webhook_delivery(text),
+  public.create_cloud_machine(text, text),
+  public.create_machine_key(text),
+  public.revoke_machine_key(uuid),
+  public.machine_identity()
   to authenticated, service_role;
 
 -- The private helpers: none callable but these, which row level security, CHECK constraints, the
@@ -101,6 +115,12 @@ grant execute on function
   private.json_is_positive(jsonb),
   private.json_is_integer(jsonb)
   to authenticated, service_role;
+-- PostgREST's pre-request runs as each request's role, anon's included, and what it calls with a key
+-- as anon.
+grant usage on schema private to anon;
+grant execute on function private.machine_request() to anon, authenticated, service_role;
+grant execute on function private.machine_key_claims(text), private.raise_guard(text, text, text)
+  to anon;
 
 -- ---------------------------------------------------------------------------------------------
 -- Row level security policies: a user reads and writes only their own rows
@@ -199,3 +219,8 @@ create policy webhooks_delete_own on public.webhooks
 create policy webhook_deliveries_select_own on public.webhook_deliveries
   for select to authenticated
   using (user_id = (select auth.uid()));
+
+-- machine_keys: users read their own keys (never the hash) in the page; a machine reads none.
+create policy machine_keys_select_own on public.machine_keys
+  for select to authenticated
+  using (user_id = (select auth.uid()) and (select private.jwt_machine_id()) is null);

@@ -167,8 +167,8 @@ class WorkerProcess:
             SIGNALGUARD_MACHINE_TOKEN=self.user.actor.machine_token,
             SIGNALGUARD_MARKET_DATA_URL=self.market_url,
             SIGNALGUARD_LOG_LEVEL="INFO",
-            **self.extra_env,
         )
+        env.update(self.extra_env)
         with open(self.log_path, "ab") as log:
             self.started_at = time.time()
             self.process = subprocess.Popen(

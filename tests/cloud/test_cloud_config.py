@@ -21,6 +21,7 @@ MACHINE = str(uuid.uuid4())
 MACHINE_TOKEN = unsigned_token(
     {"role": "authenticated", "sub": OWNER, "machine_id": MACHINE, "aud": "authenticated"}
 )
+MACHINE_KEY = "sgm_" + "0123456789abcdef" * 4
 GOOD = {
     "SIGNALGUARD_SUPABASE_URL": "https://abcd.supabase.co/",
     "SIGNALGUARD_SUPABASE_ANON_KEY": "eyJ.anon.key",
@@ -36,6 +37,15 @@ def test_good_configuration_and_defaults() -> None:
     assert config.market_stream_url == "wss://stream.binance.com:9443"
     assert config.log_level == "INFO"
     assert MACHINE_TOKEN not in repr(config) and "anon.key" not in repr(config)
+
+
+def test_a_machine_key_instead_of_a_token() -> None:
+    env = {k: v for k, v in GOOD.items() if k != "SIGNALGUARD_MACHINE_TOKEN"}
+    config = load_config({**env, "SIGNALGUARD_MACHINE_KEY": f"  {MACHINE_KEY}\n"})
+    assert config.machine_key == MACHINE_KEY and config.machine_token == ""
+    # Whose machine it is, the database says when the worker starts.
+    assert (config.owner_id, config.machine_id) == ("", "")
+    assert MACHINE_KEY not in repr(config)
 
 
 def test_market_urls_and_log_level() -> None:
@@ -64,7 +74,18 @@ def test_market_urls_and_log_level() -> None:
             "SIGNALGUARD_SUPABASE_ANON_KEY",
             "must not contain whitespace",
         ),
-        ({"SIGNALGUARD_MACHINE_TOKEN": None}, "SIGNALGUARD_MACHINE_TOKEN", "is not set"),
+        ({"SIGNALGUARD_MACHINE_TOKEN": None}, "SIGNALGUARD_MACHINE_KEY", "is not set: make a key"),
+        (
+            {"SIGNALGUARD_MACHINE_TOKEN": None, "SIGNALGUARD_MACHINE_KEY": "sgm_" + "A" * 64},
+            "SIGNALGUARD_MACHINE_KEY",
+            "is not a machine key",
+        ),
+        (
+            {"SIGNALGUARD_MACHINE_TOKEN": None, "SIGNALGUARD_MACHINE_KEY": MACHINE_TOKEN},
+            "SIGNALGUARD_MACHINE_KEY",
+            "set it as SIGNALGUARD_MACHINE_TOKEN",
+        ),
+        ({"SIGNALGUARD_MACHINE_KEY": MACHINE_KEY}, "SIGNALGUARD_MACHINE_KEY", "are both set"),
         ({"SIGNALGUARD_MACHINE_TOKEN": "not-a-jwt"}, "SIGNALGUARD_MACHINE_TOKEN", "is not a JWT"),
         ({"SIGNALGUARD_MACHINE_TOKEN": "a.!!!.c"}, "SIGNALGUARD_MACHINE_TOKEN", "not base64url-encoded JSON"),
         (

@@ -404,8 +404,12 @@ def judge_env(case: EnvCase, tally: Tally) -> None:
         assert_clear(message, [exc.variable])
         assert message.startswith(f"{exc.variable} ") and exc.problem
         assert case.variable is not None, f"{case}: refused a valid configuration: {message}"
-        assert exc.variable == case.variable, (
-            f"{case}: {message!r} blames {exc.variable}, not {case.variable}"
+        blamed = case.variable
+        if blamed == TOKEN and not case.env.get(TOKEN, "").strip():
+            # No token at all: the worker asks for the machine's credential by its preferred name.
+            blamed = "SIGNALGUARD_MACHINE_KEY"
+        assert exc.variable == blamed, (
+            f"{case}: {message!r} blames {exc.variable}, not {blamed}"
         )
         secret = case.env.get(TOKEN, "").strip()
         assert len(secret) < 16 or secret not in message, f"the machine token is in {message!r}"

@@ -37,7 +37,10 @@ CLI = REPO_ROOT / "node_modules" / ".bin" / "supabase"
 #: A hosted project's `postgres` role as the migrations meet it: no superuser, but it may create roles
 #: and databases, bypasses row level security, is a member of the API roles, owns the database (so the
 #: `public` schema, owned by pg_database_owner, and new schemas), may use and reference `auth`'s tables
-#: (`references auth.users`), and Supabase's default grants on `public` apply to what it creates.
+#: (`references auth.users`), and Supabase's default grants on `public` apply to what it creates. It
+#: may set PostgREST's settings (`pgrst.*`) on the API's login role, as Supabase's supautils extension
+#: lets a hosted project's `postgres` do (`privileged_role_allowed_configs`); plain PostgreSQL says
+#: that with a grant on the one parameter the migrations set.
 HOSTED_OWNER_SQL = """
 create role {owner} login password {password} nosuperuser createrole createdb replication bypassrls;
 grant anon, authenticated, service_role to {owner};
@@ -51,6 +54,7 @@ alter default privileges for role {owner} in schema public
   grant all on sequences to anon, authenticated, service_role;
 alter default privileges for role {owner} in schema public
   grant all on functions to anon, authenticated, service_role;
+grant set on parameter pgrst.db_pre_request to {owner};
 """
 
 
@@ -89,6 +93,9 @@ def hosted_db(stack: LocalStack) -> Iterator[HostedDb]:
     finally:
         with stack.connect() as admin:
             admin.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
+            admin.execute(
+                sql.SQL("revoke set on parameter pgrst.db_pre_request from {}").format(sql.Identifier(owner))
+            )
             admin.execute(sql.SQL("drop role if exists {}").format(sql.Identifier(owner)))
 
 

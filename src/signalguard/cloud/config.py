@@ -6,8 +6,11 @@ variable                            meaning
 ``SIGNALGUARD_SUPABASE_URL``        the project's URL (``https://<ref>.supabase.co``; locally the
                                     gateway, ``http://127.0.0.1:8000``)
 ``SIGNALGUARD_SUPABASE_ANON_KEY``   the API key Supabase requires on every request (``apikey``)
-``SIGNALGUARD_MACHINE_TOKEN``       the machine's JWT: ``role`` authenticated, ``sub`` the owner,
-                                    ``machine_id`` the owner's ``cloud_machines.id``
+``SIGNALGUARD_MACHINE_KEY``         the machine's key, made in the page (``sgm_`` and 64 hexadecimal
+                                    digits); the database says whose machine it is
+``SIGNALGUARD_MACHINE_TOKEN``       instead of a key: a machine JWT (``role`` authenticated, ``sub`` the
+                                    owner, ``machine_id`` the owner's ``cloud_machines.id``), signed
+                                    with the project's JWT secret; the local stack mints them
 ``SIGNALGUARD_MARKET_DATA_URL``     Binance's REST API, ``https://api.binance.com`` unless set (tests:
                                     the local replay server)
 ``SIGNALGUARD_MARKET_STREAM_URL``   optional: the kline WebSocket base; derived from the REST URL
@@ -22,8 +25,11 @@ variable                            meaning
                                     ``0.0.0.0``: Fly's checks come to the machine's private address)
 ==================================  ====================================================================
 
-The machine token is read, not verified: the worker takes the owner and the machine id from its
-payload so that it can name them in writes, and the database checks the signature on every call.
+Exactly one of the key and the token is set. The key is checked for its form only: the database judges
+it on every call, and :meth:`~signalguard.cloud.database.SupabaseDatabase.identify` asks it whose machine
+it is before the worker starts. The machine token is read, not verified: the worker takes the owner and
+the machine id from its payload so that it can name them in writes, and the database checks the
+signature on every call.
 :func:`load_config` raises :class:`ConfigError` for the first problem, naming the variable.
 """
 
@@ -34,6 +40,7 @@ import binascii
 import ipaddress
 import json
 import logging
+import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -53,6 +60,7 @@ __all__ = [
     "BINANCE_REST_URL",
     "BINANCE_STREAM_URL",
     "DEFAULT_HEALTH_PORT",
+    "MACHINE_KEY_HEADER",
     "ConfigError",
     "Timings",
     "WorkerConfig",
@@ -60,12 +68,18 @@ __all__ = [
     "load_config",
     "load_health",
     "load_market_urls",
+    "read_machine_key",
     "read_machine_token",
 ]
 
 _LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 #: ``GET /health``'s port unless ``SIGNALGUARD_HEALTH_PORT`` says otherwise (fly.toml's check uses it).
 DEFAULT_HEALTH_PORT: Final = 8080
+#: The request header a machine key travels in, with the anon key as the bearer (the database's
+#: pre-request function reads it: migration ``20251003061400_machine_keys``).
+MACHINE_KEY_HEADER: Final = "x-signalguard-machine-key"
+#: A machine key as ``create_machine_key`` makes it.
+_MACHINE_KEY: Final = re.compile(r"sgm_[0-9a-f]{64}")
 
 
 class ConfigError(ValueError):
@@ -132,7 +146,10 @@ class WorkerConfig:
 
     supabase_url: str
     anon_key: str = field(repr=False)
+    #: The machine JWT; empty when the machine runs with a key.
     machine_token: str = field(repr=False)
+    #: The owner's user id and the machine's ``cloud_machines.id``: from the token, or, with a key, from
+    #: the database (empty until :meth:`~signalguard.cloud.database.SupabaseDatabase.identify`).
     owner_id: str
     machine_id: str
     market_data_url: str = BINANCE_REST_URL
@@ -141,6 +158,8 @@ class WorkerConfig:
     #: Where ``GET /health`` is served; ``None``: not at all (the default here; the environment's is 8080).
     health_port: int | None = None
     health_host: str = "127.0.0.1"
+    #: The machine key made in the page (``sgm_…``), sent instead of a token; ``None`` with a token.
+    machine_key: str | None = field(default=None, repr=False)
 
     @property
     def log_level_number(self) -> int:
@@ -208,6 +227,19 @@ def read_machine_token(token: str, variable: str = "SIGNALGUARD_MACHINE_TOKEN") 
     return ids[0], ids[1]
 
 
+def read_machine_key(key: str, variable: str = "SIGNALGUARD_MACHINE_KEY") -> str:
+    """Return ``key`` if it has a machine key's form; raise :class:`ConfigError` naming ``variable``."""
+    if not _MACHINE_KEY.fullmatch(key):
+        raise ConfigError(
+            variable,
+            "is not a machine key: 'sgm_' and 64 lower-case hexadecimal digits, as the page shows it once"
+            + (
+                " (this looks like a JWT: set it as SIGNALGUARD_MACHINE_TOKEN)" if key.count(".") == 2 else ""
+            ),
+        )
+    return key
+
+
 def load_market_urls(env: Mapping[str, str]) -> tuple[str, str]:
     """The market data's REST and stream URLs from ``env``; raise :class:`ConfigError` naming a bad one.
 
@@ -231,8 +263,24 @@ def load_config(env: Mapping[str, str]) -> WorkerConfig:
     anon_key = _required(env, "SIGNALGUARD_SUPABASE_ANON_KEY")
     if any(c.isspace() for c in anon_key):
         raise ConfigError("SIGNALGUARD_SUPABASE_ANON_KEY", "must not contain whitespace")
-    token = _required(env, "SIGNALGUARD_MACHINE_TOKEN")
-    owner, machine = read_machine_token(token)
+    key = env.get("SIGNALGUARD_MACHINE_KEY", "").strip()
+    token = env.get("SIGNALGUARD_MACHINE_TOKEN", "").strip()
+    if key and token:
+        raise ConfigError(
+            "SIGNALGUARD_MACHINE_KEY",
+            "and SIGNALGUARD_MACHINE_TOKEN are both set: set one (the key, from the page)",
+        )
+    if key:
+        read_machine_key(key)
+        owner, machine = "", ""
+    elif token:
+        owner, machine = read_machine_token(token)
+    else:
+        raise ConfigError(
+            "SIGNALGUARD_MACHINE_KEY",
+            "is not set: make a key for the machine in the page (Cloud machine), or set "
+            "SIGNALGUARD_MACHINE_TOKEN to a machine token",
+        )
     market, stream = load_market_urls(env)
     level = env.get("SIGNALGUARD_LOG_LEVEL", "").strip().upper() or "INFO"
     if level == "WARN":
@@ -253,6 +301,7 @@ def load_config(env: Mapping[str, str]) -> WorkerConfig:
         log_level=level,
         health_port=health_port,
         health_host=health_host,
+        machine_key=key or None,
     )
 
 

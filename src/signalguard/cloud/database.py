@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import re
+import uuid
 from collections.abc import Awaitable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final, Protocol
@@ -29,10 +30,11 @@ import httpx
 from postgrest.exceptions import APIError
 from supabase import AsyncClient, AsyncClientOptions, acreate_client
 
-from signalguard.cloud.config import WorkerConfig
+from signalguard.cloud.config import MACHINE_KEY_HEADER, WorkerConfig
 from signalguard.core.candles import iso_from_ms, timestamp_us
 from signalguard.core.codes import (
     GAPLESS_HANDOFF,
+    MACHINE_KEYS,
     UNKNOWN_FUNCTION,
     Component,
     GuardError,
@@ -104,7 +106,9 @@ def classify_api_error(exc: APIError) -> DatabaseError:
     code = exc.code or ""
     message = exc.message or str(exc)
     if _VERDICT.fullmatch(code):
-        return DatabaseRefused(code, message)
+        # The hint says what to do about a verdict (a revoked machine key: make a new one).
+        hint = exc.hint if isinstance(exc.hint, str) else ""
+        return DatabaseRefused(code, f"{message} ({hint})" if hint.strip() else message)
     if not code and message.lower().startswith("invalid api key"):
         # Supabase's gateway (and the local one) refuse a wrong anon key with this, and no code.
         return DatabaseRefused("invalid_api_key", f"{message} (check SIGNALGUARD_SUPABASE_ANON_KEY)")
@@ -235,9 +239,18 @@ class SupabaseDatabase:
 
     @classmethod
     async def connect(cls, config: WorkerConfig, *, timeout: float = 8.0) -> SupabaseDatabase:
-        """Create the client: the anon key as ``apikey``, the machine token as the bearer."""
+        """Create the client: the anon key as ``apikey``, and the machine's token or key.
+
+        A token is the bearer; a key goes in its header, with the anon key as the bearer, as the database
+        requires.
+        """
+        credential = (
+            {MACHINE_KEY_HEADER: config.machine_key}
+            if config.machine_key
+            else {"Authorization": f"Bearer {config.machine_token}"}
+        )
         options = AsyncClientOptions(
-            headers={"Authorization": f"Bearer {config.machine_token}"},
+            headers=credential,
             # A machine token is not a Supabase Auth session: nothing to refresh or persist.
             auto_refresh_token=False,
             persist_session=False,
@@ -273,6 +286,41 @@ class SupabaseDatabase:
         components = data.get("components") if isinstance(data, Mapping) else None
         self._components = components if isinstance(components, Mapping) else {}
         return missing_schema(self._components)
+
+    async def identify(self) -> tuple[str, str]:
+        """Ask the database whose machine this is (``machine_identity()``); ``(owner id, machine id)``.
+
+        A worker started with a machine key knows neither until it asks; from here on the reads name the
+        owner. A refused key (SG012) or an API that did not take it is a :class:`DatabaseRefused` whose
+        message says what to do.
+        """
+        try:
+            data = await self._run(self._client.rpc("machine_identity", {}).execute())
+        except DatabaseUnavailable as exc:
+            if str(exc).startswith(f"{UNKNOWN_FUNCTION}:"):
+                raise DatabaseRefused(
+                    UNKNOWN_FUNCTION,
+                    f"the database has no machine keys: push {MACHINE_KEYS.migration}, or run the machine "
+                    "with SIGNALGUARD_MACHINE_TOKEN",
+                ) from None
+            raise
+        except DatabaseRefused as exc:
+            if exc.code == "42501":
+                # The anon key's own refusal: the API passed the key over, so the request stayed anon.
+                raise DatabaseRefused(
+                    exc.code,
+                    "the API did not take the machine key (the request stayed anonymous): PostgREST's "
+                    f"pre-request setting from {MACHINE_KEYS.migration} is missing (docs/deploy.md)",
+                ) from None
+            raise
+        owner = data.get("user_id") if isinstance(data, Mapping) else None
+        machine = data.get("machine") if isinstance(data, Mapping) else None
+        machine_id = machine.get("id") if isinstance(machine, Mapping) else None
+        try:
+            self._owner_id, self._machine_id = str(uuid.UUID(str(owner))), str(uuid.UUID(str(machine_id)))
+        except ValueError:
+            raise DatabaseUnavailable(f"machine_identity() answered {str(data)[:200]!r}") from None
+        return self._owner_id, self._machine_id
 
     async def heartbeat(self, status: str | None = None, error_message: str | None = None) -> None:
         """See :meth:`Database.heartbeat`."""

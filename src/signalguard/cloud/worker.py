@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import signal
@@ -711,6 +712,33 @@ class CloudWorker:
         return 1
 
 
+async def _identify(db: SupabaseDatabase, config: WorkerConfig, timings: Timings) -> WorkerConfig | None:
+    """With a machine key: ask the database whose machine this is, until it answers.
+
+    ``None`` if it refuses; the reason is logged (a revoked key, a database without machine keys).
+    """
+    attempts = 0
+    while True:
+        try:
+            owner, machine = await db.identify()
+        except DatabaseRefused as exc:
+            log.error("cannot run: %s", exc)
+            return None
+        except DatabaseUnavailable as exc:
+            attempts += 1
+            delay = timings.backoff.delay(attempts)
+            if attempts == 1 or attempts % 10 == 0:
+                log.warning(
+                    "asking the database whose machine this key is failed (%s); retrying in %.0f s",
+                    exc,
+                    delay,
+                )
+            await asyncio.sleep(delay)
+            continue
+        log.info("the machine key is machine %s's, of user %s", machine, owner)
+        return dataclasses.replace(config, owner_id=owner, machine_id=machine)
+
+
 def _earliest_signal_candle_ms(unsent: str) -> int | None:
     """The open time (ms) of the oldest candle among the unsent new signals of :meth:`unsent`'s JSON."""
     known: list[int] = []
@@ -758,6 +786,12 @@ async def run_worker(config: WorkerConfig, *, timings: Timings | None = None) ->
     """Connect to Supabase and the market, run a :class:`CloudWorker` until it stops; the exit code."""
     timings = timings or Timings()
     db = await SupabaseDatabase.connect(config, timeout=timings.request_timeout)
+    if config.machine_key:
+        identified = await _identify(db, config, timings)
+        if identified is None:
+            await db.aclose()
+            return 1
+        config = identified
     market = BinanceMarketData(
         config.market_data_url,
         config.market_stream_url,

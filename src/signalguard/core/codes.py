@@ -50,6 +50,10 @@ class GuardError(enum.StrEnum):
     #: epoch began. Nobody may sign that candle any more; unlike SG002 it says nothing of the writer's
     #: lease, so the writer drops the signal (with the reason) and goes on generating.
     BEFORE_CATCH_UP = "SG011"
+    #: A request carrying a machine key that the database does not accept: malformed, unknown, revoked,
+    #: or sent with a signed-in session or another key instead of the anon key alone. Nothing the
+    #: machine sends with that key will be accepted until it is given a new one.
+    MACHINE_KEY_REFUSED = "SG012"
 
     @property
     def moves_guard(self) -> bool:
@@ -58,6 +62,9 @@ class GuardError(enum.StrEnum):
             GuardError.LEASE_NOT_HELD,
             GuardError.OUTSIDE_LEASE_WINDOW,
             GuardError.SOURCE_MISMATCH,
+            # A revoked key: revoking ends the machine's lease too, so it stops generating at once
+            # instead of piling up writes nobody will take.
+            GuardError.MACHINE_KEY_REFUSED,
         )
 
 
@@ -121,6 +128,10 @@ OPTIONAL_SCHEMA: tuple[Component, ...] = (
     # record RPCs (see core.webhooks). Without it the executor delivers no webhooks, and generates as
     # before.
     Component("webhooks", 1, "20251003061300_webhooks.sql"),
+    # Machine keys: the user registers their cloud machine and makes and revokes its keys in the page;
+    # a worker may run with a key instead of a machine token. Without it the page shows no machine
+    # panel, and a worker runs with a token only.
+    Component("machine_keys", 1, "20251003061400_machine_keys.sql"),
 )
 
 
@@ -130,6 +141,9 @@ GAPLESS_HANDOFF: Final = next(c for c in OPTIONAL_SCHEMA if c.name == "gapless_h
 #: Webhooks: ``claim_webhook_deliveries`` and ``record_webhook_deliveries`` exist; an executor delivers
 #: webhooks only when the database reports it.
 WEBHOOKS: Final = next(c for c in OPTIONAL_SCHEMA if c.name == "webhooks")
+#: Machine keys: ``create_cloud_machine``, ``create_machine_key``, ``revoke_machine_key`` and
+#: ``machine_identity`` exist, and PostgREST honours the ``x-signalguard-machine-key`` header.
+MACHINE_KEYS: Final = next(c for c in OPTIONAL_SCHEMA if c.name == "machine_keys")
 
 
 def has_component(reported: Mapping[str, object], component: Component) -> bool:
