@@ -351,18 +351,21 @@ def wait_until(what: str, probe: Callable[[], T | None], timeout: float = 30.0, 
 
 @contextlib.contextmanager
 def cloud_worker(
-    stack: LocalStack, market_url: str, email: str
+    stack: LocalStack, market_url: str, email: str, *, key: str | None = None
 ) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
     """``python -m signalguard cloud`` for ``email``'s machine, its output in a log file; killed on exit if
-    the test has not stopped it."""
+    the test has not stopped it. With ``key``, the worker runs with that machine key alone (no token)."""
     log_path = Path(tempfile.mkdtemp(prefix="sg-worker-")) / "worker.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("SIGNALGUARD_")}
     env.update(
         SIGNALGUARD_SUPABASE_URL=stack.url,
         SIGNALGUARD_SUPABASE_ANON_KEY=stack.config.anon_key(),
-        SIGNALGUARD_MACHINE_TOKEN=stack.machine_token(email),
         SIGNALGUARD_MARKET_DATA_URL=market_url,
     )
+    if key is None:
+        env["SIGNALGUARD_MACHINE_TOKEN"] = stack.machine_token(email)
+    else:
+        env["SIGNALGUARD_MACHINE_KEY"] = key
     with open(log_path, "wb") as log:
         worker = subprocess.Popen(
             [sys.executable, "-m", "signalguard", "cloud"], env=env, stdout=log, stderr=subprocess.STDOUT

@@ -49,6 +49,7 @@ from signalguard.browser.chart import (
 from signalguard.browser.driver import GuardDriver
 from signalguard.browser.formats import Formats
 from signalguard.browser.generation import Generation, StartTask
+from signalguard.browser.machine import MachinePanel
 from signalguard.browser.ports import (
     Attention,
     Backend,
@@ -77,6 +78,7 @@ from signalguard.browser.workbench import SymbolSearch, Workbench
 from signalguard.core.candles import Candle, MarketDataError
 from signalguard.core.codes import (
     GAPLESS_HANDOFF,
+    MACHINE_KEYS,
     OPTIONAL_SCHEMA,
     REQUIRED_SCHEMA,
     WEBHOOKS,
@@ -147,6 +149,9 @@ CHART_COLUMNS: Final = "signal_key,symbol,interval,candle_open_time,source"
 #: The webhook's deliveries are re-read this often (failures of the cloud's posts show too).
 WEBHOOK_STATE_SECONDS: Final = 10.0
 WEBHOOK_STATE_TIMER: Final = "webhook-state"
+#: The machine panel is re-read this often (a key's last use, the machine's status).
+MACHINE_SECONDS: Final = 30.0
+MACHINE_TIMER: Final = "machine"
 #: The summary is re-read this often.
 SUMMARY_SECONDS: Final = 30.0
 SUMMARY_TIMER: Final = "summary"
@@ -417,6 +422,8 @@ class App:
         )
         #: The signed-in user's webhook panel (None: signed out).
         self.webhooks: WebhookPanel | None = None
+        #: The signed-in user's cloud machine panel (None: signed out).
+        self.machine: MachinePanel | None = None
         self.formats = self._formats()
         #: The signals last read, as the API answered them (drawn again when the zone changes).
         self._stored_rows: object = []
@@ -511,6 +518,13 @@ class App:
         )
         self.webhooks = webhooks
         self.effect_listeners.append(webhooks.on_effects)
+        self.machine = MachinePanel(
+            self.backend,
+            self.spawn,
+            show=self.view.show_machine,
+            formats=lambda: self.formats,
+            available=self._has_machine_keys,
+        )
 
         def tab_lock(held: bool) -> None:
             driver.tab_lock(held)
@@ -604,6 +618,30 @@ class App:
     def _has_webhooks(self) -> bool:
         components = self.driver.components if self.driver is not None else None
         return components is not None and has_component(components, WEBHOOKS)
+
+    def _has_machine_keys(self) -> bool:
+        components = self.driver.components if self.driver is not None else None
+        return components is not None and has_component(components, MACHINE_KEYS)
+
+    def register_machine(self, name: str, region: str) -> None:
+        """Register the user's cloud machine (checked here first, then by the database)."""
+        if self.machine is not None:
+            self.machine.register(name, region)
+
+    def make_machine_key(self, label: str) -> None:
+        """Make a key for the cloud machine (shown once)."""
+        if self.machine is not None:
+            self.machine.make_key(label)
+
+    def revoke_machine_key(self, key_id: str) -> None:
+        """Revoke one of the machine's keys (already confirmed by the user)."""
+        if self.machine is not None:
+            self.machine.revoke(key_id)
+
+    def dismiss_machine_key(self) -> None:
+        """The new key is copied: show it no more."""
+        if self.machine is not None:
+            self.machine.dismiss_key()
 
     def save_webhook(self, url: str, secret: str, enabled: bool) -> None:
         """Store the user's webhook (checked here first, then by the database)."""
@@ -762,6 +800,9 @@ class App:
         if self.webhooks is not None:
             self.webhooks.refresh()
             self.timers.every(WEBHOOK_STATE_TIMER, WEBHOOK_STATE_SECONDS, self.webhooks.refresh)
+        if self.machine is not None:
+            self.machine.refresh()
+            self.timers.every(MACHINE_TIMER, MACHINE_SECONDS, self.machine.refresh)
         self.timers.every(TRADES_TIMER, TRADES_SECONDS, self.refresh_trades)
         self.spawn(self._read_problems())
         self.timers.every(PROBLEMS_TIMER, PROBLEMS_SECONDS, lambda: self.spawn(self._read_problems()))
@@ -1129,6 +1170,9 @@ class App:
         if webhooks is not None:
             webhooks.stop()
             self.effect_listeners.remove(webhooks.on_effects)
+        machine, self.machine = self.machine, None
+        if machine is not None:
+            machine.stop()
         workbench, self.workbench = self.workbench, None
         if workbench is not None:
             self.view.show_editor(None)
@@ -1142,6 +1186,7 @@ class App:
             SUMMARY_RETRY_TIMER,
             SUMMARY_SOON_TIMER,
             WEBHOOK_STATE_TIMER,
+            MACHINE_TIMER,
         ):
             self.timers.clear(timer)
         self._summary_soon = False

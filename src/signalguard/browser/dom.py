@@ -16,6 +16,7 @@ from signalguard.browser.chart import ChartData, SummaryLine, stream_label
 from signalguard.browser.editor import EditorView
 from signalguard.browser.editor_dom import EDITOR_IDS, EditorDom
 from signalguard.browser.jstypes import present
+from signalguard.browser.machine import MachineView
 from signalguard.browser.ports import HistoryItem, Intents, TraderItem, User
 from signalguard.browser.trades import ProfitLine, TradeItem, source_name
 from signalguard.browser.webhooks import WebhookView
@@ -62,6 +63,10 @@ _IDS: Final = (
     "takeover-dialog", "traders", "traders-note", "alerts-note", "zone-switch", "history-time", "history",
     "history-empty", "toasts", "webhook", "webhook-form", "webhook-url", "webhook-secret",
     "webhook-enabled", "webhook-save", "webhook-remove", "webhook-error", "webhook-note", "webhook-failures",
+    "machine", "machine-register", "machine-register-button", "machine-name", "machine-region",
+    "machine-line", "machine-key-form", "machine-key-label", "machine-key-make", "machine-new-key",
+    "machine-new-key-value", "machine-key-copy",
+    "machine-key-done", "machine-error", "machine-keys",
     "source-filter", "pending-count", "pending-detail", "market-status", "chart-symbol", "chart",
     "chart-note", "summary", "summary-note", "trades", "trades-note", "trades-empty", "profit",
     *EDITOR_IDS,
@@ -216,6 +221,39 @@ class DomView:
         self._listen(el["webhook-form"], "submit", webhook_saved)
         self._listen(el["webhook-remove"], "click", webhook_removed)
         self._listen(el["webhook-failures"], "click", failure_clicked)
+
+        def machine_registered(event: Event) -> None:
+            event.preventDefault()
+            intents.register_machine(str(el["machine-name"].value), str(el["machine-region"].value))
+
+        def key_made(event: Event) -> None:
+            event.preventDefault()
+            intents.make_machine_key(str(el["machine-key-label"].value))
+
+        def key_copied(_event: Event) -> None:
+            # Selected for a manual copy too: the clipboard API needs a secure page and permission.
+            box = el["machine-new-key-value"]
+            box.focus()
+            box.select()
+            navigator = getattr(self._window, "navigator", None)
+            clipboard = getattr(navigator, "clipboard", None)
+            if clipboard is not None and present(clipboard):
+                clipboard.writeText(str(box.value))
+
+        def key_revoked(event: Event) -> None:
+            key = event.target.getAttribute("data-revoke")
+            label = event.target.getAttribute("data-label")
+            if isinstance(key, str) and self._window.confirm(
+                f"Revoke the key '{label}'? A machine running with it stops at its next request."
+            ):
+                event.target.disabled = True
+                intents.revoke_machine_key(key)
+
+        self._listen(el["machine-register"], "submit", machine_registered)
+        self._listen(el["machine-key-form"], "submit", key_made)
+        self._listen(el["machine-key-copy"], "click", key_copied)
+        self._listen(el["machine-key-done"], "click", lambda _e: intents.dismiss_machine_key())
+        self._listen(el["machine-keys"], "click", key_revoked)
         self._listen(el["traders"], "click", chart_clicked)
         self._editor.bind(intents, self._listen)
 
@@ -451,6 +489,48 @@ class DomView:
             li.append(what, button)
             items.append(li)
         el["webhook-failures"].replaceChildren(*items)
+
+    def show_machine(self, view: MachineView) -> None:
+        """The cloud machine panel (hidden while the database has no machine keys)."""
+        el, doc = self._el, self._doc
+        el["machine"].hidden = not view.available
+        el["machine-register"].hidden = bool(view.machine)
+        el["machine-key-form"].hidden = not view.machine
+        el["machine-line"].textContent = (
+            f"{view.machine} · {view.status}" if view.machine else "No cloud machine registered yet."
+        )
+        for name in ("machine-key-make", "machine-key-done"):
+            el[name].disabled = view.busy
+        el["machine-register-button"].disabled = view.busy
+        el["machine-new-key"].hidden = not view.new_key
+        # The key lives in this one field while it is shown, and nowhere else in the page.
+        el["machine-new-key-value"].value = view.new_key
+        if view.new_key:
+            el["machine-key-label"].value = ""
+        el["machine-error"].textContent = view.error
+        el["machine-error"].hidden = not view.error
+        items = []
+        for key in view.keys:
+            li = doc.createElement("li")
+            li.setAttribute("data-testid", "machine-key")
+            li.setAttribute("data-key-id", key.id)
+            li.toggleAttribute("data-revoked", bool(key.revoked))
+            what = doc.createElement("span")
+            used = f"last used {key.used}" if key.used else "never used"
+            state = f"revoked {key.revoked}" if key.revoked else used
+            what.textContent = f"{key.label} · {key.hint}… · made {key.made} · {state}"
+            li.append(what)
+            if not key.revoked:
+                button = doc.createElement("button")
+                button.type = "button"
+                button.className = "link danger"
+                button.textContent = "Revoke…"
+                button.setAttribute("data-revoke", key.id)
+                button.setAttribute("data-label", key.label)
+                button.setAttribute("data-testid", "machine-key-revoke")
+                li.append(button)
+            items.append(li)
+        el["machine-keys"].replaceChildren(*items)
 
     def show_zone(self, *, utc: bool, local: str, switchable: bool) -> None:
         """The header's time zone switch."""

@@ -365,6 +365,18 @@ class Element(EventTarget, Protocol):
         """Scroll the page so that the element is in view (its top or its bottom aligned)."""
         ...
 
+    def toggleAttribute(self, name: str, force: bool, /) -> bool:
+        """Set (``force`` true) or remove a boolean attribute; whether it is set now."""
+        ...
+
+    def focus(self) -> None:
+        """Move the keyboard focus to the element."""
+        ...
+
+    def select(self) -> None:
+        """Select an input's whole text."""
+        ...
+
     # Form controls (<input>, <select>, <button>).
     disabled: bool
     value: str

@@ -20,6 +20,7 @@ from signalguard.core.guard import Effects
 
 if TYPE_CHECKING:
     from signalguard.browser.accounts import AccountView
+    from signalguard.browser.machine import MachineView
     from signalguard.browser.webhooks import WebhookView
 from signalguard.core.symbols import SymbolInfo
 
@@ -314,6 +315,22 @@ class Intents(Protocol):
         """Put the failed delivery of signal ``key`` back in line."""
         ...
 
+    def register_machine(self, name: str, region: str) -> None:
+        """Register the user's cloud machine by its Fly name ("" region: none)."""
+        ...
+
+    def make_machine_key(self, label: str) -> None:
+        """Make a key for the cloud machine (shown once)."""
+        ...
+
+    def revoke_machine_key(self, key_id: str) -> None:
+        """Revoke one of the machine's keys (already confirmed by the user)."""
+        ...
+
+    def dismiss_machine_key(self) -> None:
+        """The new key is copied: show it no more."""
+        ...
+
     def choose_zone(self, utc: bool) -> None:
         """Write times in UTC, or in the browser's zone."""
         ...
@@ -380,6 +397,10 @@ class View(Protocol):
 
     def show_webhook(self, view: WebhookView) -> None:
         """The webhook panel: its settings, its deliveries' state, the failed ones."""
+        ...
+
+    def show_machine(self, view: MachineView) -> None:
+        """The cloud machine panel: the machine, its keys, a new key shown once."""
         ...
 
     def show_zone(self, *, utc: bool, local: str, switchable: bool) -> None:
