@@ -136,10 +136,15 @@ def test_fly_checks_the_workers_health_endpoint_and_stops_it_with_a_signal_it_ha
         "SIGNALGUARD_HEALTH_HOST": "0.0.0.0",
     }
     # Nothing secret in fly.toml: the credentials are `fly secrets`.
-    for secret in ("SIGNALGUARD_SUPABASE_ANON_KEY", "SIGNALGUARD_MACHINE_TOKEN", "SIGNALGUARD_SUPABASE_URL"):
+    for secret in (
+        "SIGNALGUARD_SUPABASE_ANON_KEY",
+        "SIGNALGUARD_MACHINE_KEY",
+        "SIGNALGUARD_MACHINE_TOKEN",
+        "SIGNALGUARD_SUPABASE_URL",
+    ):
         assert secret not in env
     text = (ROOT / "fly.toml").read_text()
-    assert "eyJ" not in text  # no JWT pasted anywhere, comments included
+    assert "eyJ" not in text and "sgm_" not in text  # no JWT or key pasted anywhere, comments included
 
 
 def _seconds(duration: object) -> float:

@@ -30,7 +30,8 @@ _VARIABLES = """\
 environment:
   SIGNALGUARD_SUPABASE_URL        the Supabase project URL (required)
   SIGNALGUARD_SUPABASE_ANON_KEY   the project's anon API key (required)
-  SIGNALGUARD_MACHINE_TOKEN       the machine's JWT: sub = owner, machine_id = cloud_machines.id (required)
+  SIGNALGUARD_MACHINE_KEY         the machine's key, made in the page (or, instead:)
+  SIGNALGUARD_MACHINE_TOKEN       the machine's JWT: sub = owner, machine_id = cloud_machines.id
   SIGNALGUARD_MARKET_DATA_URL     Binance REST base (default https://api.binance.com)
   SIGNALGUARD_MARKET_STREAM_URL   kline WebSocket base (default: derived from the REST base)
   SIGNALGUARD_LOG_LEVEL           DEBUG, INFO (default), WARNING or ERROR
