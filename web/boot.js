@@ -67,6 +67,51 @@
     });
   });
 
+  // The service worker (web/sw.js, served as ./sw.js for the whole origin) keeps the runtime and the
+  // app's archive for the next visit. Registered only once this visit is up (the app ready, or the
+  // sign-in form shown for a few seconds, or at the latest 20 s after the load event), so it never
+  // competes with the first visit's own start. Then it is handed the files this page loaded before the
+  // worker controlled it, to keep them now (the worker takes only its own kind; see web/sw.js). No
+  // worker (an old browser, a page not served over https or from localhost): every visit loads as the
+  // first.
+  const SIGNED_OUT_WAIT_MS = 3_000;
+  const LATEST_MS = 20_000;
+
+  function registerWorker() {
+    navigator.serviceWorker.register("./sw.js", { scope: "./", updateViaCache: "none" })
+      .then(() => navigator.serviceWorker.ready)
+      .then((registration) => {
+        const urls = performance.getEntriesByType("resource")
+          .map((entry) => entry.name)
+          .filter((url) => url.startsWith(`${location.origin}/web/`));
+        registration.active?.postMessage({ type: "keep", urls });
+      })
+      .catch(() => { /* no worker: nothing is kept */ });
+  }
+
+  function whenSettled(then) {
+    let done = false;
+    const once = () => {
+      if (done) return;
+      done = true;
+      observer.disconnect();
+      then();
+    };
+    const body = document.body;
+    const check = () => {
+      if (body.dataset.ready === "1") once();
+      else if (body.dataset.runtime === "ready") setTimeout(once, SIGNED_OUT_WAIT_MS);
+    };
+    const observer = new MutationObserver(check);
+    observer.observe(body, { attributes: true, attributeFilter: ["data-ready", "data-runtime"] });
+    check();
+    setTimeout(once, LATEST_MS);
+  }
+
+  if ("serviceWorker" in navigator && isSecureContext) {
+    addEventListener("load", () => whenSettled(registerWorker), { once: true });
+  }
+
   setTimeout(() => {
     const el = boot();
     if (!el || el.hidden) return;

@@ -3,7 +3,8 @@
 The folder is built for the e2e stack (its URL, its anon key, the replay market data) and served by
 Python's ``http.server`` on another 127.0.0.1 port, with the folder's ``_headers`` applied as a static
 host would. The page loads, a fresh user signs in and the app gets ready, every request goes to the
-site, the API or the market data, and nothing is logged as an error.
+site, the API or the market data, and nothing is logged as an error. The site's service worker keeps
+the hashed runtime and archive, and a reload takes them from it (but never the API's answers).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import http.server
+import re
 import tempfile
 import threading
 import time
@@ -20,9 +22,10 @@ from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 import pytest
-from e2ekit import READY_TIMEOUT_MS, fresh_user
+from e2ekit import READY_TIMEOUT_MS, fresh_user, wait_until
 from playwright.sync_api import Browser
 
+from signalguard.devstack.assets import ASSETS_HEADER
 from signalguard.devstack.config import REPO_ROOT, StackConfig, free_port
 from signalguard.devstack.site import parse_headers, site_config, site_files, write_site
 from signalguard.devstack.stack import DEMO_PASSWORD, LocalStack
@@ -122,6 +125,29 @@ def test_the_built_site_runs_from_a_static_server(chromium: Browser, site: Site)
         # Versioned files are kept a year; the page and its settings are asked for again every time.
         wasm = next(u for u in requests if u.endswith(".wasm"))
         assert urlsplit(wasm).path.startswith("/web/vendor/pyodide.")
+        # The service worker (/sw.js) keeps the hashed files in a cache named after the release's
+        # version; a reload takes them from it, while the API (another origin here) passes it by.
+        version = parse_headers((site.folder / "_headers").read_text())["/"][ASSETS_HEADER]
+        wait_until(
+            "the service worker to keep the runtime",
+            lambda: page.evaluate(
+                "async (name) => (await caches.keys()).includes(name) && "
+                "(await (await caches.open(name)).keys()).some((r) => r.url.endsWith('.wasm'))",
+                f"signalguard-assets-1-{version}",
+            ),
+            timeout=20,
+        )
+        responses: list[tuple[str, bool]] = []
+        page.on("response", lambda r: responses.append((r.url, r.from_service_worker)))
+        page.reload()
+        page.wait_for_selector("body[data-ready='1']", state="attached", timeout=READY_TIMEOUT_MS)
+        assert [by for u, by in responses if u == wasm] == [True]
+        assert [
+            by for u, by in responses if re.fullmatch(r"/web/app\.[0-9a-f]{12}\.zip", urlsplit(u).path)
+        ] == [True]
+        api = [by for u, by in responses if u.startswith(site.stack.url + "/")]
+        assert api and not any(api)
+        assert not [u for u, by in responses if by and urlsplit(u).path in ("/config.json", "/pyscript.toml")]
     finally:
         context.close()
     market_ws = "ws" + site.market[len("http") :]

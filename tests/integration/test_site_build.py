@@ -13,7 +13,7 @@ import jwt
 import pytest
 
 from signalguard.browser.jsbridge import WebMarketData
-from signalguard.devstack.assets import build
+from signalguard.devstack.assets import ASSETS_HEADER, WORKER_KEPT, build
 from signalguard.devstack.config import REPO_ROOT
 from signalguard.devstack.gateway import WEBHOOK_CONNECT
 from signalguard.devstack.site import (
@@ -24,6 +24,7 @@ from signalguard.devstack.site import (
     page_stream_url,
     parse_headers,
     run,
+    site_assets_version,
     site_config,
     site_files,
     write_site,
@@ -66,7 +67,10 @@ def files_of(folder: Path) -> set[str]:
 
 def test_the_folder_holds_only_what_the_page_loads(site: Path) -> None:
     files = files_of(site)
-    assert {"index.html", "pyscript.toml", "config.json", "_headers", "web/timer-worker.js"} <= files
+    assert {"index.html", "pyscript.toml", "config.json", "_headers", "sw.js", "web/timer-worker.js"} <= files
+    # The service worker at the root (it controls the whole site), under its stable name, as written.
+    assert (site / "sw.js").read_bytes() == (REPO_ROOT / "web" / "sw.js").read_bytes()
+    assert not [f for f in files if f.startswith("web/sw")]
     assert not [f for f in files if "node_modules" in f or "package" in f or f.endswith((".py", ".map"))]
     # The app's own files and the app zip by content hash; each vendored package in a hashed folder.
     assert len([f for f in files if f.startswith("web/facade.") and f.endswith(".js")]) == 1
@@ -110,13 +114,44 @@ def test_headers_give_types_caching_and_the_policy(site: Path) -> None:
     assert wasm and mjs
     assert all(rules[f"/{f}"]["Content-Type"] == "application/wasm" for f in wasm)
     assert all(rules[f"/{f}"]["Content-Type"] == "text/javascript" for f in mjs)
-    fresh = {"/", "/index.html", "/config.json", "/pyscript.toml", "/web/timer-worker.js"}
+    fresh = {"/", "/index.html", "/config.json", "/pyscript.toml", "/web/timer-worker.js", "/sw.js"}
     assert {p for p, r in rules.items() if r["Cache-Control"] == "no-cache"} == fresh
     assert all(r["Cache-Control"] == IMMUTABLE for p, r in rules.items() if p not in fresh)
     csp = rules["/"]["Content-Security-Policy"]
     assert rules["/index.html"]["Content-Security-Policy"] == csp
     assert f"connect-src 'self' {PROJECT} {MARKET} wss://stream.binance.com:9443 https:;" in csp
     assert "default-src 'self'" in csp and "script-src 'self' 'wasm-unsafe-eval' 'unsafe-eval'" in csp
+    # The worker runs under the page's policy, which lets the page register it (worker-src 'self').
+    assert rules["/sw.js"]["Content-Security-Policy"] == csp and "worker-src 'self'" in csp
+    assert "Service-Worker-Allowed" not in rules["/sw.js"]  # at the root, its scope is "/" already
+
+
+def test_the_page_names_the_version_of_what_the_worker_keeps(site: Path, tmp_path: Path) -> None:
+    rules = parse_headers((site / "_headers").read_text())
+    version = rules["/"][ASSETS_HEADER]
+    assert rules["/index.html"][ASSETS_HEADER] == version and len(version) == 16
+    kept = sorted(f for f in files_of(site) if WORKER_KEPT.match(f))
+    assert any(f.endswith("/pyodide.asm.wasm") for f in kept) and any(f.startswith("web/app.") for f in kept)
+    assert not [f for f in kept if not f.startswith(("web/vendor/", "web/app."))]
+    assert version == site_assets_version((f, (site / f).read_bytes()) for f in kept)
+    # Another archive, another version (the worker then starts a new cache).
+    changed = [(f, (site / f).read_bytes() + (b"x" if f.startswith("web/app.") else b"")) for f in kept]
+    assert site_assets_version(changed) != version
+    # The check finds a stale version, a missing worker and a worker kept for a year.
+    bad = tmp_path / "bad"
+    shutil.copytree(site, bad)
+    (bad / "sw.js").unlink()
+    headers = (bad / "_headers").read_text().replace(version, "0" * 16)
+    worker = headers.index("/sw.js\n")
+    rule_end = headers.index("\n/", worker + 1)
+    headers = headers[:worker] + headers[worker:rule_end].replace("no-cache", IMMUTABLE) + headers[rule_end:]
+    (bad / "_headers").write_text(headers)
+    found = "\n".join(str(f) for f in check_site(bad)[0])
+    assert "FAIL  sw.js: missing" in found
+    assert f"/ needs {ASSETS_HEADER}: {version}" in found and f"/index.html needs {ASSETS_HEADER}" in found
+    (bad / "sw.js").write_bytes((site / "sw.js").read_bytes())
+    found = "\n".join(str(f) for f in check_site(bad)[0])
+    assert "/sw.js needs Cache-Control: no-cache" in found and "sw.js: missing" not in found
 
 
 def test_the_gateway_and_the_site_share_one_policy() -> None:
@@ -243,7 +278,9 @@ def test_the_check_finds_what_names_other_hosts(site: Path, tmp_path: Path) -> N
     assert "packages would load from outside the site" in found
     assert "web/node_modules/x.js: does not belong" in found
     assert "no rule for /web/node_modules/x.js" in found
-    assert "supabase.com" not in found and len(findings) == 7, found
+    # The edited bundle is one of the files the worker keeps: the page's version no longer names them.
+    assert f"/ needs {ASSETS_HEADER}" in found and f"/index.html needs {ASSETS_HEADER}" in found
+    assert "supabase.com" not in found and len(findings) == 9, found
     credit = next(n for n, line in enumerate(index.splitlines(), 1) if "https://www.tradingview.com/" in line)
     assert f"index.html:{credit}: https://www.tradingview.com/ is a link" in "\n".join(notes)
     # The project and the market data themselves are fine anywhere in the page's files.

@@ -55,6 +55,19 @@ ZIP_EPOCH: Final = (1980, 1, 1, 0, 0, 0)
 #: The zip's comment starts with this, followed by the digest of the sources it was built from.
 ZIP_DIGEST_PREFIX: Final = b"signalguard-app sha256="
 
+#: The page's service worker (``web/sw.js`` in the checkout), served at the origin's root so that it
+#: controls the whole page, under this stable name, and always revalidated.
+SERVICE_WORKER: Final = "sw.js"
+#: The header of the page's own response (``/`` and ``/index.html``) that names the version of the files
+#: the service worker keeps (:func:`assets_version`); the worker names its cache after it.
+ASSETS_HEADER: Final = "X-Signalguard-Assets"
+#: The paths (under the origin, without the leading slash) the service worker keeps: the vendored
+#: packages and the app's archive, under the local stack's names or build-site's hashed ones. The same
+#: rule as ``KEPT`` in ``web/sw.js``.
+WORKER_KEPT: Final = re.compile(
+    r"^web/(?:vendor/[A-Za-z0-9_@-]+(?:\.[0-9a-f]{12})?/.+|app(?:\.[0-9a-f]{12})?\.zip)$"
+)
+
 _STATIC_IMPORT_RE: Final = re.compile(r"""(?:\bfrom|\bimport)\s*["'](\./[A-Za-z0-9_.-]+\.js)["']""")
 _DYNAMIC_IMPORT_RE: Final = re.compile(r"""\bimport\(\s*["'](\./[A-Za-z0-9_.-]+\.js)["']\s*\)""")
 # Rollup's content hashes: 8 characters of the URL-safe alphabet, after a hyphen.
@@ -175,6 +188,34 @@ def vendor(repo_root: Path) -> VendorReport:
         elif path.is_dir() and not any(path.iterdir()):
             path.rmdir()
     return report
+
+
+# -- what the service worker keeps ------------------------------------------------------------------
+
+
+def worker_files(app_root: Path) -> list[tuple[str, Path]]:
+    """(path under the origin, file) of every file the service worker keeps, as the gateway serves them."""
+    web = app_root / "web"
+    found = [p for p in (web / "vendor").rglob("*") if p.is_file()] if (web / "vendor").is_dir() else []
+    if (web / "app.zip").is_file():
+        found.append(web / "app.zip")
+    out = []
+    for path in found:
+        rel = path.relative_to(app_root).as_posix()
+        if WORKER_KEPT.match(rel) and not rel.endswith(".tmp"):
+            out.append((rel, path))
+    return sorted(out)
+
+
+def assets_version(files: Iterable[tuple[str, bytes]]) -> str:
+    """The version of the files the service worker keeps: a hash of their paths and bytes (16 hex).
+
+    Any change to one of them, or to the set, changes it; the worker then starts a new cache.
+    """
+    h = hashlib.sha256()
+    for name, data in files:
+        h.update(name.encode() + b"\0" + len(data).to_bytes(8, "big") + data)
+    return h.hexdigest()[:16]
 
 
 # -- the app zip ---------------------------------------------------------------------------------------

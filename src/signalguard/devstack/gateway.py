@@ -31,6 +31,7 @@ headers.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
@@ -55,6 +56,7 @@ from psycopg.rows import dict_row
 from yarl import URL
 
 from signalguard.devstack import tokens
+from signalguard.devstack.assets import ASSETS_HEADER, SERVICE_WORKER, assets_version, worker_files
 from signalguard.devstack.config import HOST, StackConfig
 from signalguard.devstack.site import page_csp
 
@@ -1120,6 +1122,14 @@ class Gateway:
 
     async def _static(self, request: web.Request) -> web.StreamResponse:
         rel = request.match_info["path"]
+        if rel == SERVICE_WORKER:
+            # The service worker, from web/: at the root it may control the whole origin ("/").
+            worker = self.config.app_root / "web" / SERVICE_WORKER
+            if not worker.is_file():
+                raise web.HTTPNotFound()
+            response = self._file(worker)
+            response.headers["Content-Security-Policy"] = self._csp()
+            return response
         parts = Path(rel).parts
         if (
             not parts
@@ -1141,7 +1151,23 @@ class Gateway:
     def _page(self, path: Path) -> web.FileResponse:
         response = self._file(path)
         response.headers["Content-Security-Policy"] = self._csp()
+        # The version of the files the service worker may keep for this page (see web/sw.js).
+        response.headers[ASSETS_HEADER] = self._assets_version(self.config.app_root)
         return response
+
+    @staticmethod
+    def _assets_version(root: Path) -> str:
+        """The version of the served files the service worker keeps (``assets_version``).
+
+        Hashed again only when one of them changed size or time (``web/app.zip`` is rebuilt in place).
+        """
+        try:
+            files = worker_files(root)
+            signature = tuple((rel, p.stat().st_size, p.stat().st_mtime_ns) for rel, p in files)
+            return _hashed_assets(root, signature)
+        except OSError:
+            # A file replaced while it was read: no version, so the worker keeps nothing this time.
+            return ""
 
     @staticmethod
     def _file(path: Path) -> web.FileResponse:
@@ -1150,6 +1176,11 @@ class Gateway:
         )
         # Served fresh on every load during development; the app's own cache-busting comes with it.
         return web.FileResponse(path, headers={"Content-Type": content_type, "Cache-Control": "no-cache"})
+
+
+@functools.lru_cache(maxsize=8)
+def _hashed_assets(root: Path, signature: tuple[tuple[str, int, int], ...]) -> str:
+    return assets_version((rel, (root / rel).read_bytes()) for rel, _size, _mtime in signature)
 
 
 def _token_hash(token: str) -> str:

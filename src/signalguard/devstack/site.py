@@ -10,9 +10,13 @@
   (``web/vendor/pyodide.<hash>/``), so every one of them can be cached for a year: a release that
   changes a file changes its name. A file whose name the app's Python spells out (the timer worker) keeps
   its name and is revalidated instead, as are ``index.html``, ``pyscript.toml`` and ``config.json``;
+- ``sw.js``: the page's service worker (``web/sw.js``), at the root so that it controls the whole
+  site, under its stable name and revalidated on every visit (a browser checks it for updates);
 - ``_headers`` (Netlify and Cloudflare Pages): the Content-Security-Policy of :func:`page_csp`, the
-  caching above and the MIME types of ``.wasm`` and ``.mjs``. One rule per file, so no two rules give
-  the same header (Cloudflare would join their values).
+  caching above, the MIME types of ``.wasm`` and ``.mjs``, and on the page the version of the files the
+  service worker keeps (``X-Signalguard-Assets``, a hash of them: the worker's cache is named after it,
+  so a new release starts a new cache and the old one is deleted). One rule per file, so no two rules
+  give the same header (Cloudflare would join their values).
 
 ``signalguard build-site --check DIR`` (also run at the end of every build) checks that the folder names
 nothing outside itself but the project and the market data: see :func:`check_site`.
@@ -38,6 +42,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from signalguard.browser.config import CONFIG_PATH, AppConfig, ConfigError
+from signalguard.devstack.assets import ASSETS_HEADER, SERVICE_WORKER, WORKER_KEPT, assets_version
 from signalguard.market.limits import derive_stream_url
 
 #: Where the page may post the user's webhook from a hosted site: any https receiver.
@@ -259,7 +264,10 @@ def site_files(repo_root: Path, config: Mapping[str, str]) -> list[SiteFile]:
     own = {
         f"web/{f.name}": f.read_bytes()
         for f in sorted(web.iterdir())
-        if f.is_file() and f.suffix in OWN_SUFFIXES and not f.name.startswith(".")
+        if f.is_file()
+        and f.suffix in OWN_SUFFIXES
+        and not f.name.startswith(".")
+        and f.name != SERVICE_WORKER
     }
     # An own file that names another is hashed after it (its text changes with the other's name).
     pending = dict(own)
@@ -281,14 +289,24 @@ def site_files(repo_root: Path, config: Mapping[str, str]) -> list[SiteFile]:
     for name in ("index.html", "pyscript.toml"):
         text = rewrite_refs((repo_root / name).read_text(encoding="utf-8"), renames)
         out.append(SiteFile(name, text.encode("utf-8"), immutable=False))
+    # The service worker keeps its name (the page registers ./sw.js, and a browser recognises an update
+    # of a worker by its unchanged URL); it names no file of the site, so nothing is rewritten in it.
+    out.append(SiteFile(SERVICE_WORKER, (web / SERVICE_WORKER).read_bytes(), immutable=False))
     config_text = json.dumps(dict(config), indent=2) + "\n"
     out.append(SiteFile("config.json", config_text.encode("utf-8"), immutable=False))
     out.append(SiteFile("_headers", headers_file(out, config).encode("utf-8"), immutable=False))
     return out
 
 
+def site_assets_version(files: Iterable[tuple[str, bytes]]) -> str:
+    """The version of the site's files the service worker keeps: those ``WORKER_KEPT`` matches."""
+    return assets_version(sorted((path, data) for path, data in files if WORKER_KEPT.match(path)))
+
+
 def headers_file(files: Iterable[SiteFile], config: Mapping[str, str]) -> str:
     """The ``_headers`` file (Netlify and Cloudflare Pages) for ``files``: one rule per path."""
+    files = list(files)
+    version = site_assets_version((f.path, f.data) for f in files)
     csp = page_csp(
         supabase_url=config["supabase_url"],
         market_data_url=config.get("market_data_url"),
@@ -302,6 +320,7 @@ def headers_file(files: Iterable[SiteFile], config: Mapping[str, str]) -> str:
         f"Content-Security-Policy: {csp}",
         f"Cache-Control: {REVALIDATE}",
         "X-Content-Type-Options: nosniff",
+        f"{ASSETS_HEADER}: {version}",
     ]
     rules: dict[str, list[str]] = {"/": page}
     for f in sorted(files, key=lambda f: f.path):
@@ -309,6 +328,14 @@ def headers_file(files: Iterable[SiteFile], config: Mapping[str, str]) -> str:
             continue
         if f.path == "index.html":
             rules["/index.html"] = page
+            continue
+        if f.path == SERVICE_WORKER:
+            # Its own policy is the page's (a worker runs under the policy of its script's response).
+            rules[f"/{f.path}"] = [
+                f"Content-Security-Policy: {csp}",
+                f"Cache-Control: {REVALIDATE}",
+                "X-Content-Type-Options: nosniff",
+            ]
             continue
         headers = []
         content_type = CONTENT_TYPES.get(Path(f.path).suffix)
@@ -443,7 +470,9 @@ def check_site(folder: Path) -> tuple[list[Finding], list[str]]:
     they load from: PyScript's interpreter and files are paths in the folder, Pyodide's runtime lies
     next to ``pyodide.mjs`` (its ``indexURL``), and no packages are asked for. No package file, source
     or dotfile is in the folder, ``config.json`` holds no service_role key, and ``_headers`` covers
-    every file with the policy :func:`page_csp` gives for this ``config.json``.
+    every file with the policy :func:`page_csp` gives for this ``config.json``. The service worker
+    (``sw.js``, which the page registers) is there, is revalidated and names no host either, and the
+    page's ``X-Signalguard-Assets`` is the version of the files in the folder that the worker keeps.
     """
     findings: list[Finding] = []
     notes: list[str] = []
@@ -470,8 +499,12 @@ def check_site(folder: Path) -> tuple[list[Finding], list[str]]:
             findings.append(
                 Finding(path, "does not belong on a static host (a package file, source or dotfile)")
             )
+    if SERVICE_WORKER not in files:
+        findings.append(Finding(SERVICE_WORKER, "missing (the page registers it as its service worker)"))
     own = ["index.html", "pyscript.toml", "config.json"] + [
-        p for p in files if p.count("/") == 1 and p.startswith("web/") and p.endswith((".js", ".css"))
+        p
+        for p in files
+        if p == SERVICE_WORKER or (p.count("/") == 1 and p.startswith("web/") and p.endswith((".js", ".css")))
     ]
     present = set(files)
     for path in own:
@@ -538,9 +571,19 @@ def _check_headers(folder: Path, config: AppConfig, present: set[str]) -> list[F
         market_data_url=config.market_data_url,
         webhook_connect=SITE_WEBHOOK_CONNECT,
     )
+    version = site_assets_version((p, (folder / p).read_bytes()) for p in present if WORKER_KEPT.match(p))
     for page in ("/", "/index.html"):
         if rules.get(page, {}).get("Content-Security-Policy") != csp:
             findings.append(Finding("_headers", f"{page} lacks the page's Content-Security-Policy ({csp})"))
+        if rules.get(page, {}).get(ASSETS_HEADER) != version:
+            findings.append(
+                Finding("_headers", f"{page} needs {ASSETS_HEADER}: {version} (the files the worker keeps)")
+            )
+    worker = rules.get(f"/{SERVICE_WORKER}", {})
+    if SERVICE_WORKER in present and worker.get("Cache-Control") != REVALIDATE:
+        findings.append(
+            Finding("_headers", f"/{SERVICE_WORKER} needs Cache-Control: {REVALIDATE} (never kept stale)")
+        )
     for path in sorted(present - {"_headers"}):
         rule = rules.get(f"/{path}")
         if rule is None:
