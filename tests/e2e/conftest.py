@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
-from e2ekit import CHROMIUM, CHROMIUM_ARGS, DEMO_SYMBOLS, FAST_SYMBOLS, Browsers, make_stack
+from e2ekit import CHROMIUM, CHROMIUM_LOGS, DEMO_SYMBOLS, FAST_SYMBOLS, Browsers, chromium_args, make_stack
 from playwright.sync_api import Browser, Playwright, sync_playwright
 
 from signalguard.devstack.assets import build
@@ -78,12 +79,14 @@ def playwright() -> Iterator[Playwright]:
 
 
 @pytest.fixture(scope="module")
-def chromium(playwright: Playwright) -> Iterator[Browser]:
+def chromium(playwright: Playwright, request: pytest.FixtureRequest) -> Iterator[Browser]:
     if shutil.which(CHROMIUM) is None:
         # Debian's chromium package; Playwright's own browser downloads are not used. A missing
         # browser is a missing install step, never a reason to skip.
         pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium package (scripts/bootstrap does)")
-    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+    log = _chromium_log(request.module.__name__)
+    log.unlink(missing_ok=True)
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=chromium_args(log), headless=True)
     yield browser
     browser.close()
 
@@ -93,3 +96,24 @@ def browsers(chromium: Browser, stack: LocalStack) -> Iterator[Browsers]:
     b = Browsers(chromium, stack)
     yield b
     b.close()
+
+
+def _chromium_log(module: str) -> Path:
+    return CHROMIUM_LOGS / f"{module.rsplit('.', 1)[-1]}.log"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A test that failed on a crashed page or browser shows the end of its module's Chromium log.
+
+    "Page crashed" and "Target crashed" say nothing of why; Chromium's log has the renderer's exit (a
+    signal, an out-of-memory kill), and CI keeps only the test output.
+    """
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if not report.failed or "crash" not in str(report.longrepr).lower():
+        return
+    log = _chromium_log(item.module.__name__ if item.module is not None else "")
+    if log.exists():
+        tail = log.read_text(errors="replace").splitlines()[-60:]
+        report.sections.append((f"Chromium log, last lines ({log})", "\n".join(tail)))

@@ -39,6 +39,9 @@ CHROMIUM = "/usr/bin/chromium"
 #: exit code or signal), which the test's error does not say. Rare, in clusters, not reproduced alone.
 CHROMIUM_LOG = Path(__file__).resolve().parents[2] / "build" / "chromium.log"
 CHROMIUM_LOG.parent.mkdir(parents=True, exist_ok=True)
+#: Each test module's browser writes its own log here (``chromium_args``), so that a crash in one module
+#: is not overwritten by the next module's launch.
+CHROMIUM_LOGS = CHROMIUM_LOG.parent / "chromium"
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -51,6 +54,14 @@ CHROMIUM_ARGS = [
     "--enable-logging",
     f"--log-file={CHROMIUM_LOG}",
 ]
+
+
+def chromium_args(log: Path) -> list[str]:
+    """:data:`CHROMIUM_ARGS` with Chromium's log written to ``log`` (its folder is made)."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    return [a if not a.startswith("--log-file=") else f"--log-file={log}" for a in CHROMIUM_ARGS]
+
+
 #: Loading Pyodide and signing in takes a few seconds; nothing in these tests should take longer.
 READY_TIMEOUT_MS = 30_000
 #: A folder to save a screenshot of each mode the tests reach (``AppPage.snapshot``); unset, none is taken.
