@@ -14,6 +14,7 @@ from signalguard.browser.webhooks import (
     WebhookView,
     delivery_lines,
 )
+from signalguard.core.codes import GuardError
 from signalguard.webhooks.testing import FakeWebhookStore, RecordingPoster
 
 STACK = "http://127.0.0.1:54321"
@@ -35,6 +36,8 @@ SIGNAL = {
 
 class Page:
     def __init__(self, *, available: bool = True) -> None:
+        #: The guard verdicts the panel handed on (what the app feeds its guard as WriteRefused).
+        self.verdicts: list[GuardError] = []
         self.backend = FakeBackend()
         self.timers = FakeTimers()
         self.tasks = FakeTasks()
@@ -53,6 +56,7 @@ class Page:
             show=self.views.append,
             formats=Formats,
             available=lambda: available,
+            on_verdict=self.verdicts.append,
         )
 
     async def hook(self, url: str = HOOK, secret: str | None = None) -> None:
@@ -153,6 +157,19 @@ async def test_a_lost_lease_stops_the_call_and_says_so() -> None:
     await page.tasks.settle()
     assert page.poster.posts == []
     assert any("Webhook delivery stopped" in v.note and "SG001" in v.note for v in page.views)
+    # The guard hears it at once (the tab stops generating), not at its next poll.
+    assert page.verdicts == [GuardError.LEASE_NOT_HELD]
+
+
+@on_loop
+async def test_a_refusal_that_is_not_about_the_lease_moves_no_guard() -> None:
+    page = Page()
+    await page.hook()
+    page.backend.answer("claim_webhook_deliveries", refused("SG009", message="invalid_argument: limit"))
+    page.panel.set_epoch(5)
+    await page.tasks.settle()
+    assert "claim_webhook_deliveries" in page.backend.names()
+    assert any("SG009" in v.note for v in page.views) and page.verdicts == []
 
 
 @on_loop

@@ -515,6 +515,7 @@ class App:
             show=self.view.show_webhook,
             formats=lambda: self.formats,
             available=self._has_webhooks,
+            on_verdict=lambda code: self._webhook_verdict(driver, code),
         )
         self.webhooks = webhooks
         self.effect_listeners.append(webhooks.on_effects)
@@ -614,6 +615,12 @@ class App:
         self.refresh_trades()
         if self.webhooks is not None:
             self.webhooks.kick()  # the signals just stored have their delivery rows
+
+    @staticmethod
+    def _webhook_verdict(driver: GuardDriver, code: GuardError) -> None:
+        # A claim or record refused because the lease moved on: the guard hears it now, as from the
+        # outbox, rather than at its next poll.
+        driver.feed(WriteRefused(code))
 
     def _has_webhooks(self) -> bool:
         components = self.driver.components if self.driver is not None else None

@@ -27,6 +27,7 @@ from typing import Any, Final
 from signalguard.browser.formats import Formats
 from signalguard.browser.ports import ApiResult, Backend, Spawn, Timers
 from signalguard.core.candles import timestamp_us
+from signalguard.core.codes import GuardError
 from signalguard.core.guard import Effects
 from signalguard.core.ports import CallRpc, HttpPoster, JsonValue
 from signalguard.core.webhooks import webhook_url_problem
@@ -80,14 +81,27 @@ class WebhookView:
     busy: bool = False
 
 
-def rpc_port(backend: Backend) -> CallRpc:
-    """The driver's :data:`~signalguard.core.ports.CallRpc` over the page's database API."""
+def rpc_port(backend: Backend, on_verdict: Callable[[GuardError], None] | None = None) -> CallRpc:
+    """The driver's :data:`~signalguard.core.ports.CallRpc` over the page's database API.
+
+    A claim or record refused with a guard verdict that moves the guard (SG001: the lease moved on) is
+    also handed to ``on_verdict``, as the outbox's are: the tab stops generating at once instead of at
+    its next poll.
+    """
 
     async def call(name: str, args: dict[str, JsonValue]) -> tuple[object, str | None]:
         result = await backend.rpc(name, args)
-        return (None, str(result.error)) if result.error is not None else (result.data, None)
+        if result.error is None:
+            return result.data, None
+        code = result.error.code
+        if on_verdict is not None and code in _VERDICTS and GuardError(code).moves_guard:
+            on_verdict(GuardError(code))
+        return None, str(result.error)
 
     return call
+
+
+_VERDICTS: Final = frozenset(c.value for c in GuardError)
 
 
 def _signal_text(key: str, fmt: Formats) -> str:
@@ -150,11 +164,13 @@ class WebhookPanel:
         show: Callable[[WebhookView], None],
         formats: Callable[[], Formats],
         available: Callable[[], bool],
+        on_verdict: Callable[[GuardError], None] | None = None,
     ) -> None:
         """Work for ``user_id``; ``poster`` posts (None: this page cannot post, it only shows).
 
         ``stack_urls`` are this app's own servers (refused as webhooks), ``show`` draws the panel,
-        ``formats`` writes times, ``available`` says whether the database has the webhooks component.
+        ``formats`` writes times, ``available`` says whether the database has the webhooks component,
+        ``on_verdict`` hears a claim or record refused because this tab no longer holds the lease.
         """
         self._user_id = user_id
         self._backend = backend
@@ -165,7 +181,9 @@ class WebhookPanel:
         self._formats = formats
         self._available = available
         self._driver = (
-            WebhookDriver(rpc_port(backend), poster, stack_urls=stack_urls, on_problem=self._problem)
+            WebhookDriver(
+                rpc_port(backend, on_verdict), poster, stack_urls=stack_urls, on_problem=self._problem
+            )
             if poster is not None
             else None
         )
