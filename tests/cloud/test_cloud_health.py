@@ -22,9 +22,8 @@ from stackkit import Actors
 from signalguard.cli import main
 from signalguard.cloud.config import ConfigError, Timings, WorkerConfig, load_health
 from signalguard.cloud.health import HealthServer, assess
-from signalguard.cloud.testing import FakeDatabase, FakeMarketData
+from signalguard.cloud.testing import FakeDatabase, FakeMarketData, fast_timings
 from signalguard.cloud.worker import CloudWorker
-from signalguard.core.backoff import Backoff
 from signalguard.core.engine import TraderRecord
 from signalguard.core.guard import LeaseAnswer
 from signalguard.devstack.stack import LocalStack
@@ -44,18 +43,7 @@ TRADER = TraderRecord(
         "conditions": [{"indicator": "close_vs_sma", "period": 2, "op": ">"}],
     },
 )
-FAST = Timings(
-    heartbeat=0.1,
-    claim_retry=0.05,
-    lease=1.0,
-    lease_margin=0.1,
-    flush=0.1,
-    traders_poll=0.2,
-    stop_flush=0.5,
-    error_flush=0.5,
-    request_timeout=1.0,
-    backoff=Backoff(0.01, 0.05),
-)
+FAST = fast_timings(stop_flush=0.5)
 ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 
-from signalguard.cloud.config import Timings, WorkerConfig
+from signalguard.cloud.config import WorkerConfig
 from signalguard.cloud.database import DatabaseUnavailable
 from signalguard.cloud.market import fetch_history
 from signalguard.cloud.sync import StateSynchronizer
-from signalguard.cloud.testing import FakeDatabase, FakeMarketData
+from signalguard.cloud.testing import FakeDatabase, FakeMarketData, fast_timings
 from signalguard.cloud.worker import CloudWorker
 from signalguard.core.backoff import Backoff
 from signalguard.core.candles import Candle
@@ -50,19 +50,7 @@ TRADER = TraderRecord(
         "conditions": [{"indicator": "close_vs_sma", "period": 2, "op": ">"}],
     },
 )
-FAST = Timings(
-    heartbeat=0.1,
-    claim_retry=0.05,
-    lease=1.0,
-    lease_margin=0.1,
-    flush=0.1,
-    traders_poll=0.2,
-    stop_flush=1.0,
-    error_flush=0.5,
-    request_timeout=1.0,
-    backoff=Backoff(0.01, 0.05),
-    stream_stall=5.0,
-)
+FAST = fast_timings()
 HISTORY = 300
 # Whole seconds, a while ago: the history is closed by the fake clock's start.
 BASE_MS = (int(time.time()) - 3600) * 1000
