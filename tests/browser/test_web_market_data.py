@@ -61,3 +61,44 @@ async def test_an_answer_without_headers_still_reads() -> None:
     facade = Facade({"status": 200, "body": "[]", "error": None})
     answer = await market(facade).get_answer("/api/v3/ping", {})
     assert answer.headers == {}
+
+
+BLOCKED = {
+    "status": 451,
+    "body": '{"code":0,"msg":"Service unavailable from a restricted location"}',
+    "headers": {},
+}
+SERVED = {"status": 200, "body": "[]", "headers": {}, "error": None}
+
+
+@on_loop
+async def test_binance_refusing_the_region_switches_to_its_market_data_endpoints_once() -> None:
+    facade = Facade(BLOCKED, SERVED, SERVED)
+    notes: list[str] = []
+    data = WebMarketData(
+        cast(Any, facade), "https://api.binance.com", cast(Any, lambda f: f), on_note=notes.append
+    )
+    answer = await data.get_answer("/api/v3/klines", {"symbol": "BTCUSDT", "interval": "1m"})
+    assert answer.status == 200
+    assert facade.urls == [
+        "https://api.binance.com/api/v3/klines?symbol=BTCUSDT&interval=1m",
+        "https://data-api.binance.vision/api/v3/klines?symbol=BTCUSDT&interval=1m",
+    ]
+    # Both hosts switch together (the streams too), and the page is told once, naming its setting.
+    assert data.endpoints.stream == "wss://data-stream.binance.vision"
+    assert len(notes) == 1 and "HTTP 451" in notes[0] and "market_data_url (config.json)" in notes[0]
+    await data.get_answer("/api/v3/exchangeInfo", {})
+    assert facade.urls[-1] == "https://data-api.binance.vision/api/v3/exchangeInfo?" and len(notes) == 1
+
+
+@on_loop
+async def test_a_451_from_market_data_someone_chose_is_not_replaced() -> None:
+    facade = Facade(BLOCKED)
+    notes: list[str] = []
+    data = WebMarketData(
+        cast(Any, facade), "https://proxy.example/binance", cast(Any, lambda f: f), on_note=notes.append
+    )
+    status, _ = await data.request("/api/v3/klines", {"symbol": "BTCUSDT", "interval": "1m"})
+    # The 451 reaches the caller, whose line names the page's setting (market.klines.http_refusal).
+    assert status == 451 and data.url_setting == "market_data_url (config.json)"
+    assert len(facade.urls) == 1 and notes == [] and data.endpoints.rest == "https://proxy.example/binance"

@@ -119,7 +119,11 @@ def test_headers_give_types_caching_and_the_policy(site: Path) -> None:
     assert all(r["Cache-Control"] == IMMUTABLE for p, r in rules.items() if p not in fresh)
     csp = rules["/"]["Content-Security-Policy"]
     assert rules["/index.html"]["Content-Security-Policy"] == csp
-    assert f"connect-src 'self' {PROJECT} {MARKET} wss://stream.binance.com:9443 https:;" in csp
+    # Binance's own API, and its market-data-only endpoints the page switches to after a 451.
+    assert (
+        f"connect-src 'self' {PROJECT} {MARKET} wss://stream.binance.com:9443 "
+        "https://data-api.binance.vision wss://data-stream.binance.vision https:;"
+    ) in csp
     assert "default-src 'self'" in csp and "script-src 'self' 'wasm-unsafe-eval' 'unsafe-eval'" in csp
     # The worker runs under the page's policy, which lets the page register it (worker-src 'self').
     assert rules["/sw.js"]["Content-Security-Policy"] == csp and "worker-src 'self'" in csp
@@ -166,7 +170,7 @@ def test_the_gateway_and_the_site_share_one_policy() -> None:
     )
     # The stream the policy allows is the one the page opens.
     for url in ("https://api.binance.com", "http://127.0.0.1:9443/", "https://proxy.example/binance"):
-        assert page_stream_url(url) == WebMarketData(None, url, None)._ws  # type: ignore[arg-type]
+        assert page_stream_url(url) == WebMarketData(None, url, None).endpoints.stream  # type: ignore[arg-type]
     # Binance's streams are on their own host, for the page as for the worker.
     assert page_stream_url("https://api.binance.com") == "wss://stream.binance.com:9443"
     assert page_stream_url("https://data-api.binance.vision") == "wss://data-stream.binance.vision"

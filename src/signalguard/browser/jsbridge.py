@@ -22,7 +22,7 @@ from signalguard.browser.jstypes import present
 from signalguard.browser.ports import ApiResult, LinkOutcome, Permission, User
 from signalguard.core.ports import JsonValue
 from signalguard.market.klines import MarketUnavailable, RestAnswer, RestKlines
-from signalguard.market.limits import derive_stream_url
+from signalguard.market.limits import MarketEndpoints, derive_stream_url
 
 if TYPE_CHECKING:
     from signalguard.browser.jstypes import (
@@ -426,23 +426,32 @@ class WebMarketData(RestKlines):
     """:class:`~signalguard.market.feed.MarketData` over ``fetch`` and ``WebSocket`` (the facade's helpers).
 
     REST at ``base_url`` (``/api/v3/klines``), streams at the same host with ``ws``/``wss``
-    (``/stream?streams=…``), as the gateway's Content-Security-Policy allows.
+    (``/stream?streams=…``), as the gateway's Content-Security-Policy allows. Where Binance's own API
+    answers HTTP 451 (not from this region), both switch to Binance's market-data-only endpoints, as the
+    worker's do (:class:`~signalguard.market.limits.MarketEndpoints`); ``on_note`` hears it once.
     """
-
-    def __init__(
-        self, facade: MarketFacade, base_url: str, create_proxy: CreateProxy, *, stall: float = 60.0
-    ) -> None:
-        """Use ``base_url`` (no trailing slash); a stream silent for ``stall`` seconds is dead."""
-        self._facade = facade
-        self._rest = base_url.rstrip("/")
-        # Binance's streams are on their own host (stream.binance.com:9443); any other market data
-        # (the replay, a proxy) streams from its REST host. The worker derives it the same way.
-        self._ws = derive_stream_url(self._rest)
-        self._create_proxy = create_proxy
-        self._stall = stall
 
     #: What a refusal names (a region block, a wrong URL): the page's setting.
     url_setting = "market_data_url (config.json)"
+
+    def __init__(
+        self,
+        facade: MarketFacade,
+        base_url: str,
+        create_proxy: CreateProxy,
+        *,
+        stall: float = 60.0,
+        on_note: Callable[[str], None] | None = None,
+    ) -> None:
+        """Use ``base_url`` (no trailing slash); a stream silent for ``stall`` seconds is dead."""
+        self._facade = facade
+        # Binance's streams are on their own host (stream.binance.com:9443); any other market data
+        # (the replay, a proxy) streams from its REST host. The worker derives it the same way.
+        rest = base_url.rstrip("/")
+        self.endpoints = MarketEndpoints(rest, derive_stream_url(rest), self.url_setting)
+        self._on_note = on_note
+        self._create_proxy = create_proxy
+        self._stall = stall
 
     async def get(self, path: str, params: dict[str, str | int]) -> tuple[int, str]:
         """See :meth:`~signalguard.market.klines.RestKlines.get` (the facade's ``marketGet``)."""
@@ -451,7 +460,15 @@ class WebMarketData(RestKlines):
 
     async def get_answer(self, path: str, params: dict[str, str | int]) -> RestAnswer:
         """The answer with the rate-limit headers the page can read (the weight, ``Retry-After``)."""
-        url = f"{self._rest}{path}?{_query(params)}"
+        answer = await self._send(path, params)
+        if answer.status == 451 and self.endpoints.fall_back("REST"):
+            if self._on_note is not None and self.endpoints.note is not None:
+                self._on_note(self.endpoints.note)
+            answer = await self._send(path, params)
+        return answer
+
+    async def _send(self, path: str, params: dict[str, str | int]) -> RestAnswer:
+        url = f"{self.endpoints.rest}{path}?{_query(params)}"
         # The facade always answers this object (status 0 and an error when unreachable).
         answer: dict[str, JsonValue] = json.loads(str(await self._facade.marketGet(url)))
         status, body = answer.get("status"), answer.get("body")
@@ -485,7 +502,7 @@ class WebMarketData(RestKlines):
             queue.put_nowait((kind, text))
 
         proxy = self._create_proxy(on_event)
-        close = self._facade.openStream(f"{self._ws}/stream?streams={'/'.join(names)}", proxy)
+        close = self._facade.openStream(f"{self.endpoints.stream}/stream?streams={'/'.join(names)}", proxy)
         try:
             try:
                 async with asyncio.timeout(self._stall):

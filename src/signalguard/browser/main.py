@@ -162,7 +162,11 @@ async def run() -> None:
     facade.init(config.supabase_url, config.supabase_anon_key)
     backend = SupabaseBackend(facade, js.JSON.parse, create_proxy)
     timers = WorkerTimers(_timer_worker(), js.window, js.JSON.parse, create_proxy)
-    market = WebMarketData(facade, config.market_data_url, create_proxy) if config.market_data_url else None
+    market = (
+        WebMarketData(facade, config.market_data_url, create_proxy, on_note=view.toast)
+        if config.market_data_url
+        else None
+    )
     directory = SymbolDirectory(market) if market is not None else None
     alerts_js: AlertsFacade | None = getattr(js, "signalguardAlerts", None)
     attention = WebAttention(alerts_js, create_proxy) if alerts_js is not None else None

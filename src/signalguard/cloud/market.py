@@ -35,9 +35,9 @@ from signalguard.market.klines import (
     RestKlines,
     fetch_history,
     fetch_range,
-    region_fallback,
     stream_name,
 )
+from signalguard.market.limits import MarketEndpoints
 
 __all__ = [
     "MAX_LIMIT",
@@ -102,37 +102,35 @@ class BinanceMarketData(RestKlines):
         updates every 2 s or so). ``fallback``: the (REST, stream) URLs to use after a 451; by default
         Binance's market-data-only endpoints where the URL is Binance's own (tests give others).
         """
-        self.rest_url = rest_url.rstrip("/")
-        self.stream_url = stream_url.rstrip("/")
-        self._fallback = region_fallback(self.rest_url, self.stream_url) if fallback is None else fallback
-        #: One line once Binance's 451 made this switch to the fallback URLs (None: it has not).
-        self.region_note: str | None = None
+        #: Where the market data is, switched once by a 451 (the page's rule too).
+        self.endpoints = MarketEndpoints(rest_url, stream_url, self.url_setting, fallback=fallback)
         self._rest = httpx.AsyncClient(timeout=timeout)
         self._timeout = timeout
         self._stall = stall
         self._ping_interval = ping_interval
         self._ping_timeout = ping_timeout
 
-    def _fall_back(self, where: str) -> bool:
-        """After a 451 from ``where`` ("REST" or "stream"): use the fallback URLs; whether its URL changed.
+    @property
+    def rest_url(self) -> str:
+        """The REST base in use."""
+        return self.endpoints.rest
 
-        Both are switched together (a region Binance blocks on one it blocks on the other), each only
-        when it is Binance's own, and only once.
-        """
-        rest, stream = self._fallback
-        self._fallback = (None, None)
-        if rest is None and stream is None:
-            return False
-        blocked = self.rest_url if where == "REST" else self.stream_url
-        changed = {"REST": rest is not None, "stream": stream is not None}[where]
-        used = [u for u in (rest, stream) if u is not None]
-        self.rest_url = rest or self.rest_url
-        self.stream_url = stream or self.stream_url
-        self.region_note = (
-            f"{blocked} answers HTTP 451 (not available from this region): using Binance's "
-            f"market-data-only {' and '.join(used)} instead; set {self.url_setting} to choose another"
-        )
-        log.warning("%s", self.region_note)
+    @property
+    def stream_url(self) -> str:
+        """The stream base in use."""
+        return self.endpoints.stream
+
+    @property
+    def region_note(self) -> str | None:
+        """One line once Binance's 451 made this switch to the fallback URLs (None: it has not)."""
+        return self.endpoints.note
+
+    def _fall_back(self, where: str) -> bool:
+        """After a 451 from ``where``: switch (:meth:`MarketEndpoints.fall_back`), said once in the log."""
+        before = self.endpoints.note
+        changed = self.endpoints.fall_back(where)
+        if self.endpoints.note is not None and before is None:
+            log.warning("%s", self.endpoints.note)
         return changed
 
     async def _send(self, path: str, params: dict[str, str | int]) -> RestAnswer:

@@ -43,7 +43,7 @@ from typing import Any, Final
 
 from signalguard.browser.config import CONFIG_PATH, AppConfig, ConfigError
 from signalguard.devstack.assets import ASSETS_HEADER, SERVICE_WORKER, WORKER_KEPT, assets_version
-from signalguard.market.limits import derive_stream_url
+from signalguard.market.limits import derive_stream_url, region_fallback
 
 #: Where the page may post the user's webhook from a hosted site: any https receiver.
 SITE_WEBHOOK_CONNECT: Final = "https:"
@@ -106,7 +106,11 @@ def page_csp(*, supabase_url: str | None, market_data_url: str | None, webhook_c
     if supabase_url:
         connect.append(supabase_url.rstrip("/"))
     if market_data_url:
-        connect += [market_data_url.rstrip("/"), page_stream_url(market_data_url)]
+        rest, stream = market_data_url.rstrip("/"), page_stream_url(market_data_url)
+        connect += [rest, stream]
+        # Where Binance's own API answers HTTP 451, the page switches to its market-data-only
+        # endpoints (market.limits.MarketEndpoints): the policy allows them too, for Binance's URL only.
+        connect += [u for u in region_fallback(rest, stream) if u is not None]
     connect.append(webhook_connect)
     return (
         "default-src 'self'; script-src 'self' 'wasm-unsafe-eval' 'unsafe-eval'; "

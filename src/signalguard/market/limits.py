@@ -239,6 +239,50 @@ def region_fallback(rest_url: str, stream_url: str) -> tuple[str | None, str | N
     return rest, stream
 
 
+class MarketEndpoints:
+    """The market data's REST and stream URLs, switched once after a 451 to Binance's market-data-only ones.
+
+    One rule for both hosts (the worker's httpx and websockets, the page's ``fetch`` and WebSocket):
+    when Binance's own REST API or stream host answers HTTP 451, both are switched together (a region
+    Binance blocks on one it blocks on the other), each only when it is Binance's own (a proxy or a
+    replay chosen by someone is kept), and only once. :attr:`note` then says what happened and which
+    ``setting`` chooses another market data.
+    """
+
+    def __init__(
+        self,
+        rest: str,
+        stream: str,
+        setting: str,
+        *,
+        fallback: tuple[str | None, str | None] | None = None,
+    ) -> None:
+        """Start at ``rest`` and ``stream``; ``fallback`` overrides :func:`region_fallback` (tests)."""
+        self.rest = rest.rstrip("/")
+        self.stream = stream.rstrip("/")
+        self.setting = setting
+        self._fallback = region_fallback(self.rest, self.stream) if fallback is None else fallback
+        #: One line once a 451 made the switch (None: it has not).
+        self.note: str | None = None
+
+    def fall_back(self, where: str) -> bool:
+        """After a 451 from ``where`` (``REST`` or ``stream``): switch; whether that one's URL changed."""
+        rest, stream = self._fallback
+        self._fallback = (None, None)
+        if rest is None and stream is None:
+            return False
+        blocked = self.rest if where == "REST" else self.stream
+        changed = rest is not None if where == "REST" else stream is not None
+        used = [u for u in (rest, stream) if u is not None]
+        self.rest = rest or self.rest
+        self.stream = stream or self.stream
+        self.note = (
+            f"{blocked} answers HTTP 451 (not available from this region): using Binance's "
+            f"market-data-only {' and '.join(used)} instead; set {self.setting} to choose another"
+        )
+        return changed
+
+
 def derive_stream_url(rest_url: str) -> str:
     """The kline WebSocket base for a REST base: Binance's stream hosts, else the same host as ws(s).
 
