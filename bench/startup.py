@@ -1,4 +1,4 @@
-"""Start-up: navigation to ``body[data-ready="1"]``, the app against a bare ``loadPyodide()`` page.
+"""Start-up to ``body[data-ready="1"]``: the app vs a bare ``loadPyodide()`` page, first and repeat visit.
 
 The figure is the app's time from navigation until ``document.body.dataset.ready == "1"`` (the guard's
 mode is known and the traders and signals are drawn) divided by the time a bare page of the same
@@ -29,6 +29,20 @@ benchmark's pages, from a temporary folder (``StackConfig.app_root``). Neither t
 is changed, and Playwright intercepts no request: interception adds a round trip to the driver to
 every request, and the app makes several times more requests than the bare page.
 
+Then the repeat visit, in warm profiles. In each round, after the two pages above, the app is opened
+three times in a new persistent profile of its own (a temporary user-data folder, as a browser keeps
+it on disk), each visit in a new browser process on that folder, as when a user comes back later (so
+nothing is shared in memory between visits), and each left open for 2 s once ready (the browser
+writes its caches meanwhile). The first visit starts from the empty profile; its page registers the
+service worker (``web/sw.js``) once ready, and its browser is closed only once the worker holds the
+runtime and the archive. The second is the repeat visit: the worker answers the runtime, PyScript and
+``web/app.zip`` from its cache. The third shows what Chromium's code cache for the WebAssembly adds
+(it is written beside the worker's cache entry during the second). As the like-for-like cold page, the
+round also opens the bare page in a new browser on an empty profile. Medians of the rounds (5 by
+default) are printed with the ratios to the cold bare pages (repeat-visit app / cold bare page, and
+the first and third visits likewise), where each visit's time goes, and the size of the profile's
+caches after the third visit. ``--no-repeat`` leaves the repeat visits out.
+
 After the figures it prints where the app's time goes, from the browser's own records: PyScript's
 ``py:progress`` steps and ``py:ready`` event, Resource Timing (when each file and each API request
 started and finished), the page's own state changes (``data-runtime``, ``data-mode``, ``data-ready``,
@@ -39,7 +53,7 @@ Python does once the interpreter is up (fetch and unpack ``web/app.zip``, import
 ``signalguard.browser.main``), with the interpreter's import-time profile (``PYTHONPROFILEIMPORTTIME``),
 and imports the app's modules once more from bytecode, for what shipping ``.pyc`` files would save.
 
-``python -m bench.startup [--runs N] [--warmup N] [--diagnostic-runs N]`` prints all this.
+``python -m bench.startup [--runs N] [--warmup N] [--diagnostic-runs N] [--no-repeat]`` prints all this.
 """
 
 from __future__ import annotations
@@ -344,11 +358,21 @@ def request_label(url: str, origin: str) -> str:
 def load(browser: Any, kind: str, url: str, init_scripts: Iterable[str]) -> tuple[Sample, str | None]:
     """Open ``url`` in a fresh context, wait for ``body[data-ready="1"]``; the sample and the tab's holder."""
     context = browser.new_context()
-    problems: list[str] = []
     try:
-        for script in init_scripts:
-            context.add_init_script(script)
-        page = context.new_page()
+        return load_in(context, kind, url, init_scripts)
+    finally:
+        context.close()
+
+
+def load_in(
+    context: Any, kind: str, url: str, init_scripts: Iterable[str], after: Any = None
+) -> tuple[Sample, str | None]:
+    """Open ``url`` in a new tab of ``context``, wait for ready, then run ``after(page)`` if given."""
+    problems: list[str] = []
+    for script in init_scripts:
+        context.add_init_script(script)
+    page = context.new_page()
+    try:
         page.on("console", lambda m: problems.append(f"console: {m.text}") if m.type == "error" else None)
         page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
         page.on(
@@ -361,8 +385,10 @@ def load(browser: Any, kind: str, url: str, init_scripts: Iterable[str]) -> tupl
             fatal = page.evaluate("document.getElementById('fatal')?.textContent ?? ''")
             raise SystemExit(f"{kind}: {url} not ready ({exc}). {fatal}\n" + "\n".join(problems)) from None
         data = page.evaluate(COLLECT_JS)
+        if after is not None:
+            after(page)
     finally:
-        context.close()
+        page.close()
     marks: dict[str, float] = {}
     for name, t in data["marks"]:
         marks.setdefault(name, t)  # the first time each thing happened
@@ -379,10 +405,20 @@ def load(browser: Any, kind: str, url: str, init_scripts: Iterable[str]) -> tupl
     return Sample(kind, ready, marks, requests, tasks, problems), data["holder"]
 
 
-def measure(browser: Any, stack: LocalStack, runs: int, warmup: int, user: str) -> dict[str, list[Sample]]:
-    """The figures' runs: bare and app pages, interleaved, after ``warmup`` discarded pairs."""
+def measure(
+    browser: Any, stack: LocalStack, runs: int, warmup: int, user: str, warm: bool = True
+) -> dict[str, list[Sample]]:
+    """The figures' runs, interleaved after ``warmup`` discarded rounds: each round a bare page and the
+    app in fresh contexts, then (``warm``) the app's three visits in a persistent profile of its own."""
     bare_url, app_url = f"{stack.url}/{BARE_PAGE}", f"{stack.url}/"
-    out: dict[str, list[Sample]] = {"bare": [], "app": []}
+    out: dict[str, list[Sample]] = {
+        "bare": [],
+        "app": [],
+        "bare-browser": [],
+        "visit1": [],
+        "visit2": [],
+        "visit3": [],
+    }
     for i in range(warmup + runs):
         sample, _ = load(browser, "bare", bare_url, [INSTRUMENT_JS])
         if i >= warmup:
@@ -393,7 +429,124 @@ def measure(browser: Any, stack: LocalStack, runs: int, warmup: int, user: str) 
         if i >= warmup:
             out["app"].append(sample)
         time.sleep(0.5)  # the closed tab's last requests settle before the next run
+        if warm:
+            # The like-for-like cold page: a bare page in a new browser on an empty profile.
+            sample, visits = warm_round(browser, stack, user)
+            if i >= warmup:
+                out["bare-browser"].append(sample)
+                for n, visit in enumerate(visits, 1):
+                    out[f"visit{n}"].append(visit)
     return out
+
+
+#: Files the service worker must hold before the first visit's browser is closed.
+KEPT_BY_WORKER = (
+    "/web/vendor/pyodide/pyodide.asm.wasm",
+    "/web/vendor/pyodide/python_stdlib.zip",
+    "/web/app.zip",
+)
+KEPT_JS = """
+async () => {
+  const out = [];
+  for (const name of await caches.keys()) {
+    for (const r of await (await caches.open(name)).keys()) out.push(new URL(r.url).pathname);
+  }
+  return out;
+}
+"""
+#: How long a visit stays open after it is ready (the browser writes its caches meanwhile).
+SETTLE_S = 2.0
+#: The profile's folders whose size is reported (Chromium's names).
+PROFILE_CACHES = {
+    "Cache Storage": ("Default", "Service Worker", "CacheStorage"),
+    "wasm code cache": ("Default", "Code Cache", "wasm"),
+    "JS code cache": ("Default", "Code Cache", "js"),
+    "HTTP cache": ("Default", "Cache"),
+}
+#: Sizes (bytes) of PROFILE_CACHES after each warm profile's third visit, one dict per round.
+PROFILE_SIZES: list[dict[str, int]] = []
+
+
+def folder_size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else 0
+
+
+def in_new_browser(
+    browser: Any, profile: Path, kind: str, url: str, init_scripts: Iterable[str], after: Any = None
+) -> tuple[Sample, str | None]:
+    """:func:`load_in` a new browser (another Chromium process) on the profile folder ``profile``."""
+    context = browser.browser_type.launch_persistent_context(
+        str(profile), executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
+    )
+    try:
+        for blank in context.pages:
+            blank.close()
+        return load_in(context, kind, url, init_scripts, after)
+    finally:
+        context.close()
+
+
+#: Renderer crashes seen (and retried) in the warm rounds.
+CRASHES: list[str] = []
+
+
+def warm_round(browser: Any, stack: LocalStack, user: str) -> tuple[Sample, list[Sample]]:
+    """The bare page in a new browser on an empty profile, then :func:`warm_visits`.
+
+    A renderer that crashes ("Target crashed", seen now and then on this machine) fails the round, which
+    is run again once the crashed tab's lease has run out (30 s), at most twice.
+    """
+    from playwright.sync_api import Error as PlaywrightError
+
+    bare_url = f"{stack.url}/{BARE_PAGE}"
+    for attempt in range(3):
+        try:
+            with tempfile.TemporaryDirectory(prefix="signalguard-bench-profile-") as empty:
+                bare, _ = in_new_browser(browser, Path(empty), "bare", bare_url, [INSTRUMENT_JS])
+            return bare, warm_visits(browser, stack, user)
+        except PlaywrightError as exc:
+            if "crash" not in str(exc).lower() or attempt == 2:
+                raise
+            CRASHES.append(str(exc).splitlines()[0])
+            time.sleep(31)
+    raise AssertionError("unreachable")
+
+
+def warm_visits(browser: Any, stack: LocalStack, user: str) -> list[Sample]:
+    """The app three times in one new persistent profile, each visit in a new browser on that profile.
+
+    The first visit starts from an empty profile; its page registers the service worker once ready,
+    and the browser is closed only once the worker holds the runtime and the archive. The second is
+    the repeat visit: the worker answers them from its cache (Chromium's code cache for the
+    WebAssembly has not been written for that cache entry yet). The third shows what the code cache
+    adds. Each visit is a new browser process, as when a user comes back later, so nothing is shared
+    in memory between visits.
+    """
+    profile = Path(tempfile.mkdtemp(prefix="signalguard-bench-profile-"))
+    app_url = f"{stack.url}/"
+    samples: list[Sample] = []
+    try:
+        session = sign_in(stack, user)
+        for n in (1, 2, 3):
+
+            def settle(page: Any, first: bool = n == 1) -> None:
+                if first:
+                    deadline = time.monotonic() + 60
+                    while not set(KEPT_BY_WORKER) <= set(page.evaluate(KEPT_JS)):
+                        if time.monotonic() > deadline:
+                            raise SystemExit("the service worker did not keep the runtime within 60 s")
+                        time.sleep(0.2)
+                time.sleep(SETTLE_S)
+
+            scripts = [INSTRUMENT_JS, session_script(stack, session)]
+            sample, holder = in_new_browser(browser, profile, f"visit{n}", app_url, scripts, settle)
+            release(stack, session, holder)
+            samples.append(sample)
+            time.sleep(0.5)
+        PROFILE_SIZES.append({k: folder_size(profile.joinpath(*v)) for k, v in PROFILE_CACHES.items()})
+    finally:
+        shutil.rmtree(profile, ignore_errors=True)
+    return samples
 
 
 def python_probe(browser: Any, stack: LocalStack) -> dict[str, Any]:
@@ -484,6 +637,74 @@ def print_figures(bare: list[Sample], app: list[Sample], user: str, busy: str) -
         f"  outside loadPyodide() itself: app {oa:.0f} ms, bare {ob:.0f} ms; the app adds {oa - ob:.0f} ms, "
         f"{(oa - ob) / inside:.1%} of the bare page's median loadPyodide() ({inside:.0f} ms)"
     )
+
+
+def print_warm(bare: list[Sample], app: list[Sample], figures: dict[str, list[Sample]]) -> None:
+    """The warm profiles' visits against the same run's cold bare pages (and the cold app)."""
+    visits = [figures["visit1"], figures["visit2"], figures["visit3"]]
+    if not all(visits):
+        return
+    mb, ma = median(s.ready_ms for s in bare), median(s.ready_ms for s in app)
+    bare_browser = figures["bare-browser"]
+    mbb = median(s.ready_ms for s in bare_browser)
+    print(
+        f"\nrepeat visits: {len(visits[1])} rounds, each in a new persistent profile (a user-data "
+        "folder), every visit a new browser on it; the cold pages above in the same rounds"
+    )
+    labels = (
+        "bare page, new browser, empty profile",
+        "app, first visit (empty profile)",
+        "app, repeat visit (service worker)",
+        "app, third visit",
+    )
+    for label, samples in zip(labels, [bare_browser, *visits], strict=True):
+        values = [s.ready_ms for s in samples]
+        print(f"  {label:<38} median {median(values):6.0f} ms   runs " + " ".join(ms(v, 5) for v in values))
+    m1, m2, m3 = (median(s.ready_ms for s in v) for v in visits)
+    for label, value in (("repeat", m2), ("third", m3), ("first", m1)):
+        print(
+            f"  ratio {label}-visit app / cold bare page: {value / mbb:.3f} against the bare page in a new "
+            f"browser (app - bare: {value - mbb:+.0f} ms), {value / mb:.3f} vs the one in a fresh context"
+            + (
+                f"; {'faster' if value < mbb else 'NOT faster'} than the cold bare page"
+                if label == "repeat"
+                else ""
+            )
+        )
+    print(f"  (first-visit app / cold bare page in fresh contexts, as above: {ma / mb:.3f})")
+
+    def seg(m: dict[str, float]) -> list[float]:
+        return [
+            m.get(LOADING, NAN),
+            m.get(LOADED, NAN) - m.get(LOADING, NAN),
+            m.get("py:progress Loaded files", NAN) - m.get(LOADED, NAN),
+            m.get("py:ready", NAN) - m.get("py:progress Loaded files", NAN),
+            m.get(READY, NAN) - m.get("py:ready", NAN),
+        ]
+
+    b = median_milestones(bare_browser)
+    bare_seg = [b.get(BARE_IMPORTED, NAN), b.get(BARE_LOADED, NAN) - b.get(BARE_IMPORTED, NAN), 0, 0, 0]
+    rows = list(zip(*(seg(median_milestones(v)) for v in visits), bare_seg, strict=True))
+    names = (
+        "until loadPyodide() is called",
+        "loadPyodide() itself (runtime fetched, compiled, started)",
+        "PyScript [files]: app.zip fetched and unpacked",
+        "PyScript until the app's script starts",
+        "the app's script until ready (imports, config, API)",
+    )
+    print(
+        "\n  segments (differences of the medians, ms)                   first  repeat   third"
+        "  bare (new browser)"
+    )
+    for name, (v1, v2, v3, vb) in zip(names, rows, strict=True):
+        print(f"    {name:58} {ms(v1)} {ms(v2)} {ms(v3)} {ms(vb, 10)}")
+    if CRASHES:
+        print(f"  ({len(CRASHES)} round(s) run again after a renderer crash: {'; '.join(CRASHES)})")
+    if PROFILE_SIZES:
+        sizes = ", ".join(
+            f"{k} {median(d[k] for d in PROFILE_SIZES) / 2**20:.1f} MiB" for k in PROFILE_CACHES
+        )
+        print(f"  the profile after its third visit (medians): {sizes}")
 
 
 def print_breakdown(bare: list[Sample], app: list[Sample]) -> None:
@@ -661,6 +882,9 @@ def main(argv: list[str] | None = None) -> None:
         help=f"PyScript-only and bare pairs after the figures, 0 for none (default {DIAGNOSTIC_RUNS})",
     )
     parser.add_argument("--user", default=USER, help=f"the returning user (default {USER})")
+    parser.add_argument(
+        "--no-repeat", action="store_true", help="only the first visits (no persistent profiles)"
+    )
     args = parser.parse_args(argv)
 
     from playwright.sync_api import sync_playwright
@@ -690,7 +914,9 @@ def main(argv: list[str] | None = None) -> None:
                     browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
                     try:
                         before = os.getloadavg()[0]
-                        figures = measure(browser, stack, args.runs, args.warmup, args.user)
+                        figures = measure(
+                            browser, stack, args.runs, args.warmup, args.user, warm=not args.no_repeat
+                        )
                         busy = f"{before:.1f} before the runs, {os.getloadavg()[0]:.1f} after"
                         if args.diagnostic_runs > 0:
                             diag, probes = diagnose(browser, stack, args.diagnostic_runs)
@@ -702,6 +928,7 @@ def main(argv: list[str] | None = None) -> None:
         shutil.rmtree(served, ignore_errors=True)
         shutil.rmtree(state, ignore_errors=True)
     print_figures(figures["bare"], figures["app"], args.user, busy)
+    print_warm(figures["bare"], figures["app"], figures)
     print_breakdown(figures["bare"], figures["app"])
     if diag is not None and probes:
         print_diagnostics(diag, probes)
