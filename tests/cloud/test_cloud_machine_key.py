@@ -8,6 +8,7 @@ request, with a line saying so.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -52,9 +53,13 @@ def test_a_worker_runs_with_a_key_and_stops_when_it_is_revoked(
         assert code == 1, log
         assert "cannot run: DatabaseRefused: SG012: machine_key_refused: this key was revoked at" in log, log
         assert "SIGNALGUARD_MACHINE_KEY" in log
-        # It stopped generating at the first refusal rather than queueing writes for ten seconds.
-        after = log.split("machine_key_refused", 1)[1]
-        assert after.count("the database refused signal") <= 2, log
+        # It stopped generating at the first refusal (SG012 moves the guard) rather than queueing
+        # writes until its next heartbeat: what was refused is the signals of one candle, two at most.
+        # (A heartbeat may come first: then nothing was refused, and it stopped there.)
+        refused_candles = set(re.findall(r"the database refused signal \S+:(\d+): SG012", log))
+        assert len(refused_candles) <= 2, log
+        if refused_candles:
+            assert "not generating: guard verdict SG012" in log, log
     finally:
         worker.close()
 
