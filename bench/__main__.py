@@ -3,7 +3,7 @@
 Each prints its figures beside a baseline measured in the same run.
 """
 
-from bench import burst, guard_cost, indicators, lease_and_writes, preview, startup
+from bench import burst, guard_cost, indicators, lease_and_writes, preview, snapshot, startup
 
 if __name__ == "__main__":
     print("== indicators: update throughput vs talipp, accuracy vs TA-Lib")
@@ -18,3 +18,5 @@ if __name__ == "__main__":
     guard_cost.main()
     print("\n== start-up: navigation to ready, the app vs a bare loadPyodide() page, in Chromium")
     startup.main([])
+    print("\n== Pyodide memory snapshot: its size, and start-up from it vs a cold start, in Chromium")
+    snapshot.main(["--brotli-quality", "9"])
