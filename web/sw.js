@@ -31,14 +31,15 @@
 // network error is the browser's own, as without a worker.
 //
 // Compiled WebAssembly. Pyodide's loadPyodide() fetches pyodide.asm.wasm and compiles it with
-// WebAssembly.instantiateStreaming (pyodide.asm.mjs), so Chromium's code cache applies: once V8 has
+// WebAssembly.instantiateStreaming (pyodide.mjs), so Chromium's code cache applies: once V8 has
 // optimised enough of the module it stores the machine code beside the response, and a later load of
-// the same response skips that compilation. For a response that a service worker answers from Cache
-// Storage (as here, from cache.match) Chromium keeps that code with the cache entry; a response the
-// worker fetched from the network is not code-cached, while an uncontrolled load's is (in the HTTP
-// cache). So the first visit (no worker yet) and the first controlled visit compile it; the visits
-// after that can reuse the code. Other browsers keep no such cache: they get the file without a
-// request, nothing more.
+// the same response skips that compilation. For a response a service worker answers from Cache
+// Storage (as here, straight from cache.match) Chromium keeps that code with the cache entry; an
+// uncontrolled load's goes with the HTTP cache's entry. So the first visit (no worker yet) and the
+// first visit this worker answers both compile the module, and the visits after those reuse the code
+// (measured with Chromium 156: the cache entry grows by about 2 MiB during the first answered visit,
+// and loadPyodide() takes about 0.5 s less from the next one on; see docs/startup.md). Other browsers
+// keep no such cache: they get the files without a request, nothing more.
 "use strict";
 
 const GENERATION = "1";
