@@ -53,13 +53,43 @@ Python does once the interpreter is up (fetch and unpack ``web/app.zip``, import
 ``signalguard.browser.main``), with the interpreter's import-time profile (``PYTHONPROFILEIMPORTTIME``),
 and imports the app's modules once more from bytecode, for what shipping ``.pyc`` files would save.
 
-``python -m bench.startup [--runs N] [--warmup N] [--diagnostic-runs N] [--no-repeat]`` prints all this.
+Over a network. On 127.0.0.1 the 14 MiB of the runtime cost almost nothing to fetch, so the figures
+above are CPU alone. ``--network NAME`` runs everything under a network profile (:data:`NETWORKS`:
+``loopback``, the default, no throttling; ``broadband``, 50/10 Mbit/s and 20 ms; ``mobile``, Chrome
+DevTools' "Fast 4G" preset, 8.1/1.35 Mbit/s and 165 ms; several separated by commas, or ``all``, each a
+run of its own on the same stack, with a summary at the end). It is Chromium's own throttling, set with
+DevTools Protocol on every measured page before it navigates (``Network.emulateNetworkConditions`` on a
+session of the page: the cold bare pages, the app in fresh contexts, every visit in the persistent
+profiles, and the diagnostics' pages), so every page of a run is under the same profile.
+
+What it covers, as checked with Resource Timing (``deliveryType``, ``workerStart``, ``transferSize``,
+``responseEnd``; :func:`print_sources` prints it for every run with a profile): every request that
+goes out to the network, each paying the latency once and sharing the throughput: the navigation,
+the runtime's files on a cold page, the page's API calls (PostgREST through the gateway, ``/auth/v1``)
+and ``/config.json``, and the HTTP cache's revalidations (``transferSize`` 300). Not what is answered
+without a request: the files the service worker answers from Cache Storage (``deliveryType``
+"cache-storage", a few ms to a few tens of ms whatever the profile) and HTTP cache hits. A service
+worker's own ``fetch()`` is its own: with the page alone throttled, the worker's fetch of the
+navigation (the repeat visit's page, which the worker forwards) was throttled all the same, but of its
+later fetches only the first were, then no more. So :func:`throttle` also attaches to the worker a
+page starts (Chromium holds it until it is throttled) and throttles it the same way; then every fetch
+of the worker pays the latency. Resource Timing's ``responseStart`` is not a guide under throttling:
+Chromium holds a response back after that time is taken, so the check uses ``responseEnd``.
+Chromium's throttling has no connections of its own (the latency is added per request, not per
+handshake), and the gateway serves HTTP/1.1 without compression; ``--gzip`` serves the vendored files
+gzip-compressed instead (as a host that compresses would). A page that does not get ready is run again
+(its round, for a visit) and reported (:data:`NOT_READY`). What was measured is in
+``docs/startup.md`` ("Over a network").
+
+``python -m bench.startup [--runs N] [--warmup N] [--diagnostic-runs N] [--no-repeat]
+[--network NAME[,NAME...]|all] [--gzip]`` prints all this.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import json
 import os
 import re
@@ -91,6 +121,61 @@ USER = "carol@signalguard.test"
 READY_TIMEOUT_MS = 120_000
 GOAL = 1.05
 NAN = float("nan")
+
+
+@dataclass(frozen=True)
+class Network:
+    """A network profile applied to every measured page: Chrome's own throttling, set by DevTools Protocol.
+
+    ``latency_ms`` is what ``Network.emulateNetworkConditions`` calls latency: the least time from a
+    request's being sent to its response headers, added to every request (Chrome's emulation has no
+    connections or handshakes of its own); the throughputs are shared by the throttled requests.
+    """
+
+    name: str
+    #: Mbit/s (10**6 bits); None for no throttling at all (the loopback).
+    down_mbit: float | None
+    up_mbit: float | None
+    latency_ms: float
+    source: str
+
+    @property
+    def throttled(self) -> bool:
+        return self.down_mbit is not None
+
+    def conditions(self) -> dict[str, Any]:
+        """``Network.emulateNetworkConditions``'s parameters (throughputs in bytes per second)."""
+        assert self.down_mbit is not None and self.up_mbit is not None
+        return {
+            "offline": False,
+            "latency": self.latency_ms,
+            "downloadThroughput": self.down_mbit * 1e6 / 8,
+            "uploadThroughput": self.up_mbit * 1e6 / 8,
+        }
+
+    def describe(self) -> str:
+        if not self.throttled:
+            return f"{self.name} (no throttling: the stack on 127.0.0.1 as it is)"
+        return (
+            f"{self.name} ({self.down_mbit:g} Mbit/s down, {self.up_mbit:g} Mbit/s up, "
+            f"{self.latency_ms:g} ms latency per request; {self.source})"
+        )
+
+
+#: The named profiles of ``--network``. ``mobile`` is Chrome DevTools' "Fast 4G" preset as DevTools and
+#: Puppeteer define it (``PredefinedNetworkConditions``): 9 Mbit/s x 0.9 down, 1.5 Mbit/s x 0.9 up, a
+#: 60 ms round trip x 2.75 = 165 ms of request latency (DevTools' factors for what a real connection's
+#: handshakes and slow start add, which its emulation leaves out). ``broadband`` is a plain fixed line
+#: (cable or fibre at its lower end): 50 Mbit/s down, 10 up, 20 ms.
+NETWORKS = {
+    n.name: n
+    for n in (
+        Network("loopback", None, None, 0, "no throttling"),
+        Network("broadband", 50, 10, 20, "a plain fixed line"),
+        Network("mobile", 9 * 0.9, 1.5 * 0.9, 60 * 2.75, "Chrome DevTools' 'Fast 4G' preset"),
+    )
+}
+LOOPBACK = NETWORKS["loopback"]
 
 # -- the benchmark's pages, served beside the app -------------------------------------------------
 
@@ -217,8 +302,18 @@ COLLECT_JS = """
   longtasks: globalThis.__sgLongTasks ?? [],
   resources: performance.getEntriesByType("resource").map((e) => ({
     name: e.name, start: e.startTime, end: e.responseEnd, bytes: e.encodedBodySize,
+    transfer: e.transferSize, worker: e.workerStart, first_byte: e.responseStart,
+    delivery: e.deliveryType ?? "",
   })),
   response: performance.getEntriesByType("navigation")[0]?.responseEnd ?? 0,
+  navigation: (() => {
+    const e = performance.getEntriesByType("navigation")[0];
+    return e ? {
+      name: e.name, start: e.startTime, end: e.responseEnd, bytes: e.encodedBodySize,
+      transfer: e.transferSize, worker: e.workerStart, first_byte: e.responseStart,
+      delivery: e.deliveryType ?? "",
+    } : null;
+  })(),
   ready: document.body?.dataset.readyMs ?? null,
   holder: (() => {
     try { return sessionStorage.getItem("signalguard.holder"); } catch (_e) { return null; }
@@ -248,6 +343,29 @@ BARE_LOADED = "bare: loadPyodide resolved"
 GUARD_RPCS = ("rest/v1/rpc/schema_version", "rest/v1/rpc/execution_status", "rest/v1/rpc/claim_local_lease")
 
 
+@dataclass(frozen=True)
+class Source:
+    """Where one response came from, as Resource Timing tells it (ms from navigation)."""
+
+    #: The path under the origin (see :func:`request_label`); :data:`PAGE` for the navigation.
+    name: str
+    #: ``workerStart > 0``: a service worker's fetch handler saw the request (it answered it, or let it
+    #: go to the network).
+    worker: bool
+    #: ``transferSize``: bytes that came over the network, headers included (300 for a revalidation the
+    #: HTTP cache then answered); 0 when no request went out from the page (a cache, or the worker).
+    transfer: int
+    #: From the request's start to its response's end (``responseEnd - startTime``). Not the time to
+    #: the first byte: Chromium's throttling holds a response back after its ``responseStart`` is taken.
+    duration: float
+    #: ``deliveryType``: "cache-storage" for a response the worker answered from Cache Storage, "cache"
+    #: for the HTTP cache (also after a revalidation, and for what the worker fetched), "" otherwise.
+    delivery: str
+
+
+PAGE = "(the page)"
+
+
 @dataclass
 class Sample:
     """One page load: when it was ready and what the browser recorded on the way (ms from navigation)."""
@@ -260,6 +378,8 @@ class Sample:
     #: (start, duration) of every main-thread long task that started before ready.
     longtasks: list[tuple[float, float]]
     problems: list[str] = field(default_factory=list)
+    #: Where each response before ready came from (the page's own first), by Resource Timing.
+    sources: list[Source] = field(default_factory=list)
 
     def milestones(self) -> dict[str, float]:
         """Named moments: the page's marks and the arrival of the files in :data:`FILES`."""
@@ -306,6 +426,29 @@ def app_copy(target: Path) -> Path:
     for rel, text in PAGES.items():
         (target / rel).write_text(text)
     return target
+
+
+def gzip_siblings(root: Path) -> tuple[int, int]:
+    """Write ``<file>.gz`` beside the vendored files and ``web/app.zip`` of the copy at ``root``, where
+    gzip makes them smaller; (bytes before, bytes after) of those files.
+
+    The gateway's files are aiohttp ``FileResponse``s, which send such a sibling, with ``Content-Encoding:
+    gzip``, to a browser that accepts gzip: as a host that compresses its files (gzip at a host's usual
+    level 6) would send them. Only this copy gets them.
+    """
+    import gzip
+
+    web = root / "web"
+    before = after = 0
+    for path in sorted([*(web / "vendor").rglob("*"), web / "app.zip"]):
+        if not path.is_file() or path.suffix == ".gz":
+            continue
+        data = path.read_bytes()
+        packed = gzip.compress(data, compresslevel=6, mtime=0)
+        if len(packed) < 0.9 * len(data):
+            path.with_name(path.name + ".gz").write_bytes(packed)
+            before, after = before + len(data), after + len(packed)
+    return before, after
 
 
 def sign_in(stack: LocalStack, email: str) -> dict[str, Any]:
@@ -355,24 +498,88 @@ def request_label(url: str, origin: str) -> str:
     return f"{u.host}:{u.port}{u.path}"
 
 
-def load(browser: Any, kind: str, url: str, init_scripts: Iterable[str]) -> tuple[Sample, str | None]:
+def load(
+    browser: Any, kind: str, url: str, init_scripts: Iterable[str], network: Network = LOOPBACK
+) -> tuple[Sample, str | None]:
     """Open ``url`` in a fresh context, wait for ``body[data-ready="1"]``; the sample and the tab's holder."""
     context = browser.new_context()
     try:
-        return load_in(context, kind, url, init_scripts)
+        return load_in(context, kind, url, init_scripts, network=network)
     finally:
         context.close()
 
 
+#: Service workers throttled by :func:`throttle` (their URLs), and the errors their sessions answered.
+WORKERS_THROTTLED: list[str] = []
+WORKER_ERRORS: list[str] = []
+
+
+def throttle(context: Any, page: Any, network: Network) -> Any:
+    """Apply ``network`` to ``page`` before it navigates, and to the service worker it starts.
+
+    The page's own session covers its requests, the navigation included. A service worker's own
+    ``fetch()`` goes out under the worker's conditions: with the page alone throttled, the worker's
+    fetch of the navigation was throttled, but of its later fetches only the first ones. So the page's
+    session also auto-attaches to the worker that the page starts, which waits until it is throttled
+    too (Chromium holds a worker that an auto-attaching session waits for; these sessions are not flat
+    ones, so the messages go through ``Target.sendMessageToTarget``). Returns the session (None for no
+    throttling).
+    """
+    if not network.throttled:
+        return None
+    cdp = context.new_cdp_session(page)
+    cdp.send("Network.enable")
+    cdp.send("Network.emulateNetworkConditions", network.conditions())
+    ids = itertools.count(1)
+
+    def to_target(session_id: str, method: str, params: dict[str, Any] | None = None) -> None:
+        message = json.dumps({"id": next(ids), "method": method, "params": params or {}})
+        cdp.send("Target.sendMessageToTarget", {"sessionId": session_id, "message": message})
+
+    def attached(event: dict[str, Any]) -> None:
+        session_id, info = event["sessionId"], event["targetInfo"]
+        try:
+            if info["type"] == "service_worker":
+                to_target(session_id, "Network.enable")
+                to_target(session_id, "Network.emulateNetworkConditions", network.conditions())
+                WORKERS_THROTTLED.append(info["url"])
+        finally:
+            to_target(session_id, "Runtime.runIfWaitingForDebugger")
+
+    def answered(event: dict[str, Any]) -> None:
+        message = json.loads(event["message"])
+        if "error" in message:
+            WORKER_ERRORS.append(json.dumps(message["error"])[:200])
+
+    cdp.on("Target.attachedToTarget", attached)
+    cdp.on("Target.receivedMessageFromTarget", answered)
+    cdp.send(
+        "Target.setAutoAttach",
+        {
+            "autoAttach": True,
+            "waitForDebuggerOnStart": True,
+            "flatten": False,
+            "filter": [{"type": "service_worker"}],
+        },
+    )
+    return cdp
+
+
 def load_in(
-    context: Any, kind: str, url: str, init_scripts: Iterable[str], after: Any = None
+    context: Any,
+    kind: str,
+    url: str,
+    init_scripts: Iterable[str],
+    after: Any = None,
+    network: Network = LOOPBACK,
 ) -> tuple[Sample, str | None]:
-    """Open ``url`` in a new tab of ``context``, wait for ready, then run ``after(page)`` if given."""
+    """Open ``url`` in a new tab of ``context`` under ``network``, wait for ready, run ``after(page)``."""
     problems: list[str] = []
     for script in init_scripts:
         context.add_init_script(script)
     page = context.new_page()
     try:
+        throttle(context, page, network)
         page.on("console", lambda m: problems.append(f"console: {m.text}") if m.type == "error" else None)
         page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
         page.on(
@@ -383,7 +590,7 @@ def load_in(
             page.wait_for_selector("body[data-ready='1']", state="attached", timeout=READY_TIMEOUT_MS)
         except Exception as exc:
             fatal = page.evaluate("document.getElementById('fatal')?.textContent ?? ''")
-            raise SystemExit(f"{kind}: {url} not ready ({exc}). {fatal}\n" + "\n".join(problems)) from None
+            raise NotReady(f"{kind}: {url} not ready ({exc}). {fatal}\n" + "\n".join(problems)) from None
         data = page.evaluate(COLLECT_JS)
         if after is not None:
             after(page)
@@ -402,14 +609,35 @@ def load_in(
         if r["start"] <= ready
     ]
     tasks = [(s, d) for s, d in data["longtasks"] if s <= ready]
-    return Sample(kind, ready, marks, requests, tasks, problems), data["holder"]
+    entries = [data["navigation"]] if data["navigation"] else []
+    entries += sorted(data["resources"], key=lambda r: r["start"])
+    sources = [
+        Source(
+            PAGE if n == 0 and data["navigation"] else request_label(r["name"], origin),
+            r["worker"] > 0,
+            int(r["transfer"]),
+            r["end"] - r["start"],
+            r["delivery"],
+        )
+        for n, r in enumerate(entries)
+        if r["start"] <= ready
+    ]
+    sample = Sample(kind, ready, marks, requests, tasks, problems, sources)
+    return sample, data["holder"]
 
 
 def measure(
-    browser: Any, stack: LocalStack, runs: int, warmup: int, user: str, warm: bool = True
+    browser: Any,
+    stack: LocalStack,
+    runs: int,
+    warmup: int,
+    user: str,
+    warm: bool = True,
+    network: Network = LOOPBACK,
 ) -> dict[str, list[Sample]]:
     """The figures' runs, interleaved after ``warmup`` discarded rounds: each round a bare page and the
-    app in fresh contexts, then (``warm``) the app's three visits in a persistent profile of its own."""
+    app in fresh contexts, then (``warm``) the app's three visits in a persistent profile of its own;
+    every page under ``network``."""
     bare_url, app_url = f"{stack.url}/{BARE_PAGE}", f"{stack.url}/"
     out: dict[str, list[Sample]] = {
         "bare": [],
@@ -420,18 +648,26 @@ def measure(
         "visit3": [],
     }
     for i in range(warmup + runs):
-        sample, _ = load(browser, "bare", bare_url, [INSTRUMENT_JS])
+        sample, _ = load(browser, "bare", bare_url, [INSTRUMENT_JS], network)
         if i >= warmup:
             out["bare"].append(sample)
-        session = sign_in(stack, user)
-        sample, holder = load(browser, "app", app_url, [INSTRUMENT_JS, session_script(stack, session)])
+        for attempt in range(3):
+            session = sign_in(stack, user)
+            scripts = [INSTRUMENT_JS, session_script(stack, session)]
+            try:
+                sample, holder = load(browser, "app", app_url, scripts, network)
+                break
+            except NotReady as exc:
+                if attempt == 2:
+                    raise
+                not_ready(exc)
         release(stack, session, holder)
         if i >= warmup:
             out["app"].append(sample)
         time.sleep(0.5)  # the closed tab's last requests settle before the next run
         if warm:
             # The like-for-like cold page: a bare page in a new browser on an empty profile.
-            sample, visits = warm_round(browser, stack, user)
+            sample, visits = warm_round(browser, stack, user, network)
             if i >= warmup:
                 out["bare-browser"].append(sample)
                 for n, visit in enumerate(visits, 1):
@@ -472,7 +708,13 @@ def folder_size(path: Path) -> int:
 
 
 def in_new_browser(
-    browser: Any, profile: Path, kind: str, url: str, init_scripts: Iterable[str], after: Any = None
+    browser: Any,
+    profile: Path,
+    kind: str,
+    url: str,
+    init_scripts: Iterable[str],
+    after: Any = None,
+    network: Network = LOOPBACK,
 ) -> tuple[Sample, str | None]:
     """:func:`load_in` a new browser (another Chromium process) on the profile folder ``profile``."""
     context = browser.browser_type.launch_persistent_context(
@@ -481,7 +723,7 @@ def in_new_browser(
     try:
         for blank in context.pages:
             blank.close()
-        return load_in(context, kind, url, init_scripts, after)
+        return load_in(context, kind, url, init_scripts, after, network)
     finally:
         context.close()
 
@@ -490,11 +732,30 @@ def in_new_browser(
 CRASHES: list[str] = []
 
 
-def warm_round(browser: Any, stack: LocalStack, user: str) -> tuple[Sample, list[Sample]]:
+class NotReady(SystemExit):
+    """A page that did not get ready in time (its message has what it saw); ends the run unless retried."""
+
+
+#: Pages that did not get ready, retried: what each saw (its HTTP errors and page errors, in short).
+NOT_READY: list[str] = []
+
+
+def not_ready(exc: NotReady) -> None:
+    """Note a page that did not get ready, then wait out its tab's lease (30 s) before the retry."""
+    lines = str(exc).splitlines()
+    seen = sorted({line for line in lines[1:] if line.startswith(("HTTP ", "page error"))})
+    NOT_READY.append(lines[0].split(" not ready")[0] + ": " + ", ".join(seen)[:600])
+    time.sleep(31)
+
+
+def warm_round(
+    browser: Any, stack: LocalStack, user: str, network: Network = LOOPBACK
+) -> tuple[Sample, list[Sample]]:
     """The bare page in a new browser on an empty profile, then :func:`warm_visits`.
 
     A renderer that crashes ("Target crashed", seen now and then on this machine) fails the round, which
-    is run again once the crashed tab's lease has run out (30 s), at most twice.
+    is run again once the crashed tab's lease has run out (30 s), at most twice; so does a page that does
+    not get ready (:class:`NotReady`), noted in :data:`NOT_READY`.
     """
     from playwright.sync_api import Error as PlaywrightError
 
@@ -502,8 +763,14 @@ def warm_round(browser: Any, stack: LocalStack, user: str) -> tuple[Sample, list
     for attempt in range(3):
         try:
             with tempfile.TemporaryDirectory(prefix="signalguard-bench-profile-") as empty:
-                bare, _ = in_new_browser(browser, Path(empty), "bare", bare_url, [INSTRUMENT_JS])
-            return bare, warm_visits(browser, stack, user)
+                bare, _ = in_new_browser(
+                    browser, Path(empty), "bare", bare_url, [INSTRUMENT_JS], network=network
+                )
+            return bare, warm_visits(browser, stack, user, network)
+        except NotReady as exc:
+            if attempt == 2:
+                raise
+            not_ready(exc)
         except PlaywrightError as exc:
             if "crash" not in str(exc).lower() or attempt == 2:
                 raise
@@ -512,7 +779,7 @@ def warm_round(browser: Any, stack: LocalStack, user: str) -> tuple[Sample, list
     raise AssertionError("unreachable")
 
 
-def warm_visits(browser: Any, stack: LocalStack, user: str) -> list[Sample]:
+def warm_visits(browser: Any, stack: LocalStack, user: str, network: Network = LOOPBACK) -> list[Sample]:
     """The app three times in one new persistent profile, each visit in a new browser on that profile.
 
     The first visit starts from an empty profile; its page registers the service worker once ready,
@@ -539,7 +806,7 @@ def warm_visits(browser: Any, stack: LocalStack, user: str) -> list[Sample]:
                 time.sleep(SETTLE_S)
 
             scripts = [INSTRUMENT_JS, session_script(stack, session)]
-            sample, holder = in_new_browser(browser, profile, f"visit{n}", app_url, scripts, settle)
+            sample, holder = in_new_browser(browser, profile, f"visit{n}", app_url, scripts, settle, network)
             release(stack, session, holder)
             samples.append(sample)
             time.sleep(0.5)
@@ -549,11 +816,12 @@ def warm_visits(browser: Any, stack: LocalStack, user: str) -> list[Sample]:
     return samples
 
 
-def python_probe(browser: Any, stack: LocalStack) -> dict[str, Any]:
+def python_probe(browser: Any, stack: LocalStack, network: Network = LOOPBACK) -> dict[str, Any]:
     """A bare page that then fetches and unpacks app.zip and imports the app (see ``bench-bare.mjs``)."""
     context = browser.new_context()
     try:
         page = context.new_page()
+        throttle(context, page, network)
         page.goto(f"{stack.url}/{BARE_PAGE}?probe", wait_until="commit")
         page.wait_for_function("globalThis.__sgProbe !== undefined", timeout=READY_TIMEOUT_MS)
         probe: dict[str, Any] = page.evaluate("globalThis.__sgProbe")
@@ -563,16 +831,16 @@ def python_probe(browser: Any, stack: LocalStack) -> dict[str, Any]:
 
 
 def diagnose(
-    browser: Any, stack: LocalStack, runs: int
+    browser: Any, stack: LocalStack, runs: int, network: Network = LOOPBACK
 ) -> tuple[dict[str, list[Sample]], list[dict[str, Any]]]:
-    """Rounds of (bare page, PyScript with an empty script, the Python probe)."""
+    """Rounds of (bare page, PyScript with an empty script, the Python probe), under ``network``."""
     bare_url, pyscript_url = f"{stack.url}/{BARE_PAGE}", f"{stack.url}/{PYSCRIPT_PAGE}"
     out: dict[str, list[Sample]] = {"bare": [], "pyscript": []}
     probes = []
     for _ in range(runs):
-        out["bare"].append(load(browser, "bare", bare_url, [INSTRUMENT_JS])[0])
-        out["pyscript"].append(load(browser, "pyscript", pyscript_url, [INSTRUMENT_JS])[0])
-        probes.append(python_probe(browser, stack))
+        out["bare"].append(load(browser, "bare", bare_url, [INSTRUMENT_JS], network)[0])
+        out["pyscript"].append(load(browser, "pyscript", pyscript_url, [INSTRUMENT_JS], network)[0])
+        probes.append(python_probe(browser, stack, network))
     return out, probes
 
 
@@ -614,7 +882,9 @@ def import_profile(lines: list[str]) -> list[tuple[str, int, int, int]]:
     return out
 
 
-def print_figures(bare: list[Sample], app: list[Sample], user: str, busy: str) -> None:
+def print_figures(
+    bare: list[Sample], app: list[Sample], user: str, busy: str, network: Network = LOOPBACK
+) -> None:
     b, a = [s.ready_ms for s in bare], [s.ready_ms for s in app]
     mb, ma = median(b), median(a)
     ratio = ma / mb
@@ -622,6 +892,7 @@ def print_figures(bare: list[Sample], app: list[Sample], user: str, busy: str) -
         f"start-up, navigation -> body[data-ready='1']: {len(a)} runs each, interleaved (bare, app, ...), "
         "a fresh browser profile per run"
     )
+    print(f"  network: {network.describe()}")
     print(f"  (machine load average {busy}; {os.cpu_count()} CPUs)")
     print(f"  bare page, loadPyodide()          median {mb:6.0f} ms   runs " + " ".join(ms(v, 5) for v in b))
     print(f"  app, {user:<28} median {ma:6.0f} ms   runs " + " ".join(ms(v, 5) for v in a))
@@ -705,6 +976,76 @@ def print_warm(bare: list[Sample], app: list[Sample], figures: dict[str, list[Sa
             f"{k} {median(d[k] for d in PROFILE_SIZES) / 2**20:.1f} MiB" for k in PROFILE_CACHES
         )
         print(f"  the profile after its third visit (medians): {sizes}")
+
+
+#: Groups of responses for :func:`print_sources`: (label, test on the request's label).
+SOURCE_GROUPS = (
+    ("the page", lambda n: n == PAGE),
+    ("Pyodide + app.zip", lambda n: n.startswith("web/vendor/pyodide/") or n == "web/app.zip"),
+    (
+        "other vendored files",
+        lambda n: n.startswith("web/vendor/") and not n.startswith("web/vendor/pyodide/"),
+    ),
+    ("API (rest/v1, auth/v1)", lambda n: n.startswith(("rest/v1/", "auth/v1/"))),
+    (
+        "config.json, toml, css, js",
+        lambda n: n in ("config.json", "pyscript.toml") or n.endswith((".css", ".js")),
+    ),
+)
+KINDS = (
+    ("bare", "bare page, fresh context"),
+    ("app", "app, fresh context"),
+    ("bare-browser", "bare page, new browser, empty profile"),
+    ("visit1", "app, first visit (empty profile)"),
+    ("visit2", "app, repeat visit (service worker)"),
+    ("visit3", "app, third visit"),
+)
+
+
+def print_sources(figures: dict[str, list[Sample]], network: Network) -> None:
+    """Where each page's responses came from, by Resource Timing: the check that the throttling covers
+    what it should (the network) and not what it should not (the worker's Cache Storage)."""
+    print(
+        f"\n  where the responses before ready came from, all runs ({network.latency_ms:g} ms latency per "
+        "network request; time = start -> response end, median and least):\n"
+        "    storage = the worker answered from Cache Storage (deliveryType cache-storage); "
+        "worker = the worker answered from its own fetch;\n"
+        "    cache = the HTTP cache, no request; net = over the network (transferSize > 0: a download, or "
+        "a revalidation the HTTP cache then answered)"
+    )
+    for kind, label in KINDS:
+        samples = figures.get(kind) or []
+        if not samples:
+            continue
+        print(f"    {label} ({len(samples)} runs):")
+        for group, test in SOURCE_GROUPS:
+            # (A response whose end the page was not given, e.g. a worker's script, has none to show.)
+            found = [x for s in samples for x in s.sources if test(x.name) and x.duration >= 0]
+            if not found:
+                continue
+            classes = {
+                "storage": [x for x in found if x.delivery == "cache-storage"],
+                "worker": [
+                    x for x in found if x.worker and x.transfer == 0 and x.delivery != "cache-storage"
+                ],
+                "cache": [x for x in found if not x.worker and x.transfer == 0],
+                "net": [x for x in found if x.transfer > 0],
+            }
+            mib = sum(x.transfer for x in classes["net"]) / len(samples) / 2**20
+            parts = [f"{len(found) / len(samples):4.1f}/run"]
+            for name, xs in classes.items():
+                if xs:
+                    times = [x.duration for x in xs]
+                    parts.append(f"{name} {len(xs)} ({median(times):.0f} ms, least {min(times):.0f})")
+            if classes["net"]:
+                parts.append(f"{mib:.2f} MiB/run over the network")
+            print(f"      {group:28} " + ", ".join(parts))
+    if network.throttled:
+        errors = sorted(set(WORKER_ERRORS))
+        print(
+            f"    service worker sessions throttled: {len(WORKERS_THROTTLED)}"
+            + (f"; errors from them: {'; '.join(errors)}" if errors else "")
+        )
 
 
 def print_breakdown(bare: list[Sample], app: list[Sample]) -> None:
@@ -869,6 +1210,34 @@ def print_diagnostics(diag: dict[str, list[Sample]], probes: list[dict[str, Any]
         )
 
 
+def networks_of(value: str) -> list[Network]:
+    """``--network``'s value: a profile's name, several separated by commas, or ``all``."""
+    names = list(NETWORKS) if value.strip() == "all" else [n.strip() for n in value.split(",") if n.strip()]
+    unknown = [n for n in names if n not in NETWORKS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown network profile {', '.join(unknown) or value!r}: "
+            f"one or more of {', '.join(NETWORKS)}, or all"
+        )
+    return [NETWORKS[n] for n in names]
+
+
+def print_summary(results: list[tuple[Network, dict[str, list[Sample]]]]) -> None:
+    """One line per profile: the medians and the ratios to the cold bare page."""
+    print("\n== summary: medians (ms) to data-ready, and ratios to the cold bare page in a new browser")
+    print(
+        f"  {'network':10} {'bare':>6} {'bare nb':>8} {'app':>6} {'first':>6} {'repeat':>7} {'third':>6}"
+        "   repeat/bare  first/bare  app/bare (fresh contexts)"
+    )
+    for network, f in results:
+        m = {k: median(s.ready_ms for s in v) for k, v in f.items()}
+        nb, v1, v2, v3 = (m.get(k, NAN) for k in ("bare-browser", "visit1", "visit2", "visit3"))
+        print(
+            f"  {network.name:10} {ms(m['bare'], 6)} {ms(nb, 8)} {ms(m['app'], 6)} {ms(v1, 6)} {ms(v2)} "
+            f"{ms(v3, 6)}   {v2 / nb:11.3f} {v1 / nb:11.3f} {m['app'] / m['bare']:9.3f}"
+        )
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.startup", description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=RUNS, help=f"runs of each page (default {RUNS})")
@@ -885,6 +1254,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--no-repeat", action="store_true", help="only the first visits (no persistent profiles)"
     )
+    parser.add_argument(
+        "--gzip",
+        action="store_true",
+        help="serve the vendored files and app.zip gzip-compressed (level 6), as a host that compresses "
+        "them would; by default the gateway sends them as they are",
+    )
+    parser.add_argument(
+        "--network",
+        type=networks_of,
+        default=[LOOPBACK],
+        metavar="NAME[,NAME...]|all",
+        help="the network profile(s) every measured page runs under, one run of everything each: "
+        + "; ".join(n.describe() for n in NETWORKS.values())
+        + " (default loopback)",
+    )
     args = parser.parse_args(argv)
 
     from playwright.sync_api import sync_playwright
@@ -899,10 +1283,15 @@ def main(argv: list[str] | None = None) -> None:
     # A folder of its own, as in the e2e tests: the database's system user must be able to reach it.
     state = Path(tempfile.mkdtemp(prefix="signalguard-bench-startup-state-"))
     series = generate(DEMO_SYMBOLS, interval="1m", candles=600, seed=2).series
-    diag: dict[str, list[Sample]] | None = None
-    probes: list[dict[str, Any]] = []
+    results: list[tuple[Network, dict[str, list[Sample]]]] = []
     try:
         root = app_copy(served / "app")
+        if args.gzip:
+            raw, packed = gzip_siblings(root)
+            print(
+                f"gzip: the gateway sends {raw / 2**20:.1f} MiB of the vendored files and app.zip as "
+                f"{packed / 2**20:.1f} MiB (gzip -6 where it is smaller)\n"
+            )
         with running_replay(series, history=400, loop=True) as market:
             config = dataclasses.replace(
                 StackConfig.for_tests(state), app_root=root, market_data_url=market.url
@@ -913,13 +1302,10 @@ def main(argv: list[str] | None = None) -> None:
                 with sync_playwright() as p:
                     browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
                     try:
-                        before = os.getloadavg()[0]
-                        figures = measure(
-                            browser, stack, args.runs, args.warmup, args.user, warm=not args.no_repeat
-                        )
-                        busy = f"{before:.1f} before the runs, {os.getloadavg()[0]:.1f} after"
-                        if args.diagnostic_runs > 0:
-                            diag, probes = diagnose(browser, stack, args.diagnostic_runs)
+                        for n, network in enumerate(args.network):
+                            if n:
+                                print("\n")
+                            results.append((network, run_profile(browser, stack, args, network)))
                     finally:
                         browser.close()
             finally:
@@ -927,11 +1313,37 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         shutil.rmtree(served, ignore_errors=True)
         shutil.rmtree(state, ignore_errors=True)
-    print_figures(figures["bare"], figures["app"], args.user, busy)
+    if len(results) > 1:
+        print_summary(results)
+
+
+def run_profile(browser: Any, stack: LocalStack, args: Any, network: Network) -> dict[str, list[Sample]]:
+    """Everything once under ``network``: the figures, printed as soon as they are measured."""
+    for seen in (CRASHES, PROFILE_SIZES, WORKERS_THROTTLED, WORKER_ERRORS, NOT_READY):
+        seen.clear()
+    diag: dict[str, list[Sample]] | None = None
+    probes: list[dict[str, Any]] = []
+    before = os.getloadavg()[0]
+    figures = measure(
+        browser, stack, args.runs, args.warmup, args.user, warm=not args.no_repeat, network=network
+    )
+    busy = f"{before:.1f} before the runs, {os.getloadavg()[0]:.1f} after"
+    if args.diagnostic_runs > 0:
+        diag, probes = diagnose(browser, stack, args.diagnostic_runs, network)
+    print_figures(figures["bare"], figures["app"], args.user, busy, network)
     print_warm(figures["bare"], figures["app"], figures)
+    if NOT_READY:
+        print(
+            f"  {len(NOT_READY)} page(s) not ready within {READY_TIMEOUT_MS // 1000} s, run again (their "
+            "round, for a visit): " + " | ".join(NOT_READY)
+        )
+    if network.throttled:
+        print_sources(figures, network)
     print_breakdown(figures["bare"], figures["app"])
     if diag is not None and probes:
         print_diagnostics(diag, probes)
+    sys.stdout.flush()
+    return figures
 
 
 if __name__ == "__main__":
