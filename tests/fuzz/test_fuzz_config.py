@@ -408,9 +408,7 @@ def judge_env(case: EnvCase, tally: Tally) -> None:
         if blamed == TOKEN and not case.env.get(TOKEN, "").strip():
             # No token at all: the worker asks for the machine's credential by its preferred name.
             blamed = "SIGNALGUARD_MACHINE_KEY"
-        assert exc.variable == blamed, (
-            f"{case}: {message!r} blames {exc.variable}, not {blamed}"
-        )
+        assert exc.variable == blamed, f"{case}: {message!r} blames {exc.variable}, not {blamed}"
         secret = case.env.get(TOKEN, "").strip()
         assert len(secret) < 16 or secret not in message, f"the machine token is in {message!r}"
         tally.reject(case.kind)
