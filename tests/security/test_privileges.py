@@ -76,7 +76,7 @@ def test_each_api_role_keeps_only_what_a_policy_or_rpc_needs(db: Any) -> None:
     assert got == EXPECTED
 
 
-def test_the_anonymous_key_can_call_no_function(db: Any) -> None:
+def test_the_anonymous_key_can_call_only_the_pre_request(db: Any) -> None:
     callable_by_anon = db.execute(
         "select n.nspname || '.' || p.proname from pg_proc p join pg_namespace n on n.oid = p.pronamespace "
         "where n.nspname in ('public', 'private') and has_function_privilege('anon', p.oid, 'execute') "
